@@ -1,0 +1,57 @@
+"""Shared node-boundary helpers: custom socket types, error wording, tensor shaping."""
+from __future__ import annotations
+
+import json
+from typing import Callable, TypeVar
+
+import numpy as np
+import torch
+from comfy_api.v0_0_2 import io
+
+from ..pakati_core.canvas import Canvas
+from ..pakati_core.errors import PakatiError
+
+CanvasType = io.Custom("PAKATI_CANVAS")
+RegionsType = io.Custom("PAKATI_REGIONS")
+
+T = TypeVar("T")
+
+
+class PakatiNodeError(ValueError):
+    """A bad input, reported with the node and the input it came from."""
+
+    def __init__(self, node: str, input_name: str, message: str):
+        self.node, self.input_name = node, input_name
+        super().__init__(f"{node}: input '{input_name}': {message}")
+
+
+def checked(node: str, input_name: str, fn: Callable[[], T]) -> T:
+    """Run a core call and re-raise its typed error as a message naming node and input."""
+    try:
+        return fn()
+    except PakatiError as e:
+        raise PakatiNodeError(node, input_name, str(e)) from e
+
+
+def parse_canvas(node: str, regions_json: str, width: int, height: int) -> Canvas:
+    """Parse the canvas widget; a layout drawn at another size is rescaled to width x height."""
+    text = regions_json.strip() or json.dumps({"version": 1, "width": width, "height": height, "regions": []})
+    canvas = checked(node, "regions", lambda: Canvas.from_json(text))
+    if (canvas.width, canvas.height) != (width, height):
+        canvas = checked(node, "width", lambda: canvas.scaled(width, height))
+    return canvas
+
+
+def canvas_validation_error(regions_json: str, width: int, height: int) -> str | bool:
+    """``validate_inputs`` result for a canvas widget: True, or a message naming the field."""
+    try:
+        parse_canvas("PakatiCanvas", regions_json, width, height)
+    except PakatiNodeError as e:
+        return str(e)
+    return True
+
+
+def mask_to_numpy(mask: torch.Tensor) -> np.ndarray:
+    """A ComfyUI MASK (``[B, H, W]`` or ``[H, W]``) as a float32 ``[B, H, W]`` array."""
+    m = mask if mask.ndim == 3 else mask.reshape((-1,) + tuple(mask.shape[-2:]))
+    return m.detach().float().cpu().numpy()

@@ -1,0 +1,495 @@
+"""The region canvas: regions on a width x height canvas, Region JSON v1, rasterisation.
+
+Region JSON v1 is Pakati's one exchange format (the canvas widget stores it, workflows carry
+it, the planner emits it). Points are canvas pixels; ``rect`` regions give two corners.
+Rasterisation is anti-aliased (exact pixel coverage to 1/16 px) at any target resolution,
+so the same region gives a mask at canvas, latent or UNet-token-grid size.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import numbers
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from .errors import (
+    CanvasError,
+    CanvasSizeError,
+    DuplicateRegionError,
+    RegionClippedWarning,
+    RegionError,
+    RegionGeometryError,
+    RegionLimitError,
+    RegionNotFoundError,
+    UnsupportedVersionError,
+)
+
+log = logging.getLogger("pakati")
+
+REGION_JSON_VERSION = 1
+MAX_REGIONS = 32
+MAX_CANVAS_SIDE = 16384
+SHAPES = ("polygon", "rect", "mask")
+_SUPERSAMPLE = 4  # rasterise at 4x (16x for small grids) and area-average
+_SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point precision: 1/16 px
+
+# Region JSON v1 fields: name -> (accepted Python types, required)
+_REGION_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "id": ((str,), True),
+    "name": ((str,), False),
+    "shape": ((str,), True),
+    "points": ((list,), True),
+    "prompt": ((str,), False),
+    "negative": ((str,), False),
+    "strength": ((int, float), False),
+    "feather": ((int, float), False),
+    "seed": ((int, type(None)), False),
+    "locked": ((bool,), False),
+}
+_CANVAS_FIELDS = {"version", "width", "height", "regions"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Region:
+    """One region. ``points`` are canvas pixels; ``mask`` is used when ``shape == "mask"``."""
+
+    id: str
+    shape: str = "polygon"
+    points: tuple[tuple[float, float], ...] = ()
+    name: str = ""
+    prompt: str = ""
+    negative: str = ""
+    strength: float = 1.0
+    feather: float = 0.0
+    seed: int | None = None
+    locked: bool = False
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+    def polygon(self) -> np.ndarray:
+        """Vertices as an ``(n, 2)`` float array; a rect becomes its four corners."""
+        if self.shape == "rect":
+            (x0, y0), (x1, y1) = self.points
+            return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+        return np.asarray(self.points, dtype=np.float64).reshape(-1, 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.shape == "mask":
+            raise RegionError(
+                "mask regions come from a MASK input and cannot be written to Region JSON v1",
+                field=f"region '{self.label}'.shape",
+            )
+        return {
+            "id": self.id,
+            "name": self.name,
+            "shape": self.shape,
+            "points": [[_compact(x), _compact(y)] for x, y in self.points],
+            "prompt": self.prompt,
+            "negative": self.negative,
+            "strength": _compact(self.strength),
+            "feather": _compact(self.feather),
+            "seed": self.seed,
+            "locked": self.locked,
+        }
+
+
+def _compact(v: float) -> float | int:
+    return int(v) if float(v).is_integer() else round(float(v), 3)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def polygon_area(points: np.ndarray) -> float:
+    """Unsigned shoelace area in square canvas pixels."""
+    x, y = points[:, 0], points[:, 1]
+    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2.0
+
+
+def polygon_centroid(points: np.ndarray) -> tuple[float, float]:
+    x, y = points[:, 0], points[:, 1]
+    cross = x * np.roll(y, -1) - np.roll(x, -1) * y
+    a = cross.sum() / 2.0
+    if abs(a) < 1e-12:
+        return float(x.mean()), float(y.mean())
+    cx = ((x + np.roll(x, -1)) * cross).sum() / (6 * a)
+    cy = ((y + np.roll(y, -1)) * cross).sum() / (6 * a)
+    return float(cx), float(cy)
+
+
+def _segments_cross(p1, p2, p3, p4) -> bool:
+    """True when closed segments p1p2 and p3p4 touch or cross."""
+
+    def orient(a, b, c):
+        v = (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+        return 0 if abs(v) < 1e-9 else (1 if v > 0 else -1)
+
+    def on_segment(a, b, c):
+        return min(a[0], b[0]) - 1e-9 <= c[0] <= max(a[0], b[0]) + 1e-9 and min(a[1], b[1]) - 1e-9 <= c[1] <= max(a[1], b[1]) + 1e-9
+
+    o1, o2, o3, o4 = orient(p1, p2, p3), orient(p1, p2, p4), orient(p3, p4, p1), orient(p3, p4, p2)
+    if o1 != o2 and o3 != o4:
+        return True
+    return (
+        (o1 == 0 and on_segment(p1, p2, p3))
+        or (o2 == 0 and on_segment(p1, p2, p4))
+        or (o3 == 0 and on_segment(p3, p4, p1))
+        or (o4 == 0 and on_segment(p3, p4, p2))
+    )
+
+
+def find_self_intersection(points: np.ndarray) -> tuple[int, int] | None:
+    """Return the indices of two non-adjacent edges that cross, or None for a simple polygon."""
+    n = len(points)
+    for i in range(n):
+        a, b = points[i], points[(i + 1) % n]
+        for j in range(i + 1, n):
+            if j == i or (j + 1) % n == i or j == (i + 1) % n:
+                continue  # adjacent edges share a vertex by construction
+            if _segments_cross(a, b, points[j], points[(j + 1) % n]):
+                return i, j
+    return None
+
+
+# --------------------------------------------------------------------------- rasterisation
+
+
+def rasterize_polygon(points: np.ndarray, width: int, height: int, scale_x: float = 1.0, scale_y: float = 1.0) -> np.ndarray:
+    """Anti-aliased coverage mask (float32 in [0, 1], ``height x width``) of a polygon.
+
+    ``scale_x``/``scale_y`` map canvas pixels to target pixels, so one polygon rasterises at
+    any resolution with exact area coverage (no resampling of a canvas-sized mask).
+    """
+    ss = _SUPERSAMPLE if max(width, height) >= 256 else 4 * _SUPERSAMPLE  # finer for token grids
+    # Pixel (i, j) spans [j, j+1) x [i, i+1). cv2.fillPoly treats integer coordinates as pixel
+    # centres and fills scanline spans inclusively at both ends, so shift by half a pixel,
+    # draw with a spare row/column, and drop the extra right/bottom pixel of every span.
+    pts = np.asarray(points, dtype=np.float64) * np.array([scale_x * ss, scale_y * ss]) - 0.5
+    fixed = np.round(pts * (1 << _SUBPIXEL_BITS)).astype(np.int32).reshape(1, -1, 2)
+    hi = np.zeros((height * ss + 1, width * ss + 1), dtype=np.uint8)
+    cv2.fillPoly(hi, fixed, 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+    hi = hi[:-1, :-1] & hi[:-1, 1:] & hi[1:, :-1]
+    lo = cv2.resize(hi.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+    return np.clip(lo, 0.0, 1.0)
+
+
+def feather_mask(mask: np.ndarray, feather_px: float) -> np.ndarray:
+    """Soften a mask's edge over about ``feather_px`` pixels (Gaussian, sigma = feather / 2)."""
+    if feather_px <= 0:
+        return mask
+    sigma = feather_px / 2.0
+    k = int(2 * math.ceil(3 * sigma) + 1)
+    return cv2.GaussianBlur(mask.astype(np.float32), (k, k), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
+
+
+def resize_mask_area(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resample a coverage mask by area (downsampling keeps a thin region's coverage fraction)."""
+    if mask.shape == (height, width):
+        return mask.astype(np.float32)
+    down = width <= mask.shape[1] and height <= mask.shape[0]
+    interp = cv2.INTER_AREA if down else cv2.INTER_LINEAR
+    return np.clip(cv2.resize(mask.astype(np.float32), (width, height), interpolation=interp), 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- canvas
+
+
+@dataclass
+class Canvas:
+    """A width x height canvas with regions in z-order (later regions are on top)."""
+
+    width: int = 1024
+    height: int = 1024
+    regions: list[Region] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        validate_canvas_size(self.width, self.height)
+        self.regions = list(self.regions)
+        if len(self.regions) > MAX_REGIONS:
+            raise RegionLimitError(f"{len(self.regions)} regions; at most {MAX_REGIONS} are supported", field="regions")
+        seen: set[str] = set()
+        for i, r in enumerate(self.regions):
+            if r.id in seen:
+                raise DuplicateRegionError(f"duplicate region id '{r.id}'", field=f"regions[{i}].id")
+            seen.add(r.id)
+
+    # -- lookup and editing -------------------------------------------------------------
+    def index_of(self, key: str | int) -> int:
+        """Index of a region given its index, id or name."""
+        if isinstance(key, int) and not isinstance(key, bool):
+            if -len(self.regions) <= key < len(self.regions):
+                return key % len(self.regions)
+            raise RegionNotFoundError(f"no region at index {key}; the canvas has {len(self.regions)}", field="region")
+        key = str(key).strip()
+        for i, r in enumerate(self.regions):
+            if r.id == key or r.name == key:
+                return i
+        if key.lstrip("-").isdigit():
+            return self.index_of(int(key))
+        names = ", ".join(repr(r.label) for r in self.regions) or "none"
+        raise RegionNotFoundError(f"no region named '{key}' (regions: {names})", field="region")
+
+    def region(self, key: str | int) -> Region:
+        return self.regions[self.index_of(key)]
+
+    def add(self, region: Region) -> "Canvas":
+        return Canvas(self.width, self.height, [*self.regions, region])
+
+    def move(self, key: str | int, new_index: int) -> "Canvas":
+        """Change z-order: move a region to ``new_index`` (0 = bottom)."""
+        regions = list(self.regions)
+        r = regions.pop(self.index_of(key))
+        regions.insert(max(0, min(new_index, len(regions))), r)
+        return Canvas(self.width, self.height, regions)
+
+    def scaled(self, width: int, height: int) -> "Canvas":
+        """The same layout on a canvas of another size (points and feather rescaled)."""
+        sx, sy = width / self.width, height / self.height
+        out = []
+        for r in self.regions:
+            pts = tuple((x * sx, y * sy) for x, y in r.points)
+            out.append(replace(r, points=pts, feather=r.feather * math.sqrt(sx * sy)))
+        return Canvas(width, height, out)
+
+    # -- rasterisation ------------------------------------------------------------------
+    def rasterize(self, key: str | int, width: int | None = None, height: int | None = None, feather: float | None = None) -> np.ndarray:
+        """One region's own mask (ignoring overlaps) at ``width x height`` (default: canvas size).
+
+        ``feather`` overrides the region's own feather; both are in canvas pixels.
+        """
+        r = self.region(key)
+        width, height = width or self.width, height or self.height
+        sx, sy = width / self.width, height / self.height
+        if r.shape == "mask":
+            m = resize_mask_area(np.asarray(r.mask, dtype=np.float32), width, height)
+        else:
+            m = rasterize_polygon(r.polygon(), width, height, sx, sy)
+        f = r.feather if feather is None else feather
+        return np.clip(feather_mask(m, f * math.sqrt(sx * sy)), 0.0, 1.0)
+
+    def masks(self, width: int | None = None, height: int | None = None, exclusive: bool = True) -> np.ndarray:
+        """All region masks ``[N, H, W]``; with ``exclusive`` a region hides the ones below it.
+
+        Exclusive masks sum to at most 1 at every pixel, which is what regional attention and
+        compositing need: ``m_i * prod_{j > i} (1 - m_j)``.
+        """
+        width, height = width or self.width, height or self.height
+        out = np.stack([self.rasterize(i, width, height) for i in range(len(self.regions))]) if self.regions else np.zeros((0, height, width), np.float32)
+        if exclusive and len(out):
+            above = np.ones((height, width), dtype=np.float32)
+            for i in range(len(out) - 1, -1, -1):
+                out[i] = out[i] * above
+                above = above * (1.0 - self.rasterize(i, width, height))
+        return out.astype(np.float32)
+
+    # -- queries ------------------------------------------------------------------------
+    def bbox(self, key: str | int) -> tuple[int, int, int, int]:
+        """Integer bounding box ``(x0, y0, x1, y1)`` in canvas pixels, feather excluded."""
+        r = self.region(key)
+        if r.shape == "mask":
+            m = self.rasterize(key, feather=0)
+            ys, xs = np.nonzero(m > 0)
+            if len(xs) == 0:
+                return (0, 0, 0, 0)
+            return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+        p = r.polygon()
+        return (
+            int(math.floor(p[:, 0].min())),
+            int(math.floor(p[:, 1].min())),
+            int(math.ceil(p[:, 0].max())),
+            int(math.ceil(p[:, 1].max())),
+        )
+
+    def area(self, key: str | int) -> float:
+        """Area in square canvas pixels (exact for polygons, coverage sum for masks)."""
+        r = self.region(key)
+        if r.shape == "mask":
+            return float(self.rasterize(key, feather=0).sum())
+        return polygon_area(r.polygon())
+
+    def centre(self, key: str | int) -> tuple[float, float]:
+        r = self.region(key)
+        if r.shape == "mask":
+            m = self.rasterize(key, feather=0)
+            ys, xs = np.mgrid[0 : m.shape[0], 0 : m.shape[1]]
+            total = float(m.sum()) or 1.0
+            return float((m * (xs + 0.5)).sum() / total), float((m * (ys + 0.5)).sum() / total)
+        return polygon_centroid(r.polygon())
+
+    def overlap(self, a: str | int, b: str | int) -> float:
+        """Area (square canvas pixels) covered by both regions, feather excluded."""
+        return float((self.rasterize(a, feather=0) * self.rasterize(b, feather=0)).sum())
+
+    def topmost_at(self, x: float, y: float) -> Region | None:
+        """The region that wins at a canvas point (the last one in z-order that covers it)."""
+        for i in range(len(self.regions) - 1, -1, -1):
+            m = self.rasterize(i, feather=0)
+            xi, yi = int(min(max(x, 0), self.width - 1)), int(min(max(y, 0), self.height - 1))
+            if m[yi, xi] >= 0.5:
+                return self.regions[i]
+        return None
+
+    # -- JSON ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": REGION_JSON_VERSION,
+            "width": self.width,
+            "height": self.height,
+            "regions": [r.to_dict() for r in self.regions],
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Canvas":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CanvasError(f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})", field="regions") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Canvas":
+        if not isinstance(data, dict):
+            raise CanvasError(f"expected a JSON object, got {type(data).__name__}")
+        if "version" not in data:
+            raise UnsupportedVersionError("missing; Region JSON must declare \"version\": 1", field="version")
+        version = data["version"]
+        if version != REGION_JSON_VERSION or isinstance(version, bool):
+            raise UnsupportedVersionError(
+                f"unknown Region JSON version {version!r}; this Pakati reads version {REGION_JSON_VERSION}", field="version"
+            )
+        unknown = set(data) - _CANVAS_FIELDS
+        if unknown:
+            raise CanvasError(f"unknown field(s) {sorted(unknown)}", field="canvas")
+        for key in ("width", "height"):
+            if key not in data:
+                raise CanvasSizeError("missing", field=key)
+            if not isinstance(data[key], int) or isinstance(data[key], bool):
+                raise CanvasSizeError(f"must be an integer, got {type(data[key]).__name__} {data[key]!r}", field=key)
+        width, height = data["width"], data["height"]
+        validate_canvas_size(width, height)
+        raw = data.get("regions", [])
+        if not isinstance(raw, list):
+            raise CanvasError(f"must be a list, got {type(raw).__name__}", field="regions")
+        if len(raw) > MAX_REGIONS:
+            raise RegionLimitError(f"{len(raw)} regions; at most {MAX_REGIONS} are supported", field="regions")
+        regions = [parse_region(r, i, width, height) for i, r in enumerate(raw)]
+        return cls(width, height, regions)
+
+
+def validate_canvas_size(width: int, height: int) -> None:
+    for key, v in (("width", width), ("height", height)):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise CanvasSizeError(f"must be an integer, got {v!r}", field=key)
+        if v < 8 or v > MAX_CANVAS_SIDE:
+            raise CanvasSizeError(f"{v} is outside 8..{MAX_CANVAS_SIDE}", field=key)
+        if v % 8:
+            raise CanvasSizeError(f"{v} is not a multiple of 8 (SDXL latents are 1/8 of the image); try {round(v / 8) * 8 or 8}", field=key)
+
+
+def parse_region(data: Any, index: int, width: int, height: int) -> Region:
+    """Validate one Region JSON object and return a Region (points clipped to the canvas)."""
+    where = f"regions[{index}]"
+    if not isinstance(data, dict):
+        raise RegionError(f"expected an object, got {type(data).__name__}", field=where)
+    unknown = set(data) - set(_REGION_FIELDS)
+    if unknown:
+        raise RegionError(f"unknown field(s) {sorted(unknown)}", field=where)
+    for key, (types, required) in _REGION_FIELDS.items():
+        if key not in data:
+            if required:
+                raise RegionError("missing", field=f"{where}.{key}")
+            continue
+        value = data[key]
+        bad_bool = isinstance(value, bool) and bool not in types
+        if not isinstance(value, types) or bad_bool:
+            expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise RegionError(f"must be {expected}, got {type(value).__name__} {value!r}", field=f"{where}.{key}")
+    if data["shape"] not in ("polygon", "rect"):
+        raise RegionError(f"unknown shape {data['shape']!r}; expected 'polygon' or 'rect'", field=f"{where}.shape")
+    for key in ("strength", "feather"):
+        if key in data and not math.isfinite(data[key]):
+            raise RegionError(f"must be finite, got {data[key]!r}", field=f"{where}.{key}")
+    if data.get("strength", 1.0) < 0:
+        raise RegionError(f"must be >= 0, got {data['strength']}", field=f"{where}.strength")
+    if data.get("feather", 0.0) < 0:
+        raise RegionError(f"must be >= 0, got {data['feather']}", field=f"{where}.feather")
+    if not data["id"].strip():
+        raise RegionError("must not be empty", field=f"{where}.id")
+    points = validate_points(data["points"], data["shape"], f"{where}.points", width, height, label=data.get("name") or data["id"])
+    return Region(
+        id=data["id"],
+        name=data.get("name", ""),
+        shape=data["shape"],
+        points=points,
+        prompt=data.get("prompt", ""),
+        negative=data.get("negative", ""),
+        strength=float(data.get("strength", 1.0)),
+        feather=float(data.get("feather", 0.0)),
+        seed=data.get("seed"),
+        locked=data.get("locked", False),
+    )
+
+
+def validate_points(points: Sequence, shape: str, where: str, width: int, height: int, label: str = "") -> tuple[tuple[float, float], ...]:
+    """Check coordinates and geometry; clip points outside the canvas with a warning."""
+    pts: list[tuple[float, float]] = []
+    for i, p in enumerate(points):
+        if not isinstance(p, (list, tuple)) or len(p) != 2:
+            raise RegionGeometryError(f"point {i} must be [x, y], got {p!r}", field=where)
+        if not all(_is_number(c) for c in p):
+            raise RegionGeometryError(f"point {i} has a non-numeric or non-finite coordinate: {p!r}", field=where)
+        pts.append((float(p[0]), float(p[1])))
+    if shape == "rect":
+        if len(pts) != 2:
+            raise RegionGeometryError(f"a rect needs exactly 2 corner points, got {len(pts)}", field=where)
+    elif len(pts) < 3:
+        raise RegionGeometryError(f"a polygon needs at least 3 points, got {len(pts)}", field=where)
+    clipped = [(min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height))) for x, y in pts]
+    if clipped != pts:
+        n = sum(a != b for a, b in zip(pts, clipped))
+        msg = f"{where}: {n} point(s) of region '{label}' lie outside the {width}x{height} canvas and were clipped to its border"
+        warnings.warn(msg, RegionClippedWarning, stacklevel=3)
+        log.warning("Pakati: %s", msg)
+    pts = clipped
+    poly = Region(id="_", shape=shape, points=tuple(pts)).polygon()
+    if shape == "polygon":
+        hit = find_self_intersection(poly)
+        if hit is not None:
+            i, j = hit
+            raise RegionGeometryError(
+                f"region '{label}' is self-intersecting: edge {i}->{(i + 1) % len(poly)} crosses edge {j}->{(j + 1) % len(poly)}",
+                field=where,
+            )
+    if polygon_area(poly) < 1e-6:
+        raise RegionGeometryError(f"region '{label}' has zero area (points are collinear, coincide, or lie outside the canvas)", field=where)
+    return tuple(pts)
+
+
+def mask_region(region_id: str, mask: np.ndarray, **fields: Any) -> Region:
+    """A region defined by an external mask (e.g. a ComfyUI MASK), resampled on demand."""
+    m = np.asarray(mask, dtype=np.float32)
+    if m.ndim != 2:
+        raise RegionError(f"mask must be 2-D (H, W), got shape {tuple(m.shape)}", field=f"region '{region_id}'.mask")
+    if not np.isfinite(m).all():
+        raise RegionError("mask contains NaN or infinite values", field=f"region '{region_id}'.mask")
+    return Region(id=region_id, shape="mask", mask=np.clip(m, 0.0, 1.0), **fields)
+
+
+def canvas_from_regions(width: int, height: int, regions: Iterable[Region]) -> Canvas:
+    return Canvas(width, height, list(regions))

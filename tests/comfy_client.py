@@ -1,0 +1,161 @@
+"""Start the real ComfyUI server on a free loopback port and talk to it over HTTP.
+
+Used by the host tests and the workflow checks: queue API-format prompts on /prompt, follow
+/history, fetch outputs with /view.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PromptRejected(Exception):
+    """/prompt answered 400: the body holds ComfyUI's validation errors."""
+
+    def __init__(self, body: dict):
+        self.body = body
+        super().__init__(json.dumps(body)[:2000])
+
+
+class ExecutionFailed(Exception):
+    def __init__(self, status: dict):
+        self.status = status
+        super().__init__(json.dumps(status)[:4000])
+
+
+class ComfyServer:
+    def __init__(self, host: Path, base: Path, packs: dict[str, Path], extra_args: list[str] | None = None):
+        self.host, self.base, self.packs = Path(host), Path(base), packs
+        self.extra_args = extra_args or []
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.base / "comfyui.log"
+        self.client_id = uuid.uuid4().hex
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self, timeout: float = 120.0) -> None:
+        custom = self.base / "custom_nodes"
+        custom.mkdir(parents=True, exist_ok=True)
+        for name, path in self.packs.items():
+            link = custom / name
+            if not link.exists():
+                link.symlink_to(Path(path).resolve(), target_is_directory=True)
+        cmd = [
+            sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+            "--disable-auto-launch", "--base-directory", str(self.base), *self.extra_args,
+        ]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, cwd=self.host, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+            try:
+                self.get_json("/system_stats")
+                return
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"ComfyUI did not answer within {timeout}s:\n{self.log()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def restart(self) -> None:
+        self.stop()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # -- HTTP -----------------------------------------------------------------------------
+    def get_json(self, path: str):
+        with urllib.request.urlopen(self.url + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    def get_bytes(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.url + path, timeout=30) as r:
+            return r.read()
+
+    def post_json(self, path: str, body: dict):
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                data = r.read()
+                return json.loads(data) if data else None
+        except urllib.error.HTTPError as e:
+            body = e.read()
+            try:
+                parsed = json.loads(body)
+            except json.JSONDecodeError:
+                parsed = {"raw": body.decode(errors="replace")}
+            if e.code == 400:
+                raise PromptRejected(parsed) from None
+            raise
+
+    def queue(self, prompt: dict, extra_data: dict | None = None) -> str:
+        body = {"prompt": prompt, "client_id": self.client_id}
+        if extra_data:
+            body["extra_data"] = extra_data
+        return self.post_json("/prompt", body)["prompt_id"]
+
+    def wait(self, prompt_id: str, timeout: float = 300.0) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            hist = self.get_json(f"/history/{prompt_id}")
+            if prompt_id in hist:
+                entry = hist[prompt_id]
+                status = entry.get("status", {})
+                if status.get("completed") or status.get("status_str") in ("success", "error"):
+                    if status.get("status_str") == "error":
+                        raise ExecutionFailed(status)
+                    return entry
+            if self.proc and self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI died:\n{self.log()[-4000:]}")
+            time.sleep(0.25)
+        raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout}s")
+
+    def run(self, prompt: dict, timeout: float = 300.0) -> dict:
+        return self.wait(self.queue(prompt), timeout)
+
+    def interrupt(self) -> None:
+        self.post_json("/interrupt", {})
+
+    def images(self, entry: dict, node_id: str) -> list[np.ndarray]:
+        """The images a node saved or previewed, as uint8 arrays fetched through /view."""
+        out = []
+        for img in entry["outputs"][node_id]["images"]:
+            q = urllib.parse.urlencode({"filename": img["filename"], "subfolder": img.get("subfolder", ""), "type": img["type"]})
+            out.append(np.array(Image.open(io.BytesIO(self.get_bytes(f"/view?{q}")))))
+        return out

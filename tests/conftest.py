@@ -1,0 +1,108 @@
+"""Test harness: finds the real ComfyUI host, loads the pack through its loader, runs its server.
+
+The host is found at $COMFYUI_PATH, else ~/comfy/ComfyUI, else the ComfyUI whose
+custom_nodes/ holds this checkout. Tests marked ``host`` skip with one line where none exists.
+There is deliberately no tests/__init__.py and no root conftest.py: pytest must never import
+the pack root's __init__.py (it imports ComfyUI) as a package of the test session.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+HOST_NODES = REPO / "tests" / "host_nodes"
+
+
+def find_host() -> Path | None:
+    candidates = []
+    if os.environ.get("COMFYUI_PATH"):
+        candidates.append(Path(os.environ["COMFYUI_PATH"]).expanduser())
+    candidates.append(Path.home() / "comfy" / "ComfyUI")
+    if REPO.parent.name == "custom_nodes":
+        candidates.append(REPO.parent.parent)
+    for c in candidates:
+        if (c / "main.py").is_file() and (c / "comfy").is_dir():
+            return c.resolve()
+    return None
+
+
+HOST = find_host()
+NO_HOST_REASON = (
+    "NO COMFYUI HOST: host tests skipped (set COMFYUI_PATH, or put ComfyUI at ~/comfy/ComfyUI; see README, Testing)"
+)
+
+
+def pytest_report_header(config):
+    return f"pakati: ComfyUI host = {HOST}" if HOST else f"pakati: {NO_HOST_REASON}"
+
+
+def pytest_collection_modifyitems(config, items):
+    if HOST is not None:
+        return
+    skip = pytest.mark.skip(reason=NO_HOST_REASON)
+    for item in items:
+        if "host" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if HOST is None:
+        terminalreporter.write_line(NO_HOST_REASON, yellow=True, bold=True)
+
+
+@pytest.fixture(scope="session")
+def comfy():
+    """ComfyUI imported in-process (CPU), with Pakati loaded through its own custom-node loader.
+
+    Yields ComfyUI's ``nodes`` module; ``nodes.NODE_CLASS_MAPPINGS`` holds the pack's nodes.
+    """
+    if HOST is None:
+        pytest.skip(NO_HOST_REASON)
+    import torch
+
+    sys.path.insert(0, str(HOST))
+    from comfy.cli_args import args
+
+    if not torch.cuda.is_available():
+        args.cpu = True
+    import nodes  # ComfyUI's
+
+    ok = asyncio.run(nodes.load_custom_node(str(REPO)))
+    assert ok, "ComfyUI's loader failed to import the Pakati pack (see the log above)"
+    ok = asyncio.run(nodes.load_custom_node(str(HOST_NODES / "pakati_test_nodes")))
+    assert ok, "the test-only tiny-model node failed to load"
+    return nodes
+
+
+def loaded_pack():
+    """The Pakati package object as ComfyUI's loader imported it (module named after its path)."""
+    return sys.modules[str(REPO).replace(".", "_x_")]
+
+
+@pytest.fixture(scope="session")
+def tiny(comfy):
+    """(MODEL, CLIP, VAE): the tiny SDXL-class model built from ComfyUI's own classes."""
+    from pakati_test_nodes.tiny_sdxl import tiny_sdxl
+
+    return tiny_sdxl()
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory):
+    """The real ComfyUI server (main.py --cpu) with Pakati and the tiny-model node installed."""
+    if HOST is None:
+        pytest.skip(NO_HOST_REASON)
+    from comfy_client import ComfyServer
+
+    base = tmp_path_factory.mktemp("comfy_base")
+    server = ComfyServer(HOST, base, packs={"pakati": REPO, "pakati_test_nodes": HOST_NODES / "pakati_test_nodes"})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

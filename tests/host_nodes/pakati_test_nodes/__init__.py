@@ -1,0 +1,27 @@
+"""Test-only ComfyUI custom node: a checkpoint loader that returns the tiny SDXL-class model.
+
+Lives under tests/ and is linked into a throwaway ComfyUI base directory by the host tests;
+it is never part of the Pakati pack's node mappings.
+"""
+from .tiny_sdxl import tiny_sdxl
+
+
+class PakatiTestTinySDXL:
+    CATEGORY = "Pakati/testing"
+    FUNCTION = "load"
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    DESCRIPTION = "Tiny random-weight SDXL-class MODEL/CLIP/VAE for tests (stands in for CheckpointLoaderSimple)."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Weight seed."}),
+            "model_channels": ("INT", {"default": 32, "min": 32, "max": 320, "step": 32, "tooltip": "UNet width."}),
+        }}
+
+    def load(self, seed, model_channels):
+        return tiny_sdxl(seed, model_channels)
+
+
+NODE_CLASS_MAPPINGS = {"PakatiTestTinySDXL": PakatiTestTinySDXL}
+NODE_DISPLAY_NAME_MAPPINGS = {"PakatiTestTinySDXL": "Pakati test: tiny SDXL"}

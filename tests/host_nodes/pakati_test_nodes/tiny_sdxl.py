@@ -1,0 +1,91 @@
+"""Tiny SDXL-class MODEL, CLIP and VAE built from ComfyUI's own classes with seeded random weights.
+
+Test-only: no pretrained weights can be downloaded here, so the real ComfyUI code paths
+(BaseModel, ModelPatcher, SDXL text encoders and tokenizers, VAE, samplers) run on a model
+small enough to sample in seconds on a CPU.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+import comfy.model_patcher
+import comfy.sd
+import comfy.sdxl_clip
+import comfy.supported_models
+import comfy.supported_models_base
+import comfy.taesd.taesd
+import comfy.model_management
+
+UNET_CONFIG = {
+    "use_checkpoint": False,
+    "image_size": 32,
+    "out_channels": 4,
+    "use_spatial_transformer": True,
+    "legacy": False,
+    "num_classes": "sequential",
+    "adm_in_channels": 2816,
+    "in_channels": 4,
+    "model_channels": 32,
+    "num_res_blocks": [1, 1, 1],
+    "transformer_depth": [0, 1, 1],
+    "transformer_depth_output": [0, 0, 1, 1, 1, 1],
+    "channel_mult": [1, 2, 2],
+    "transformer_depth_middle": 1,
+    "use_linear_in_transformer": True,
+    "context_dim": 2048,
+    "num_head_channels": 16,
+}
+
+CLIP_OPTIONS = {
+    "clip_l_model_config": {"num_hidden_layers": 3, "intermediate_size": 256},
+    "clip_g_model_config": {"num_hidden_layers": 3, "intermediate_size": 256},
+}
+
+
+def _init_(module: torch.nn.Module, seed: int, scale: float = 0.02) -> None:
+    """Set every parameter: norms to 1/0, everything else small seeded noise.
+
+    ComfyUI creates text-encoder weights uninitialised, and large random UNet weights
+    overflow the latents, so every tensor is set explicitly.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.device.type == "meta":
+                continue
+            lname = name.lower()
+            if ("norm" in lname or "ln_" in lname or "layer_norm" in lname) and p.ndim == 1:
+                p.fill_(1.0 if lname.endswith("weight") else 0.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32).to(p.dtype) * scale)
+
+
+def build_model(seed: int = 0, model_channels: int = 32) -> comfy.model_patcher.ModelPatcher:
+    config = dict(UNET_CONFIG, model_channels=model_channels)
+    sdxl = comfy.supported_models.SDXL(config)
+    sdxl.set_inference_dtype(torch.float32, None)
+    model = sdxl.get_model({})
+    _init_(model.diffusion_model, seed)
+    device = comfy.model_management.get_torch_device()
+    return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=comfy.model_management.unet_offload_device())
+
+
+def build_clip(seed: int = 1) -> comfy.sd.CLIP:
+    target = comfy.supported_models_base.ClipTarget(comfy.sdxl_clip.SDXLTokenizer, comfy.sdxl_clip.SDXLClipModel)
+    clip = comfy.sd.CLIP(target, model_options=dict(CLIP_OPTIONS))
+    _init_(clip.cond_stage_model, seed)
+    return clip
+
+
+def build_vae(seed: int = 2) -> comfy.sd.VAE:
+    taesd = comfy.taesd.taesd.TAESD()
+    _init_(taesd, seed, scale=0.05)
+    return comfy.sd.VAE(sd=taesd.state_dict())
+
+
+@functools.lru_cache(maxsize=4)
+def tiny_sdxl(seed: int = 0, model_channels: int = 32):
+    """(MODEL, CLIP, VAE), cached per process so repeated loads cost nothing."""
+    return build_model(seed, model_channels), build_clip(seed + 1), build_vae(seed + 2)
