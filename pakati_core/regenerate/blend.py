@@ -1,0 +1,47 @@
+"""The blend mask: the region grown and feathered, and the rings around it.
+
+The blend mask is exactly 0 outside the grown mask plus the feather's kernel radius, so the
+stitch can leave every pixel there untouched (bit-identical to the input).
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from ..canvas import feather_mask
+
+
+def _disc(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def grow_mask(mask: np.ndarray, grow: int) -> np.ndarray:
+    """Dilate a soft mask by ``grow`` pixels (a disc); negative values erode."""
+    m = mask.astype(np.float32)
+    if grow > 0:
+        return cv2.dilate(m, _disc(grow), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    if grow < 0:
+        return cv2.erode(m, _disc(-grow), borderType=cv2.BORDER_REPLICATE)
+    return m
+
+
+def blend_mask(mask: np.ndarray, grow: int, feather: float) -> np.ndarray:
+    """Where the regenerated pixels go: 1 inside the mask, a feathered band around it, exact 0 beyond."""
+    grown = grow_mask(mask, grow)
+    soft = feather_mask(grown, feather) if feather > 0 else grown
+    return np.clip(np.maximum(mask.astype(np.float32), soft), 0.0, 1.0).astype(np.float32)
+
+
+def band_radius(grow: int, feather: float) -> int:
+    """How far (px) the blend mask can reach beyond the mask: the grow plus the blur's kernel radius."""
+    r = int(math.ceil(3 * feather / 2.0)) if feather > 0 else 0
+    return max(grow, 0) + r
+
+
+def ring(mask: np.ndarray, inner: int, outer: int, threshold: float = 0.0) -> np.ndarray:
+    """Boolean ring of pixels farther than ``inner`` and at most ``outer`` px outside ``mask > threshold``."""
+    core = (mask > threshold).astype(np.uint8)
+    dist = cv2.distanceTransform(1 - core, cv2.DIST_L2, 5)
+    return (dist > inner) & (dist <= outer)

@@ -1,0 +1,111 @@
+"""Crop boxes: the region's bounding box plus context, fitted to the sampling resolution.
+
+Boxes are half-open integer pixel rectangles ``(x0, y0, x1, y1)``. The target size is always
+a multiple of 8 (SDXL latents are 1/8 of the image).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import EmptyMaskError, RegenerateError
+
+TARGET_MODES = ("sdxl native", "keep", "explicit")
+SDXL_NATIVE_AREA = 1024 * 1024
+MIN_SIDE = 64  # smallest crop side worth sampling (an 8x8 latent)
+
+
+@dataclass(frozen=True)
+class Box:
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.x0, self.y0, self.x1, self.y1)
+
+    def union(self, other: "Box") -> "Box":
+        return Box(min(self.x0, other.x0), min(self.y0, other.y0), max(self.x1, other.x1), max(self.y1, other.y1))
+
+
+def support_box(mask: np.ndarray, field: str = "mask") -> Box:
+    """Bounding box of the pixels where ``mask > 0``; an empty mask is an error."""
+    ys, xs = np.nonzero(mask > 0)
+    if len(xs) == 0:
+        raise EmptyMaskError("the mask is empty (every pixel is 0), so there is no region to regenerate", field=field)
+    return Box(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+
+def pad_box(box: Box, context: int, width: int, height: int) -> Box:
+    """Grow a box by ``context`` pixels on every side, clipped to the image."""
+    return Box(max(0, box.x0 - context), max(0, box.y0 - context), min(width, box.x1 + context), min(height, box.y1 + context))
+
+
+def _grow_axis(lo: int, hi: int, want: int, limit: int) -> tuple[int, int]:
+    """Grow ``[lo, hi)`` to length ``want`` around its centre, shifted to stay inside ``[0, limit)``."""
+    want = min(max(want, hi - lo), limit)
+    extra = want - (hi - lo)
+    lo -= extra // 2
+    hi = lo + want
+    if lo < 0:
+        lo, hi = 0, want
+    if hi > limit:
+        lo, hi = limit - want, limit
+    return lo, hi
+
+
+def fit_box(box: Box, target_w: int, target_h: int, width: int, height: int, exact: bool) -> Box:
+    """Grow ``box`` to the target's aspect ratio (``exact``: to the target size itself) inside the image.
+
+    Where the image is too small to hold that, the box stops at the image border and the crop
+    is stretched slightly when it is resized to the target.
+    """
+    if exact:
+        want_w, want_h = target_w, target_h
+    else:
+        aspect = target_w / target_h
+        want_w = max(box.width, math.ceil(box.height * aspect))
+        want_h = max(box.height, math.ceil(want_w / aspect))
+        want_w = max(want_w, math.ceil(want_h * aspect))
+    x0, x1 = _grow_axis(box.x0, box.x1, want_w, width)
+    y0, y1 = _grow_axis(box.y0, box.y1, want_h, height)
+    return Box(x0, y0, x1, y1)
+
+
+def round8(v: float) -> int:
+    return max(8, int(round(v / 8.0)) * 8)
+
+
+def ceil8(v: float) -> int:
+    return max(8, int(math.ceil(v / 8.0)) * 8)
+
+
+def target_size(mode: str, box_w: int, box_h: int, explicit: tuple[int, int] = (1024, 1024), native_area: int = SDXL_NATIVE_AREA) -> tuple[int, int]:
+    """The sampling resolution ``(w, h)`` for a crop of ``box_w x box_h`` (multiples of 8).
+
+    ``keep``: the crop's own size rounded up to a multiple of 8 (at least 64 px a side);
+    ``sdxl native``: the crop's aspect at about ``native_area`` pixels (1024² for SDXL);
+    ``explicit``: the given size.
+    """
+    if mode == "keep":
+        return ceil8(max(box_w, MIN_SIDE)), ceil8(max(box_h, MIN_SIDE))
+    if mode == "sdxl native":
+        s = math.sqrt(native_area / float(box_w * box_h))
+        return round8(box_w * s), round8(box_h * s)
+    if mode == "explicit":
+        w, h = explicit
+        if w < 8 or h < 8 or w % 8 or h % 8:
+            raise RegenerateError(f"explicit size {w}x{h} must be multiples of 8 (at least 8)", field="width")
+        return int(w), int(h)
+    raise RegenerateError(f"unknown target mode {mode!r}; expected one of {', '.join(TARGET_MODES)}", field="target")
