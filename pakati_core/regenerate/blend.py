@@ -35,9 +35,12 @@ def blend_mask(mask: np.ndarray, grow: int, feather: float) -> np.ndarray:
 
 
 def band_radius(grow: int, feather: float) -> int:
-    """How far (px) the blend mask can reach beyond the mask: the grow plus the blur's kernel radius."""
-    r = int(math.ceil(3 * feather / 2.0)) if feather > 0 else 0
-    return max(grow, 0) + r
+    """How far (px) the blend mask can reach beyond the mask: the grow plus the blur's kernel reach.
+
+    The separable Gaussian kernel is square, so diagonally it reaches sqrt(2) times its radius.
+    """
+    r = int(math.ceil(math.sqrt(2.0) * math.ceil(3 * feather / 2.0))) if feather > 0 else 0
+    return max(grow, 0) + r + 1
 
 
 def ring(mask: np.ndarray, inner: int, outer: int, threshold: float = 0.0) -> np.ndarray:
