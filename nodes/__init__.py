@@ -15,6 +15,7 @@ log = logging.getLogger("pakati")
 # (node module, optional packages it imports: {import name: pip name})
 NODE_MODULES: list[tuple[str, dict[str, str]]] = [
     (".canvas_nodes", {}),
+    (".region_nodes", {}),
 ]
 
 
