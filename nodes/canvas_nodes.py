@@ -40,7 +40,10 @@ class PakatiCanvas(io.ComfyNode):
     def execute(cls, width: int, height: int, regions: str, background: torch.Tensor | None = None) -> io.NodeOutput:
         canvas = parse_canvas("PakatiCanvas", regions, width, height)
         if background is not None:
-            return io.NodeOutput(canvas, ui=ui.PreviewImage(background[:1], cls=cls))
+            # Sent under its own key: the editor draws it behind the regions (web/js/pakati_canvas.js)
+            # instead of the front end showing it as a second preview under the node.
+            images = ui.PreviewImage(background[:1], cls=cls).as_dict()["images"]
+            return io.NodeOutput(canvas, ui={"pakati_background": images})
         return io.NodeOutput(canvas)
 
 
