@@ -1,0 +1,140 @@
+"""Every workflow template in workflows/: it loads in the real front end, and its API twin runs.
+
+UI-format files (workflows/*.json) are fetched the way the template browser fetches them
+(/api/workflow_templates/pakati/<name>.json) and loaded with app.loadGraphData in headless
+Chromium: no node type may be missing and no page error may occur. API twins
+(workflows/api/*.json) are queued on the real server's /prompt with the tiny SDXL-class model
+node swapped in for CheckpointLoaderSimple (the convention every template follows).
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from browser import FrontEnd, require_browser
+
+pytestmark = pytest.mark.host
+
+REPO = Path(__file__).resolve().parent.parent
+UI_WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+API_WORKFLOWS = sorted((REPO / "workflows" / "api").glob("*.json"))
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+MAX_STEPS = 3
+NON_NODE_TYPES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+
+
+def ids(paths):
+    return [p.stem for p in paths]
+
+
+def test_every_ui_workflow_has_an_api_twin_and_a_note():
+    assert any(p.stem == "canvas_preview" for p in UI_WORKFLOWS)
+    for path in UI_WORKFLOWS:
+        wf = json.loads(path.read_text())
+        assert (REPO / "workflows" / "api" / path.name).is_file(), f"{path.name} has no API twin in workflows/api/"
+        assert wf.get("version") == 0.4 and wf.get("nodes") and "links" in wf, f"{path.name} is not a front-end (UI-format) workflow"
+        notes = [n for n in wf["nodes"] if n["type"] in ("Note", "MarkdownNote")]
+        assert notes and notes[0]["widgets_values"][0].strip(), f"{path.name} has no note explaining what to change"
+        for node in wf["nodes"]:
+            assert {"id", "type", "pos", "size"} <= set(node), f"{path.name}: node {node.get('id')} lacks id/type/pos/size"
+
+
+@pytest.fixture(scope="module")
+def fe(comfy_server):
+    require_browser()
+    front = FrontEnd(comfy_server.url)
+    try:
+        front.open()
+        yield front
+    finally:
+        front.close()
+
+
+@pytest.mark.browser
+def test_templates_are_listed_for_the_template_browser(comfy_server):
+    listed = comfy_server.get_json("/api/workflow_templates").get("pakati", [])
+    assert sorted(listed) == sorted(ids(UI_WORKFLOWS))
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("path", UI_WORKFLOWS, ids=ids(UI_WORKFLOWS))
+def test_ui_workflow_loads_in_the_front_end(fe, comfy_server, path):
+    served = json.loads(comfy_server.get_bytes(f"/api/workflow_templates/pakati/{path.name}"))
+    assert served == json.loads(path.read_text())
+    fe.watch()
+    fe.load_workflow(served)
+    assert fe.missing_node_types() == [], f"{path.name}: node types the server does not know"
+    loaded = fe.js("() => app.graph._nodes.map(n => n.type)")
+    assert sorted(loaded) == sorted(n["type"] for n in served["nodes"])
+    # every canvas editor shows exactly the regions the template carries
+    for node in served["nodes"]:
+        if node["type"] == "PakatiCanvas":
+            want = json.loads(node["widgets_values"][2])
+            got = fe.js("(id) => app.graph.getNodeById(id).pakatiEditor.doc.regions.map(r => r.id)", node["id"])
+            assert got == [r["id"] for r in want["regions"]], path.name
+            assert want["regions"], f"{path.name}: the template's canvas has no drawn regions"
+    assert not fe.errors, f"{path.name}: page errors while loading:\n" + "\n".join(fe.errors)
+
+
+def for_the_test_host(prompt: dict) -> dict:
+    """The API prompt with the tiny model in place of the checkpoint and at most MAX_STEPS steps."""
+    out = copy.deepcopy(prompt)
+    for node in out.values():
+        if node["class_type"] == "CheckpointLoaderSimple":
+            node["class_type"] = "PakatiTestTinySDXL"
+            node["inputs"] = {"seed": 0, "model_channels": 32}
+        steps = node["inputs"].get("steps")
+        if isinstance(steps, int) and steps > MAX_STEPS:
+            node["inputs"]["steps"] = MAX_STEPS
+            if isinstance(node["inputs"].get("end_at_step"), int):
+                node["inputs"]["end_at_step"] = min(node["inputs"]["end_at_step"], MAX_STEPS)
+    return out
+
+
+def provide_input_images(prompt: dict, input_dir: Path) -> None:
+    """Put a real photograph (skimage.data) under every file name a LoadImage node asks for."""
+    from skimage import data
+
+    input_dir.mkdir(parents=True, exist_ok=True)
+    names = sorted({n["inputs"]["image"] for n in prompt.values() if n["class_type"] in ("LoadImage", "LoadImageMask")})
+    for i, name in enumerate(names):
+        target = input_dir / name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            photo = getattr(data, PHOTOS[i % len(PHOTOS)])()
+            Image.fromarray(photo if photo.ndim == 3 else np.stack([photo] * 3, -1)).convert("RGB").save(target)
+
+
+@pytest.mark.parametrize("path", API_WORKFLOWS, ids=ids(API_WORKFLOWS))
+def test_api_workflow_runs_on_the_server(comfy_server, path):
+    prompt = json.loads(path.read_text())
+    assert any(n["class_type"] == "CheckpointLoaderSimple" for n in prompt.values()) or not any(
+        n["class_type"] in ("KSampler", "KSamplerAdvanced", "SamplerCustom") for n in prompt.values()
+    ), f"{path.name}: a sampling workflow must load its model with CheckpointLoaderSimple"
+    provide_input_images(prompt, comfy_server.base / "input")
+    entry = comfy_server.run(for_the_test_host(prompt), timeout=600)
+    assert entry["status"]["status_str"] == "success"
+    outputs = entry["outputs"]
+    assert outputs, f"{path.name}: the run produced no output"
+    for node_id, out in outputs.items():
+        for _ in out.get("images", [])[:1]:
+            (img, *_) = comfy_server.images(entry, node_id)
+            assert img.size and np.isfinite(img).all()
+
+
+def test_canvas_preview_template_outputs_the_house_mask(comfy_server):
+    prompt = json.loads((REPO / "workflows" / "api" / "canvas_preview.json").read_text())
+    entry = comfy_server.run(for_the_test_host(prompt))
+    saves = [k for k, n in prompt.items() if n["class_type"] == "SaveImage"]
+    (mask,) = comfy_server.images(entry, saves[0])
+    m = mask[..., 0] if mask.ndim == 3 else mask
+    assert m.shape == (1024, 1024)
+    assert m[620, 700] >= 254 and m[100, 100] == 0 and m[900, 200] == 0  # inside / outside the house rect
+    previews = [k for k, n in prompt.items() if n["class_type"] == "PakatiCanvasPreview"]
+    (overlay,) = comfy_server.images(entry, previews[0])
+    assert overlay.shape[:2] == (1024, 1024) and overlay[..., :3].std() > 5
