@@ -16,6 +16,8 @@ log = logging.getLogger("pakati")
 NODE_MODULES: list[tuple[str, dict[str, str]]] = [
     (".canvas_nodes", {}),
     (".region_nodes", {}),
+    (".understanding_nodes", {}),
+    (".regional_nodes", {}),
 ]
 
 

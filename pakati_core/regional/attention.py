@@ -1,0 +1,195 @@
+"""Regional cross-attention: one UNet pass, every region's prompt inside its mask.
+
+At a cross-attention layer the context holds the base prompt's tokens followed by every
+region's tokens. Each query position attends to each token *segment* separately (one softmax
+per segment) and the per-segment outputs are blended with that position's normalised region
+weights. Folding the blend weights into the attention probabilities makes this one matmul
+for the scores and one for the output, whatever the number of regions: only the attention
+core grows with the region count; the q/k/v/out projections run once.
+
+A position covered by no region gets the base prompt alone; a position inside region A
+never sees region B's tokens (its weight there is exactly zero), which is what makes the
+result local. Pure torch: used by the ComfyUI nodes and by the diffusers processor.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .regions import RegionSet
+
+_CHUNK_ELEMENTS = 1 << 25  # score-matrix elements per chunk of queries (bounded memory)
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class RegionalOptions:
+    """How regions share each position with the base prompt.
+
+    ``base_weight`` is the base prompt's share inside regions (0 = regions alone, 1 = equal
+    to a strength-1 region). ``auto_negative`` uses each region's positive prompt as a negative
+    inside the *other* regions (InvokeAI's auto-negative), to stop attributes leaking.
+    """
+
+    base_weight: float = 0.3
+    auto_negative: float = 0.0
+
+
+def segment_blended_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    heads: int,
+    segments: list[tuple[int, int]],
+    weights: torch.Tensor,
+) -> torch.Tensor:
+    """Attention with one softmax per token segment, outputs blended per query.
+
+    q: ``[B, Q, heads*d]``; k, v: ``[B, T, heads*d]``; ``segments``: token ranges of k;
+    ``weights``: ``[S, Q]`` (rows sum to 1 over S). Returns ``[B, Q, heads*d]``.
+    """
+    b, nq, hd = q.shape
+    d = hd // heads
+    t = k.shape[1]
+    qh = q.view(b, nq, heads, d).transpose(1, 2)
+    kt = k.view(b, t, heads, d).permute(0, 2, 3, 1)  # b h d T
+    vh = v.view(b, t, heads, d).transpose(1, 2)
+    out = torch.empty_like(qh)
+    scale = 1.0 / math.sqrt(d)
+    step = max(1, _CHUNK_ELEMENTS // max(1, b * heads * t))
+    w = weights.to(dtype=torch.float32)
+    covered = sum(e - a for a, e in segments) == t  # tokens outside every segment get probability 0
+    for s in range(0, nq, step):
+        scores = torch.matmul(qh[:, :, s : s + step], kt).float().mul_(scale)
+        probs = torch.empty_like(scores) if covered else torch.zeros_like(scores)
+        for j, (a, e) in enumerate(segments):
+            probs[..., a:e] = torch.softmax(scores[..., a:e], dim=-1).mul_(w[j, s : s + step, None])
+        out[:, :, s : s + step] = torch.matmul(probs.to(vh.dtype), vh)
+    return out.transpose(1, 2).reshape(b, nq, hd)
+
+
+class RegionalAttention:
+    """Token layout, per-grid region weights and the attention core for one ``RegionSet``.
+
+    Context layout appended after the base tokens: every region's positive tokens, then the
+    negative tokens of regions that have one. Conditional rows use base + positives;
+    unconditional rows (only when negatives or auto-negative are in play) use base +
+    negatives + positives (for auto-negative).
+    """
+
+    def __init__(self, regions: RegionSet, options: RegionalOptions = RegionalOptions()):
+        self.regions = regions
+        self.options = options
+        pos, neg = [], []
+        offset = 0
+        for r in regions.regions:
+            pos.append((offset, offset + r.cond.shape[1]))
+            offset += r.cond.shape[1]
+        self.pos_tokens = offset
+        self.neg_index = [i for i, r in enumerate(regions.regions) if r.negative is not None]
+        for i in self.neg_index:
+            n = regions.regions[i].negative.shape[1]
+            neg.append((offset, offset + n))
+            offset += n
+        self._pos, self._neg = pos, neg
+        parts = [r.cond for r in regions.regions] + [regions.regions[i].negative for i in self.neg_index]
+        self.extra = torch.cat([p.reshape(1, p.shape[-2], p.shape[-1]).float() for p in parts], dim=1) if parts else None
+        self._extra_cache: dict[tuple, torch.Tensor] = {}
+        self._weight_cache: dict[tuple, torch.Tensor] = {}
+        self._mask_cache: dict[tuple, np.ndarray] = {}
+
+    @property
+    def regionalises_uncond(self) -> bool:
+        return bool(self.neg_index) or (self.options.auto_negative > 0 and len(self.regions) > 1)
+
+    def extra_context(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        key = (str(device), dtype)
+        if key not in self._extra_cache:
+            self._extra_cache[key] = self.extra.to(device=device, dtype=dtype)
+        return self._extra_cache[key]
+
+    # -- masks and weights ----------------------------------------------------------------
+    def reference_masks(self, latent_h: int, latent_w: int) -> np.ndarray:
+        """Exclusive masks at image resolution (long side capped at 1024) for a latent size."""
+        key = (latent_h, latent_w)
+        if key not in self._mask_cache:
+            self.regions.check_aspect(latent_w * 8, latent_h * 8)
+            scale = min(1.0, 1024 / (8 * max(latent_h, latent_w)))
+            w, h = max(1, round(latent_w * 8 * scale)), max(1, round(latent_h * 8 * scale))
+            self._mask_cache[key] = self.regions.exclusive_masks(w, h)
+        return self._mask_cache[key]
+
+    def grid_masks(self, latent_h: int, latent_w: int, grid_h: int, grid_w: int) -> torch.Tensor:
+        """``[N, grid_h * grid_w]`` area-weighted coverages: thin regions keep their fraction."""
+        ref = torch.from_numpy(self.reference_masks(latent_h, latent_w))
+        grid = torch.nn.functional.adaptive_avg_pool2d(ref[None], (grid_h, grid_w))[0]
+        return grid.reshape(len(ref), grid_h * grid_w).clamp_(0.0, 1.0)
+
+    def weights(self, kind: str, latent_hw: tuple[int, int], grid_hw: tuple[int, int], device: torch.device) -> torch.Tensor:
+        """Normalised blend weights ``[S, Q]`` for 'cond' or 'uncond' rows at one grid."""
+        key = (kind, latent_hw, grid_hw, str(device))
+        if key in self._weight_cache:
+            return self._weight_cache[key]
+        m = self.grid_masks(*latent_hw, *grid_hw)
+        bw = self.options.base_weight
+        if kind == "cond":
+            strength = torch.tensor([r.strength for r in self.regions.regions], dtype=torch.float32)[:, None]
+            uncovered = (1.0 - m.sum(0)).clamp_(min=0.0)
+            base = uncovered + bw * (1.0 - uncovered)
+            rows = [base, *(strength * m)]
+        else:
+            neg = m[self.neg_index] if self.neg_index else m[:0]
+            uncovered = (1.0 - neg.sum(0)).clamp_(min=0.0)
+            base = uncovered + bw * (1.0 - uncovered)
+            rows = [base, *neg]
+            if self.options.auto_negative > 0 and len(m) > 1:
+                total = m.sum(0)
+                rows += [self.options.auto_negative * (total - m[i]).clamp_(min=0.0) for i in range(len(m))]
+        w = torch.stack(rows)
+        w[0] = w[0].clamp(min=_EPS)  # never an all-zero row: no NaN, no black output
+        w = w / w.sum(0, keepdim=True)
+        self._weight_cache[key] = w.to(device)
+        return self._weight_cache[key]
+
+    def segments(self, kind: str, base_len: int) -> tuple[list[tuple[int, int]], int]:
+        """Token segments (absolute in the extended context) and how many tokens they span."""
+        shift = lambda spans: [(base_len + a, base_len + e) for a, e in spans]  # noqa: E731
+        if kind == "cond":
+            return [(0, base_len), *shift(self._pos)], base_len + self.pos_tokens
+        segs = [(0, base_len), *shift(self._neg)]
+        if self.options.auto_negative > 0 and len(self._pos) > 1:
+            segs += shift(self._pos)
+        return segs, max(e for _, e in segs)
+
+    def attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        heads: int,
+        kind: str,
+        base_len: int,
+        latent_hw: tuple[int, int],
+        grid_hw: tuple[int, int],
+    ) -> torch.Tensor:
+        """Regional attention for rows of one kind; k and v hold the extended context."""
+        segs, used = self.segments(kind, base_len)
+        w = self.weights(kind, latent_hw, grid_hw, q.device)
+        return segment_blended_attention(q, k[:, :used], v[:, :used], heads, segs, w)
+
+
+def grid_shape(latent_hw: tuple[int, int], tokens: int) -> tuple[int, int]:
+    """The (h, w) token grid of a layer, from the latent size and the token count.
+
+    UNet downsampling rounds up (stride-2 conv, padding 1), so a 125x93 latent gives 63x47,
+    then 32x24. Raises ValueError when no power-of-two factor matches.
+    """
+    h, w = latent_hw
+    for _ in range(8):
+        if h * w == tokens:
+            return h, w
+        h, w = (h + 1) // 2, (w + 1) // 2
+    raise ValueError(f"cannot match {tokens} tokens to a downsampled {latent_hw[0]}x{latent_hw[1]} latent")
