@@ -166,6 +166,28 @@ def test_move_duplicate_reorder_and_delete_regions(fe):
     assert not fe.errors, fe.errors
 
 
+def test_keyboard_shortcuts_act_on_the_editor_not_the_graph(fe):
+    fe.watch()
+    node = add_canvas(fe)
+    fe.page.mouse.click(*screen(fe, node, 10, 10))  # focus the editor
+    fe.page.keyboard.press("r")
+    drag(fe, node, (40, 40), (140, 120))
+    fe.page.keyboard.press("Control+d")
+    assert [r["shape"] for r in regions(fe, node)["regions"]] == ["rect", "rect"]
+    fe.page.keyboard.press("PageDown")
+    doc = regions(fe, node)
+    assert_points(doc["regions"][0]["points"], [(48, 48), (148, 128)])
+    fe.page.keyboard.press("Delete")
+    assert len(regions(fe, node)["regions"]) == 1
+    fe.page.keyboard.press("p")
+    for x, y in [(200, 200), (300, 200), (250, 300)]:
+        fe.page.mouse.click(*screen(fe, node, x, y))
+    fe.page.keyboard.press("Enter")
+    assert [r["shape"] for r in regions(fe, node)["regions"]] == ["rect", "polygon"]
+    assert fe.js("() => app.graph._nodes.length") == 1
+    assert not fe.errors, fe.errors
+
+
 def test_changing_width_and_height_rescales_the_regions(fe):
     fe.watch()
     node = add_canvas(fe)
