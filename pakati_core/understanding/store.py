@@ -72,6 +72,17 @@ class UnderstandingStore:
         png = self._json(key).with_suffix(".png")
         return np.asarray(Image.open(png).convert("RGB"), np.float32) / 255.0 if png.exists() else None
 
+    def put_preview(self, key: str, fingerprint: str, grid: np.ndarray) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".png")
+        os.close(fd)
+        Image.fromarray((np.clip(grid, 0, 1) * 255).round().astype(np.uint8)).save(tmp)
+        os.replace(tmp, self._json(key).with_name(f"{key}-{fingerprint}.preview.png"))
+
+    def preview(self, key: str, fingerprint: str) -> np.ndarray | None:
+        png = self._json(key).with_name(f"{key}-{fingerprint}.preview.png")
+        return np.asarray(Image.open(png).convert("RGB"), np.float32) / 255.0 if png.exists() else None
+
     def _atomic(self, path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:

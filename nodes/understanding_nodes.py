@@ -1,0 +1,192 @@
+"""Reference understanding nodes: learn a reference by reconstructing it with the host model, reuse it."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import torch
+from comfy_api.v0_0_2 import io, ui
+from PIL import Image
+
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import folder_paths
+
+from ..pakati_core.understanding import LearnSettings, UnderstandingStore, get_strategy, image_hash, learn, parse_strategies
+from ..pakati_core.understanding.grid import preview_grid
+from ..pakati_core.understanding.transfer import Understanding, parse_aspects, transfer
+from .common import checked
+
+UnderstandingType = io.Custom("PAKATI_UNDERSTANDING")
+ReferencesType = io.Custom("PAKATI_REFERENCES")
+
+
+def store_directory() -> str:
+    """Where understandings live: ComfyUI's user directory, so they survive restarts and updates."""
+    return os.path.join(folder_paths.get_user_directory(), "pakati", "understanding")
+
+
+def fit_to_grid(image: np.ndarray, max_side: int) -> np.ndarray:
+    """Resize so the long side is at most ``max_side`` and both sides are multiples of 16."""
+    h, w = image.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    nh, nw = max(32, int(round(h * s / 16)) * 16), max(32, int(round(w * s / 16)) * 16)
+    if (nh, nw) == (h, w):
+        return image.astype(np.float32)
+    pil = Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+    return np.asarray(pil.resize((nw, nh), Image.Resampling.LANCZOS), np.float32) / 255.0
+
+
+class HostReconstructor:
+    """The core's Reconstructor over the host: VAE encode, sample with a noise mask
+    (SetLatentNoiseMask semantics) or at a denoise (img2img), VAE decode."""
+
+    def __init__(self, model, clip, vae, steps: int, cfg: float, sampler_name: str, scheduler: str, negative: str):
+        self.model, self.clip, self.vae = model, clip, vae
+        self.steps, self.cfg, self.sampler_name, self.scheduler = steps, cfg, sampler_name, scheduler
+        self.negative = negative
+        self._cond: dict[str, list] = {}
+
+    def _encode_text(self, text: str) -> list:
+        if text not in self._cond:
+            self._cond[text] = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(text))
+        return self._cond[text]
+
+    @torch.no_grad()
+    def _run(self, image: np.ndarray, prompt: str, seed: int, denoise: float, mask: np.ndarray | None) -> np.ndarray:
+        pixels = torch.from_numpy(np.ascontiguousarray(image[..., :3], np.float32))[None]
+        latent = comfy.sample.fix_empty_latent_channels(self.model, self.vae.encode(pixels))
+        noise_mask = None if mask is None else torch.from_numpy(mask.astype(np.float32)).reshape((-1, 1) + mask.shape)
+        noise = comfy.sample.prepare_noise(latent, seed)
+
+        def step(*_):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+
+        samples = comfy.sample.sample(
+            self.model, noise, self.steps, self.cfg, self.sampler_name, self.scheduler,
+            self._encode_text(prompt), self._encode_text(self.negative), latent, denoise=denoise,
+            noise_mask=noise_mask, callback=step, disable_pbar=True, seed=seed)
+        out = self.vae.decode(samples)
+        out = out.reshape((-1,) + tuple(out.shape[-3:]))[0, ..., :3]
+        return out.detach().float().cpu().numpy()
+
+    def inpaint(self, image: np.ndarray, mask: np.ndarray, prompt: str, seed: int) -> np.ndarray:
+        return self._run(image, prompt, seed, 1.0, mask)
+
+    def img2img(self, image: np.ndarray, denoise: float, prompt: str, seed: int) -> np.ndarray:
+        return self._run(image, prompt, seed, denoise, None)
+
+
+def short_report(record: dict, source: str, path: str) -> str:
+    lines = [f"Pakati understanding ({source}; {path})", record["summary"]]
+    for name, e in record["strategies"].items():
+        lines.append(f"- {name}: best {e['best_composite']:.3f} vs classical {e['best_baseline_composite']:.3f}"
+                     + (" MASTERED" if e["mastered"] else ""))
+    for name, why in record["shortfalls"].items():
+        lines += [f"  {name}: {w}" for w in why]
+    return "\n".join(lines)
+
+
+class PakatiLearnReference(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PakatiLearnReference",
+            display_name="Pakati Learn Reference",
+            category="Pakati/understanding",
+            description="Hide parts of a reference with masking strategies, reconstruct them with your model (inpainting; "
+            "img2img for frequency bands), score the hidden pixels against OpenCV Telea and scikit-image biharmonic "
+            "inpainting on the same masks, and keep what was learned under ComfyUI's user directory.",
+            is_output_node=True,
+            inputs=[
+                io.Model.Input("model", tooltip="The model that should prove it understands the reference (an inpainting-capable SDXL checkpoint works best)."),
+                io.Clip.Input("clip", tooltip="Text encoder for the description."),
+                io.Vae.Input("vae", tooltip="VAE used to encode the masked reference and decode the reconstruction."),
+                io.Image.Input("image", tooltip="The reference (first image of the batch). Resized so the long side is at most max_side and sides are multiples of 16."),
+                io.String.Input("description", default="", multiline=True, tooltip="What the reference shows; the reconstruction is conditioned on it."),
+                io.String.Input("strategies", default="all", tooltip="'all' or a comma list of: random_patches, progressive_reveal, center_out, edge_in, quadrant_reveal, frequency_bands, semantic_regions."),
+                io.Int.Input("levels", default=2, min=1, max=5, tooltip="How many difficulty levels per strategy, easiest first."),
+                io.Int.Input("attempts", default=2, min=1, max=8, tooltip="Reconstructions per view, each with its own seed; mastery needs at least two seeds."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the masks and first attempt (attempt k uses seed + k)."),
+                io.Int.Input("steps", default=20, min=1, max=200, tooltip="Sampler steps per reconstruction."),
+                io.Float.Input("cfg", default=6.0, min=0.0, max=30.0, step=0.1, tooltip="Classifier-free guidance scale."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler", tooltip="Sampler."),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal", tooltip="Noise schedule."),
+                io.String.Input("negative", default="", tooltip="Negative prompt for every reconstruction."),
+                io.Int.Input("max_side", default=512, min=32, max=2048, step=16, tooltip="Longest side the reference is learned at."),
+                io.Boolean.Input("force", default=False, tooltip="Learn again even if this image was learned with these settings before."),
+            ],
+            outputs=[
+                UnderstandingType.Output(display_name="understanding", tooltip="What was learned, for Pakati Use Understanding."),
+                io.String.Output(display_name="report", tooltip="The full report as JSON."),
+                io.Image.Output(display_name="preview", tooltip="Masked views and best reconstructions, side by side."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, clip, vae, image: torch.Tensor, description: str, strategies: str, levels: int, attempts: int,
+                seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str, negative: str, max_side: int,
+                force: bool) -> io.NodeOutput:
+        names = checked(cls.__name__, "strategies", lambda: parse_strategies(strategies))
+        ref = fit_to_grid(image[0, ..., :3].float().cpu().numpy(), max_side)
+        params = {"steps": steps, "cfg": cfg, "sampler": sampler_name, "scheduler": scheduler, "negative": negative, "max_side": max_side}
+        settings = LearnSettings(description, names, levels, attempts, seed, params=params)
+        store = UnderstandingStore(store_directory())
+        key, fp = image_hash(ref), settings.fingerprint()
+        record = None if force else store.get(key, fp)
+        grid = store.preview(key, fp) if record is not None else None
+        source = "served from the store"
+        if record is None:
+            pairs: list[tuple[np.ndarray, np.ndarray]] = []
+            total = sum(min(levels, len(get_strategy(n).levels)) for n in names) * attempts
+            bar = comfy.utils.ProgressBar(total)
+            recon = HostReconstructor(model, clip, vae, steps, cfg, sampler_name, scheduler, negative)
+            record = checked(cls.__name__, "image", lambda: learn(
+                ref, recon, settings, progress=lambda d, t: bar.update_absolute(d, t),
+                check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
+                on_view=lambda v, r: pairs.append((v.view, r))))
+            grid = preview_grid(pairs)
+            store.put(record, ref)
+            store.put_preview(key, fp, grid)
+            source = "learned"
+        path = str(store.directory / f"{key}.json")
+        report = dict(record, source=source, store_path=path)
+        text = json.dumps(report, indent=1)
+        preview = torch.from_numpy(np.ascontiguousarray(grid, np.float32))[None]
+        ui_out = {**ui.PreviewText(short_report(record, source, path)).as_dict(), **ui.PreviewImage(preview, cls=cls).as_dict()}
+        return io.NodeOutput(Understanding(record, ref), text, preview, ui=ui_out)
+
+
+class PakatiUseUnderstanding(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PakatiUseUnderstanding",
+            display_name="Pakati Use Understanding",
+            category="Pakati/understanding",
+            description="Turn a learned reference into references with learned targets (for Pakati Refine), prompt terms, and an init image for img2img.",
+            inputs=[
+                UnderstandingType.Input("understanding", tooltip="From Pakati Learn Reference."),
+                io.String.Input("target_prompt", default="", multiline=True, tooltip="What you want to generate; the learned terms are appended."),
+                io.String.Input("aspects", default="color,texture,composition", tooltip="'all' or a comma list of color, texture, composition, lighting, style, general: one reference per aspect."),
+            ],
+            outputs=[
+                ReferencesType.Output(display_name="references", tooltip="One reference per aspect, its measured statistics the targets of delta analysis and refinement."),
+                io.String.Output(display_name="prompt", tooltip="target_prompt plus the description (weighted by how well it reconstructed the reference) and terms naming the learned statistics."),
+                io.Image.Output(display_name="init_image", tooltip="The reference as learned, for img2img."),
+                io.String.Output(display_name="info", tooltip="What was transferred and why, as JSON."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, understanding: Understanding, target_prompt: str, aspects: str) -> io.NodeOutput:
+        names = checked(cls.__name__, "aspects", lambda: parse_aspects(aspects))
+        refs, prompt, info = checked(cls.__name__, "understanding", lambda: transfer(understanding, target_prompt, names))
+        init = torch.from_numpy(np.ascontiguousarray(understanding.image, np.float32))[None]
+        return io.NodeOutput(refs, prompt, init, json.dumps(info, indent=1), ui=ui.PreviewText(prompt))
+
+
+NODES = [PakatiLearnReference, PakatiUseUnderstanding]
