@@ -18,6 +18,7 @@ NODE_MODULES: list[tuple[str, dict[str, str]]] = [
     (".region_nodes", {}),
     (".understanding_nodes", {}),
     (".regional_nodes", {}),
+    (".reference_nodes", {}),
 ]
 
 

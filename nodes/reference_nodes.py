@@ -1,0 +1,303 @@
+"""Reference-guided refinement nodes: references, delta analysis, and the multi-pass refine loop.
+
+``PakatiRefine`` adapts the host to the core's small protocols: a regenerator that VAE-encodes
+the masked region's box, samples it with a noise mask through ``comfy.sample.sample`` (the path
+``KSampler`` takes), decodes and pastes it back through the mask; an interrupt check; a progress
+bar across passes and sampling steps.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import torch
+from comfy_api.v0_0_2 import io, ui
+
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import folder_paths
+
+from ..pakati_core.canvas import Canvas
+from ..pakati_core.delta import analyse
+from ..pakati_core.errors import PakatiError
+from ..pakati_core.fuzzy import MamdaniEngine, load_rulebase
+from ..pakati_core.references import ASPECTS, Reference
+from ..pakati_core.refine import RefineInterrupted, RefineSettings, RegenParams, WhatWorkedStore, refine
+from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy
+
+ReferencesType = io.Custom("PAKATI_REFERENCES")
+PROGRESS_UNITS = 100  # progress-bar units per pass
+CROP_PADDING = 16
+STORE_SUBDIR = ("pakati", "refine")
+
+
+def image_to_numpy(image: torch.Tensor) -> np.ndarray:
+    """First image of a ComfyUI IMAGE batch as float32 HxWx3."""
+    return image[0, ..., :3].detach().float().cpu().numpy().astype(np.float32)
+
+
+def region_mask(node: str, shape: tuple[int, int], mask: torch.Tensor | None, canvas: Canvas | None, region: str) -> np.ndarray | None:
+    """The mask of the region to measure/refine: a MASK input, else a canvas region, else None (whole image)."""
+    h, w = shape
+    if mask is not None:
+        m = mask_to_numpy(mask)[0]
+        if m.shape != (h, w):
+            import cv2
+
+            m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+        if not (m > 0).any():
+            raise PakatiNodeError(node, "mask", "the mask is empty: there is no region to work on")
+        return np.clip(m, 0.0, 1.0).astype(np.float32)
+    if canvas is not None and region.strip():
+        index = checked(node, "region", lambda: canvas.index_of(region.strip()))
+        return canvas.rasterize(index, w, h).astype(np.float32)
+    return None
+
+
+def reraise(node: str, error: PakatiError, default_input: str) -> PakatiNodeError:
+    field = (error.field or "").split(".")[0].split("[")[0]
+    known = {"mask", "references", "image", "max_passes", "target", "strategy", "epsilon", "patience", "aspect", "weight"}
+    return PakatiNodeError(node, field if field in known else default_input, str(error))
+
+
+class PakatiReference(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PakatiReference",
+            display_name="Pakati Reference",
+            category="Pakati/refine",
+            description="A reference image annotated with the aspect it stands for (colour, texture, composition, lighting, style or general). "
+            "Chain several: each node adds one reference to the list it receives.",
+            inputs=[
+                io.Image.Input("image", tooltip="The reference image (the first image of a batch is used)."),
+                io.Combo.Input("aspect", options=list(ASPECTS), default="general", tooltip="What to match: color, texture, composition, lighting, style (colour+texture+lighting) or general (all)."),
+                io.String.Input("description", default="", multiline=False, tooltip="What this reference shows; kept in reports and history."),
+                io.Float.Input("weight", default=1.0, min=0.05, max=10.0, step=0.05, tooltip="Share of this reference in the overall score."),
+                io.Mask.Input("mask", optional=True, tooltip="Optional: the part of the reference image to match (white = use)."),
+                ReferencesType.Input("references", optional=True, tooltip="Optional: references from another Pakati Reference node, to chain."),
+            ],
+            outputs=[ReferencesType.Output(display_name="references", tooltip="The incoming references plus this one.")],
+        )
+
+    @classmethod
+    def execute(cls, image: torch.Tensor, aspect: str, description: str, weight: float,
+                mask: torch.Tensor | None = None, references: tuple | None = None) -> io.NodeOutput:
+        img = image_to_numpy(image)
+        m = None
+        if mask is not None:
+            m = region_mask(cls.__name__, img.shape[:2], mask, None, "")
+        try:
+            ref = Reference(img, description, aspect, m, weight)
+        except PakatiError as e:
+            raise reraise(cls.__name__, e, "image") from e
+        return io.NodeOutput(tuple(references or ()) + (ref,))
+
+
+class PakatiDeltaAnalysis(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PakatiDeltaAnalysis",
+            display_name="Pakati Delta Analysis",
+            category="Pakati/refine",
+            description="Measures how a region differs from its references: named signed deltas ('+' = more than the reference) with units and a sentence each, "
+            "aspect scores and an overall score in [0, 1] (1 = identical). The JSON report is shown on the node.",
+            is_output_node=True,
+            inputs=[
+                io.Image.Input("image", tooltip="The image to measure (the first image of a batch)."),
+                ReferencesType.Input("references", tooltip="References from Pakati Reference."),
+                io.Mask.Input("mask", optional=True, tooltip="Optional: the region to measure (white = measured). Without it, the whole image."),
+                CanvasType.Input("canvas", optional=True, tooltip="Optional: a canvas whose region (see 'region') is measured when no mask is given."),
+                io.String.Input("region", default="", optional=True, tooltip="With a canvas: the region's name, id or index."),
+            ],
+            outputs=[
+                io.String.Output(display_name="report", tooltip="The delta report as JSON."),
+                io.Float.Output(display_name="overall", tooltip="Overall similarity to the references in [0, 1]."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image: torch.Tensor, references: tuple, mask: torch.Tensor | None = None,
+                canvas: Canvas | None = None, region: str = "") -> io.NodeOutput:
+        img = image_to_numpy(image)
+        m = region_mask(cls.__name__, img.shape[:2], mask, canvas, region)
+        try:
+            report = analyse(img, list(references or ()), m)
+        except PakatiError as e:
+            raise reraise(cls.__name__, e, "references") from e
+        text = report.to_json()
+        return io.NodeOutput(text, report.overall, ui=ui.PreviewText(text))
+
+
+class HostRegenerator:
+    """The core's Regenerator over ComfyUI's sampler: only the mask's box is encoded and sampled."""
+
+    def __init__(self, model, clip, vae, positive, negative, steps: int, cfg: float, sampler_name: str, scheduler: str,
+                 pbar: comfy.utils.ProgressBar, max_passes: int):
+        self.model, self.clip, self.vae = model, clip, vae
+        self.positive, self.negative = positive, negative
+        self.steps, self.cfg, self.sampler_name, self.scheduler = steps, cfg, sampler_name, scheduler
+        self.pbar, self.max_passes = pbar, max_passes
+        self._term_cache: dict[str, list] = {}
+        self.calls = 0
+
+    @staticmethod
+    def box(mask: np.ndarray) -> tuple[int, int, int, int]:
+        """(y0, y1, x0, x1): the mask's bounding box plus padding, sides multiples of 8, inside the image."""
+        h, w = mask.shape
+        ys, xs = np.flatnonzero(mask.max(axis=1) > 0), np.flatnonzero(mask.max(axis=0) > 0)
+
+        def span(lo: int, hi: int, size: int) -> tuple[int, int]:
+            lo, hi = max(0, lo - CROP_PADDING), min(size, hi + CROP_PADDING)
+            length = min(-(-(hi - lo) // 8) * 8, size // 8 * 8)
+            lo = max(0, min(lo, size - length))
+            return lo, lo + length
+
+        y0, y1 = span(int(ys[0]), int(ys[-1]) + 1, h)
+        x0, x1 = span(int(xs[0]), int(xs[-1]) + 1, w)
+        return y0, y1, x0, x1
+
+    def conditioning(self, terms: tuple[tuple[str, float], ...]) -> list:
+        """The positive prompt with the fuzzy rules' prompt terms appended (as ConditioningConcat does)."""
+        if not terms:
+            return self.positive
+        text = ", ".join(f"({t}:{w:.2f})" for t, w in terms)
+        if text not in self._term_cache:
+            self._term_cache[text] = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(text))
+        extra = self._term_cache[text][0][0]
+        return [[torch.cat((c, extra.to(c.device, c.dtype)), 1), dict(d)] for c, d in self.positive]
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray, mask: np.ndarray, params: RegenParams) -> np.ndarray:
+        self.calls += 1
+        y0, y1, x0, x1 = self.box(mask)
+        crop = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1]))[None]
+        crop_mask = torch.from_numpy(np.ascontiguousarray(mask[y0:y1, x0:x1]))
+        latent = self.vae.encode(crop)
+        latent = comfy.sample.fix_empty_latent_channels(self.model, latent)
+        noise = comfy.sample.prepare_noise(latent, params.seed)
+        steps = max(1, round(self.steps * params.steps_factor))
+        cfg = max(1.0, self.cfg + params.cfg_delta)
+        base = (params.pass_index - 1) * PROGRESS_UNITS
+        total = self.max_passes * PROGRESS_UNITS
+
+        def on_step(step, x0_pred, x, total_steps):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            # never backwards: a pass that samples twice (seed-spread check) stays where it got to
+            value = max(self.pbar.current, base + min(PROGRESS_UNITS - 1, (step + 1) * PROGRESS_UNITS // max(1, total_steps)))
+            self.pbar.update_absolute(value, total)
+
+        try:
+            samples = comfy.sample.sample(
+                self.model, noise, steps, cfg, self.sampler_name, self.scheduler, self.conditioning(params.prompt_terms), self.negative,
+                latent, denoise=params.denoise, noise_mask=crop_mask.reshape(1, 1, *crop_mask.shape), callback=on_step,
+                disable_pbar=True, seed=params.seed,
+            )
+        except comfy.model_management.InterruptProcessingException as e:
+            raise RefineInterrupted() from e
+        decoded = self.vae.decode(samples)[0, ..., :3].detach().float().cpu().numpy()
+        if decoded.shape[:2] != (y1 - y0, x1 - x0):
+            import cv2
+
+            decoded = cv2.resize(decoded, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        out = image.copy()
+        m = mask[y0:y1, x0:x1, None]
+        out[y0:y1, x0:x1] = image[y0:y1, x0:x1] + m * (np.clip(decoded, 0.0, 1.0) - image[y0:y1, x0:x1])
+        return out
+
+
+def store_directory() -> str:
+    """Where past runs are kept: ComfyUI's user directory, under pakati/refine/."""
+    return os.path.join(folder_paths.get_user_directory(), *STORE_SUBDIR)
+
+
+class PakatiRefine(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PakatiRefine",
+            display_name="Pakati Refine",
+            category="Pakati/refine",
+            description="Refines a region towards its references over several passes: measure the deltas, ask the fuzzy rules for adjustments, "
+            "apply cheap in-mask colour/tone corrections first, regenerate only the masked region with your sampler when it still misses, measure again. "
+            "Stops at the target, on convergence, on oscillation or at max passes, and returns the best pass. Pixels outside the region are never changed.",
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model used to regenerate the region."),
+                io.Clip.Input("clip", tooltip="The text encoder, used to add the rules' prompt terms (for example '(warm tones:1.2)')."),
+                io.Vae.Input("vae", tooltip="The VAE that encodes the region and decodes the result."),
+                io.Image.Input("image", tooltip="The image to refine (the first image of a batch)."),
+                io.Conditioning.Input("positive", tooltip="Positive conditioning for the region."),
+                io.Conditioning.Input("negative", tooltip="Negative conditioning for the region."),
+                ReferencesType.Input("references", tooltip="References from Pakati Reference: what the region should match."),
+                io.Int.Input("max_passes", default=4, min=1, max=16, tooltip="Most passes to run."),
+                io.Float.Input("target", default=0.95, min=0.05, max=1.0, step=0.005, tooltip="Stop once the overall score reaches this."),
+                io.Combo.Input("strategy", options=["conservative", "adaptive", "aggressive"], default="adaptive", tooltip="Scales the rules' correction strengths and denoise (0.6x, 1x, 1.3x)."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Base seed; pass p samples with seed + p. Same seed and inputs give the same result and history."),
+                io.Int.Input("steps", default=20, min=1, max=200, tooltip="Sampling steps per regeneration (the rules may ask for more)."),
+                io.Float.Input("cfg", default=7.0, min=1.0, max=30.0, step=0.1, tooltip="CFG scale (the rules may raise or lower it)."),
+                io.Combo.Input("sampler_name", options=list(comfy.samplers.KSampler.SAMPLERS), default="euler", tooltip="Sampler used for regeneration."),
+                io.Combo.Input("scheduler", options=list(comfy.samplers.KSampler.SCHEDULERS), default="normal", tooltip="Scheduler used for regeneration."),
+                io.Mask.Input("mask", optional=True, tooltip="Optional: the region to refine (white = refined). Without mask or canvas region: the whole image."),
+                CanvasType.Input("canvas", optional=True, tooltip="Optional: a canvas whose region (see 'region') is refined when no mask is given."),
+                io.String.Input("region", default="", optional=True, tooltip="With a canvas: the region's name, id or index."),
+                io.String.Input("rules", default="", multiline=True, optional=True, tooltip="Optional JSON override of the fuzzy rules (same schema as pakati_core/fuzzy/rules/default.json; see README)."),
+                io.Boolean.Input("learn", default=True, optional=True, tooltip="Record which adjustments helped under ComfyUI's user directory (pakati/refine/) and try the ones that helped most first."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="image", tooltip="The best pass."),
+                io.String.Output(display_name="history", tooltip="JSON: stop reason, best pass, and per pass its scores, deltas, adjustments, actions and seed."),
+                io.Float.Output(display_name="score", tooltip="Overall score of the best pass."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, rules: str | None = None, **_) -> bool | str:
+        if rules and rules.strip():
+            try:
+                load_rulebase(rules)
+            except PakatiError as e:
+                return str(PakatiNodeError(cls.__name__, "rules", str(e)))
+        return True
+
+    @classmethod
+    def execute(cls, model, clip, vae, image: torch.Tensor, positive, negative, references: tuple, max_passes: int, target: float,
+                strategy: str, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str, mask: torch.Tensor | None = None,
+                canvas: Canvas | None = None, region: str = "", rules: str = "", learn: bool = True) -> io.NodeOutput:
+        node = cls.__name__
+        img = image_to_numpy(image)
+        m = region_mask(node, img.shape[:2], mask, canvas, region)
+        if not references:
+            raise PakatiNodeError(node, "references", "at least one reference is needed")
+        engine = MamdaniEngine(checked(node, "rules", lambda: load_rulebase(rules or None)))
+        try:
+            settings = RefineSettings(max_passes=max_passes, target=target, strategy=strategy, seed=seed)
+        except PakatiError as e:
+            raise reraise(node, e, "max_passes") from e
+        pbar = comfy.utils.ProgressBar(max_passes * PROGRESS_UNITS)
+        regen = HostRegenerator(model, clip, vae, positive, negative, steps, cfg, sampler_name, scheduler, pbar, max_passes)
+
+        def check_interrupt() -> None:
+            if comfy.model_management.processing_interrupted():
+                raise RefineInterrupted()
+
+        store = WhatWorkedStore(store_directory()) if learn else None
+        try:
+            result = refine(img, list(references), m, settings, engine, regen,
+                            progress=lambda done, total: pbar.update_absolute(done * PROGRESS_UNITS, total * PROGRESS_UNITS),
+                            check_interrupt=check_interrupt, store=store)
+        except PakatiError as e:
+            raise reraise(node, e, "references") from e
+        if result.stop_reason == "interrupted":  # the store has what was learned; now honour the cancel
+            comfy.model_management.throw_exception_if_processing_interrupted()  # clears the flag and raises
+            raise comfy.model_management.InterruptProcessingException()
+        pbar.update_absolute(max_passes * PROGRESS_UNITS, max_passes * PROGRESS_UNITS)
+        out = image[:1].clone()
+        out[0, ..., :3] = torch.from_numpy(result.image).to(out.dtype)
+        return io.NodeOutput(out, json.dumps(result.to_dict()), result.score)
+
+
+NODES = [PakatiReference, PakatiDeltaAnalysis, PakatiRefine]
