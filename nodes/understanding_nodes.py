@@ -174,7 +174,7 @@ class PakatiUseUnderstanding(io.ComfyNode):
                 io.String.Input("aspects", default="color,texture,composition", tooltip="'all' or a comma list of color, texture, composition, lighting, style, general: one reference per aspect."),
             ],
             outputs=[
-                ReferencesType.Output(display_name="references", tooltip="One reference per aspect, its measured statistics the targets of delta analysis and refinement."),
+                ReferencesType.Output(display_name="references", tooltip="One reference per aspect (the same PAKATI_REFERENCES as Pakati Reference): its measured statistics are the targets of Pakati Delta Analysis and Pakati Refine."),
                 io.String.Output(display_name="prompt", tooltip="target_prompt plus the description (weighted by how well it reconstructed the reference) and terms naming the learned statistics."),
                 io.Image.Output(display_name="init_image", tooltip="The reference as learned, for img2img."),
                 io.String.Output(display_name="info", tooltip="What was transferred and why, as JSON."),
@@ -186,7 +186,7 @@ class PakatiUseUnderstanding(io.ComfyNode):
         names = checked(cls.__name__, "aspects", lambda: parse_aspects(aspects))
         refs, prompt, info = checked(cls.__name__, "understanding", lambda: transfer(understanding, target_prompt, names))
         init = torch.from_numpy(np.ascontiguousarray(understanding.image, np.float32))[None]
-        return io.NodeOutput(refs, prompt, init, json.dumps(info, indent=1), ui=ui.PreviewText(prompt))
+        return io.NodeOutput(tuple(refs), prompt, init, json.dumps(info, indent=1), ui=ui.PreviewText(prompt))
 
 
 NODES = [PakatiLearnReference, PakatiUseUnderstanding]

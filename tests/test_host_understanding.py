@@ -73,6 +73,9 @@ def test_use_understanding_outputs(comfy, tiny, user_dir):
     assert prompt.startswith("a cosmonaut on the moon, (an astronaut in a white suit:")
     assert init.shape == (1, 64, 64, 3)
     assert json.loads(info)["aspects"] == ["color", "texture"]
+    # the references are the pack's PAKATI_REFERENCES: delta analysis of the reference against itself is exact
+    report, overall = comfy.NODE_CLASS_MAPPINGS["PakatiDeltaAnalysis"].execute(image=init, references=refs).result
+    assert overall == pytest.approx(1.0, abs=1e-6)
 
 
 class PasteBack:
@@ -151,3 +154,24 @@ def test_server_second_run_is_served_from_the_store_and_survives_a_restart(comfy
     third = comfy_server.run(small_prompt("pakati_understanding_ref.png"), timeout=600)
     assert text(third).startswith("Pakati understanding (served from the store;"), text(third)
     assert third["outputs"][learn_id]["images"]
+
+
+def test_progress_over_strategies_levels_attempts_and_interrupt(comfy, tiny, user_dir):
+    import comfy.model_management as mm
+    import comfy.utils as cu
+
+    seen = []
+    old = cu.PROGRESS_BAR_HOOK
+    cu.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: seen.append((value, total)))
+    try:
+        node = comfy.NODE_CLASS_MAPPINGS["PakatiLearnReference"]
+        node.execute(**learn_inputs(tiny, reference(), strategies="center_out, edge_in", attempts=2, seed=7))
+        assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]  # 2 strategies x 1 level x 2 attempts
+        mm.interrupt_current_processing(True)
+        try:
+            with pytest.raises(mm.InterruptProcessingException):
+                node.execute(**learn_inputs(tiny, reference(), strategies="center_out", seed=8))
+        finally:
+            mm.interrupt_current_processing(False)
+    finally:
+        cu.set_progress_bar_global_hook(old)

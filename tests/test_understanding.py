@@ -272,3 +272,22 @@ def test_new_strategies_join_through_the_registry(astronaut):
 def test_preview_grid_shape():
     g = preview_grid([(np.zeros((64, 96, 3)), np.ones((64, 96, 3)))] * 5, side=32, columns=2)
     assert g.shape == (3 * 36, 2 * 68, 3) and g.dtype == np.float32
+
+
+def test_transfer_gives_references_prompt_terms_and_checks_aspects(astronaut):
+    from pakati_core.understanding.transfer import TransferError, Understanding, description_weight, parse_aspects, transfer
+
+    rec = learn(astronaut, Oracle(astronaut), LearnSettings("an astronaut", ["center_out"], levels=1, attempts=2))
+    u = Understanding(rec, astronaut)
+    assert parse_aspects("all") == ["color", "texture", "composition"]
+    with pytest.raises(TransferError) as e:
+        parse_aspects("color, smell")
+    assert e.value.field == "aspects"
+    refs, prompt, info = transfer(u, "a cosmonaut", ["color", "composition"])
+    assert [r.aspect for r in refs] == ["color", "composition"] and all(r.description == "an astronaut" for r in refs)
+    assert prompt.startswith("a cosmonaut, (an astronaut:1.2), ")  # reconstructed perfectly -> full weight
+    assert info["terms"] and prompt.endswith(info["terms"][-1])
+    weak = Understanding(dict(rec, best=dict(rec["best"], composite=0.1)), astronaut)
+    assert description_weight(weak) < description_weight(u)
+    dark = Understanding(dict(rec, statistics={**rec["statistics"], "color": {"mean_lab": [20, 0, 0], "std_lab": [1, 1, 1], "mean_chroma": 5}}), astronaut)
+    assert "dark, low-key" in transfer(dark, "", ["color"])[1] and "muted colours" in transfer(dark, "", ["color"])[1]
