@@ -127,10 +127,20 @@ class PakatiLearnReference(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, strategies: str | None = None) -> bool | str:
+        if strategies is None:
+            return True  # a linked input is checked in execute
+        try:
+            checked("PakatiLearnReference", "strategies", lambda: parse_strategies(strategies))
+        except ValueError as e:
+            return str(e)
+        return True
+
+    @classmethod
     def execute(cls, model, clip, vae, image: torch.Tensor, description: str, strategies: str, levels: int, attempts: int,
                 seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str, negative: str, max_side: int,
                 force: bool) -> io.NodeOutput:
-        names = checked(cls.__name__, "strategies", lambda: parse_strategies(strategies))
+        names = checked("PakatiLearnReference", "strategies", lambda: parse_strategies(strategies))
         ref = fit_to_grid(image[0, ..., :3].float().cpu().numpy(), max_side)
         params = {"steps": steps, "cfg": cfg, "sampler": sampler_name, "scheduler": scheduler, "negative": negative, "max_side": max_side}
         settings = LearnSettings(description, names, levels, attempts, seed, params=params)
@@ -144,7 +154,7 @@ class PakatiLearnReference(io.ComfyNode):
             total = sum(min(levels, len(get_strategy(n).levels)) for n in names) * attempts
             bar = comfy.utils.ProgressBar(total)
             recon = HostReconstructor(model, clip, vae, steps, cfg, sampler_name, scheduler, negative)
-            record = checked(cls.__name__, "image", lambda: learn(
+            record = checked("PakatiLearnReference", "image", lambda: learn(
                 ref, recon, settings, progress=lambda d, t: bar.update_absolute(d, t),
                 check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
                 on_view=lambda v, r: pairs.append((v.view, r))))
@@ -182,9 +192,19 @@ class PakatiUseUnderstanding(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, aspects: str | None = None) -> bool | str:
+        if aspects is None:
+            return True
+        try:
+            checked("PakatiUseUnderstanding", "aspects", lambda: parse_aspects(aspects))
+        except ValueError as e:
+            return str(e)
+        return True
+
+    @classmethod
     def execute(cls, understanding: Understanding, target_prompt: str, aspects: str) -> io.NodeOutput:
-        names = checked(cls.__name__, "aspects", lambda: parse_aspects(aspects))
-        refs, prompt, info = checked(cls.__name__, "understanding", lambda: transfer(understanding, target_prompt, names))
+        names = checked("PakatiUseUnderstanding", "aspects", lambda: parse_aspects(aspects))
+        refs, prompt, info = checked("PakatiUseUnderstanding", "understanding", lambda: transfer(understanding, target_prompt, names))
         init = torch.from_numpy(np.ascontiguousarray(understanding.image, np.float32))[None]
         return io.NodeOutput(tuple(refs), prompt, init, json.dumps(info, indent=1), ui=ui.PreviewText(prompt))
 

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from comfy_client import PromptRejected
 from skimage import data
 from skimage.transform import resize
 
@@ -133,6 +135,12 @@ def test_server_second_run_is_served_from_the_store_and_survives_a_restart(comfy
 
     def text(entry) -> str:
         return entry["outputs"][learn_id]["text"][0]
+
+    bad = small_prompt("pakati_understanding_ref.png")
+    bad[learn_id]["inputs"]["strategies"] = "center_out, melting"
+    with pytest.raises(PromptRejected) as info:
+        comfy_server.queue(bad)
+    assert "PakatiLearnReference: input 'strategies': strategies: unknown strategy 'melting'" in json.dumps(info.value.body)
 
     first = comfy_server.run(small_prompt("pakati_understanding_ref.png"), timeout=600)
     assert text(first).startswith("Pakati understanding (learned;"), text(first)

@@ -143,7 +143,7 @@ class ProgressiveReveal(_Spatial):
     levels = tuple(Level(f"show {int(round((1 - h) * 100))}%", h) for h in (0.1, 0.3, 0.5, 0.7, 0.9))
 
     def order(self, grid, image, seed, lv):
-        # The same permutation at every level, so views are nested; hide from the far end.
+        # One permutation for every level: a harder level hides a longer prefix, so views are nested.
         return np.random.default_rng(seed).permutation(grid[0] * grid[1])
 
 
