@@ -79,17 +79,18 @@ class PakatiReference(io.ComfyNode):
                 io.Float.Input("weight", default=1.0, min=0.05, max=10.0, step=0.05, tooltip="Share of this reference in the overall score."),
                 io.Mask.Input("mask", optional=True, tooltip="Optional: the part of the reference image to match (white = use)."),
                 ReferencesType.Input("references", optional=True, tooltip="Optional: references from another Pakati Reference node, to chain."),
+                CanvasType.Input("canvas", optional=True, tooltip="Optional: a canvas whose region (see 'region') selects the part of the reference to match, when no mask is given."),
+                io.String.Input("region", default="", optional=True, tooltip="With a canvas: the region's name, id or index."),
             ],
             outputs=[ReferencesType.Output(display_name="references", tooltip="The incoming references plus this one.")],
         )
 
     @classmethod
     def execute(cls, image: torch.Tensor, aspect: str, description: str, weight: float,
-                mask: torch.Tensor | None = None, references: tuple | None = None) -> io.NodeOutput:
+                mask: torch.Tensor | None = None, references: tuple | None = None, canvas: Canvas | None = None,
+                region: str = "") -> io.NodeOutput:
         img = image_to_numpy(image)
-        m = None
-        if mask is not None:
-            m = region_mask(cls.__name__, img.shape[:2], mask, None, "")
+        m = region_mask(cls.__name__, img.shape[:2], mask, canvas, region)
         try:
             ref = Reference(img, description, aspect, m, weight)
         except PakatiError as e:

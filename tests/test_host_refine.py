@@ -68,6 +68,11 @@ def test_references_chain_and_delta_analysis_shows_the_report(comfy):
     report, overall = out.result
     assert overall == 1.0 and json.loads(report)["overall"] == 1.0
     assert out.ui.as_dict() == {"text": (report,)}
+    regions = json.dumps({"version": 1, "width": 96, "height": 96, "regions": [
+        {"id": "r1", "name": "cup", "shape": "rect", "points": [[16, 16], [64, 80]], "prompt": "", "feather": 0}]})
+    (canvas,) = run(comfy, "PakatiCanvas", width=96, height=96, regions=regions).result
+    (part,) = run(comfy, "PakatiReference", image=as_image(a), aspect="color", description="", weight=1.0, canvas=canvas, region="cup").result
+    assert part[0].mask is not None and float(part[0].mask.sum()) == 48 * 64
     darker = run(comfy, "PakatiDeltaAnalysis", image=as_image(np.clip(a - 0.1, 0, 1)), references=two).result
     d = {x["name"]: x for x in json.loads(darker[0])["references"][0]["deltas"]}
     assert d["brightness"]["direction"] == "less" and darker[1] < 1.0

@@ -33,6 +33,7 @@ CORRECTIONS = {
     "colour": {"warmth": "warmth_strength", "tint": "tint_strength", "saturation": "saturation_strength"},
 }
 SPREAD_SEED_OFFSET = 7919
+DEFAULT_DENOISE = 0.3  # when a rule override drops the denoise output
 
 
 class RefineSettingsError(PakatiError):
@@ -147,7 +148,6 @@ def refine(
                 "adjustments": {}, "actions": [], "kept": "input"}]
     records: list[dict] = []
     damping = {c: 1.0 for chans in CORRECTIONS.values() for c in chans}
-    flips: dict[str, list[bool]] = {c: [] for c in damping}
     epsilon, spread = settings.epsilon, None
     since_progress = 0
     stop = "max_passes"
@@ -178,13 +178,12 @@ def refine(
             for c in damping:
                 now = deltas.get(c, 0.0)
                 flipped = prev is not None and abs(now) > DELTA_SPECS[c].jnd and np.sign(now) == -np.sign(prev.get(c, 0.0)) != 0
-                flips[c].append(flipped)
                 if flipped:
                     damping[c] *= 0.5
             cand_img, cand_report = current_img, current_report
             tried = current_report
             for action in cheap_order:
-                strengths = {c: float(np.clip(out[o] * gain, 0.0, 1.0)) * damping[c] for c, o in CORRECTIONS[action].items()}
+                strengths = {c: float(np.clip(out.get(o, 0.0) * gain, 0.0, 1.0)) * damping[c] for c, o in CORRECTIONS[action].items()}
                 trial = correct_region(cand_img, region_mask, deltas, strengths)
                 trial_report = _measure(trial, references, region_mask, cache)
                 kept = trial_report.overall > cand_report.overall
@@ -196,8 +195,8 @@ def refine(
             seed = None
             if regenerate is not None and cand_report.overall < settings.target:
                 seed = settings.seed + p
-                params = RegenParams(seed=seed, denoise=float(np.clip(out["denoise"] * gain, 0.05, 1.0)),
-                                     cfg_delta=out["cfg_delta"] * gain, steps_factor=out["steps_factor"],
+                params = RegenParams(seed=seed, denoise=float(np.clip(out.get("denoise", DEFAULT_DENOISE) * gain, 0.05, 1.0)),
+                                     cfg_delta=out.get("cfg_delta", 0.0) * gain, steps_factor=out.get("steps_factor", 1.0),
                                      prompt_terms=tuple(inference.prompt_terms(engine.rulebase)), pass_index=p)
                 regen = paste_masked(cand_img, regenerate(cand_img, m, params), m)
                 regen_report = _measure(regen, references, region_mask, cache)
