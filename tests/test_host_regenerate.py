@@ -149,3 +149,15 @@ def test_workflow_on_the_server_keeps_every_pixel_outside_the_band_after_png_rou
     assert outside.mean() > 0.4 and inside.mean() > 0.1
     assert np.array_equal(got[outside], src[outside])  # exact uint8 equality outside mask + band
     assert (np.abs(got.astype(int) - src.astype(int)).max(-1)[inside] > 2).mean() > 0.5
+
+
+def test_object_info_lists_the_region_nodes_with_tooltips(comfy_server):
+    info = comfy_server.get_json("/object_info")
+    for name in ("PakatiCropRegion", "PakatiStitchRegion", "PakatiComposeRegions"):
+        node = info[name]
+        assert node["category"] == "Pakati/regenerate"
+        for section in ("required", "optional"):
+            for input_name, spec in node["input"].get(section, {}).items():
+                assert spec[1].get("tooltip"), f"{name}.{input_name}"
+    assert info["PakatiCropRegion"]["output"] == ["IMAGE", "MASK", "PAKATI_STITCH", "PAKATI_CANVAS", "INT"]
+    assert info["PakatiStitchRegion"]["input"]["required"]["stitch"][0] == "PAKATI_STITCH"
