@@ -121,7 +121,9 @@ class RegionalWrapper:
         replace = dict(options.get("patches_replace", {}))
         attn2 = dict(replace.get("attn2", {}))
         unet = model.diffusion_model
-        keys = self._keys.setdefault(id(unet), attn2_block_keys(unet))
+        keys = self._keys.get(id(unet))
+        if keys is None:
+            keys = self._keys[id(unet)] = attn2_block_keys(unet)
         for key in keys:
             inner = attn2.get(key, attn2.get(key[:2]))
             attn2[key] = RegionalAttn2(self.core, state, inner)

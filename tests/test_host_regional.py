@@ -256,3 +256,26 @@ def test_empty_mask_non_sdxl_conditioning_and_too_many_regions(comfy, tiny):
 def test_empty_region_prompt_names_the_region(comfy, tiny):
     with pytest.raises(ValueError, match=r"PakatiRegionalConditioning: input 'canvas': region 'B' \(regions\[1\]\) has an empty prompt"):
         regional(comfy, tiny, layout(prompt_b="  "))
+
+
+# -- through the real server --------------------------------------------------------------------
+
+
+def test_regional_workflow_twin_runs_and_bad_percent_is_refused_at_queue_time(comfy_server):
+    from pathlib import Path
+
+    from comfy_client import PromptRejected
+
+    prompt = json.loads((Path(__file__).parent.parent / "workflows" / "api" / "regional_sdxl.json").read_text())
+    prompt["1"] = {"class_type": "PakatiTestTinySDXL", "inputs": {"seed": 0, "model_channels": 32}}
+    prompt["5"]["inputs"].update(width=256, height=256)
+    prompt["6"]["inputs"]["steps"] = 2
+    entry = comfy_server.run(prompt)
+    (img,) = comfy_server.images(entry, "8")
+    assert img.shape == (256, 256, 3)
+    (overlay,) = comfy_server.images(entry, "9")
+    assert overlay.shape == (256, 256, 3)
+    prompt["4"]["inputs"].update(start_percent=0.8, end_percent=0.2)
+    with pytest.raises(PromptRejected) as info:
+        comfy_server.queue(prompt)
+    assert "PakatiApplyRegions: input 'start_percent': 0.8 is after end_percent 0.2" in json.dumps(info.value.body)
