@@ -148,6 +148,8 @@ class PakatiLearnReference(io.ComfyNode):
         key, fp = image_hash(ref), settings.fingerprint()
         record = None if force else store.get(key, fp)
         grid = store.preview(key, fp) if record is not None else None
+        if record is not None and grid is None:
+            grid = preview_grid([(ref, ref)])  # the preview PNG was removed: show the reference
         source = "served from the store"
         if record is None:
             pairs: list[tuple[np.ndarray, np.ndarray]] = []
