@@ -13,15 +13,14 @@ result local. Pure torch: used by the ComfyUI nodes and by the diffusers process
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .regions import RegionSet
 
-_CHUNK_ELEMENTS = 1 << 25  # score-matrix elements per chunk of queries (bounded memory)
 _EPS = 1e-6
 
 
@@ -50,24 +49,21 @@ def segment_blended_attention(
 
     q: ``[B, Q, heads*d]``; k, v: ``[B, T, heads*d]``; ``segments``: token ranges of k;
     ``weights``: ``[S, Q]`` (rows sum to 1 over S). Returns ``[B, Q, heads*d]``.
+
+    Each segment goes through PyTorch's fused attention (flash / memory-efficient kernels on
+    GPU and CPU) over its own ~77 tokens; measured on CPU this is about five times faster than
+    materialising one probability matrix over all segments.
     """
     b, nq, hd = q.shape
     d = hd // heads
-    t = k.shape[1]
     qh = q.view(b, nq, heads, d).transpose(1, 2)
-    kt = k.view(b, t, heads, d).permute(0, 2, 3, 1)  # b h d T
-    vh = v.view(b, t, heads, d).transpose(1, 2)
-    out = torch.empty_like(qh)
-    scale = 1.0 / math.sqrt(d)
-    step = max(1, _CHUNK_ELEMENTS // max(1, b * heads * t))
-    w = weights.to(dtype=torch.float32)
-    covered = sum(e - a for a, e in segments) == t  # tokens outside every segment get probability 0
-    for s in range(0, nq, step):
-        scores = torch.matmul(qh[:, :, s : s + step], kt).float().mul_(scale)
-        probs = torch.empty_like(scores) if covered else torch.zeros_like(scores)
-        for j, (a, e) in enumerate(segments):
-            probs[..., a:e] = torch.softmax(scores[..., a:e], dim=-1).mul_(w[j, s : s + step, None])
-        out[:, :, s : s + step] = torch.matmul(probs.to(vh.dtype), vh)
+    out = None
+    for j, (a, e) in enumerate(segments):
+        kh = k[:, a:e].reshape(b, e - a, heads, d).transpose(1, 2)
+        vh = v[:, a:e].reshape(b, e - a, heads, d).transpose(1, 2)
+        part = F.scaled_dot_product_attention(qh, kh, vh)
+        part = part * weights[j].to(part.dtype).view(1, 1, nq, 1)
+        out = part if out is None else out.add_(part)
     return out.transpose(1, 2).reshape(b, nq, hd)
 
 
