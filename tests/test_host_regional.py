@@ -279,3 +279,35 @@ def test_regional_workflow_twin_runs_and_bad_percent_is_refused_at_queue_time(co
     with pytest.raises(PromptRejected) as info:
         comfy_server.queue(prompt)
     assert "PakatiApplyRegions: input 'start_percent': 0.8 is after end_percent 0.2" in json.dumps(info.value.body)
+
+
+def test_regional_attention_inside_a_cropped_region(comfy, tiny):
+    """Crop a region with its canvas, render the canvas's regions inside the crop, stitch it back."""
+    import numpy as np
+    from skimage import data
+
+    model, clip, vae = tiny
+    photo = torch.from_numpy(data.astronaut()[::2, ::2].astype(np.float32) / 255.0)[None]  # 256x256
+    doc = json.dumps({"version": 1, "width": 256, "height": 256, "regions": [
+        {"id": "target", "shape": "rect", "points": [[64, 64], [192, 192]], "prompt": "a garden"},
+        {"id": "flower", "shape": "rect", "points": [[64, 64], [128, 192]], "prompt": "a red flower"},
+    ]})
+    canvas = node(comfy, "PakatiCanvas").execute(width=256, height=256, regions=doc).result[0]
+    crop, mask, stitch, sub, seed = node(comfy, "PakatiCropRegion").execute(
+        image=photo, context=32, target="keep", width=1024, height=1024, grow=0, feather=8.0, canvas=canvas, region="target", seed=0).result
+    assert [r.id for r in sub.regions] == ["target", "flower"]
+    regions, pos, neg = node(comfy, "PakatiRegionalConditioning").execute(clip=clip, canvas=sub, base_prompt="a photo", base_negative="").result
+    patched = node(comfy, "PakatiApplyRegions").execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0).result[0]
+    latent = {"samples": vae.encode(crop[..., :3]), "noise_mask": mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1])}
+    with FirstBlockProbe(patched) as probe:
+        (out,) = comfy.common_ksampler(patched, seed, 2, 5.0, "euler", "normal", pos, neg, latent, denoise=1.0)
+    assert probe.calls, "the regional model ran inside the crop"
+    regenerated = vae.decode(out["samples"])
+    (result,) = node(comfy, "PakatiStitchRegion").execute(stitch=stitch, image=regenerated, colour_match=True).result
+    from pakati_core.regenerate import band_radius
+
+    r = band_radius(0, 8.0)
+    outside = torch.ones(256, 256, dtype=torch.bool)
+    outside[64 - r:192 + r, 64 - r:192 + r] = False  # mask plus its blend band
+    assert torch.equal(result[0][outside], photo[0][outside])
+    assert not torch.equal(result[0][100:150, 100:150], photo[0][100:150, 100:150])
