@@ -38,21 +38,24 @@ class RegionalAttn2:
         heads = extra_options["n_heads"]
         base_len = self.state.base_len
         kb, vb = k[:, :base_len], v[:, :base_len]
+        chunks = extra_options.get("cond_or_uncond") or [0]
+        per = q.shape[0] // len(chunks)
+        kinds = ["cond" if c == 0 else "uncond" for c in chunks]
+        regional_chunks = [i for i, kind in enumerate(kinds) if kind == "cond" or self.core.regionalises_uncond]
+        grid = self._grid(extra_options, q.shape[1])
         if self.inner is not None:
             out = self.inner(q, kb, vb, extra_options)
         else:
-            out = comfy_attention.optimized_attention(
-                q, kb, vb, heads, attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options
-            )
-        chunks = extra_options.get("cond_or_uncond") or [0]
-        per = q.shape[0] // len(chunks)
-        grid = self._grid(extra_options, q.shape[1])
-        for i, c in enumerate(chunks):
-            kind = "cond" if c == 0 else "uncond"
-            if kind == "uncond" and not self.core.regionalises_uncond:
-                continue  # the unconditional half keeps exactly the negative prompt
+            out = torch.empty_like(q)
+            for i in range(len(chunks)):
+                if i not in regional_chunks:  # exactly ComfyUI's own attention over the base tokens
+                    rows = slice(i * per, (i + 1) * per)
+                    out[rows] = comfy_attention.optimized_attention(
+                        q[rows], kb[rows], vb[rows], heads, attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options
+                    )
+        for i in regional_chunks:
             rows = slice(i * per, (i + 1) * per)
-            regional = self.core.attend(q[rows], k[rows], v[rows], heads, kind, base_len, self.state.latent_hw, grid)
+            regional = self.core.attend(q[rows], k[rows], v[rows], heads, kinds[i], base_len, self.state.latent_hw, grid)
             if self.inner is None:
                 out[rows] = regional
             else:

@@ -62,8 +62,8 @@ def segment_blended_attention(
         kh = k[:, a:e].reshape(b, e - a, heads, d).transpose(1, 2)
         vh = v[:, a:e].reshape(b, e - a, heads, d).transpose(1, 2)
         part = F.scaled_dot_product_attention(qh, kh, vh)
-        part = part * weights[j].to(part.dtype).view(1, 1, nq, 1)
-        out = part if out is None else out.add_(part)
+        w = weights[j].to(part.dtype).view(1, 1, nq, 1)
+        out = part.mul_(w) if out is None else out.addcmul_(part, w)
     return out.transpose(1, 2).reshape(b, nq, hd)
 
 
