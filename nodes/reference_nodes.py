@@ -27,6 +27,7 @@ from ..pakati_core.fuzzy import MamdaniEngine, load_rulebase
 from ..pakati_core.references import ASPECTS, Reference
 from ..pakati_core.refine import RefineInterrupted, RefineSettings, RegenParams, WhatWorkedStore, refine
 from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy
+from .regional_patch import WRAPPER_KEY
 
 ReferencesType = io.Custom("PAKATI_REFERENCES")
 PROGRESS_UNITS = 100  # progress-bar units per pass
@@ -145,9 +146,18 @@ class HostRegenerator:
         self.pbar, self.max_passes = pbar, max_passes
         self._term_cache: dict[str, list] = {}
         self.calls = 0
+        # A model patched by PakatiApplyRegions lays its region masks over the whole latent, so
+        # it must see the whole image: a crop would shift every region.
+        self.whole_image = WRAPPER_KEY in model.wrappers.get("apply_model", {})
+
+    def box(self, mask: np.ndarray) -> tuple[int, int, int, int]:
+        if self.whole_image:
+            h, w = mask.shape
+            return 0, h // 8 * 8, 0, w // 8 * 8
+        return self.crop_box(mask)
 
     @staticmethod
-    def box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    def crop_box(mask: np.ndarray) -> tuple[int, int, int, int]:
         """(y0, y1, x0, x1): the mask's bounding box plus padding, sides multiples of 8, inside the image."""
         h, w = mask.shape
         ys, xs = np.flatnonzero(mask.max(axis=1) > 0), np.flatnonzero(mask.max(axis=0) > 0)

@@ -177,3 +177,32 @@ def test_reference_refine_workflow_runs_on_the_server(comfy_server):
     assert history["stop_reason"] in STOP_REASONS and history["passes"]
     report = json.loads(texts[ids["PakatiDeltaAnalysis"]])
     assert 0 < report["overall"] <= 1 and report["references"][0]["aspect"] == "general"
+
+
+def test_refine_with_a_regional_model(comfy, refine_inputs, monkeypatch):
+    """Regions compose with refinement: a PakatiApplyRegions model regenerates the region with its prompts."""
+    from conftest import loaded_pack
+
+    doc = json.dumps({"version": 1, "width": 64, "height": 64, "regions": [
+        {"id": "face", "shape": "rect", "points": [[20, 24], [36, 40]], "prompt": "a smiling face"}]})
+    (canvas,) = run(comfy, "PakatiCanvas", width=64, height=64, regions=doc).result
+    regions, pos, neg = run(comfy, "PakatiRegionalConditioning", clip=refine_inputs["clip"], canvas=canvas, base_prompt="an astronaut portrait", base_negative="").result
+    (patched,) = run(comfy, "PakatiApplyRegions", model=refine_inputs["model"], regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0).result
+    wrapper = loaded_pack().nodes.regional_patch.RegionalWrapper
+    regional_calls = []
+    original = wrapper.__call__
+    monkeypatch.setattr(wrapper, "__call__", lambda self, executor, x, *a, **k: regional_calls.append(tuple(x.shape)) or original(self, executor, x, *a, **k))
+    inputs = refine_inputs | {"model": patched, "positive": pos, "negative": neg, "canvas": canvas, "region": "face"}
+    inputs.pop("mask")
+    image, history, _ = run(comfy, "PakatiRefine", **inputs).result
+    h = json.loads(history)
+    assert any(a["action"] == "regenerate" for p in h["passes"] for a in p["actions"])
+    assert regional_calls, "the regenerations went through Pakati's regional attention"
+    # the box around this region alone would be 32x32 pixels (latent 4x4); a regional model samples
+    # the whole image (latent 8x8) so its region masks stay where they were drawn
+    y0, y1, x0, x1 = loaded_pack().nodes.reference_nodes.HostRegenerator.crop_box(np.pad(np.ones((16, 16), np.float32), ((24, 24), (20, 28))))
+    assert (y1 - y0, x1 - x0) != (64, 64)
+    assert set(regional_calls) == {(2, 4, 8, 8)}
+    outside = torch.ones(64, 64, dtype=torch.bool)
+    outside[24:40, 20:36] = False
+    assert torch.equal(image[0][outside], refine_inputs["image"][0][outside])
