@@ -106,3 +106,17 @@ def comfy_server(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def fe(comfy_server):
+    """The real ComfyUI front end in headless Chromium, on the test server (one page per module)."""
+    from browser import FrontEnd, require_browser
+
+    require_browser()
+    front = FrontEnd(comfy_server.url)
+    try:
+        front.open()
+        yield front
+    finally:
+        front.close()

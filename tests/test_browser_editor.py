@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser import FrontEnd, require_browser
+from browser import FrontEnd
 
 pytestmark = [pytest.mark.host, pytest.mark.browser]
 
@@ -21,17 +21,6 @@ REPO = Path(__file__).resolve().parent.parent
 SCREENSHOT = REPO / "docs" / "editor.png"
 POLYGON = [(60, 60), (220, 40), (260, 200), (80, 230)]
 RECT = ((300, 96), (480, 320))
-
-
-@pytest.fixture(scope="module")
-def fe(comfy_server):
-    require_browser()
-    front = FrontEnd(comfy_server.url)
-    try:
-        front.open()
-        yield front
-    finally:
-        front.close()
 
 
 def add_canvas(fe: FrontEnd, width: int = 512, height: int = 384, pos=(120, 140), clear: bool = True) -> int:

@@ -215,7 +215,6 @@ def test_locality_holds_with_a_lora_patched_model(comfy, tiny):
 def test_works_with_a_controlnet_on_the_positive_conditioning(comfy, tiny):
     from regional_helpers import tiny_controlnet
 
-    model = tiny[0]
     patched, pos, neg = regional(comfy, tiny, layout())
     hint = torch.rand(1, H, W, 3, generator=torch.Generator().manual_seed(4))
     cn_pos, cn_neg = comfy.NODE_CLASS_MAPPINGS["ControlNetApplyAdvanced"]().apply_controlnet(pos, neg, tiny_controlnet(), hint, 1.0, 0.0, 1.0)

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser import FrontEnd, require_browser
 
 pytestmark = pytest.mark.host
 
@@ -42,17 +41,6 @@ def test_every_ui_workflow_has_an_api_twin_and_a_note():
         assert notes and notes[0]["widgets_values"][0].strip(), f"{path.name} has no note explaining what to change"
         for node in wf["nodes"]:
             assert {"id", "type", "pos", "size"} <= set(node), f"{path.name}: node {node.get('id')} lacks id/type/pos/size"
-
-
-@pytest.fixture(scope="module")
-def fe(comfy_server):
-    require_browser()
-    front = FrontEnd(comfy_server.url)
-    try:
-        front.open()
-        yield front
-    finally:
-        front.close()
 
 
 @pytest.mark.browser
