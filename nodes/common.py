@@ -42,13 +42,18 @@ def parse_canvas(node: str, regions_json: str, width: int, height: int) -> Canva
     return canvas
 
 
-def canvas_validation_error(regions_json: str, width: int, height: int) -> str | bool:
-    """``validate_inputs`` result for a canvas widget: True, or a message naming the field."""
+def validation_result(node: str, input_name: str, fn: Callable[[], object]) -> bool | str:
+    """``validate_inputs`` result: True, or the message naming node, input and field."""
     try:
-        parse_canvas("PakatiCanvas", regions_json, width, height)
+        checked(node, input_name, fn)
     except PakatiNodeError as e:
         return str(e)
     return True
+
+
+def canvas_validation_error(regions_json: str, width: int, height: int) -> str | bool:
+    """``validate_inputs`` result for a canvas widget: True, or a message naming the field."""
+    return validation_result("PakatiCanvas", "regions", lambda: parse_canvas("PakatiCanvas", regions_json, width, height))
 
 
 def mask_to_numpy(mask: torch.Tensor) -> np.ndarray:

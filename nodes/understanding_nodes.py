@@ -18,7 +18,7 @@ import folder_paths
 from ..pakati_core.understanding import LearnSettings, UnderstandingStore, get_strategy, image_hash, learn, parse_strategies
 from ..pakati_core.understanding.grid import preview_grid
 from ..pakati_core.understanding.transfer import Understanding, parse_aspects, transfer
-from .common import checked
+from .common import checked, validation_result
 
 UnderstandingType = io.Custom("PAKATI_UNDERSTANDING")
 ReferencesType = io.Custom("PAKATI_REFERENCES")
@@ -130,11 +130,7 @@ class PakatiLearnReference(io.ComfyNode):
     def validate_inputs(cls, strategies: str | None = None) -> bool | str:
         if strategies is None:
             return True  # a linked input is checked in execute
-        try:
-            checked("PakatiLearnReference", "strategies", lambda: parse_strategies(strategies))
-        except ValueError as e:
-            return str(e)
-        return True
+        return validation_result("PakatiLearnReference", "strategies", lambda: parse_strategies(strategies))
 
     @classmethod
     def execute(cls, model, clip, vae, image: torch.Tensor, description: str, strategies: str, levels: int, attempts: int,
@@ -197,11 +193,7 @@ class PakatiUseUnderstanding(io.ComfyNode):
     def validate_inputs(cls, aspects: str | None = None) -> bool | str:
         if aspects is None:
             return True
-        try:
-            checked("PakatiUseUnderstanding", "aspects", lambda: parse_aspects(aspects))
-        except ValueError as e:
-            return str(e)
-        return True
+        return validation_result("PakatiUseUnderstanding", "aspects", lambda: parse_aspects(aspects))
 
     @classmethod
     def execute(cls, understanding: Understanding, target_prompt: str, aspects: str) -> io.NodeOutput:

@@ -8,14 +8,9 @@ import torch
 
 def attn2_keys(model) -> list[tuple[str, int, int]]:
     """(block, id, index) of every cross-attention transformer block of a ModelPatcher's UNet."""
-    unet = model.model.diffusion_model
-    keys = []
-    for name, blocks in (("input", unet.input_blocks), ("middle", [unet.middle_block]), ("output", unet.output_blocks)):
-        for i, block in enumerate(blocks):
-            for module in block:
-                for j, _ in enumerate(getattr(module, "transformer_blocks", [])):
-                    keys.append((name, i, j))
-    return keys
+    from conftest import loaded_pack
+
+    return loaded_pack().nodes.regional_patch.attn2_block_keys(model.model.diffusion_model)
 
 
 @functools.lru_cache(maxsize=1)
