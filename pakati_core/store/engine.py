@@ -1,0 +1,172 @@
+"""Engines and migrations: where the database is, how it is opened, and bringing it to the current schema.
+
+Pakati keeps its own engine and file (ComfyUI does not hand custom nodes a database session).
+The URL comes from the caller, else ``PAKATI_DATABASE_URL``, else ``<user dir>/pakati/database.json``
+(``{"url": "postgresql+psycopg://..."}``), else a SQLite file ``<user dir>/pakati/pakati.db``.
+SQLite runs in WAL mode with a busy timeout and foreign keys on; every transaction starts with
+``BEGIN IMMEDIATE`` so two processes writing at once wait for each other instead of failing
+on a read-to-write upgrade. Migrations run under a lock (SQLite's write lock, PostgreSQL's
+advisory lock), so two servers starting on one database never migrate it twice.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+
+from .errors import StoreError, StoreUnavailableError
+
+log = logging.getLogger("pakati.store")
+
+ENV_URL = "PAKATI_DATABASE_URL"
+CONFIG_FILE = "database.json"
+SQLITE_FILE = "pakati.db"
+VERSION_TABLE = "pakati_alembic_version"
+BUSY_TIMEOUT_MS = 30_000
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_PG_LOCK_KEY = 0x70616B617469  # "pakati"
+
+_engines: dict[str, Engine] = {}
+_migrated: set[str] = set()
+_lock = threading.Lock()
+
+
+def _strict_json(value) -> str:
+    """Everything written as JSON is strict: NaN and infinities are refused, never written."""
+    return json.dumps(value, allow_nan=False)
+
+
+def resolve_url(url: str | None = None, user_dir: str | os.PathLike | None = None) -> str:
+    """The database URL: argument, environment, config file under the user dir, or the SQLite default."""
+    if url:
+        return url
+    if os.environ.get(ENV_URL, "").strip():
+        return os.environ[ENV_URL].strip()
+    if user_dir is None:
+        raise StoreError(f"no database: pass a URL, set {ENV_URL}, or give the user directory for the SQLite default", "url")
+    base = Path(user_dir) / "pakati"
+    config = base / CONFIG_FILE
+    if config.is_file():
+        try:
+            configured = json.loads(config.read_text(encoding="utf-8")).get("url", "")
+        except (ValueError, AttributeError) as e:
+            raise StoreError(f"{config} is not a JSON object with a 'url': {e}", "url") from e
+        if configured:
+            return configured
+    return f"sqlite:///{base / SQLITE_FILE}"
+
+
+def redacted(url: str) -> str:
+    """The URL with its password hidden, for logs and error text."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        mode = cur.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal" and engine.url.database not in (None, "", ":memory:"):
+            log.warning("Pakati store: SQLite journal mode is %s, not WAL (file system without shared memory?)", mode)
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def get_engine(url: str) -> Engine:
+    """One engine per URL per process (thread-safe; the pool is shared by nodes and routes)."""
+    with _lock:
+        engine = _engines.get(url)
+        if engine is not None:
+            return engine
+        try:
+            parsed = make_url(url)
+        except ArgumentError as e:
+            raise StoreError(f"not a database URL: {redacted(url)}", "url") from e
+        if parsed.get_backend_name() == "sqlite":
+            db = parsed.database
+            if db and db != ":memory:":
+                try:
+                    Path(db).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise StoreUnavailableError(f"cannot create the directory of {db}: {e.strerror or e}", "url") from e
+            engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, json_serializer=_strict_json)
+            _sqlite_setup(engine)
+        else:
+            try:
+                engine = create_engine(parsed, pool_pre_ping=True, json_serializer=_strict_json)
+            except ModuleNotFoundError as e:
+                raise StoreError(f"the database driver for {parsed.drivername} is not installed ({e.name}); "
+                                 "for PostgreSQL: pip install 'psycopg[binary]'", "url") from e
+        _engines[url] = engine
+        return engine
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to ``revision`` (default: the newest), once, under a lock."""
+    key = f"{engine.url!r}@{revision}"
+    if key in _migrated:
+        return
+    cfg = _alembic_config()
+    sqlite = engine.dialect.name == "sqlite"
+    try:
+        with engine.connect() as conn:
+            if sqlite:  # table copies (batch migrations) need foreign keys off, and that only outside a transaction
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with conn.begin():  # BEGIN IMMEDIATE on SQLite: the write lock is the migration lock
+                    if engine.dialect.name == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, revision)
+            finally:
+                if sqlite:
+                    conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+    except OperationalError as e:
+        raise StoreUnavailableError(f"cannot open or migrate the database {redacted(str(engine.url))}: {e.orig}", "url") from e
+    except SQLAlchemyError as e:
+        raise StoreError(f"migrating {redacted(str(engine.url))} failed: {e}", "url") from e
+    _migrated.add(key)
+
+
+def dispose_all() -> None:
+    """Close every pooled connection (tests, and processes that fork)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+        _migrated.clear()
