@@ -19,6 +19,7 @@ NODE_MODULES: list[tuple[str, dict[str, str]]] = [
     (".understanding_nodes", {}),
     (".regional_nodes", {}),
     (".reference_nodes", {}),
+    (".template_nodes", {}),
 ]
 
 
@@ -48,4 +49,10 @@ class PakatiExtension(ComfyExtension):
 
 
 async def comfy_entrypoint() -> PakatiExtension:
+    try:  # history and template routes on a running server; a failure here never costs the nodes
+        from .routes import install_if_server
+
+        install_if_server()
+    except Exception:
+        log.exception("Pakati: the history/template routes could not be installed; the nodes are loaded")
     return PakatiExtension()

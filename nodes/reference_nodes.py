@@ -8,7 +8,8 @@ bar across passes and sampling steps.
 from __future__ import annotations
 
 import json
-import os
+import logging
+import time
 
 import numpy as np
 import torch
@@ -18,7 +19,6 @@ import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
-import folder_paths
 
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.delta import analyse
@@ -26,13 +26,15 @@ from ..pakati_core.errors import PakatiError
 from ..pakati_core.fuzzy import MamdaniEngine, load_rulebase
 from ..pakati_core.references import ASPECTS, Reference
 from ..pakati_core.refine import RefineInterrupted, RefineSettings, RegenParams, WhatWorkedStore, refine
+from ..pakati_core.store import StoreError
 from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy
+from .persistence import pakati_store, prompt_inputs, record_history
 from .regional_patch import WRAPPER_KEY
 
 ReferencesType = io.Custom("PAKATI_REFERENCES")
 PROGRESS_UNITS = 100  # progress-bar units per pass
 CROP_PADDING = 16
-STORE_SUBDIR = ("pakati", "refine")
+log = logging.getLogger("pakati")
 
 
 def image_to_numpy(image: torch.Tensor) -> np.ndarray:
@@ -221,9 +223,47 @@ class HostRegenerator:
         return out
 
 
-def store_directory() -> str:
-    """Where past runs are kept: ComfyUI's user directory, under pakati/refine/."""
-    return os.path.join(folder_paths.get_user_directory(), *STORE_SUBDIR)
+class BestEffortWhatWorked:
+    """The what-worked store for the loop, where a database that cannot be read or written is
+    logged and skipped: learning what worked is a bonus, the refined image is the result."""
+
+    def __init__(self):
+        self.store: WhatWorkedStore | None = None
+        try:
+            self.store = WhatWorkedStore(pakati_store())
+        except StoreError as e:
+            log.error("Pakati: PakatiRefine cannot open the what-worked store, refining without it: %s", e)
+
+    def order(self, actions):
+        try:
+            return self.store.order(actions) if self.store else list(actions)
+        except StoreError as e:
+            log.error("Pakati: reading what worked failed, using the default order: %s", e)
+            return list(actions)
+
+    def append(self, records) -> int:
+        try:
+            return self.store.append(records) if self.store else 0
+        except StoreError as e:
+            log.error("Pakati: what worked in this PakatiRefine run was not recorded (the result is unaffected): %s", e)
+            return 0
+
+
+def model_name_from_prompt(prompt: dict | None) -> str | None:
+    """The checkpoint named in the API prompt, for the history (None when it is linked or absent)."""
+    names = prompt_inputs(prompt, ("CheckpointLoaderSimple", "CheckpointLoader", "UNETLoader", "unCLIPCheckpointLoader"), "ckpt_name") \
+        or prompt_inputs(prompt, ("UNETLoader",), "unet_name")
+    return str(names[0]) if names else None
+
+
+def canvas_from_prompt(prompt: dict | None) -> dict | None:
+    """The first constant PakatiCanvas in the API prompt, when the canvas was not wired in."""
+    for text in prompt_inputs(prompt, ("PakatiCanvas",), "regions"):
+        try:
+            return Canvas.from_json(text).to_dict()
+        except (PakatiError, ValueError):
+            continue
+    return None
 
 
 class PakatiRefine(io.ComfyNode):
@@ -256,8 +296,9 @@ class PakatiRefine(io.ComfyNode):
                 CanvasType.Input("canvas", optional=True, tooltip="Optional: a canvas whose region (see 'region') is refined when no mask is given."),
                 io.String.Input("region", default="", optional=True, tooltip="With a canvas: the region's name, id or index."),
                 io.String.Input("rules", default="", multiline=True, optional=True, tooltip="Optional JSON override of the fuzzy rules (same schema as pakati_core/fuzzy/rules/default.json; see README)."),
-                io.Boolean.Input("learn", default=True, optional=True, tooltip="Record which adjustments helped under ComfyUI's user directory (pakati/refine/) and try the ones that helped most first."),
+                io.Boolean.Input("learn", default=True, optional=True, tooltip="Record which adjustments helped in Pakati's database (see README, Persistence) and try the ones that helped most first."),
             ],
+            hidden=[io.Hidden.prompt],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The best pass."),
                 io.String.Output(display_name="history", tooltip="JSON: stop reason, best pass, and per pass its scores, deltas, adjustments, actions and seed."),
@@ -295,7 +336,8 @@ class PakatiRefine(io.ComfyNode):
             if comfy.model_management.processing_interrupted():
                 raise RefineInterrupted()
 
-        store = WhatWorkedStore(store_directory()) if learn else None
+        store = BestEffortWhatWorked() if learn else None
+        started = time.perf_counter()
         try:
             result = refine(img, list(references), m, settings, engine, regen,
                             progress=lambda done, total: pbar.update_absolute(done * PROGRESS_UNITS, total * PROGRESS_UNITS),
@@ -308,7 +350,19 @@ class PakatiRefine(io.ComfyNode):
         pbar.update_absolute(max_passes * PROGRESS_UNITS, max_passes * PROGRESS_UNITS)
         out = image[:1].clone()
         out[0, ..., :3] = torch.from_numpy(result.image).to(out.dtype)
-        return io.NodeOutput(out, json.dumps(result.to_dict()), result.score)
+        history = result.to_dict()
+        hidden = getattr(cls, "hidden", None)
+        prompt = hidden.prompt if hidden is not None else None
+        record_history(
+            node, image=result.image, canvas=canvas.to_dict() if canvas is not None else canvas_from_prompt(prompt),
+            prompts={"region": region, "references": [{"aspect": r.aspect, "description": r.description, "weight": r.weight} for r in references]},
+            seeds=sorted({int(p["seed"]) for p in history.get("passes", []) if isinstance(p, dict) and p.get("seed") is not None}) or [seed],
+            params={"max_passes": max_passes, "target": target, "strategy": strategy, "steps": steps, "cfg": cfg,
+                    "sampler_name": sampler_name, "scheduler": scheduler, "learn": learn},
+            model_name=model_name_from_prompt(prompt),
+            scores={"overall": float(result.score), "best_pass": history.get("best_pass"), "stop_reason": history.get("stop_reason")},
+            timings={"total_s": round(time.perf_counter() - started, 3), "regenerations": regen.calls})
+        return io.NodeOutput(out, json.dumps(history), result.score)
 
 
 NODES = [PakatiReference, PakatiDeltaAnalysis, PakatiRefine]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
+import logging
 
 import numpy as np
 import torch
@@ -13,20 +13,17 @@ import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
-import folder_paths
 
+from ..pakati_core.store import StoreError
 from ..pakati_core.understanding import LearnSettings, UnderstandingStore, get_strategy, image_hash, learn, parse_strategies
 from ..pakati_core.understanding.grid import preview_grid
 from ..pakati_core.understanding.transfer import Understanding, parse_aspects, transfer
 from .common import checked, validation_result
+from .persistence import pakati_store
 
+log = logging.getLogger("pakati")
 UnderstandingType = io.Custom("PAKATI_UNDERSTANDING")
 ReferencesType = io.Custom("PAKATI_REFERENCES")
-
-
-def store_directory() -> str:
-    """Where understandings live: ComfyUI's user directory, so they survive restarts and updates."""
-    return os.path.join(folder_paths.get_user_directory(), "pakati", "understanding")
 
 
 def fit_to_grid(image: np.ndarray, max_side: int) -> np.ndarray:
@@ -140,12 +137,17 @@ class PakatiLearnReference(io.ComfyNode):
         ref = fit_to_grid(image[0, ..., :3].float().cpu().numpy(), max_side)
         params = {"steps": steps, "cfg": cfg, "sampler": sampler_name, "scheduler": scheduler, "negative": negative, "max_side": max_side}
         settings = LearnSettings(description, names, levels, attempts, seed, params=params)
-        store = UnderstandingStore(store_directory())
         key, fp = image_hash(ref), settings.fingerprint()
-        record = None if force else store.get(key, fp)
-        grid = store.preview(key, fp) if record is not None else None
+        store: UnderstandingStore | None = None
+        record = grid = None
+        try:  # the store is a memory of past learning: without it the node still learns
+            store = UnderstandingStore(pakati_store())
+            record = None if force else store.get(key, fp)
+            grid = store.preview(key, fp) if record is not None else None
+        except StoreError as e:
+            log.error("Pakati: the understanding store cannot be used, learning without it: %s", e)
         if record is not None and grid is None:
-            grid = preview_grid([(ref, ref)])  # the preview PNG was removed: show the reference
+            grid = preview_grid([(ref, ref)])  # the stored preview is missing: show the reference
         source = "served from the store"
         if record is None:
             pairs: list[tuple[np.ndarray, np.ndarray]] = []
@@ -157,10 +159,16 @@ class PakatiLearnReference(io.ComfyNode):
                 check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
                 on_view=lambda v, r: pairs.append((v.view, r))))
             grid = preview_grid(pairs)
-            store.put(record, ref)
-            store.put_preview(key, fp, grid)
             source = "learned"
-        path = str(store.directory / f"{key}.json")
+            try:
+                if store is None:
+                    raise StoreError("the store could not be opened (see the log)", "store")
+                store.put(record, ref)
+                store.put_preview(key, fp, grid)
+            except StoreError as e:  # what was learned is still returned; only keeping it failed
+                log.error("Pakati: the understanding was learned but not stored: %s", e)
+                source = "learned, not stored"
+        path = store.location(key, fp) if store is not None else "not stored"
         report = dict(record, source=source, store_path=path)
         text = json.dumps(report, indent=1)
         preview = torch.from_numpy(np.ascontiguousarray(grid, np.float32))[None]

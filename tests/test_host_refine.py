@@ -12,6 +12,8 @@ import skimage.data
 import torch
 from PIL import Image
 
+from pakati_core.store import open_store
+
 pytestmark = pytest.mark.host
 
 REPO = Path(__file__).resolve().parent.parent
@@ -118,7 +120,7 @@ def test_refine_through_the_real_sampler(comfy, refine_inputs):
     assert other[1] != history
 
 
-def test_refine_learns_under_the_user_directory_and_honours_interrupts(comfy, refine_inputs, tmp_path):
+def test_refine_learns_and_records_history_in_the_store_and_honours_interrupts(comfy, refine_inputs, tmp_path):
     import comfy.model_management as mm
     import folder_paths
 
@@ -126,13 +128,17 @@ def test_refine_learns_under_the_user_directory_and_honours_interrupts(comfy, re
     folder_paths.set_user_directory(str(tmp_path))
     try:
         run(comfy, "PakatiRefine", **(refine_inputs | {"learn": True, "max_passes": 1}))
-        store = tmp_path / "pakati" / "refine" / "what_worked.v1.jsonl"
-        rows = [json.loads(line) for line in store.read_text().splitlines()]
+        store = open_store(user_dir=tmp_path)
+        rows = store.load_what_worked()
+        (run_row,) = store.list_runs()
+        assert run_row["node"] == "PakatiRefine" and run_row["params"]["max_passes"] == 1 and run_row["thumbnail"]
+        assert 0 <= run_row["scores"]["overall"] <= 1 and run_row["seeds"]
         assert rows and {r["action"] for r in rows} <= {"tone", "colour", "regenerate"} and all(r["version"] == 1 for r in rows)
         mm.interrupt_current_processing(True)
         with pytest.raises(mm.InterruptProcessingException):
             run(comfy, "PakatiRefine", **(refine_inputs | {"learn": True}))
         assert not mm.processing_interrupted()
+        assert store.count_runs() == 1  # an interrupted run is no history
     finally:
         mm.interrupt_current_processing(False)
         folder_paths.set_user_directory(old)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from pakati_core.store import open_store
 from comfy_client import PromptRejected
 from skimage import data
 from skimage.transform import resize
@@ -60,7 +61,8 @@ def test_tiny_model_reports_all_seven_strategies_without_mastery(comfy, tiny, us
     assert preview.shape[0] == 1 and preview.shape[-1] == 3 and preview.shape[1] >= 128
     assert "text" in out.ui and out.ui["images"]
     assert set(report["statistics"]) == {"color", "texture", "composition"}
-    assert (user_dir / "pakati" / "understanding" / f"{report['image_hash']}.json").is_file()
+    stored = open_store(user_dir=user_dir).list_understandings()
+    assert [u["image_hash"] for u in stored] == [report["image_hash"]] and report["store_path"].startswith("sqlite:///")
 
 
 def test_use_understanding_outputs(comfy, tiny, user_dir):
@@ -147,18 +149,16 @@ def test_server_second_run_is_served_from_the_store_and_survives_a_restart(comfy
     assert "center_out" in text(first) and "frequency_bands" in text(first)
     (made,) = comfy_server.images(first, save_id)
     assert made.shape[:2] == (64, 64)
-    store = comfy_server.base / "user" / "pakati" / "understanding"
-    path = next(p for p in store.glob("*.json") if p.name in text(first))
-    stamp, content = path.stat().st_mtime_ns, path.read_text()
-    assert json.loads(content)["format"] == "pakati.understanding-store" and json.loads(content)["version"] == 1
+    store = open_store(user_dir=comfy_server.base / "user")
+    (row,) = store.list_understandings()
+    assert row["image_hash"][:16] in text(first) and row["format_version"] == 1
 
     # the same pixels under another file name: the node runs again and is answered from the store
     second = comfy_server.run(small_prompt("pakati_understanding_ref_copy.png"), timeout=600)
     assert text(second).startswith("Pakati understanding (served from the store;"), text(second)
-    assert path.stat().st_mtime_ns == stamp
+    assert store.list_understandings() == [row]  # served, not written again
 
     comfy_server.restart()
-    assert path.read_text() == content
     third = comfy_server.run(small_prompt("pakati_understanding_ref.png"), timeout=600)
     assert text(third).startswith("Pakati understanding (served from the store;"), text(third)
     assert third["outputs"][learn_id]["images"]

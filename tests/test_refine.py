@@ -12,6 +12,7 @@ from skimage.color import deltaE_ciede2000
 from pakati_core.delta.view import rgb_to_lab
 from pakati_core.fuzzy import MamdaniEngine, load_rulebase
 from pakati_core.references import Reference
+from pakati_core.store import open_store
 from pakati_core.refine import (RefineInterrupted, RefineSettings, WhatWorkedStore, correct_region,
                                 match_region_statistics, refine, tone_colour_deltas)
 from pakati_core.refine.loop import RefineSettingsError
@@ -202,7 +203,7 @@ def test_progress_reports_each_pass():
 def test_what_worked_store_records_and_orders_actions(tmp_path):
     ref_img = photo("coffee")
     far = correct_region(ref_img, None, {"warmth": 18, "brightness": -3}, {"warmth": 1.0, "brightness": 1.0})
-    store = WhatWorkedStore(tmp_path / "pakati")
+    store = WhatWorkedStore(open_store(f"sqlite:///{tmp_path / 'pakati.db'}"))
     res = refine(far, [Reference(ref_img, aspect="color")], settings=RefineSettings(max_passes=2, target=0.9999), store=store)
     rows = store.load()
     assert len(rows) == len(res.records) > 0
@@ -210,10 +211,7 @@ def test_what_worked_store_records_and_orders_actions(tmp_path):
     colour = [r for r in rows if r["action"] == "colour"]
     assert colour[0]["gain"] > 0 and colour[0]["deltas"]["warmth"] < -10  # cooler than the reference
     assert store.order(["tone", "colour"]) == ["colour", "tone"]  # colour helped more here
-    with store.path.open("a") as f:
-        f.write("not json\n")
-        f.write(json.dumps({"version": 99, "action": "tone", "gain": 5}) + "\n")
-    assert len(store.load()) == len(rows) and store.skipped == 2
+    assert WhatWorkedStore(store.store.for_user("someone else")).load() == []
     # the next run tries colour first
     res2 = refine(far, [Reference(ref_img, aspect="color")], settings=RefineSettings(max_passes=1, target=0.9999), store=store)
     assert [a["action"] for a in res2.history[1]["actions"]] == ["colour", "tone"]

@@ -8,6 +8,7 @@ import pytest
 from skimage import data
 from skimage.transform import resize
 
+from pakati_core.store import StoreError, open_store
 from pakati_core.understanding import (
     STRATEGIES, LearnSettings, MaskingError, UnderstandingStore, get_strategy, image_hash, learn, parse_strategies, score,
 )
@@ -237,17 +238,18 @@ def test_statistics_are_the_delta_targets(astronaut):
 def test_store_round_trip_versioned_and_keyed_by_content(tmp_path, astronaut):
     settings = LearnSettings("an astronaut", ["edge_in"], levels=1, attempts=2)
     rec = learn(astronaut, Oracle(astronaut), settings)
-    store = UnderstandingStore(tmp_path / "u")
-    path = store.put(rec, astronaut)
-    assert path.name == image_hash(astronaut) + ".json"
+    db = open_store(f"sqlite:///{tmp_path / 'pakati.db'}")
+    store = UnderstandingStore(db)
+    where = store.put(rec, astronaut)
+    assert image_hash(astronaut)[:16] in where and "pakati.db" in where
     assert store.get(image_hash(astronaut), settings.fingerprint()) == json.loads(json.dumps(rec))
     assert store.get(image_hash(astronaut), LearnSettings("other", ["edge_in"]).fingerprint()) is None
     assert np.abs(store.image(image_hash(astronaut)) - astronaut).max() <= 0.5 / 255 + 1e-6
-    # a file of another format version is never served
-    stored = json.loads(path.read_text())
-    stored["version"] = 99
-    path.write_text(json.dumps(stored))
+    # a record of another format version is never served
+    db.put_understanding(rec, astronaut, format_version=99)
     assert store.get(image_hash(astronaut), settings.fingerprint()) is None
+    with pytest.raises(StoreError, match="content hash"):
+        store.get("../etc", settings.fingerprint())
     assert image_hash(astronaut) != image_hash(astronaut[:, ::-1])
 
 

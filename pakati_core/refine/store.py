@@ -1,66 +1,39 @@
-"""What worked: a versioned, append-only record of which adjustment raised which score.
+"""What worked: which adjustment raised which score, kept in Pakati's database (table ``what_worked``).
 
-File: ``<directory>/what_worked.v1.jsonl``, UTF-8 JSON Lines, one record per tried action::
+One record per tried action::
 
     {"version": 1, "run": "<16 hex>", "pass": 2, "action": "tone" | "colour" | "regenerate",
      "deltas": {"brightness": 12.1, ...},        # the weighted deltas that triggered it
      "before": 0.81, "after": 0.88, "gain": 0.07,  # overall score around the action
      "aspects_gain": {"lighting": 0.1, ...}, "kept": true}
 
-Lines of another version, or that do not parse, are skipped (and counted), so old files never
-break a newer build. The loop orders its cheap corrections by the mean past gain of each action.
+The loop orders its cheap corrections by the mean past gain of each action (computed in the
+database). ``what_worked.v1.jsonl`` files written by earlier builds are imported once
+(``pakati_core.store.import_legacy``); lines of another version or that do not parse are skipped.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..store import Store
+
 STORE_VERSION = 1
-FILE_NAME = f"what_worked.v{STORE_VERSION}.jsonl"
+FILE_NAME = f"what_worked.v{STORE_VERSION}.jsonl"  # the file earlier builds wrote; imported once
 
 
 class WhatWorkedStore:
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
-        self.path = self.directory / FILE_NAME
-        self.skipped = 0
+    def __init__(self, store: Store):
+        self.store = store
 
     def append(self, records: Iterable[dict]) -> int:
-        rows = [dict(r, version=STORE_VERSION) for r in records]
-        if not rows:
-            return 0
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, sort_keys=True) + "\n")
-        return len(rows)
+        return self.store.append_what_worked(dict(r, version=STORE_VERSION) for r in records)
 
     def load(self) -> list[dict]:
-        self.skipped = 0
-        if not self.path.exists():
-            return []
-        out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                self.skipped += 1
-                continue
-            if not isinstance(rec, dict) or rec.get("version") != STORE_VERSION or "action" not in rec:
-                self.skipped += 1
-                continue
-            out.append(rec)
-        return out
+        return [r for r in self.store.load_what_worked() if r.get("version") == STORE_VERSION]
 
     def mean_gains(self) -> dict[str, tuple[int, float]]:
         """action -> (number of records, mean gain)."""
-        sums: dict[str, list[float]] = {}
-        for r in self.load():
-            sums.setdefault(r["action"], []).append(float(r.get("gain", 0.0)))
-        return {a: (len(g), sum(g) / len(g)) for a, g in sums.items()}
+        return self.store.what_worked_gains()
 
     def order(self, actions: Sequence[str]) -> list[str]:
         """``actions`` by mean past gain, best first; actions never tried keep their given order

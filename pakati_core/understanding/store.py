@@ -1,90 +1,50 @@
-"""Versioned JSON store of understandings, keyed by the reference's content hash.
+"""Understandings in Pakati's database, keyed by the reference's content hash and the settings fingerprint.
 
-One file per reference (``<hash>.json``) holds the runs learned from it, keyed by the settings
-fingerprint, plus the reference pixels (``<hash>.png``) so the understanding can hand back an
-init image. Writes are atomic (temporary file + rename), so a crash never leaves half a record.
+One row per (user, reference hash, fingerprint) holds the learned record; the reference pixels
+and the preview grid are kept as content-addressed PNGs beside it, so an understanding can hand
+back an init image. Each write is one transaction: a crash never leaves half a record. Records
+of another format version read as absent (learn again with ``force``). Understandings written
+as JSON files by earlier builds are imported once (``pakati_core.store.import_legacy``).
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-
 import numpy as np
-from PIL import Image
 
-from ..errors import PakatiError
+from ..store import Store, StoreError
 from .learner import FORMAT_VERSION
 
-STORE_FORMAT = "pakati.understanding-store"
+__all__ = ["StoreError", "UnderstandingStore"]
 
 
-class StoreError(PakatiError):
-    """A store directory or record that cannot be used."""
+def _check_key(key: str) -> str:
+    if not key or not all(c in "0123456789abcdef" for c in key):
+        raise StoreError(f"not a content hash: {key!r}", "key")
+    return key
 
 
 class UnderstandingStore:
-    def __init__(self, directory: str | os.PathLike):
-        self.directory = Path(directory)
-
-    def _json(self, key: str) -> Path:
-        if not key or not all(c in "0123456789abcdef" for c in key):
-            raise StoreError(f"not a content hash: {key!r}", "key")
-        return self.directory / f"{key}.json"
-
-    def _read(self, key: str) -> dict:
-        path = self._json(key)
-        if not path.exists():
-            return {"format": STORE_FORMAT, "version": FORMAT_VERSION, "image_hash": key, "runs": {}}
-        data = json.loads(path.read_text())
-        if data.get("format") != STORE_FORMAT or data.get("version") != FORMAT_VERSION:
-            raise StoreError(f"{path} is {data.get('format')} v{data.get('version')}; this build reads "
-                             f"{STORE_FORMAT} v{FORMAT_VERSION} (pass force to relearn and overwrite)", "store")
-        return data
+    def __init__(self, store: Store):
+        self.store = store
 
     def get(self, key: str, fingerprint: str) -> dict | None:
         """The understanding learned from this image with these settings, or None."""
-        try:
-            return self._read(key)["runs"].get(fingerprint)
-        except StoreError:
-            return None
+        return self.store.get_understanding(_check_key(key), fingerprint, FORMAT_VERSION)
 
-    def put(self, record: dict, image: np.ndarray) -> Path:
-        key, fp = record["image_hash"], record["settings"]["fingerprint"]
-        self.directory.mkdir(parents=True, exist_ok=True)
-        try:
-            data = self._read(key)
-        except StoreError:
-            data = {"format": STORE_FORMAT, "version": FORMAT_VERSION, "image_hash": key, "runs": {}}
-        data["runs"][fp] = record
-        self._atomic(self._json(key), json.dumps(data, indent=1).encode())
-        png = self.directory / f"{key}.png"
-        if not png.exists():
-            buf = (np.clip(image[..., :3], 0, 1) * 255).round().astype(np.uint8)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".png")
-            os.close(fd)
-            Image.fromarray(buf).save(tmp)
-            os.replace(tmp, png)
-        return self._json(key)
+    def put(self, record: dict, image: np.ndarray) -> str:
+        """Keep the record (replacing one with the same image and settings); returns where it is."""
+        _check_key(record["image_hash"])
+        self.store.put_understanding(record, image, FORMAT_VERSION)
+        return self.location(record["image_hash"], record["settings"]["fingerprint"])
+
+    def location(self, key: str, fingerprint: str) -> str:
+        """Where a record lives, for reports: the database (password hidden), the key and fingerprint."""
+        return f"{self.store.url} understanding {key[:16]}/{fingerprint}"
 
     def image(self, key: str) -> np.ndarray | None:
-        png = self._json(key).with_suffix(".png")
-        return np.asarray(Image.open(png).convert("RGB"), np.float32) / 255.0 if png.exists() else None
+        return self.store.understanding_image(_check_key(key))
 
     def put_preview(self, key: str, fingerprint: str, grid: np.ndarray) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".png")
-        os.close(fd)
-        Image.fromarray((np.clip(grid, 0, 1) * 255).round().astype(np.uint8)).save(tmp)
-        os.replace(tmp, self._json(key).with_name(f"{key}-{fingerprint}.preview.png"))
+        self.store.put_understanding_preview(_check_key(key), fingerprint, grid)
 
     def preview(self, key: str, fingerprint: str) -> np.ndarray | None:
-        png = self._json(key).with_name(f"{key}-{fingerprint}.preview.png")
-        return np.asarray(Image.open(png).convert("RGB"), np.float32) / 255.0 if png.exists() else None
-
-    def _atomic(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        return self.store.understanding_preview(_check_key(key), fingerprint)

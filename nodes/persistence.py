@@ -1,0 +1,103 @@
+"""The store as the nodes see it: which database, which user, and history that never breaks a generation.
+
+The database is ``pakati_core.store.open_store`` with ComfyUI's user directory (SQLite file
+``<user dir>/pakati/pakati.db`` unless ``PAKATI_DATABASE_URL`` or ``<user dir>/pakati/database.json``
+names another). On first use in a process, the JSON files earlier builds kept under
+``<user dir>/pakati`` are imported once for the default user.
+
+The user: ComfyUI does not tell a node who queued its prompt, so ``routes.install`` remembers
+the ``comfy-user`` of each POST /prompt (under ``--multi-user``) by prompt id, and the request
+being served for routes and /object_info; outside a server, or without ``--multi-user``, it is
+"default".
+"""
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections import OrderedDict
+
+import folder_paths
+
+from ..pakati_core.store import DEFAULT_OWNER, Store, StoreError, import_legacy, open_store
+
+log = logging.getLogger("pakati")
+
+request_user: contextvars.ContextVar[str | None] = contextvars.ContextVar("pakati_request_user", default=None)
+_prompt_users: OrderedDict[str, str] = OrderedDict()
+_PROMPT_USERS_MAX = 10_000
+_lock = threading.Lock()
+_imported: set[str] = set()
+
+
+def remember_prompt_user(prompt_id: str, user: str) -> None:
+    with _lock:
+        _prompt_users[prompt_id] = user
+        while len(_prompt_users) > _PROMPT_USERS_MAX:
+            _prompt_users.popitem(last=False)
+
+
+def current_user() -> str:
+    """Who the current request or executing prompt belongs to ("default" when nobody says)."""
+    user = request_user.get()
+    if user:
+        return user
+    try:
+        from comfy_execution.utils import get_executing_context
+
+        ctx = get_executing_context()
+    except ImportError:  # an older host without execution contexts: single user
+        ctx = None
+    if ctx is not None:
+        with _lock:
+            return _prompt_users.get(ctx.prompt_id, DEFAULT_OWNER)
+    return DEFAULT_OWNER
+
+
+def executing_prompt_id() -> str | None:
+    try:
+        from comfy_execution.utils import get_executing_context
+
+        ctx = get_executing_context()
+    except ImportError:
+        return None
+    return ctx.prompt_id if ctx is not None else None
+
+
+def pakati_store(user: str | None = None) -> Store:
+    """The store for ``user`` (default: the current one), migrated, legacy JSON imported once."""
+    user_dir = folder_paths.get_user_directory()
+    store = open_store(user_dir=user_dir)
+    if store.url not in _imported:
+        with _lock:
+            first = store.url not in _imported
+            _imported.add(store.url)
+        if first:
+            try:
+                counts = import_legacy(store, f"{user_dir}/pakati")
+                if any(counts.values()):
+                    log.info("Pakati: imported %s from the JSON files under %s/pakati (the files are left in place)", counts, user_dir)
+            except (StoreError, OSError) as e:
+                log.error("Pakati: importing the JSON files under %s/pakati failed: %s", user_dir, e)
+    return store.for_user(user or current_user())
+
+
+def record_history(node: str, **fields) -> int | None:
+    """Keep a run in the history, best effort: a database that cannot be written is logged with
+    the reason, and the generation that called this still returns its result."""
+    try:
+        return pakati_store().record_run(node, prompt_id=executing_prompt_id(), **fields)
+    except (StoreError, OSError) as e:
+        log.error("Pakati: the history of this %s run was not recorded (the result is unaffected): %s", node, e)
+        return None
+
+
+def prompt_inputs(prompt: dict | None, class_types: tuple[str, ...], name: str) -> list:
+    """Constant values of input ``name`` on nodes of these types in the API prompt (hidden PROMPT)."""
+    out = []
+    for node in (prompt or {}).values():
+        if isinstance(node, dict) and node.get("class_type") in class_types:
+            value = (node.get("inputs") or {}).get(name)
+            if value is not None and not isinstance(value, list):
+                out.append(value)
+    return out
