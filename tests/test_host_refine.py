@@ -144,6 +144,20 @@ def test_refine_learns_and_records_history_in_the_store_and_honours_interrupts(c
         folder_paths.set_user_directory(old)
 
 
+def test_a_read_only_database_is_logged_and_the_refined_image_still_returned(comfy, refine_inputs, tmp_path, monkeypatch, caplog):
+    db = tmp_path / "ro.db"
+    open_store(f"sqlite:///{db}").record_run("Earlier")
+    monkeypatch.setenv("PAKATI_DATABASE_URL", f"sqlite:///file:{db}?mode=ro&uri=true")
+    with caplog.at_level("ERROR", logger="pakati"):
+        image, history, score = run(comfy, "PakatiRefine", **(refine_inputs | {"learn": True, "max_passes": 1})).result
+    assert image.shape == refine_inputs["image"].shape and torch.isfinite(image).all() and 0 <= score <= 1
+    assert json.loads(history)["passes"]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "the history of this PakatiRefine run was not recorded (the result is unaffected)" in logged
+    assert "read-only" in logged and "what worked in this PakatiRefine run was not recorded" in logged
+    assert open_store(f"sqlite:///{db}").count_runs() == 1
+
+
 def test_bad_rules_override_is_refused_at_queue_time(comfy):
     cls = comfy.NODE_CLASS_MAPPINGS["PakatiRefine"]
     msg = cls.validate_inputs(rules='{"version": 1, "rules": [{"id": "x", "if": {"nope": "Z"}, "then": {"denoise": "low"}}]}')

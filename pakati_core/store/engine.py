@@ -157,7 +157,7 @@ def migrate(engine: Engine, revision: str = "head") -> None:
                 if sqlite:
                     conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
     except OperationalError as e:
-        raise StoreUnavailableError(f"cannot open or migrate the database {redacted(str(engine.url))}: {e.orig}", "url") from e
+        raise StoreUnavailableError("cannot open or migrate the database: " + explain(e, redacted(str(engine.url)), True), "url") from e
     except SQLAlchemyError as e:
         raise StoreError(f"migrating {redacted(str(engine.url))} failed: {e}", "url") from e
     _migrated.add(key)
@@ -170,3 +170,22 @@ def dispose_all() -> None:
             engine.dispose()
         _engines.clear()
         _migrated.clear()
+
+
+def explain(e: OperationalError, url: str, write: bool) -> str:
+    """Why a database operation failed, in words a user can act on (read-only, disk full, ...)."""
+    msg = str(e.orig)
+    low = msg.lower()
+    if "readonly" in low or "read-only" in low or "read only" in low:
+        why = "the database file or its directory is read-only"
+    elif "disk is full" in low or "no space" in low or "could not extend" in low:
+        why = "the disk is full"
+    elif "unable to open" in low:
+        why = "the database file cannot be opened (missing directory or no permission)"
+    elif "locked" in low or "busy" in low:
+        why = "another process held the database lock longer than the busy timeout"
+    elif "connection" in low or "could not connect" in low:
+        why = "the database server cannot be reached"
+    else:
+        why = "the database refused the operation"
+    return f"{why} ({'writing' if write else 'reading'} {url}: {msg})"

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
+from .engine import explain
 from .errors import StoreError, StoreUnavailableError, TemplateNameError, TemplateNotFoundError
 from .images import THUMBNAIL_SIDE, content_key, image_hash, png_bytes, png_to_array
 from .schema import (ApiCall, Blob, CacheEntry, ContextRecord, LegacyImport, ReferenceImage, Run, Template, UnderstandingRow,
@@ -116,7 +117,7 @@ class Store:
         except StoreError:
             raise
         except OperationalError as e:
-            raise StoreUnavailableError(_explain(e, self.url, write), "database") from e
+            raise StoreUnavailableError(explain(e, self.url, write), "database") from e
         except StatementError as e:
             if isinstance(e.orig, (ValueError, TypeError)):  # a JSON value that is not strict JSON
                 raise StoreError(f"a value cannot be stored as JSON: {e.orig}", "record") from e
@@ -471,21 +472,3 @@ class Store:
     def _mark_imported(self, s: Session, source: str, digest: str, rows: int) -> None:
         self._insert_ignore(s, LegacyImport, {"owner": self.owner, "source": source, "digest": digest, "rows": rows,
                                               "imported_at": utcnow()}, ["owner", "source", "digest"])
-
-
-def _explain(e: OperationalError, url: str, write: bool) -> str:
-    msg = str(e.orig)
-    low = msg.lower()
-    if "readonly" in low or "read-only" in low or "read only" in low:
-        why = "the database file or its directory is read-only"
-    elif "disk is full" in low or "no space" in low or "could not extend" in low:
-        why = "the disk is full"
-    elif "unable to open" in low:
-        why = "the database file cannot be opened (missing directory or no permission)"
-    elif "locked" in low or "busy" in low:
-        why = "another process held the database lock longer than the busy timeout"
-    elif "connection" in low or "could not connect" in low:
-        why = "the database server cannot be reached"
-    else:
-        why = "the database refused the operation"
-    return f"{why} ({'writing' if write else 'reading'} {url}: {msg})"
