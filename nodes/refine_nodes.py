@@ -354,7 +354,7 @@ class PakatiRefine(io.ComfyNode):
         hidden = getattr(cls, "hidden", None)
         prompt = hidden.prompt if hidden is not None else None
         record_history(
-            node, image=result.image, canvas=canvas.to_dict() if canvas is not None else canvas_from_prompt(prompt),
+            "PakatiRefine", image=result.image, canvas=canvas.to_dict() if canvas is not None else canvas_from_prompt(prompt),
             prompts={"region": region, "references": [{"aspect": r.aspect, "description": r.description, "weight": r.weight} for r in references]},
             seeds=sorted({int(p["seed"]) for p in history.get("passes", []) if isinstance(p, dict) and p.get("seed") is not None}) or [seed],
             params={"max_passes": max_passes, "target": target, "strategy": strategy, "steps": steps, "cfg": cfg,
