@@ -67,12 +67,12 @@ class PakatiSaveTemplate(io.ComfyNode):
     def validate_inputs(cls, name: str | None = None, settings: str | None = None, **_) -> bool | str:
         if name is not None:
             try:
-                checked(cls.__name__, "name", lambda: validate_template_name(name))
+                checked("PakatiSaveTemplate", "name", lambda: validate_template_name(name))
             except PakatiNodeError as e:
                 return str(e)
         if settings is not None:
             try:
-                parse_settings(cls.__name__, settings)
+                parse_settings("PakatiSaveTemplate", settings)
             except PakatiNodeError as e:
                 return str(e)
         return True
@@ -80,7 +80,7 @@ class PakatiSaveTemplate(io.ComfyNode):
     @classmethod
     def execute(cls, canvas: Canvas, name: str, description: str, settings: str = "", references: tuple | None = None,
                 image: torch.Tensor | None = None, export_json: bool = False) -> io.NodeOutput:
-        node = cls.__name__
+        node = "PakatiSaveTemplate"
         checked(node, "name", lambda: validate_template_name(name))
         values = parse_settings(node, settings)
         thumb = image[0, ..., :3].detach().float().cpu().numpy() if image is not None else None
@@ -135,9 +135,9 @@ class PakatiLoadTemplate(io.ComfyNode):
         if name is None:
             return True
         if name == NO_TEMPLATES:
-            return f"{cls.__name__}: input 'name': no template is saved yet (save one with Pakati Save Template)"
+            return "PakatiLoadTemplate: input 'name': no template is saved yet (save one with Pakati Save Template)"
         try:
-            checked(cls.__name__, "name", lambda: pakati_store().load_template(name))
+            checked("PakatiLoadTemplate", "name", lambda: pakati_store().load_template(name))
         except PakatiNodeError as e:
             return str(e)
         return True
@@ -152,7 +152,7 @@ class PakatiLoadTemplate(io.ComfyNode):
 
     @classmethod
     def execute(cls, name: str) -> io.NodeOutput:
-        node = cls.__name__
+        node = "PakatiLoadTemplate"
         store = pakati_store()
         try:
             t = store.load_template(name)

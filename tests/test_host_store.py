@@ -5,11 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-import urllib.error
-import urllib.request
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import skimage.data
@@ -17,12 +13,10 @@ import torch
 from PIL import Image
 
 from pakati_core.store import open_store
+from store_helpers import CANVAS, REPO, call, put_inputs, queue_as, refine_prompt, template_prompt
 
 pytestmark = pytest.mark.host
 
-REPO = Path(__file__).resolve().parent.parent
-CANVAS = {"version": 1, "width": 128, "height": 128,
-          "regions": [{"id": "r1", "name": "subject", "shape": "rect", "points": [[32, 32], [96, 96]], "prompt": "an astronaut"}]}
 
 
 def node(comfy, name):
@@ -69,44 +63,6 @@ def test_template_nodes_save_export_load_and_refuse_bad_names(comfy, user_dir):
     assert not (user_dir.parent / "x").exists() and list((user_dir / "default" / "pakati" / "templates").iterdir()) == [exported]
 
 
-def refine_prompt(seed: int) -> dict:
-    prompt = json.loads((REPO / "workflows" / "api" / "reference_refine.json").read_text())
-    for n in prompt.values():
-        if n["class_type"] == "CheckpointLoaderSimple":
-            n["class_type"], n["inputs"] = "PakatiTestTinySDXL", {"seed": 0, "model_channels": 32}
-        if n["class_type"] == "PakatiRefine":
-            n["inputs"].update(steps=1, max_passes=1, learn=False, seed=seed)
-    return prompt
-
-
-def put_inputs(base: Path) -> None:
-    inp = base / "input"
-    inp.mkdir(parents=True, exist_ok=True)
-    ref = cv2.resize(skimage.data.astronaut(), (128, 128), interpolation=cv2.INTER_AREA)
-    Image.fromarray(cv2.GaussianBlur(ref, (0, 0), 1.5)).save(inp / "pakati_refine_input.png")
-    Image.fromarray(ref).save(inp / "pakati_reference.png")
-
-
-def call(server, method: str, path: str, body=None, user: str | None = None):
-    """(status, JSON body) of a request to the server, as the front end makes it (comfy-user header)."""
-    headers = {"Content-Type": "application/json"}
-    if user is not None:
-        headers["comfy-user"] = user
-    req = urllib.request.Request(server.url + path, method=method, headers=headers,
-                                 data=json.dumps(body).encode() if body is not None else None)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
-
-
-def queue_as(server, prompt: dict, user: str | None) -> str:
-    status, body = call(server, "POST", "/prompt", {"prompt": prompt, "client_id": server.client_id}, user)
-    assert status == 200, body
-    return body["prompt_id"]
-
-
 @pytest.fixture(scope="module")
 def second_server(comfy_server, tmp_path_factory):
     """A second ComfyUI server, --multi-user, writing the first server's SQLite database (PAKATI_DATABASE_URL)."""
@@ -136,20 +92,22 @@ def second_server(comfy_server, tmp_path_factory):
 
 
 def test_two_servers_writing_one_database_at_once_lose_nothing(comfy_server, second_server):
+    """Each server gets one refinement (history) and a burst of template saves (fast writes that overlap)."""
     server_b, db = second_server
     store = open_store(f"sqlite:///{db}")
     before = store.count_runs()
-    ids: list[str] = []
+    ids: list[tuple] = []
     lock = threading.Lock()
 
-    def queue_many(server, seeds):
-        for s in seeds:
-            pid = queue_as(server, refine_prompt(s), None)
+    def queue_many(server, tag, seed):
+        prompts = [refine_prompt(seed)] + [template_prompt(f"{tag}-{i}") for i in range(15)]
+        for p in prompts:
+            pid = queue_as(server, p, None)
             with lock:
                 ids.append((server, pid))
 
-    threads = [threading.Thread(target=queue_many, args=(comfy_server, range(100, 102))),
-               threading.Thread(target=queue_many, args=(server_b, range(200, 202)))]
+    threads = [threading.Thread(target=queue_many, args=(comfy_server, "A", 100)),
+               threading.Thread(target=queue_many, args=(server_b, "B", 200))]
     for t in threads:
         t.start()
     for t in threads:
@@ -157,13 +115,14 @@ def test_two_servers_writing_one_database_at_once_lose_nothing(comfy_server, sec
     for server, pid in ids:
         server.wait(pid, timeout=600)
     runs = store.list_runs(limit=200, thumbnails=False)
-    assert store.count_runs() == before + 4
-    assert {pid for _, pid in ids} <= {r["prompt_id"] for r in runs}
+    assert store.count_runs() == before + 2
+    assert {r["prompt_id"] for r in runs[:2]} <= {pid for _, pid in ids}
+    assert {f"{t}-{i}" for t in "AB" for i in range(15)} <= set(store.template_names())
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
 
-    status, hist = call(comfy_server, "GET", "/pakati/history?limit=4")
-    assert status == 200 and hist["user"] == "default" and hist["total"] == before + 4 and len(hist["runs"]) == 4
+    status, hist = call(comfy_server, "GET", "/pakati/history?limit=2")
+    assert status == 200 and hist["user"] == "default" and hist["total"] == before + 2 and len(hist["runs"]) == 2
     newest = hist["runs"][0]
     assert newest["node"] == "PakatiRefine" and newest["thumbnail"].startswith("data:image/png;base64,")
     assert newest["canvas"]["regions"][0]["name"] == "subject" and newest["model_name"] is None
@@ -178,9 +137,7 @@ def test_multi_user_history_and_templates_are_each_users_own(comfy_server, secon
     bob = call(server, "POST", "/users", {"username": "bob"})[1]
     pid = queue_as(server, refine_prompt(300), alice)
     server.wait(pid, timeout=600)
-    tpl = {"1": {"class_type": "PakatiCanvas", "inputs": {"width": 128, "height": 128, "regions": json.dumps(CANVAS)}},
-           "2": {"class_type": "PakatiSaveTemplate", "inputs": {"canvas": ["1", 0], "name": "alice only", "description": "",
-                                                                "settings": "", "export_json": False}}}
+    tpl = template_prompt("alice only")
     server.wait(queue_as(server, tpl, alice), timeout=300)
 
     status, mine = call(server, "GET", "/pakati/history", user=alice)
