@@ -92,7 +92,7 @@ def second_server(comfy_server, tmp_path_factory):
 
 
 def test_two_servers_writing_one_database_at_once_lose_nothing(comfy_server, second_server):
-    """Each server gets one refinement (history) and a burst of template saves (fast writes that overlap)."""
+    """Both servers get a burst of template saves at once (fast writes that overlap); the first one a refinement too."""
     server_b, db = second_server
     store = open_store(f"sqlite:///{db}")
     before = store.count_runs()
@@ -100,14 +100,14 @@ def test_two_servers_writing_one_database_at_once_lose_nothing(comfy_server, sec
     lock = threading.Lock()
 
     def queue_many(server, tag, seed):
-        prompts = [refine_prompt(seed)] + [template_prompt(f"{tag}-{i}") for i in range(15)]
+        prompts = [template_prompt(f"{tag}-{i}") for i in range(20)] + ([refine_prompt(seed)] if seed is not None else [])
         for p in prompts:
             pid = queue_as(server, p, None)
             with lock:
                 ids.append((server, pid))
 
     threads = [threading.Thread(target=queue_many, args=(comfy_server, "A", 100)),
-               threading.Thread(target=queue_many, args=(server_b, "B", 200))]
+               threading.Thread(target=queue_many, args=(server_b, "B", None))]
     for t in threads:
         t.start()
     for t in threads:
@@ -115,14 +115,14 @@ def test_two_servers_writing_one_database_at_once_lose_nothing(comfy_server, sec
     for server, pid in ids:
         server.wait(pid, timeout=600)
     runs = store.list_runs(limit=200, thumbnails=False)
-    assert store.count_runs() == before + 2
-    assert {r["prompt_id"] for r in runs[:2]} <= {pid for _, pid in ids}
-    assert {f"{t}-{i}" for t in "AB" for i in range(15)} <= set(store.template_names())
+    assert store.count_runs() == before + 1
+    assert runs[0]["prompt_id"] in {pid for _, pid in ids}
+    assert {f"{t}-{i}" for t in "AB" for i in range(20)} <= set(store.template_names())
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
 
     status, hist = call(comfy_server, "GET", "/pakati/history?limit=2")
-    assert status == 200 and hist["user"] == "default" and hist["total"] == before + 2 and len(hist["runs"]) == 2
+    assert status == 200 and hist["user"] == "default" and hist["total"] == before + 1 and len(hist["runs"]) == min(2, before + 1)
     newest = hist["runs"][0]
     assert newest["node"] == "PakatiRefine" and newest["thumbnail"].startswith("data:image/png;base64,")
     assert newest["canvas"]["regions"][0]["name"] == "subject" and newest["model_name"] is None
