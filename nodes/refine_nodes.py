@@ -145,7 +145,6 @@ class HostRegenerator:
         self.steps, self.cfg, self.sampler_name, self.scheduler = steps, cfg, sampler_name, scheduler
         self.pbar, self.max_passes = pbar, max_passes
         self._term_cache: dict[str, list] = {}
-        self.calls = 0
         # A model patched by PakatiApplyRegions lays its region masks over the whole latent, so
         # it must see the whole image: a crop would shift every region.
         self.whole_image = WRAPPER_KEY in model.wrappers.get("apply_model", {})
@@ -184,7 +183,6 @@ class HostRegenerator:
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, mask: np.ndarray, params: RegenParams) -> np.ndarray:
-        self.calls += 1
         y0, y1, x0, x1 = self.box(mask)
         crop = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1]))[None]
         crop_mask = torch.from_numpy(np.ascontiguousarray(mask[y0:y1, x0:x1]))

@@ -1,7 +1,7 @@
 """The region canvas: regions on a width x height canvas, Region JSON v1, rasterisation.
 
-Region JSON v1 is Pakati's one exchange format (the canvas widget stores it, workflows carry
-it, the planner emits it). Points are canvas pixels; ``rect`` regions give two corners.
+Region JSON v1 is Pakati's one exchange format (the canvas widget stores it, workflows and
+API prompts carry it). Points are canvas pixels; ``rect`` regions give two corners.
 Rasterisation is anti-aliased (exact pixel coverage to 1/16 px) at any target resolution,
 so the same region gives a mask at canvas, latent or UNet-token-grid size.
 """
@@ -13,7 +13,7 @@ import math
 import numbers
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -489,7 +489,3 @@ def mask_region(region_id: str, mask: np.ndarray, **fields: Any) -> Region:
     if not np.isfinite(m).all():
         raise RegionError("mask contains NaN or infinite values", field=f"region '{region_id}'.mask")
     return Region(id=region_id, shape="mask", mask=np.clip(m, 0.0, 1.0), **fields)
-
-
-def canvas_from_regions(width: int, height: int, regions: Iterable[Region]) -> Canvas:
-    return Canvas(width, height, list(regions))

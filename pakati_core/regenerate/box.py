@@ -35,9 +35,6 @@ class Box:
     def as_tuple(self) -> tuple[int, int, int, int]:
         return (self.x0, self.y0, self.x1, self.y1)
 
-    def union(self, other: "Box") -> "Box":
-        return Box(min(self.x0, other.x0), min(self.y0, other.y0), max(self.x1, other.x1), max(self.y1, other.y1))
-
 
 def support_box(mask: np.ndarray, field: str = "mask") -> Box:
     """Bounding box of the pixels where ``mask > 0``; an empty mask is an error."""

@@ -64,16 +64,9 @@ class RegionSet:
     def add(self, region: RegionPrompt) -> "RegionSet":
         return RegionSet(self.regions + (region,))
 
-    def extend(self, other: "RegionSet") -> "RegionSet":
-        return RegionSet(self.regions + other.regions)
-
     @property
     def embed_dim(self) -> int | None:
         return int(self.regions[0].cond.shape[-1]) if self.regions else None
-
-    @property
-    def has_negatives(self) -> bool:
-        return any(r.negative is not None for r in self.regions)
 
     def check_aspect(self, width: int, height: int) -> None:
         """Refuse masks whose aspect ratio differs from the latent's (they would be stretched)."""

@@ -1,9 +1,10 @@
 """Reconstruction scores on the hidden pixels only, each mapped to [0, 1] (1 = identical).
 
-All terms are weight-free: PSNR, masked SSIM, masked MS-SSIM (when the hidden box is at least
-161 px on its short side), a gradient similarity after GMSD (Xue et al. 2014; GMSD itself is
-reported too),
-CIEDE2000 and a texture distance (uniform-LBP histograms and Laplacian energy).
+Every term is computed from the pixels alone, with no learned network weights: PSNR, masked
+SSIM, masked MS-SSIM (when the hidden box is at least 161 px on its short side), a gradient
+similarity after GMSD (Xue et al. 2014; GMSD itself is reported too), CIEDE2000 and a texture
+distance (uniform-LBP histograms and Laplacian energy). The composite is their mean under the
+fixed hand-set ``WEIGHTS`` below.
 """
 from __future__ import annotations
 
