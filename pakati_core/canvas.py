@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from .box import mask_box
 from .errors import (
     CanvasError,
     CanvasSizeError,
@@ -300,11 +301,8 @@ class Canvas:
         """Integer bounding box ``(x0, y0, x1, y1)`` in canvas pixels, feather excluded."""
         r = self.region(key)
         if r.shape == "mask":
-            m = self.rasterize(key, feather=0)
-            ys, xs = np.nonzero(m > 0)
-            if len(xs) == 0:
-                return (0, 0, 0, 0)
-            return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+            box = mask_box(self.rasterize(key, feather=0))
+            return (0, 0, 0, 0) if box is None else box.as_tuple()
         p = r.polygon()
         return (
             int(math.floor(p[:, 0].min())),

@@ -7,7 +7,8 @@ from typing import Callable
 import numpy as np
 
 from .blend import blend_mask
-from .box import Box, fit_box, pad_box, support_box, target_size
+from ..box import Box
+from .box import fit_box, pad_box, support_box, target_size
 from .errors import EmptyMaskError, MaskSizeError, RegenerateError
 from .resize import resize_image, resize_mask
 
@@ -113,7 +114,7 @@ def crop_region(
     span_w, span_h = max(t.width for t in tight), max(t.height for t in tight)
     tw, th = target_size(mode, span_w, span_h, explicit)
     boxes = [fit_box(t, tw, th, width, height, exact=(mode == "keep")) for t in tight]
-    crops = np.stack([resize_image(image[b, bx.y0 : bx.y1, bx.x0 : bx.x1], tw, th) for b, bx in enumerate(boxes)])
-    crop_masks = np.stack([resize_mask(blends[b][bx.y0 : bx.y1, bx.x0 : bx.x1], tw, th) for b, bx in enumerate(boxes)])
+    crops = np.stack([resize_image(image[b][bx.slices], tw, th) for b, bx in enumerate(boxes)])
+    crop_masks = np.stack([resize_mask(blends[b][bx.slices], tw, th) for b, bx in enumerate(boxes)])
     stitch = RegionStitch(image=image, boxes=boxes, blends=blends, target=(tw, th), ring=ring)
     return RegionCrop(images=crops.astype(np.float32), masks=np.clip(crop_masks, 0.0, 1.0).astype(np.float32), stitch=stitch)

@@ -14,6 +14,7 @@ from skimage.color import deltaE_ciede2000, rgb2gray, rgb2lab
 from skimage.feature import local_binary_pattern
 from skimage.metrics import structural_similarity
 
+from ..box import mask_box
 from ..errors import PakatiError
 
 WEIGHTS = {"psnr": 0.15, "ssim": 0.25, "ms_ssim": 0.1, "gms": 0.2, "color": 0.15, "texture": 0.15}
@@ -66,12 +67,11 @@ def _half(a: np.ndarray) -> np.ndarray:
 
 def ms_ssim_score(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) -> float | None:
     """MS-SSIM on the grey hidden box, each scale's map averaged with the (pooled) mask; None if the box is small."""
-    ys, xs = np.nonzero(hidden)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    if min(y1 - y0, x1 - x0) < MS_SSIM_MIN_SIDE:
+    box = mask_box(hidden)
+    if min(box.height, box.width) < MS_SSIM_MIN_SIDE:
         return None
-    x, y = rgb2gray(ref[y0:y1, x0:x1]), rgb2gray(rec[y0:y1, x0:x1])
-    m = hidden[y0:y1, x0:x1].astype(np.float64)
+    x, y = rgb2gray(ref[box.slices]), rgb2gray(rec[box.slices])
+    m = hidden[box.slices].astype(np.float64)
     result = 1.0
     for i, w in enumerate(MS_SSIM_WEIGHTS):
         full, cs = _ssim_maps(x, y)
