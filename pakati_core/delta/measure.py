@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from skimage.color import deltaE_ciede2000
 from skimage.metrics import structural_similarity
 from skimage.registration import phase_cross_correlation
 
+from ..lab import ciede2000
 from .catalogue import DELTA_SPECS, DeltaSpec
 from .features import EPS, RegionFeatures
 
@@ -110,7 +110,7 @@ def compare(img: RegionFeatures, ref: RegionFeatures) -> list[Delta]:
         "tint": mi[1] - mr[1],
         "saturation": img.mean_chroma - ref.mean_chroma,
         "palette_distance": float(np.abs(img.palette - ref.palette).mean()),
-        "delta_e": float(deltaE_ciede2000(mi[None], mr[None])[0]),
+        "delta_e": float(ciede2000(mi[None], mr[None])[0]),
         "sharpness": img.sharpness - ref.sharpness,
         "glcm_contrast": _log_ratio(img.glcm["contrast"], ref.glcm["contrast"]),
         "glcm_homogeneity": img.glcm["homogeneity"] - ref.glcm["homogeneity"],

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..box import Box, mask_box
 from ..errors import PakatiError
+from ..lab import rgb_to_lab
 from ..references import Reference
 
 ANALYSIS_SIDE = 512
@@ -52,16 +53,6 @@ def as_mask(mask: np.ndarray | None, shape: tuple[int, int], field: str = "mask"
     if not (m > 0).any():
         raise DeltaInputError("the mask is empty: there is no region to measure", field)
     return m
-
-
-def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """sRGB in [0, 1] to CIELAB (D65), L* in [0, 100]; OpenCV's float path (skimage's rgb2lab agrees
-    to within 0.6 and is several times slower)."""
-    return cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2Lab)
-
-
-def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(np.ascontiguousarray(lab, dtype=np.float32), cv2.COLOR_Lab2RGB)
 
 
 def analysis_size(h: int, w: int) -> tuple[int, int]:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..delta.view import as_mask, as_rgb, lab_to_rgb, rgb_to_lab
+from ..delta.view import as_mask, as_rgb
+from ..lab import lab_to_rgb, rgb_to_lab
 
 CHANNELS = ("brightness", "contrast", "warmth", "tint", "saturation")
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import convolve, gaussian_filter, laplace
-from skimage.color import deltaE_ciede2000, rgb2gray, rgb2lab
+from skimage.color import rgb2gray
 from skimage.feature import local_binary_pattern
 from skimage.metrics import structural_similarity
 
 from ..box import mask_box
 from ..errors import PakatiError
+from ..lab import mean_ciede2000
 
 WEIGHTS = {"psnr": 0.15, "ssim": 0.25, "ms_ssim": 0.1, "gms": 0.2, "color": 0.15, "texture": 0.15}
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -106,7 +107,7 @@ def gradient_similarity(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) ->
 
 def color_score(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) -> tuple[float, float]:
     """(score, mean CIEDE2000 over hidden pixels); score = exp(-dE / 20)."""
-    de = float(deltaE_ciede2000(rgb2lab(ref[hidden][None]), rgb2lab(rec[hidden][None])).mean())
+    de = mean_ciede2000(ref, rec, hidden)
     return float(np.exp(-de / DELTA_E_SCALE)), de
 
 
