@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..texture import lbp_histogram
 from .view import RegionView
 
 GLCM_LEVELS = 32
@@ -56,18 +57,6 @@ def weighted_quantiles(values: np.ndarray, weight: np.ndarray, q: np.ndarray) ->
     cdf = np.cumsum(w)
     cdf = (cdf - 0.5 * w) / cdf[-1]
     return np.interp(q, cdf, v)
-
-
-def uniform_lbp(lightness: np.ndarray) -> np.ndarray:
-    """Rotation-invariant uniform LBP over the 8-neighbourhood (codes 0..9, as skimage's 'uniform'
-    with P=8, R=1 on the square ring), vectorised because skimage's loop dominated the report."""
-    p = np.pad(lightness, 1, mode="edge")
-    h, w = lightness.shape
-    ring = [(0, 0), (0, 1), (0, 2), (1, 2), (2, 2), (2, 1), (2, 0), (1, 0)]
-    bits = np.stack([p[y:y + h, x:x + w] >= lightness for y, x in ring]).astype(np.int8)
-    ones = bits.sum(axis=0)
-    transitions = np.abs(bits - np.roll(bits, 1, axis=0)).sum(axis=0)
-    return np.where(transitions <= 2, ones, 9).astype(np.int64)
 
 
 def _palette(view: RegionView) -> np.ndarray:
@@ -136,8 +125,6 @@ def region_features(view: RegionView) -> RegionFeatures:
     _, l_std = weighted_mean_std(lightness, interior)
     sharpness = float(np.log((lap_std + EPS) / (l_std + EPS)))
     inside = weight > 0
-    lbp = uniform_lbp(lightness)
-    hist = np.bincount(lbp.ravel(), weights=interior.ravel(), minlength=10)[:10]
-    hist = hist / max(hist.sum(), EPS)
+    hist = lbp_histogram(lightness, interior)
     centroid, grid = _energy(lightness, interior)
     return RegionFeatures(mean, std, mean_chroma, sharpness, _glcm(lightness, inside), hist, _palette(view), centroid, grid, view)

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from skimage.metrics import structural_similarity
 from skimage.registration import phase_cross_correlation
 
 from ..lab import ciede2000
+from ..ssim import masked_ssim
+from ..texture import chi_squared
 from .catalogue import DELTA_SPECS, DeltaSpec
 from .features import EPS, RegionFeatures
 
@@ -93,10 +94,7 @@ def _ssim(img: RegionFeatures, ref: RegionFeatures) -> float:
     li, lr = img.view.lab[..., 0], ref.view.lab[..., 0]
     if min(li.shape) < 7:
         return 1.0
-    _, smap = structural_similarity(li, lr, data_range=100.0, gaussian_weights=True, sigma=1.5,
-                                    use_sample_covariance=False, full=True)
-    w = img.view.interior
-    return float((smap * w).sum() / max(float(w.sum()), EPS))
+    return masked_ssim(li, lr, img.view.interior, data_range=100.0)
 
 
 def compare(img: RegionFeatures, ref: RegionFeatures) -> list[Delta]:
@@ -116,7 +114,7 @@ def compare(img: RegionFeatures, ref: RegionFeatures) -> list[Delta]:
         "glcm_homogeneity": img.glcm["homogeneity"] - ref.glcm["homogeneity"],
         "glcm_energy": img.glcm["energy"] - ref.glcm["energy"],
         "glcm_correlation": img.glcm["correlation"] - ref.glcm["correlation"],
-        "lbp_chi2": float(0.5 * (((img.lbp_hist - ref.lbp_hist) ** 2) / (img.lbp_hist + ref.lbp_hist + EPS)).sum()),
+        "lbp_chi2": chi_squared(img.lbp_hist, ref.lbp_hist),
         "shift_x": shift_x,
         "shift_y": shift_y,
         "energy_x": img.energy_centroid[0] - ref.energy_centroid[0],

@@ -9,29 +9,24 @@ fixed hand-set ``WEIGHTS`` below.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import convolve, gaussian_filter, laplace
+from scipy.ndimage import convolve, laplace
 from skimage.color import rgb2gray
-from skimage.feature import local_binary_pattern
-from skimage.metrics import structural_similarity
 
 from ..box import mask_box
 from ..errors import PakatiError
 from ..lab import mean_ciede2000
+from ..ssim import masked_ssim, ssim_maps, weighted_mean
+from ..texture import chi_squared, lbp_histogram
 
 WEIGHTS = {"psnr": 0.15, "ssim": 0.25, "ms_ssim": 0.1, "gms": 0.2, "color": 0.15, "texture": 0.15}
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_MIN_SIDE = 161
 DELTA_E_SCALE = 20.0
 TEXTURE_SCALE = 0.5  # mean dE2000 at which the colour term is 1/e
-LBP_P, LBP_R = 8, 1
 
 
 class ScoreError(PakatiError):
     """Images or masks that cannot be compared."""
-
-
-def _weighted_mean(values: np.ndarray, weight: np.ndarray) -> float:
-    return float((values * weight).sum() / max(weight.sum(), 1e-12))
 
 
 def psnr_score(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) -> float:
@@ -45,19 +40,7 @@ def psnr_score(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) -> float:
 
 def ssim_score(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) -> float:
     """Mean of the Gaussian-window SSIM map (Wang et al. settings) over hidden pixels."""
-    _, smap = structural_similarity(ref, rec, channel_axis=-1, data_range=1.0, gaussian_weights=True,
-                                    sigma=1.5, use_sample_covariance=False, full=True)
-    return float(np.clip(smap.mean(axis=-1)[hidden].mean(), 0.0, 1.0))
-
-
-def _ssim_maps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    f = lambda a: gaussian_filter(a, 1.5, truncate=3.5)  # 11-tap window
-    mx, my = f(x), f(y)
-    sxx, syy, sxy = f(x * x) - mx * mx, f(y * y) - my * my, f(x * y) - mx * my
-    cs = (2 * sxy + c2) / (sxx + syy + c2)
-    lum = (2 * mx * my + c1) / (mx * mx + my * my + c1)
-    return lum * cs, cs
+    return float(np.clip(masked_ssim(ref, rec, hidden, data_range=1.0), 0.0, 1.0))
 
 
 def _half(a: np.ndarray) -> np.ndarray:
@@ -75,9 +58,9 @@ def ms_ssim_score(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) -> float
     m = hidden[box.slices].astype(np.float64)
     result = 1.0
     for i, w in enumerate(MS_SSIM_WEIGHTS):
-        full, cs = _ssim_maps(x, y)
+        full, cs = ssim_maps(x, y)
         term = full if i == len(MS_SSIM_WEIGHTS) - 1 else cs
-        result *= max(_weighted_mean(term, m), 1e-6) ** w
+        result *= max(weighted_mean(term, m), 1e-6) ** w
         x, y, m = _half(x), _half(y), _half(m)
     return float(np.clip(result, 0.0, 1.0))
 
@@ -114,11 +97,7 @@ def color_score(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) -> tuple[f
 def texture_distance(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) -> float:
     """Chi-square between uniform-LBP histograms plus |log| Laplacian-energy ratio, on hidden pixels."""
     gr, gd = (np.round(rgb2gray(a) * 255).astype(np.uint8) for a in (ref, rec))
-    bins = LBP_P + 2
-    hr = np.bincount(local_binary_pattern(gr, LBP_P, LBP_R, "uniform")[hidden].astype(int), minlength=bins).astype(float)
-    hd = np.bincount(local_binary_pattern(gd, LBP_P, LBP_R, "uniform")[hidden].astype(int), minlength=bins).astype(float)
-    hr, hd = hr / hr.sum(), hd / hd.sum()
-    chi2 = 0.5 * float((((hr - hd) ** 2) / (hr + hd + 1e-12)).sum())
+    chi2 = chi_squared(lbp_histogram(gr, hidden), lbp_histogram(gd, hidden))
     er = float((laplace(gr.astype(float) / 255.0)[hidden] ** 2).mean())
     ed = float((laplace(gd.astype(float) / 255.0)[hidden] ** 2).mean())
     energy = abs(np.log((ed + 1e-3) / (er + 1e-3)))
