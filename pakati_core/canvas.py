@@ -205,6 +205,21 @@ def resize_mask_area(mask: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.clip(cv2.resize(mask.astype(np.float32), (width, height), interpolation=interp), 0.0, 1.0)
 
 
+def exclusive_masks(own: np.ndarray) -> np.ndarray:
+    """Z-ordered coverages ``[N, H, W]`` (later on top) made exclusive: ``m_i * prod_{j > i} (1 - m_j)``.
+
+    A region hides the ones below it, so the result sums to at most 1 at every pixel. The one
+    builder used by the canvas, regional attention and the region-mask node.
+    """
+    own = np.asarray(own, np.float32)
+    out = own.copy()
+    above = np.ones(own.shape[1:], np.float32)
+    for i in range(len(own) - 1, -1, -1):
+        out[i] = own[i] * above
+        above *= 1.0 - own[i]
+    return out
+
+
 # --------------------------------------------------------------------------- canvas
 
 
@@ -288,13 +303,10 @@ class Canvas:
         compositing need: ``m_i * prod_{j > i} (1 - m_j)``.
         """
         width, height = width or self.width, height or self.height
-        out = np.stack([self.rasterize(i, width, height) for i in range(len(self.regions))]) if self.regions else np.zeros((0, height, width), np.float32)
-        if exclusive and len(out):
-            above = np.ones((height, width), dtype=np.float32)
-            for i in range(len(out) - 1, -1, -1):
-                out[i] = out[i] * above
-                above = above * (1.0 - self.rasterize(i, width, height))
-        return out.astype(np.float32)
+        if not self.regions:
+            return np.zeros((0, height, width), np.float32)
+        own = np.stack([self.rasterize(i, width, height) for i in range(len(self.regions))])
+        return exclusive_masks(own) if exclusive else own.astype(np.float32)
 
     # -- queries ------------------------------------------------------------------------
     def bbox(self, key: str | int) -> tuple[int, int, int, int]:

@@ -54,3 +54,15 @@ def test_lbp_codes_histogram_and_distance():
     assert h.shape == (LBP_CODES,) and h.sum() == pytest.approx(1.0)
     assert chi_squared(h, h) == 0.0
     assert 0.0 < chi_squared(h, lbp_histogram(flat, np.ones_like(flat))) <= 1.0
+
+
+def test_exclusive_masks_sum_to_at_most_one_and_later_regions_win():
+    from pakati_core import Canvas, Region
+    from pakati_core.canvas import exclusive_masks
+
+    own = np.stack([np.full((4, 4), 0.8, np.float32), np.full((4, 4), 0.5, np.float32)])
+    ex = exclusive_masks(own)
+    assert np.allclose(ex[1], 0.5) and np.allclose(ex[0], 0.8 * 0.5) and (ex.sum(0) <= 1.0 + 1e-6).all()
+    canvas = Canvas(64, 64, [Region("a", "rect", ((0, 0), (40, 40))), Region("b", "rect", ((20, 20), (64, 64)))])
+    ex = canvas.masks(exclusive=True)
+    assert ex[0][30, 30] == 0.0 and ex[1][30, 30] == 1.0 and ex[0][10, 10] == 1.0

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..canvas import MAX_REGIONS, Canvas, resize_mask_area
+from ..canvas import MAX_REGIONS, Canvas, exclusive_masks, resize_mask_area
 from ..errors import RegionalConditioningError, RegionLimitError
 
 ASPECT_TOLERANCE = 0.02  # relative; about one latent pixel at 64 latent pixels
@@ -85,10 +85,4 @@ class RegionSet:
         """``[N, height, width]`` coverages where a region hides the ones below it (sum <= 1)."""
         if not self.regions:
             return np.zeros((0, height, width), np.float32)
-        own = np.stack([r.coverage(width, height) for r in self.regions]).astype(np.float32)
-        out = own.copy()
-        above = np.ones((height, width), np.float32)
-        for i in range(len(own) - 1, -1, -1):
-            out[i] = own[i] * above
-            above *= 1.0 - own[i]
-        return out
+        return exclusive_masks(np.stack([r.coverage(width, height) for r in self.regions]))
