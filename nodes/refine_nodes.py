@@ -20,7 +20,7 @@ import comfy.samplers
 import comfy.utils
 import folder_paths
 
-from ..pakati_core.canvas import Canvas
+from ..pakati_core.canvas import Canvas, same_aspect
 from ..pakati_core.delta import analyse
 from ..pakati_core.errors import PakatiError
 from ..pakati_core.fuzzy import MamdaniEngine, load_rulebase
@@ -46,6 +46,9 @@ def region_mask(node: str, shape: tuple[int, int], mask: torch.Tensor | None, ca
     if mask is not None:
         m = mask_to_numpy(mask)[0]
         if m.shape != (h, w):
+            if not same_aspect(m.shape[1], m.shape[0], w, h):
+                raise PakatiNodeError(node, "mask", f"the mask is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h}; "
+                                      "their aspect ratios differ, so the mask cannot be placed on the image")
             import cv2
 
             m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -54,6 +54,9 @@ _REGION_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "locked": ((bool,), False),
 }
 _CANVAS_FIELDS = {"version", "width", "height", "regions"}
+# How far (relative) a mask's aspect ratio may differ from the image's and still be resized onto
+# it: sizes rounded to the 8-px latent grid move the aspect by up to 8 / side, 1.6 % at 512 px.
+ASPECT_TOLERANCE = 0.02
 
 
 def _is_number(value: Any) -> bool:
@@ -218,6 +221,11 @@ def exclusive_masks(own: np.ndarray) -> np.ndarray:
         out[i] = own[i] * above
         above *= 1.0 - own[i]
     return out
+
+
+def same_aspect(width: int, height: int, target_width: int, target_height: int) -> bool:
+    """True when ``width x height`` has the target's aspect ratio within ``ASPECT_TOLERANCE``."""
+    return abs((width / height) / (target_width / target_height) - 1.0) <= ASPECT_TOLERANCE
 
 
 # --------------------------------------------------------------------------- canvas

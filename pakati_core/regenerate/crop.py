@@ -8,11 +8,10 @@ import numpy as np
 
 from .blend import blend_mask
 from ..box import Box
+from ..canvas import same_aspect
 from .box import fit_box, pad_box, support_box, target_size
 from .errors import EmptyMaskError, MaskSizeError, RegenerateError
 from .resize import resize_image, resize_mask
-
-ASPECT_TOLERANCE = 0.01
 
 
 @dataclass
@@ -57,7 +56,7 @@ def match_mask_to_image(masks: np.ndarray, batch: int, width: int, height: int) 
     if bm not in (1, batch):
         raise MaskSizeError(f"{bm} masks for {batch} images; give one mask or one per image", field="mask")
     if (w, h) != (width, height):
-        if abs((w / h) / (width / height) - 1.0) > ASPECT_TOLERANCE:
+        if not same_aspect(w, h, width, height):
             raise MaskSizeError(
                 f"the mask is {w}x{h} but the image is {width}x{height}; their aspect ratios differ, so the mask cannot be placed on the image",
                 field="mask",

@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..canvas import MAX_REGIONS, Canvas, exclusive_masks, resize_mask_area
+from ..canvas import MAX_REGIONS, Canvas, exclusive_masks, resize_mask_area, same_aspect
 from ..errors import RegionalConditioningError, RegionLimitError
 
-ASPECT_TOLERANCE = 0.02  # relative; about one latent pixel at 64 latent pixels
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class RegionSet:
         target = width / height
         for r in self.regions:
             sw, sh = r.source_size()
-            if abs(sw / sh - target) / target > ASPECT_TOLERANCE:
+            if not same_aspect(sw, sh, width, height):
                 raise RegionalConditioningError(
                     f"region '{r.name}' is defined on a {sw}x{sh} {'canvas' if r.canvas is not None else 'mask'} "
                     f"(aspect {sw / sh:.3f}) but the latent is {width}x{height} pixels (aspect {target:.3f}); "
