@@ -66,3 +66,17 @@ def test_exclusive_masks_sum_to_at_most_one_and_later_regions_win():
     canvas = Canvas(64, 64, [Region("a", "rect", ((0, 0), (40, 40))), Region("b", "rect", ((20, 20), (64, 64)))])
     ex = canvas.masks(exclusive=True)
     assert ex[0][30, 30] == 0.0 and ex[1][30, 30] == 1.0 and ex[0][10, 10] == 1.0
+
+
+def test_refine_and_delta_analysis_share_one_tone_and_colour_definition():
+    from pakati_core.delta import analyse
+    from pakati_core.references import Reference
+    from pakati_core.refine import tone_colour_deltas
+
+    img = photo()
+    warm = np.clip(img * np.array([1.1, 1.0, 0.8], np.float32) + 0.05, 0, 1)
+    report = analyse(warm, [Reference(img)])
+    full = tone_colour_deltas(warm, None, img)
+    for name in ("brightness", "contrast", "warmth", "tint", "saturation"):
+        assert report.delta(name).value == pytest.approx(full[name], rel=1e-4, abs=1e-4), name
+    assert full["warmth"] > 2.0 and full["brightness"] > 2.0

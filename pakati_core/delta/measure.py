@@ -12,7 +12,7 @@ from ..lab import ciede2000
 from ..ssim import masked_ssim
 from ..texture import chi_squared
 from .catalogue import DELTA_SPECS, DeltaSpec
-from .features import EPS, RegionFeatures
+from .features import EPS, RegionFeatures, ToneColour
 
 NOISE_FLOOR = 1e-9  # float round-off: values below this are exactly zero
 SAME_FRACTION = 0.25  # below a quarter of a JND a delta reads as "same"
@@ -97,16 +97,26 @@ def _ssim(img: RegionFeatures, ref: RegionFeatures) -> float:
     return masked_ssim(li, lr, img.view.interior, data_range=100.0)
 
 
+def tone_deltas(img: ToneColour, ref: ToneColour) -> dict[str, float]:
+    """The five tone and colour deltas: the one definition of brightness (L*), contrast (log ratio
+    of L* spread), warmth (b*), tint (a*) and saturation (C*ab), used by delta analysis and by the
+    refine corrections."""
+    mi, mr = img.mean_lab, ref.mean_lab
+    return {
+        "brightness": float(mi[0] - mr[0]),
+        "contrast": _log_ratio(img.std_lab[0], ref.std_lab[0]),
+        "warmth": float(mi[2] - mr[2]),
+        "tint": float(mi[1] - mr[1]),
+        "saturation": float(img.mean_chroma - ref.mean_chroma),
+    }
+
+
 def compare(img: RegionFeatures, ref: RegionFeatures) -> list[Delta]:
     """Every named delta of ``img`` against ``ref`` (both views must share one analysis size)."""
     mi, mr = img.mean_lab, ref.mean_lab
     shift_x, shift_y = _shift(img, ref)
     values = {
-        "brightness": mi[0] - mr[0],
-        "contrast": _log_ratio(img.std_lab[0], ref.std_lab[0]),
-        "warmth": mi[2] - mr[2],
-        "tint": mi[1] - mr[1],
-        "saturation": img.mean_chroma - ref.mean_chroma,
+        **tone_deltas(img.tone, ref.tone),
         "palette_distance": float(np.abs(img.palette - ref.palette).mean()),
         "delta_e": float(ciede2000(mi[None], mr[None])[0]),
         "sharpness": img.sharpness - ref.sharpness,
