@@ -1,7 +1,6 @@
 """Claims the README makes about the nodes, held by tests inside real ComfyUI (in-process)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
