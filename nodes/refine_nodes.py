@@ -239,7 +239,7 @@ class PakatiRefine(io.ComfyNode):
                 io.Int.Input("max_passes", default=4, min=1, max=16, tooltip="Most passes to run."),
                 io.Float.Input("target", default=0.95, min=0.05, max=1.0, step=0.005, tooltip="Stop once the overall score reaches this."),
                 io.Combo.Input("strategy", options=["conservative", "adaptive", "aggressive"], default="adaptive", tooltip="Scales the rules' correction strengths and denoise (0.6x, 1x, 1.3x)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Base seed; pass p samples with seed + p. Same seed and inputs give the same result and history."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Base seed; pass p samples with seed + p. With learn off, the same seed and inputs give the same result and history (with learn on, past runs reorder the corrections)."),
                 io.Int.Input("steps", default=20, min=1, max=200, tooltip="Sampling steps per regeneration (the rules may ask for more)."),
                 io.Float.Input("cfg", default=7.0, min=1.0, max=30.0, step=0.1, tooltip="CFG scale (the rules may raise or lower it)."),
                 io.Combo.Input("sampler_name", options=list(comfy.samplers.KSampler.SAMPLERS), default="euler", tooltip="Sampler used for regeneration."),
