@@ -123,6 +123,22 @@ def test_no_key_is_key_missing_before_any_call(monkeypatch):
     assert wire.requests == []
 
 
+def test_core_imports_without_the_sdks():
+    """The model layer imports where the SDKs are missing; making a provider names the package to install."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['openai'] = None; sys.modules['anthropic'] = None\n"
+            "from pakati_core.models import make_planner, make_image_backend, OptionalPackageMissingError\n"
+            "for make, p in ((make_planner, 'anthropic'), (make_image_backend, 'openai')):\n"
+            "    try:\n        make(p)\n    except OptionalPackageMissingError as e:\n        print(e.message)\n")
+    repo = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
+                         env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(repo), "OPENAI_API_KEY": "x", "ANTHROPIC_API_KEY": "x"})
+    assert out.stdout.splitlines() == [f"the optional package '{p}' is not installed; install it with: pip install {p}"
+                                       for p in ("anthropic", "openai")], out.stderr
+
+
 # ---------------------------------------------------------------- registry and selector
 
 def test_registry_defaults_and_user_override(env, monkeypatch):
