@@ -181,3 +181,42 @@ def test_server_edit_is_bit_identical_outside_the_band_and_the_key_appears_nowhe
     leaks = [where for where, text in places.items() if any(f in text for f in fragments)]
     assert not leaks, f"the key (or a fragment of it) appears in: {leaks}"
     assert "workflow" in png.text and "prompt" in png.text
+
+
+@pytest.mark.browser
+def test_front_end_queue_and_save_carry_no_key(provider_comfy_server, fake_openai):
+    """The template queued by the real front end (its own graphToPrompt and queue path): output made, key nowhere."""
+    from browser import FrontEnd, require_browser
+
+    require_browser()
+    server = provider_comfy_server
+    (server.base / "input").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(cv2.resize(data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)).save(server.base / "input" / "example.png")
+    before = set(server.get_json("/history"))
+    template = json.loads((REPO / "workflows" / "openai_region_edit.json").read_text())
+    front = FrontEnd(server.url)
+    try:
+        front.open()
+        front.watch()
+        front.load_workflow(template)
+        front.js("async () => { await app.queuePrompt(0, 1); }")
+        prompt_id = None
+        for _ in range(240):
+            new = set(server.get_json("/history")) - before
+            if new:
+                prompt_id = new.pop()
+                break
+            front.page.wait_for_timeout(250)
+        assert prompt_id, "the front end's queue produced no history entry"
+        entry = server.wait(prompt_id)
+        saved_workflow = front.js("() => JSON.stringify(app.graph.serialize())")
+        api_prompt = front.js("async () => JSON.stringify(await app.graphToPrompt())")
+        assert not front.errors, front.errors
+    finally:
+        front.close()
+    (saved,) = server.images(entry, "4")
+    assert saved.shape[:2] == (256, 256)
+    texts = [saved_workflow, api_prompt, json.dumps(server.get_json("/history")), json.dumps(server.get_json("/queue")), server.log()]
+    texts += [p.read_bytes().decode("latin-1") for p in server.base.rglob("*") if p.is_file() and p.stat().st_size < 50_000_000]
+    assert not [t[:200] for t in texts if SENTINEL_KEY in t or SENTINEL_KEY[-8:] in t]
+    assert any(SENTINEL_KEY in h for h in fake_openai.auth_headers)
