@@ -304,6 +304,21 @@ def test_5xx_then_success_and_timeouts():
     assert len(timeouts.requests) == 3
 
 
+def test_an_interrupt_between_calls_stops_the_retries():
+    class Stop(Exception):
+        pass
+
+    def interrupt():
+        raise Stop()
+
+    wire = Wire((503, openai_error(503, "busy", None, "server_error")))
+    rec = ListRecorder()
+    planner = make_planner("openai", check_interrupt=interrupt, **opts(wire, recorder=rec))
+    with pytest.raises(Stop):
+        planner.complete_json("s", "u", PLAN_SCHEMA)
+    assert len(wire.requests) == 1 and not rec.calls[-1].ok and rec.calls[-1].error_kind == "Stop"
+
+
 def test_refusals_are_typed():
     wire = Wire((200, chat_body(None, refusal="I can't help with that.")))
     with pytest.raises(ProviderRefusedError) as e:
