@@ -20,7 +20,7 @@ import comfy.samplers
 import comfy.utils
 import folder_paths
 
-from ..pakati_core.canvas import Canvas
+from ..pakati_core.canvas import Canvas, same_aspect
 from ..pakati_core.delta import analyse
 from ..pakati_core.errors import PakatiError
 from ..pakati_core.fuzzy import MamdaniEngine, load_rulebase
@@ -46,6 +46,9 @@ def region_mask(node: str, shape: tuple[int, int], mask: torch.Tensor | None, ca
     if mask is not None:
         m = mask_to_numpy(mask)[0]
         if m.shape != (h, w):
+            if not same_aspect(m.shape[1], m.shape[0], w, h):
+                raise PakatiNodeError(node, "mask", f"the mask is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h}; "
+                                      "their aspect ratios differ, so the mask cannot be placed on the image")
             import cv2
 
             m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -145,7 +148,6 @@ class HostRegenerator:
         self.steps, self.cfg, self.sampler_name, self.scheduler = steps, cfg, sampler_name, scheduler
         self.pbar, self.max_passes = pbar, max_passes
         self._term_cache: dict[str, list] = {}
-        self.calls = 0
         # A model patched by PakatiApplyRegions lays its region masks over the whole latent, so
         # it must see the whole image: a crop would shift every region.
         self.whole_image = WRAPPER_KEY in model.wrappers.get("apply_model", {})
@@ -184,7 +186,6 @@ class HostRegenerator:
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, mask: np.ndarray, params: RegenParams) -> np.ndarray:
-        self.calls += 1
         y0, y1, x0, x1 = self.box(mask)
         crop = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1]))[None]
         crop_mask = torch.from_numpy(np.ascontiguousarray(mask[y0:y1, x0:x1]))
