@@ -10,3 +10,21 @@ __all__ = [
     "Attribute", "Plan", "PlannedObject", "Relation", "Task", "plan_schema",
     "CheckError", "ContextError", "DanglingDependencyError", "GoalError", "OrchestrationError", "PlanCycleError", "PlanError", "PlannerError",
 ]
+
+
+def plan(goal: str, width: int = 1024, height: int = 1024, planner: str = "offline", **options) -> Plan:
+    """Turn ``goal`` into a :class:`Plan` (Region JSON v1 canvas, base prompt, task DAG).
+
+    ``planner``: "offline" (deterministic, no network) or an LLM provider ("anthropic",
+    "openai"; falls back to offline with a note when no key is configured).
+    """
+    from .offline import plan_offline
+
+    if planner == "offline":
+        return plan_offline(goal, width, height, **options)
+    from .llm import plan_with_llm
+
+    return plan_with_llm(goal, width, height, provider=planner, **options)
+
+
+__all__.append("plan")
