@@ -5,8 +5,10 @@ from .errors import (
     CheckError, ContextError, DanglingDependencyError, GoalError, OrchestrationError, PlanCycleError, PlanError, PlannerError,
 )
 from .plan_model import Attribute, Plan, PlannedObject, Relation, Task, plan_schema
+from .checker import CheckResult, Question, Verdict, check_alignment, questions, replan
 
 __all__ = [
+    "CheckResult", "Question", "Verdict", "check_alignment", "questions", "replan",
     "Attribute", "Plan", "PlannedObject", "Relation", "Task", "plan_schema",
     "CheckError", "ContextError", "DanglingDependencyError", "GoalError", "OrchestrationError", "PlanCycleError", "PlanError", "PlannerError",
 ]
