@@ -45,10 +45,12 @@ def plan(goal: str, width: int = 1024, height: int = 1024, planner: str = "offli
         from .offline import plan_offline
 
         result = plan_offline(goal, width, height, **options)
-    else:
+    elif planner in ("openai", "anthropic"):
         from .llm import plan_with_llm
 
         result = plan_with_llm(goal, width, height, provider=planner, **options)
+    else:
+        raise PlannerError(f"unknown planner {planner!r}; expected 'offline', 'openai' or 'anthropic'", field="planner")
     if context is not None:
         record_plan(context, result, time.perf_counter() - t0)
     return result
