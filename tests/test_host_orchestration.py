@@ -72,3 +72,29 @@ def test_llm_planner_without_a_key_plans_offline_with_a_note(comfy, monkeypatch)
     out = node(comfy, "PakatiPlan").execute(goal=GOAL, width=256, height=256, planner="anthropic", model="", seed=0, remember=False)
     plan = out.result[3]
     assert plan.planner == "offline" and any("no API key" in n for n in plan.notes)
+
+
+def test_goal_template_through_the_server_shows_plan_and_report_and_remembers(comfy_server):
+    """The API twin at 256 px through /prompt: plan JSON and preview on PakatiPlan, the check's
+    summary on PakatiCheckAlignment, and both the plan and the check remembered under the user folder."""
+    from pathlib import Path
+
+    from test_workflows import for_the_test_host
+
+    prompt = json.loads((Path(__file__).resolve().parent.parent / "workflows" / "api" / "goal_to_image.json").read_text())
+    prompt = for_the_test_host(prompt)
+    for n in prompt.values():
+        if n["class_type"] in ("PakatiPlan", "EmptyLatentImage"):
+            n["inputs"]["width"] = n["inputs"]["height"] = 256
+    plan_id = next(k for k, n in prompt.items() if n["class_type"] == "PakatiPlan")
+    check_id = next(k for k, n in prompt.items() if n["class_type"] == "PakatiCheckAlignment")
+    entry = comfy_server.run(prompt, timeout=600)
+    out = entry["outputs"]
+    plan = json.loads(out[plan_id]["text"][0])
+    assert plan["canvas"]["width"] == 256 and {o["noun"] for o in plan["objects"]} >= {"cat", "pillow", "sofa"}
+    assert out[plan_id]["images"] and "score" in out[check_id]["text"][0]
+    ctx = comfy_server.base / "user" / "default" / "pakati" / "context"
+    kinds = sorted(p.name.split(".")[1] for p in ctx.glob("*.jsonl")) if ctx.is_dir() else []
+    if not kinds:  # user directory layout differs between ComfyUI releases: find it
+        kinds = sorted(p.name.split(".")[1] for p in comfy_server.base.rglob("pakati/context/*.jsonl"))
+    assert kinds == ["check", "plan"]
