@@ -17,13 +17,14 @@ prompt, refine a region's colour) that :func:`replan` applies.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 
-from ..delta.view import as_rgb, rgb_to_lab
+from ..delta.view import as_rgb
+from ..lab import rgb_to_lab
 from ..errors import PakatiError
 from .colours import accepted_names, colour_score, colour_shares
 from .errors import CheckError

@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from skimage.color import deltaE_ciede2000
 
 from ..canvas import feather_mask
 from ..delta.features import weighted_mean_std
-from ..delta.view import as_rgb, image_view, lab_to_rgb, rgb_to_lab
+from ..delta.view import as_rgb, image_view
+from ..lab import ciede2000, lab_to_rgb, rgb_to_lab
 from .plan_model import Plan, Task
 
 TOLERANCE = 6.0  # CIEDE2000 between a region's light and the shared light
@@ -69,7 +69,7 @@ def colour_coherence(image: np.ndarray, plan: Plan) -> CoherenceReport:
         return CoherenceReport(1.0, (0.0, 0.0, 0.0))
     L = np.array(lights)
     shared = np.array([_weighted_median(L[:, k], np.array(weights)) for k in range(3)])
-    d = deltaE_ciede2000(L, np.repeat(shared[None], len(L), axis=0))
+    d = ciede2000(L, np.repeat(shared[None], len(L), axis=0))
     report = CoherenceReport(float(np.clip(1.0 - np.mean(d) / (4 * TOLERANCE), 0.0, 1.0)), tuple(float(v) for v in shared))
     after = (plan.tasks[-1].id,) if plan.tasks else ()
     for rid, light, de in zip(ids, L, d):

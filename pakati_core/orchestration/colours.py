@@ -2,7 +2,7 @@
 
 Pixels are read through ``pakati_core.delta.view.image_view`` (the region cropped, weighted by
 its mask, in CIELAB) and each sampled pixel gets the nearest of a small named palette by
-``skimage.color.deltaE_ciede2000``. Chromatic names are judged on the chromatic pixels only
+``skimage.color.deltaE_ciede2000`` (with a lighter lightness weight than ``pakati_core.lab.ciede2000``). Chromatic names are judged on the chromatic pixels only
 (C* above a floor), so shading and dark texture do not vote for "black".
 """
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from skimage.color import deltaE_ciede2000, rgb2lab
+from skimage.color import deltaE_ciede2000
 
 from ..delta.features import weighted_mean_std
 from ..delta.view import image_view
+from ..lab import rgb_to_lab
 
 PALETTE_RGB = {
     "red": (200, 30, 35), "orange": (235, 125, 25), "yellow": (240, 215, 40), "green": (40, 150, 55), "blue": (35, 75, 200),
@@ -44,8 +45,8 @@ def accepted_names(colour: str) -> tuple[str, ...]:
 @lru_cache(maxsize=1)
 def _palette_lab() -> tuple[tuple[str, ...], np.ndarray]:
     names = tuple(PALETTE_RGB)
-    rgb = np.array([PALETTE_RGB[n] for n in names], np.float64)[None] / 255.0
-    return names, rgb2lab(rgb)[0]
+    rgb = np.array([PALETTE_RGB[n] for n in names], np.float32)[None] / 255.0
+    return names, rgb_to_lab(rgb)[0].astype(np.float64)
 
 
 def colour_shares(image: np.ndarray, mask: np.ndarray | None = None) -> tuple[dict[str, float], np.ndarray]:

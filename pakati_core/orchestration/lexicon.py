@@ -103,7 +103,11 @@ ABSTRACT_HEADS = frozenset("""
 taste scent smell aroma sound surface texture hue hues color colour colors colours shade shades light glow warmth
 touch feel flavor flavour flavors movements movement rhythm sight view shape edges edge pattern patterns design
 reflection shadow shadows beauty elegance grace piece slice pair group bunch set collection row pile stack cluster
+photo photograph picture image illustration drawing render rendering shot closeup close-up snapshot portrait
 """.split())
+
+# Framing words: "a photo of a red car" is a red car (the framing stays in the base prompt).
+FRAMING_HEADS = frozenset("photo photograph picture image illustration drawing render rendering shot closeup close-up snapshot portrait".split())
 
 # Heads that cannot be drawn as an object of their own; dropped (their words stay in the base prompt).
 NON_OBJECTS = frozenset("""

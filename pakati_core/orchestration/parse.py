@@ -188,6 +188,8 @@ def _noun_phrase(tokens: list[str], i: int) -> NounPhrase | None:
         i += 1
     if not have:
         return None
+    if len(have) == 1 and have[0].endswith("er") and i < len(tokens) and tokens[i] == "than":
+        return None  # "taller than": a comparison, not a thing
     np_ = NounPhrase(start, i, have[-1], have[:-1], " ".join(tokens[start:i]), det, count)
     # "the taste of the pickles", "a cup of coffee": one object, the tail kept in its prompt
     if i + 1 < len(tokens) and tokens[i] == "of" and not _relation_at(tokens, i):
@@ -236,6 +238,8 @@ def _attributes(np_: NounPhrase) -> list[tuple[str, str]]:
 
 def _phrase(np_: NounPhrase) -> str:
     """The prompt text of a phrase: determiners and counts dropped, commas kept out."""
+    if np_.tail is not None and np_.head in lx.FRAMING_HEADS:
+        return _phrase(np_.tail)
     words = [w for w in np_.text.split() if (w not in lx.DETERMINERS and (_is_number(w) is None or w in lx.COUNT_NOUNS)) or w == "of"]
     text = " ".join(words).replace(" ,", ",").strip(" ,")
     return re.sub(r"^of\s+", "", text)
@@ -336,9 +340,10 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:
                     obj_for(t, True)
                 k = targets[-1]
             elif last_np is not None and targets:
-                subj = obj_for(last_np, False)
                 objs = [obj_for(t, False) for t in targets]
-                if subj is not None:
+                for subj in [obj_for(s, False) for s in _subject_group(items, last_np)]:
+                    if subj is None:
+                        continue
                     if rel == "between":
                         real = [o for o in objs if o is not None and o != subj]
                         if len(real) >= 2:
@@ -380,6 +385,17 @@ def _in_relation(items: list[tuple], k: int) -> bool:
     if prev and prev[0] == "conj" and k >= 2 and items[k - 2][0] == "np":
         return _in_relation(items, k - 2)
     return bool(nxt and nxt[0] == "rel" and nxt[1] not in ("inside", "on"))
+
+
+def _subject_group(items: list[tuple], k: int) -> list[int]:
+    """The subject phrase at ``k`` and those joined to it before ("two apples and a pear on the table"),
+    stopping at a phrase that is itself the target of a relation."""
+    group = [k]
+    while k >= 2 and items[k - 1][0] in ("conj", "comma") and (items[k - 1][0] == "comma" or items[k - 1][1] == "and") \
+            and items[k - 2][0] == "np" and not (k >= 3 and items[k - 3][0] in ("rel", "prep")):
+        k -= 2
+        group.insert(0, k)
+    return group
 
 
 def _following_nps(items: list[tuple], k: int) -> list[int]:
