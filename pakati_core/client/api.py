@@ -438,6 +438,7 @@ class ComfyClient:
         self._hub.ensure_running()
         deadline = None if timeout is None else time.monotonic() + timeout
         next_poll = 0.0
+        seen_end = False
         try:
             while True:
                 if cancel is not None and cancel.is_set():
@@ -447,6 +448,8 @@ class ComfyClient:
                 if now >= next_poll:
                     entry = self._finished(prompt_id)
                     if entry is not None:
+                        if on_event is not None:
+                            self._drain(events, on_event, seen_end)
                         return entry
                     next_poll = now + self.poll_interval
                 if deadline is not None and now > deadline:
@@ -458,11 +461,23 @@ class ComfyClient:
                     continue
                 if on_event is not None:
                     on_event(ev)
-                if ev.type in ("execution_success", "execution_error", "execution_interrupted") or (
-                        ev.type == "executing" and ev.data.get("node") is None):
-                    next_poll = 0.0  # history is written right after: read it now
+                if _is_last(ev):
+                    seen_end = True
+                    next_poll = 0.0  # history is written already: read it now
         finally:
             self._hub.unsubscribe(prompt_id)
+
+    def _drain(self, events: queue_mod.Queue, on_event: Callable[[Event], None], seen_end: bool, grace: float = 1.0) -> None:
+        """History can be read before the last /ws messages arrive: pass those on too."""
+        deadline = time.monotonic() + (0.0 if seen_end or not self._hub.connected.is_set() else grace)
+        while True:
+            try:
+                ev = events.get(timeout=max(0.0, deadline - time.monotonic())) if not seen_end else events.get_nowait()
+            except queue_mod.Empty:
+                return
+            on_event(ev)
+            if _is_last(ev):
+                seen_end = True
 
     def fetch_images(self, entry: dict, nodes: Iterable[str] | None = None) -> list[OutputImage]:
         """Every image listed in a history entry's outputs (optionally only some nodes), via /view."""
@@ -503,6 +518,11 @@ class ComfyClient:
 
     def close(self) -> None:
         self._hub.close()
+
+
+def _is_last(ev: Event) -> bool:
+    """ComfyUI's last message for a prompt: ``executing`` with no node (after success or error)."""
+    return ev.type == "executing" and ev.data.get("node") is None
 
 
 def _node_sort_key(node_id: str):

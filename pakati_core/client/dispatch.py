@@ -291,6 +291,7 @@ class Dispatcher:
                         continue
                     err = unwrap_error(exc)
                     msg = str(err)
+                    r.prompt_id = getattr(err, "prompt_id", None) or r.prompt_id
                     if isinstance(err, ExecutionInterruptedError) or isinstance(err, KeyboardInterrupt):
                         r.attempts.append(Attempt(stats[i].url, t_start, secs, "interrupted", msg))
                         if self.cancel.is_set():
@@ -342,8 +343,10 @@ class Dispatcher:
                     r.attempts.append(Attempt(self.clients[i].url, t_start, time.monotonic() - t_start, "done"))
                     finish(task, "done")
                 else:
-                    r.attempts.append(Attempt(self.clients[i].url, t_start, time.monotonic() - t_start, "interrupted", str(unwrap_error(exc))))
-                    finish(task, "interrupted", str(unwrap_error(exc)))
+                    err = unwrap_error(exc)
+                    r.prompt_id = getattr(err, "prompt_id", None) or r.prompt_id
+                    r.attempts.append(Attempt(self.clients[i].url, t_start, time.monotonic() - t_start, "interrupted", str(err)))
+                    finish(task, "interrupted", str(err))
         except (cf.TimeoutError, KeyboardInterrupt):
             for fut, (task, i, _) in list(inflight.items()):
                 finish(task, "interrupted", "abandoned on a second interrupt")

@@ -30,8 +30,8 @@ SEED_INPUTS: dict[str, str] = {
 }
 LATENT_NODES = ("EmptyLatentImage", "EmptySD3LatentImage")
 IMAGE_NODES = {"LoadImage": "image"}
-# Nodes whose only job is to hold a literal a sampler's seed may be wired to.
-_PRIMITIVE_VALUE_INPUTS = ("value", "seed", "noise_seed", "int")
+# Inputs of a node a sampler's seed is wired to that hold the seed (primitives, PakatiCropRegion).
+_SEED_SOURCE_INPUTS = ("seed", "noise_seed", "value", "int")
 
 
 def _is_link(value: Any) -> bool:
@@ -192,10 +192,12 @@ class Workflow:
             key = self.seed_inputs[out[nid]["class_type"]]
             value = out[nid]["inputs"].get(key)
             if _is_link(value):
+                # Wired seed: set the source's own seed (a primitive's value, PakatiCropRegion's seed).
                 src = out.get(value[0])
-                keys = [k for k in _PRIMITIVE_VALUE_INPUTS if src and isinstance(src["inputs"].get(k), int)]
-                if src is None or len(src["inputs"]) != 1 or not keys:
-                    continue  # computed seed (e.g. PakatiCropRegion's region seed): leave it
+                keys = [k for k in _SEED_SOURCE_INPUTS if src and isinstance(src["inputs"].get(k), int)
+                        and not isinstance(src["inputs"].get(k), bool)]
+                if not keys:
+                    continue  # computed from something else: leave it
                 src["inputs"][keys[0]] = seed
             else:
                 out[nid]["inputs"][key] = seed
