@@ -1,7 +1,7 @@
 """The client against real ComfyUI servers (main.py --cpu on loopback ports, the tiny test model).
 
-Server A is the session's ``comfy_server``; B and a killable C are started here, each limited
-to one CPU thread. The speed of scale-out is measured in bench/bench_client_scaleout.py, not here.
+Server A is the session's ``comfy_server``; B and C are started here, each limited to one CPU
+thread. C is killed by the thread-pool test, B by the Ray test (the module's last). The speed of scale-out is measured in bench/bench_client_scaleout.py, not here.
 """
 from __future__ import annotations
 
@@ -229,7 +229,8 @@ def test_server_killed_mid_run_loses_no_task(server_b, server_c):
     killed = threading.Event()
 
     def on_event(ev):
-        if ev.server == server_c.url and ev.type == "executing" and ev.node == "6" and not killed.is_set():
+        # Kill C as soon as it starts running one of our prompts (its first node begins).
+        if ev.server == server_c.url and ev.type == "executing" and ev.node is not None and not killed.is_set():
             killed.set()
             kill(server_c)
 
@@ -237,36 +238,6 @@ def test_server_killed_mid_run_loses_no_task(server_b, server_c):
     summary = generate(users_workflow(steps=2), servers=[server_c.url, server_b.url], seeds=seeds, canvas=small_canvas(),
                        on_event=on_event, client_options=FAST)
     assert killed.is_set()
-    _check_no_loss_no_duplicates(summary, seeds, server_c.url, server_b.url)
-
-
-def test_ray_backend_server_killed_mid_run_loses_no_task(server_b, server_c):
-    pytest.importorskip("ray", reason="the Ray backend is optional: pip install 'pakati[ray]'")
-    ensure_up(server_c)
-    stop = threading.Event()
-    killed = threading.Event()
-
-    def watch():  # kill C as soon as one of our prompts runs there
-        while not stop.is_set():
-            try:
-                if server_c.get_json("/queue")["queue_running"]:
-                    kill(server_c)
-                    killed.set()
-                    return
-            except OSError:
-                return
-            time.sleep(0.02)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    seeds = list(range(6))
-    try:
-        summary = generate(users_workflow(steps=4), servers=[server_c.url, server_b.url], seeds=seeds, canvas=small_canvas(),
-                           backend="ray", client_options=FAST, ray_options={"init_options": {"num_cpus": 2}})
-    finally:
-        stop.set()
-        watcher.join(10)
-    assert killed.is_set() and summary.backend == "ray"
     _check_no_loss_no_duplicates(summary, seeds, server_c.url, server_b.url)
 
 
@@ -299,3 +270,34 @@ def test_ctrl_c_interrupts_the_running_prompt(server_b, tmp_path):
     assert len(client.queue()) == 0, "nothing of ours is left running or waiting"
     status = client.history(pid)[pid]["status"]
     assert status["status_str"] == "error" and "execution_interrupted" in [m[0] for m in status["messages"]]
+
+
+def test_ray_backend_server_killed_mid_run_loses_no_task(comfy_server, server_b):
+    """Last in the module: it kills B (a fresh server costs a start and a model build)."""
+    pytest.importorskip("ray", reason="the Ray backend is optional: pip install 'pakati[ray]'")
+    ensure_up(server_b)
+    stop = threading.Event()
+    killed = threading.Event()
+
+    def watch():  # kill C as soon as one of our prompts runs there
+        while not stop.is_set():
+            try:
+                if server_b.get_json("/queue")["queue_running"]:
+                    kill(server_b)
+                    killed.set()
+                    return
+            except OSError:
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    seeds = list(range(6))
+    try:
+        summary = generate(users_workflow(steps=4), servers=[server_b.url, comfy_server.url], seeds=seeds, canvas=small_canvas(),
+                           backend="ray", client_options=FAST, ray_options={"init_options": {"num_cpus": 2}})
+    finally:
+        stop.set()
+        watcher.join(10)
+    assert killed.is_set() and summary.backend == "ray"
+    _check_no_loss_no_duplicates(summary, seeds, server_b.url, comfy_server.url)
