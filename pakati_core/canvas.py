@@ -1,7 +1,7 @@
 """The region canvas: regions on a width x height canvas, Region JSON v1, rasterisation.
 
-Region JSON v1 is Pakati's one exchange format (the canvas widget stores it, workflows carry
-it, the planner emits it). Points are canvas pixels; ``rect`` regions give two corners.
+Region JSON v1 is Pakati's one exchange format (the canvas widget stores it, workflows and
+API prompts carry it). Points are canvas pixels; ``rect`` regions give two corners.
 Rasterisation is anti-aliased (exact pixel coverage to 1/16 px) at any target resolution,
 so the same region gives a mask at canvas, latent or UNet-token-grid size.
 """
@@ -13,11 +13,12 @@ import math
 import numbers
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
+from .box import mask_box
 from .errors import (
     CanvasError,
     CanvasSizeError,
@@ -53,6 +54,9 @@ _REGION_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "locked": ((bool,), False),
 }
 _CANVAS_FIELDS = {"version", "width", "height", "regions"}
+# How far (relative) a mask's aspect ratio may differ from the image's and still be resized onto
+# it: sizes rounded to the 8-px latent grid move the aspect by up to 8 / side, 1.6 % at 512 px.
+ASPECT_TOLERANCE = 0.02
 
 
 def _is_number(value: Any) -> bool:
@@ -204,6 +208,26 @@ def resize_mask_area(mask: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.clip(cv2.resize(mask.astype(np.float32), (width, height), interpolation=interp), 0.0, 1.0)
 
 
+def exclusive_masks(own: np.ndarray) -> np.ndarray:
+    """Z-ordered coverages ``[N, H, W]`` (later on top) made exclusive: ``m_i * prod_{j > i} (1 - m_j)``.
+
+    A region hides the ones below it, so the result sums to at most 1 at every pixel. The one
+    builder used by the canvas, regional attention and the region-mask node.
+    """
+    own = np.asarray(own, np.float32)
+    out = own.copy()
+    above = np.ones(own.shape[1:], np.float32)
+    for i in range(len(own) - 1, -1, -1):
+        out[i] = own[i] * above
+        above *= 1.0 - own[i]
+    return out
+
+
+def same_aspect(width: int, height: int, target_width: int, target_height: int) -> bool:
+    """True when ``width x height`` has the target's aspect ratio within ``ASPECT_TOLERANCE``."""
+    return abs((width / height) / (target_width / target_height) - 1.0) <= ASPECT_TOLERANCE
+
+
 # --------------------------------------------------------------------------- canvas
 
 
@@ -287,24 +311,18 @@ class Canvas:
         compositing need: ``m_i * prod_{j > i} (1 - m_j)``.
         """
         width, height = width or self.width, height or self.height
-        out = np.stack([self.rasterize(i, width, height) for i in range(len(self.regions))]) if self.regions else np.zeros((0, height, width), np.float32)
-        if exclusive and len(out):
-            above = np.ones((height, width), dtype=np.float32)
-            for i in range(len(out) - 1, -1, -1):
-                out[i] = out[i] * above
-                above = above * (1.0 - self.rasterize(i, width, height))
-        return out.astype(np.float32)
+        if not self.regions:
+            return np.zeros((0, height, width), np.float32)
+        own = np.stack([self.rasterize(i, width, height) for i in range(len(self.regions))])
+        return exclusive_masks(own) if exclusive else own.astype(np.float32)
 
     # -- queries ------------------------------------------------------------------------
     def bbox(self, key: str | int) -> tuple[int, int, int, int]:
         """Integer bounding box ``(x0, y0, x1, y1)`` in canvas pixels, feather excluded."""
         r = self.region(key)
         if r.shape == "mask":
-            m = self.rasterize(key, feather=0)
-            ys, xs = np.nonzero(m > 0)
-            if len(xs) == 0:
-                return (0, 0, 0, 0)
-            return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+            box = mask_box(self.rasterize(key, feather=0))
+            return (0, 0, 0, 0) if box is None else box.as_tuple()
         p = r.polygon()
         return (
             int(math.floor(p[:, 0].min())),
@@ -489,7 +507,3 @@ def mask_region(region_id: str, mask: np.ndarray, **fields: Any) -> Region:
     if not np.isfinite(m).all():
         raise RegionError("mask contains NaN or infinite values", field=f"region '{region_id}'.mask")
     return Region(id=region_id, shape="mask", mask=np.clip(m, 0.0, 1.0), **fields)
-
-
-def canvas_from_regions(width: int, height: int, regions: Iterable[Region]) -> Canvas:
-    return Canvas(width, height, list(regions))

@@ -47,7 +47,7 @@ class ComfyServer:
                  env: dict[str, str] | None = None):
         self.host, self.base, self.packs = Path(host), Path(base), packs
         self.extra_args = extra_args or []
-        self.env = dict(env or {})
+        self.env = env or {}  # extra environment for the server process (e.g. a provider base URL and a test key)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None

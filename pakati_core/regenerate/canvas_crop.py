@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..canvas import Canvas, Region, polygon_area
-from .box import Box
+from ..box import Box
 from .resize import resize_mask
 
 
@@ -54,7 +54,7 @@ def crop_canvas(canvas: Canvas, image_size: tuple[int, int], box: Box, target: t
         feather = r.feather * math.sqrt(sx * sy)
         if r.shape == "mask":
             full = canvas.rasterize(i, img_w, img_h, feather=0)
-            cut = resize_mask(full[box.y0 : box.y1, box.x0 : box.x1], tw, th)
+            cut = resize_mask(full[box.slices], tw, th)
             if cut.max() > 0:
                 regions.append(replace(r, mask=cut, feather=feather))
             continue
