@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--channels", type=int, default=64, help="tiny UNet width (32..320)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads per server")
     ap.add_argument("--backend", choices=("threads", "ray"), default="threads")
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each configuration, alternated; the median is shown")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     if HOST is None:
@@ -65,18 +67,22 @@ def main() -> None:
             # Warm-up: build the tiny model and encode the prompts once on every server.
             warm = generate(wf, servers=urls, seeds=range(1000, 1000 + args.servers), canvas=canvas, backend="threads")
             assert warm.ok, warm.to_dict()["failures"]
-            rows = []
-            for n in (1, args.servers):
-                seeds = range(n * 100, n * 100 + args.tasks)
-                t0 = time.perf_counter()
-                summary = generate(wf, servers=urls[:n], seeds=seeds, canvas=canvas, backend=args.backend)
-                secs = time.perf_counter() - t0
-                assert summary.ok, summary.to_dict()["failures"]
-                per = {s.url: s.done for s in summary.servers}
-                rows.append({"servers": n, "seconds": round(secs, 2), "per_server": per})
+            times: dict[int, list[float]] = {1: [], args.servers: []}
+            per: dict[int, dict] = {}
+            for rep in range(args.repeats):  # alternate 1 and K servers so load drift hits both
+                for n in (1, args.servers):
+                    seeds = range(10_000 * rep + n * 100, 10_000 * rep + n * 100 + args.tasks)
+                    t0 = time.perf_counter()
+                    summary = generate(wf, servers=urls[:n], seeds=seeds, canvas=canvas, backend=args.backend)
+                    times[n].append(time.perf_counter() - t0)
+                    assert summary.ok, summary.to_dict()["failures"]
+                    per[n] = {s.url: s.done for s in summary.servers}
+            rows = [{"servers": n, "seconds": round(statistics.median(times[n]), 2), "runs": [round(t, 2) for t in times[n]],
+                     "per_server": per[n]} for n in (1, args.servers)]
             base = rows[0]["seconds"]
             print(f"{args.tasks} tasks, {args.size}x{args.size}, {args.steps} euler steps, tiny UNet {args.channels} ch, "
-                  f"{args.threads} thread(s)/server, backend {args.backend}, os.cpu_count()={os.cpu_count()}")
+                  f"{args.threads} thread(s)/server, backend {args.backend}, median of {args.repeats}, "
+                  f"os.cpu_count()={os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
             print("| servers | seconds | speed-up | tasks per server |")
             print("| ---: | ---: | ---: | --- |")
             for r in rows:
