@@ -19,6 +19,8 @@ NODE_MODULES: list[tuple[str, dict[str, str]]] = [
     (".understanding_nodes", {}),
     (".regional_nodes", {}),
     (".refine_nodes", {}),
+    (".model_nodes", {"openai": "openai", "anthropic": "anthropic"}),
+    (".orchestration_nodes", {}),
     (".template_nodes", {}),
 ]
 

@@ -15,9 +15,8 @@ import torch
 
 import comfy.ldm.modules.attention as comfy_attention
 
-from ..pakati_core.errors import PakatiError
 from ..pakati_core.regional import RegionalAttention, grid_shape, segment_blended_attention
-from .common import PakatiNodeError
+from .common import PakatiNodeError, checked
 
 WRAPPER_KEY = "pakati_regional"
 
@@ -113,10 +112,7 @@ class RegionalWrapper:
                 f"{c_crossattn.shape[-1]}: encode regions and the base prompt with the same (SDXL) CLIP",
             )
         latent_hw = (int(x.shape[-2]), int(x.shape[-1]))
-        try:
-            self.core.reference_masks(*latent_hw)  # validates aspect once per latent size
-        except PakatiError as e:
-            raise PakatiNodeError("PakatiApplyRegions", "regions", str(e)) from e
+        checked("PakatiApplyRegions", "regions", lambda: self.core.reference_masks(*latent_hw))  # validates aspect once per latent size
         extra = self.core.extra_context(c_crossattn.device, c_crossattn.dtype)
         context = torch.cat([c_crossattn, extra.expand(c_crossattn.shape[0], -1, -1)], dim=1)
         state = CallState(int(c_crossattn.shape[1]), latent_hw)

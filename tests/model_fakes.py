@@ -18,6 +18,10 @@ import numpy as np
 from PIL import Image
 
 
+# A key that must never show up anywhere Pakati writes (tests scan for it).
+SENTINEL_KEY = "sk-proj-PAKATI-SENTINEL-9c4e1f7a2b5d8e03"
+
+
 def png_b64(rgb: np.ndarray) -> str:
     buf = io.BytesIO()
     Image.fromarray(rgb.astype(np.uint8), "RGB").save(buf, format="PNG")
@@ -51,6 +55,14 @@ def openai_error(status: int, message: str, code: str | None = None, type_: str 
 
 def anthropic_error(type_: str, message: str) -> dict:
     return {"type": "error", "error": {"type": type_, "message": message}}
+
+
+def fake_answers(request_text: str) -> dict:
+    """A judge's answers to the numbered questions found in a request: 'yes' with score 0.75 to each."""
+    import re
+
+    questions = re.findall(r"(?:^|\\n|\n)(\d+)\. ", request_text)
+    return {"answers": [{"question": f"q{n}", "verdict": "yes", "score": 0.75, "reason": "the fake judge sees it"} for n in questions]}
 
 
 def multipart_files(content_type: str, body: bytes) -> dict[str, bytes | str]:
@@ -96,8 +108,20 @@ class FakeImagesServer:
                     image = decode_png(parts["image"])
                     mask = decode_png(parts["mask"])
                     outer.requests.append({"path": self.path, "size": parts.get("size"), "model": parts.get("model"),
-                                           "image_shape": image.shape, "mask_shape": mask.shape, "prompt": parts.get("prompt")})
+                                           "image_shape": image.shape, "mask_shape": mask.shape, "prompt": parts.get("prompt"),
+                                           "mask_alpha": mask[..., 3] if mask.ndim == 3 and mask.shape[2] == 4 else None})
                     w, h = (int(v) for v in str(parts.get("size")).split("x"))
+                    if "[401]" in str(parts.get("prompt")):  # answer like OpenAI does to a bad key: echoing it back
+                        key = outer.auth_headers[-1].removeprefix("Bearer ")
+                        return self._json(401, openai_error(401, f"Incorrect API key provided: {key}. You can find your API key at "
+                                                                 "https://platform.openai.com/account/api-keys.", "invalid_api_key"))
+                elif self.path.endswith("/chat/completions") or self.path.endswith("/messages"):
+                    req = json.loads(body)
+                    outer.requests.append({"path": self.path, "model": req.get("model")})
+                    answers = fake_answers(json.dumps(req.get("messages")))
+                    if self.path.endswith("/messages"):
+                        return self._json(200, anthropic_body(answers))
+                    return self._json(200, chat_body(json.dumps(answers)))
                 elif self.path.endswith("/images/generations"):
                     req = json.loads(body)
                     outer.requests.append({"path": self.path, **{k: req.get(k) for k in ("size", "model", "prompt")}})
@@ -108,10 +132,15 @@ class FakeImagesServer:
                     return
                 if outer.wrong_size:
                     w, h = outer.wrong_size
+                if "[wrong-size]" in str(outer.requests[-1].get("prompt")):  # a provider answering at another size
+                    w, h = w * 3 // 4 + 3, h // 2 + 5
                 rgb = np.zeros((h, w, 3), np.uint8)
                 rgb[...] = outer.colour
-                data = json.dumps(images_body(rgb)).encode()
-                self.send_response(200)
+                self._json(200, images_body(rgb))
+
+            def _json(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

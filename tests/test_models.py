@@ -123,6 +123,22 @@ def test_no_key_is_key_missing_before_any_call(monkeypatch):
     assert wire.requests == []
 
 
+def test_core_imports_without_the_sdks():
+    """The model layer imports where the SDKs are missing; making a provider names the package to install."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['openai'] = None; sys.modules['anthropic'] = None\n"
+            "from pakati_core.models import make_planner, make_image_backend, OptionalPackageMissingError\n"
+            "for make, p in ((make_planner, 'anthropic'), (make_image_backend, 'openai')):\n"
+            "    try:\n        make(p)\n    except OptionalPackageMissingError as e:\n        print(e.message)\n")
+    repo = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
+                         env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(repo), "OPENAI_API_KEY": "x", "ANTHROPIC_API_KEY": "x"})
+    assert out.stdout.splitlines() == [f"the optional package '{p}' is not installed; install it with: pip install {p}"
+                                       for p in ("anthropic", "openai")], out.stderr
+
+
 # ---------------------------------------------------------------- registry and selector
 
 def test_registry_defaults_and_user_override(env, monkeypatch):
@@ -288,6 +304,21 @@ def test_5xx_then_success_and_timeouts():
     assert len(timeouts.requests) == 3
 
 
+def test_an_interrupt_between_calls_stops_the_retries():
+    class Stop(Exception):
+        pass
+
+    def interrupt():
+        raise Stop()
+
+    wire = Wire((503, openai_error(503, "busy", None, "server_error")))
+    rec = ListRecorder()
+    planner = make_planner("openai", check_interrupt=interrupt, **opts(wire, recorder=rec))
+    with pytest.raises(Stop):
+        planner.complete_json("s", "u", PLAN_SCHEMA)
+    assert len(wire.requests) == 1 and not rec.calls[-1].ok and rec.calls[-1].error_kind == "Stop"
+
+
 def test_refusals_are_typed():
     wire = Wire((200, chat_body(None, refusal="I can't help with that.")))
     with pytest.raises(ProviderRefusedError) as e:
@@ -354,6 +385,19 @@ def test_image_generate_and_edit_over_the_sdk():
     sent_img, sent_mask = decode_png(parts["image"]), decode_png(parts["mask"])
     assert parts["size"] in ("1536x1024", "1024x1024") and sent_img.shape[:2] == sent_mask.shape[:2]
     assert sent_mask.shape[2] == 4 and (sent_mask[..., 3] == 0).any() and (sent_mask[..., 3] == 255).any()
+
+
+def test_size_fitting_round_trips_geometry():
+    from pakati_core.models.images import fit_image, plan_fit, restore
+
+    img = photo(96, 128)
+    for allowed in (((1024, 1024),), ((1536, 1024), (1024, 1536), (1024, 1024))):
+        fit = plan_fit(128, 96, allowed)
+        sent = fit_image(img, fit)
+        assert sent.shape[:2] == fit.sent[::-1]
+        back = restore(sent, fit)
+        assert back.shape == img.shape and np.abs(back - img).mean() < 0.02  # only resampling blur, no shift
+    assert plan_fit(128, 96, ((1536, 1024), (1024, 1536))).sent == (1536, 1024)
 
 
 def test_wrong_size_image_from_the_provider_is_resized_not_a_crash():

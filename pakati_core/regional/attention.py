@@ -3,9 +3,9 @@
 At a cross-attention layer the context holds the base prompt's tokens followed by every
 region's tokens. Each query position attends to each token *segment* separately (one softmax
 per segment) and the per-segment outputs are blended with that position's normalised region
-weights. Folding the blend weights into the attention probabilities makes this one matmul
-for the scores and one for the output, whatever the number of regions: only the attention
-core grows with the region count; the q/k/v/out projections run once.
+weights. The q/k/v/out projections run once over the whole context; the attention core runs
+once per segment (the base prompt plus one per region), so its cost grows linearly with the
+number of regions.
 
 A position covered by no region gets the base prompt alone; a position inside region A
 never sees region B's tokens (its weight there is exactly zero), which is what makes the
