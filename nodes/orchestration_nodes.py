@@ -10,7 +10,6 @@ API keys come only from the environment or the 0600 key file (the model layer); 
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import numpy as np
@@ -19,22 +18,18 @@ from comfy_api.v0_0_2 import io, ui
 
 import comfy.model_management
 import comfy.utils
-import folder_paths
 
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.errors import PakatiError
-from ..pakati_core.orchestration import JsonlContextStore, Plan, check_alignment, plan, record_check, replan
+from ..pakati_core.orchestration import Plan, check_alignment, plan, record_check, replan
 from ..pakati_core.preview import draw_overlay
 from .common import CanvasType, PakatiNodeError, checked
+from .persistence import BestEffortContext
 
 PlanType = io.Custom("PAKATI_PLAN")
 PLANNERS = ["offline", "anthropic", "openai"]
 CHECKERS = ["offline", "anthropic", "openai"]
 PREVIEW_SIDE = 384
-
-
-def context_dir() -> str:
-    return os.path.join(folder_paths.get_user_directory(), "pakati", "context")
 
 
 def _preview(canvas: Canvas) -> torch.Tensor:
@@ -98,7 +93,7 @@ class PakatiPlan(io.ComfyNode):
         if planner != "offline" and model.strip():
             options["model"] = model.strip()
         if remember:
-            options["context"] = JsonlContextStore(context_dir())
+            options["context"] = BestEffortContext()
         try:
             result = plan(goal, width, height, planner=planner, **options)
         except PakatiError as e:
@@ -185,7 +180,7 @@ class PakatiCheckAlignment(io.ComfyNode):
         seconds = time.perf_counter() - t0
         if remember:
             try:
-                record_check(JsonlContextStore(context_dir()), the_plan, result, seconds)
+                record_check(BestEffortContext(), the_plan, result, seconds)
             except PakatiError as e:
                 notes.append(f"the check was not remembered: {e.message}")
         improved = checked(node, "plan", lambda: replan(the_plan, result))

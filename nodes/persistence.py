@@ -101,3 +101,29 @@ def prompt_inputs(prompt: dict | None, class_types: tuple[str, ...], name: str) 
             if value is not None and not isinstance(value, list):
                 out.append(value)
     return out
+
+
+class BestEffortContext:
+    """The orchestration's ContextStore on the database, for the nodes: a database that cannot be
+    used is logged, reads as no earlier context, and never fails a plan or a check."""
+
+    def __init__(self):
+        self.store: Store | None = None
+        try:
+            self.store = pakati_store()
+        except StoreError as e:
+            log.error("Pakati: the orchestration context cannot be opened, planning without it: %s", e)
+
+    def save_record(self, goal_key: str, kind: str, record: dict) -> None:
+        try:
+            if self.store is not None:
+                self.store.save_record(goal_key, kind, record)
+        except StoreError as e:
+            log.error("Pakati: this %s was not remembered (the result is unaffected): %s", kind, e)
+
+    def load_records(self, goal_key: str, kind: str | None = None) -> list[dict]:
+        try:
+            return self.store.load_records(goal_key, kind) if self.store is not None else []
+        except StoreError as e:
+            log.error("Pakati: earlier plans and checks cannot be read, planning without them: %s", e)
+            return []

@@ -93,8 +93,10 @@ def test_goal_template_through_the_server_shows_plan_and_report_and_remembers(co
     plan = json.loads(out[plan_id]["text"][0])
     assert plan["canvas"]["width"] == 256 and {o["noun"] for o in plan["objects"]} >= {"cat", "pillow", "sofa"}
     assert out[plan_id]["images"] and "score" in out[check_id]["text"][0]
-    ctx = comfy_server.base / "user" / "default" / "pakati" / "context"
-    kinds = sorted(p.name.split(".")[1] for p in ctx.glob("*.jsonl")) if ctx.is_dir() else []
-    if not kinds:  # user directory layout differs between ComfyUI releases: find it
-        kinds = sorted(p.name.split(".")[1] for p in comfy_server.base.rglob("pakati/context/*.jsonl"))
+    from pakati_core.orchestration import goal_key
+    from pakati_core.store import open_store
+
+    store = open_store(user_dir=comfy_server.base / "user")  # the server's own database (SQLite default)
+    records = store.load_records(goal_key(plan["goal"], 256, 256))
+    kinds = sorted({r["kind"] for r in records})
     assert kinds == ["check", "plan"]

@@ -111,14 +111,24 @@ def test_what_worked_gains_and_references(store):
 
 
 def test_context_store_protocol_kinds_and_order(store):
+    from pakati_core.orchestration import ContextStore
+    from pakati_core.orchestration.context import best_plan, goal_key
+
+    assert isinstance(store, ContextStore)
     store.save_record("goal-1", "plan", {"n": 1})
     store.save_record("goal-1", "check", {"n": 2})
     store.save_record("goal-1", "plan", {"n": 3})
     store.save_record("goal-2", "plan", {"n": 4})
-    assert store.load_records("goal-1") == [{"n": 1}, {"n": 2}, {"n": 3}]
-    assert store.load_records("goal-1", "plan") == [{"n": 1}, {"n": 3}]
+    got = store.load_records("goal-1")
+    assert [(r["kind"], r["n"]) for r in got] == [("plan", 1), ("check", 2), ("plan", 3)]
+    assert all(isinstance(r["time"], float) for r in got) and [r["time"] for r in got] == sorted(r["time"] for r in got)
+    assert [r["n"] for r in store.load_records("goal-1", "plan")] == [1, 3]
     with pytest.raises(StoreError, match="kind must be one of plan, check, generation"):
         store.save_record("goal-1", "dream", {})
+    key = goal_key("a cat on a sofa", 256, 256)  # the orchestration reads its best earlier plan back
+    store.save_record(key, "check", {"plan": {"p": "low"}, "score": 0.4})
+    store.save_record(key, "check", {"plan": {"p": "high"}, "score": 0.8})
+    assert best_plan(store, "A cat on a sofa.", 256, 256) == ({"p": "high"}, 0.8)
 
 
 def test_call_recorder_keeps_no_key_and_no_prompt_unless_allowed(store):
@@ -194,8 +204,14 @@ def test_legacy_json_is_imported_once_and_left_in_place(store, tmp_path):
              json.dumps({"version": 9, "action": "x"})]
     ww = base / "refine" / "what_worked.v1.jsonl"
     ww.write_text("\n".join(lines) + "\n")
-    assert import_legacy(store, base) == {"understanding": 1, "what_worked": 2}
-    assert import_legacy(store, base) == {"understanding": 0, "what_worked": 0}
+    from pakati_core.orchestration import JsonlContextStore, goal_key
+
+    key_g = goal_key("a cat", 64, 64)
+    JsonlContextStore(base / "context").save_record(key_g, "plan", {"plan": {"n": 1}})
+    JsonlContextStore(base / "context").save_record(key_g, "check", {"plan": {"n": 1}, "score": 0.5})
+    assert import_legacy(store, base) == {"understanding": 1, "what_worked": 2, "context": 2}
+    assert import_legacy(store, base) == {"understanding": 0, "what_worked": 0, "context": 0}
+    assert [r["kind"] for r in store.load_records(key_g)] == ["plan", "check"]
     assert store.get_understanding(key, "a" * 16, FORMAT_VERSION)["summary"] == "old"
     assert np.abs(store.understanding_image(key) - im).max() <= 0.5 / 255 + 1e-6
     with ww.open("a") as f:  # an older build appended after the import: only the new line comes in

@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-from .schema import UnderstandingRow, WhatWorked
+from .schema import ContextRecord, LegacyImport, UnderstandingRow, WhatWorked
 from .store import Store, utcnow
 
 log = logging.getLogger("pakati.store")
@@ -21,6 +21,10 @@ UNDERSTANDING_FORMAT = "pakati.understanding-store"
 UNDERSTANDING_VERSION = 1
 WHAT_WORKED_VERSION = 1
 WHAT_WORKED_FILE = f"what_worked.v{WHAT_WORKED_VERSION}.jsonl"
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 def _digest(data: bytes) -> str:
@@ -115,10 +119,43 @@ def import_what_worked_file(store: Store, path: str | os.PathLike) -> int:
     return added
 
 
+def import_context_dir(store: Store, directory: str | os.PathLike) -> int:
+    """Import the orchestration's ``<goal key>.<kind>.jsonl`` files; returns the records added."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    added = 0
+    for path in sorted(directory.glob("*.jsonl")):
+        parts = path.name.split(".")
+        if len(parts) != 3 or parts[1] not in ("plan", "check", "generation"):
+            continue
+        key, kind = parts[0], parts[1]
+        raw = path.read_bytes()
+        source, digest = str(path.resolve()), _digest(raw)
+        records = []
+        for line in raw.decode("utf-8", errors="replace").splitlines():
+            try:
+                rec = json.loads(line, parse_constant=_reject_constant)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+        with store._session() as s:
+            if s.query(LegacyImport).filter_by(owner=store.owner, source=source).first() is not None:
+                continue  # context files are imported once, as they were then
+            new = records
+            for rec in new:
+                s.add(ContextRecord(owner=store.owner, goal_key=key, kind=kind, record=rec, created_at=utcnow()))
+            store._mark_imported(s, source, digest, len(new))
+        added += len(new)
+    return added
+
+
 def import_legacy(store: Store, pakati_dir: str | os.PathLike) -> dict[str, int]:
-    """Import what earlier builds kept under ``<user dir>/pakati`` (understanding/, refine/)."""
+    """Import what earlier builds kept under ``<user dir>/pakati`` (understanding/, refine/, context/)."""
     base = Path(pakati_dir)
     return {"understanding": import_understanding_dir(store, base / "understanding"),
-            "what_worked": import_what_worked_file(store, base / "refine" / WHAT_WORKED_FILE)}
+            "what_worked": import_what_worked_file(store, base / "refine" / WHAT_WORKED_FILE),
+            "context": import_context_dir(store, base / "context")}
 
 

@@ -54,6 +54,12 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat()
 
 
+def _epoch(dt: datetime) -> float:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return round(dt.timestamp(), 6)
+
+
 def _finite(value: Any, field: str) -> Any:
     """``value`` unchanged, or a StoreError naming the first NaN/Inf inside it."""
     def walk(v: Any, path: str) -> None:
@@ -325,11 +331,15 @@ class Store:
             s.add(ContextRecord(owner=self.owner, goal_key=goal_key, kind=kind, record=record, created_at=utcnow()))
 
     def load_records(self, goal_key: str, kind: str | None = None) -> list[dict]:
-        q = select(ContextRecord.record).where(ContextRecord.owner == self.owner, ContextRecord.goal_key == goal_key)
+        """Records of this goal (of one kind, or all), oldest first, each with its ``kind`` and ``time``
+        (epoch seconds) added as the JSON-lines store does."""
+        q = select(ContextRecord).where(ContextRecord.owner == self.owner, ContextRecord.goal_key == goal_key)
         if kind is not None:
             q = q.where(ContextRecord.kind == kind)
         with self._session(write=False) as s:
-            return list(s.scalars(q.order_by(ContextRecord.id)))
+            rows = s.scalars(q.order_by(ContextRecord.id)).all()
+            out = [{"kind": r.kind, "time": _epoch(r.created_at), **r.record} for r in rows]
+        return sorted(out, key=lambda r: r.get("time", 0))
 
     # -- provider calls (CallRecorder) ------------------------------------------------------------
     def record(self, call: Any) -> None:
