@@ -22,7 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
 from .errors import StoreError, StoreUnavailableError
 
@@ -114,6 +114,9 @@ def get_engine(url: str) -> Engine:
         else:
             try:
                 engine = create_engine(parsed, pool_pre_ping=True, json_serializer=_strict_json)
+            except NoSuchModuleError as e:
+                raise StoreError(f"unknown database kind {parsed.drivername!r} in {redacted(url)} "
+                                 "(use sqlite:///path or postgresql+psycopg://user@host/db)", "url") from e
             except ModuleNotFoundError as e:
                 raise StoreError(f"the database driver for {parsed.drivername} is not installed ({e.name}); "
                                  "for PostgreSQL: pip install 'psycopg[binary]'", "url") from e
