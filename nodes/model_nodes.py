@@ -34,6 +34,7 @@ from ..pakati_core.models.errors import (
 from ..pakati_core.models.region_edit import edit_region
 from ..pakati_core.regenerate import regeneration_mask
 from .common import CanvasType, PakatiNodeError, mask_to_numpy
+from .persistence import BestEffortRecorder
 
 set_user_dir(folder_paths.get_user_directory())
 
@@ -85,7 +86,8 @@ def queue_check(node: str, provider: str, kind: str, model: str, credential: str
 
 
 def _options(node: str, model: str) -> dict:
-    return {"check_interrupt": _interrupt, "model_setting": f"{node} input 'model'" if model.strip() else None}
+    return {"check_interrupt": _interrupt, "model_setting": f"{node} input 'model'" if model.strip() else None,
+            "recorder": BestEffortRecorder()}
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:

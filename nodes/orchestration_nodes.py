@@ -24,7 +24,7 @@ from ..pakati_core.errors import PakatiError
 from ..pakati_core.orchestration import Plan, check_alignment, plan, record_check, replan
 from ..pakati_core.preview import draw_overlay
 from .common import CanvasType, PakatiNodeError, checked
-from .persistence import BestEffortContext
+from .persistence import BestEffortContext, BestEffortRecorder
 
 PlanType = io.Custom("PAKATI_PLAN")
 PLANNERS = ["offline", "anthropic", "openai"]
@@ -163,7 +163,7 @@ class PakatiCheckAlignment(io.ComfyNode):
                 from ..pakati_core.models.credentials import resolve_key
 
                 resolve_key(checker)
-                judge = make_judge(checker, model.strip() or None)
+                judge = make_judge(checker, model.strip() or None, recorder=BestEffortRecorder())
             except KeyMissingError as e:
                 notes.append(f"checked offline: no API key is configured for {e.provider}")
             except PakatiError as e:

@@ -127,3 +127,22 @@ class BestEffortContext:
         except StoreError as e:
             log.error("Pakati: earlier plans and checks cannot be read, planning without them: %s", e)
             return []
+
+
+class BestEffortRecorder:
+    """The model layer's CallRecorder for the nodes: each provider call is logged (as the model
+    layer's LoggingRecorder does) and kept in the ``api_calls`` table of the current user; a
+    database that cannot be written is logged, never raised into the call."""
+
+    def __init__(self):
+        from ..pakati_core.models.recording import LoggingRecorder
+
+        self.log = LoggingRecorder()
+        self.user = current_user()
+
+    def record(self, call) -> None:
+        self.log.record(call)
+        try:
+            pakati_store(self.user).record(call)
+        except StoreError as e:
+            log.error("Pakati: a %s call record was not kept (the call is unaffected): %s", getattr(call, "provider", "provider"), e)

@@ -23,6 +23,7 @@ from comfy_client import ExecutionFailed, PromptRejected
 from model_fakes import SENTINEL_KEY
 from pakati_core.canvas import Canvas
 from pakati_core.regenerate import blend_mask, regeneration_mask
+from pakati_core.store import open_store
 
 pytestmark = pytest.mark.host
 
@@ -102,7 +103,21 @@ def test_edit_region_node_changes_only_the_region(comfy, provider_env):
     assert req["path"].endswith("/images/edits") and req["image_shape"][:2] == req["mask_shape"][:2]
 
 
-def test_generate_and_ask_vision_nodes(comfy, provider_env):
+def test_generate_and_ask_vision_nodes(comfy, provider_env, tmp_path):
+    import folder_paths
+
+    old_user_dir = folder_paths.get_user_directory()
+    folder_paths.set_user_directory(str(tmp_path / "user"))
+    try:
+        _generate_and_ask(comfy)
+    finally:
+        folder_paths.set_user_directory(old_user_dir)
+    calls = open_store(user_dir=tmp_path / "user").api_calls()  # every provider call kept, newest first, no prompt, no key
+    assert [(c["provider"], c["ok"]) for c in reversed(calls)] == [("openai", True), ("anthropic", True), ("openai", True)]
+    assert all(c["prompt"] is None and SENTINEL_KEY not in json.dumps(c) for c in calls)
+
+
+def _generate_and_ask(comfy):
     out, info = node(comfy, "PakatiOpenAIGenerate").execute(prompt="a red wall", width=640, height=480, model="", quality="auto",
                                                              seed=1, credential="default").result
     assert out.shape == (1, 480, 640, 3) and torch.isfinite(out).all()
@@ -164,6 +179,8 @@ def test_server_edit_is_bit_identical_outside_the_band_and_the_key_appears_nowhe
     with pytest.raises(PromptRejected) as rejected:
         server.queue(bad)
     assert "PAKATI_API_KEY_OPENAI_TEAM" in json.dumps(rejected.value.body)
+    calls = open_store(user_dir=server.base / "user").api_calls()  # the server's database has both calls
+    assert calls[0]["provider"] == "openai" and calls[0]["ok"] is False and calls[0]["error_kind"] and calls[1]["ok"] is True
 
     assert any(SENTINEL_KEY in h for h in fake_openai.auth_headers), "the sentinel key never reached the provider"
     png = Image.open(io.BytesIO(server.get_bytes(
