@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from store_helpers import call, put_inputs, queue_as, refine_prompt
+from store_helpers import REPO, call, put_inputs, queue_as, refine_prompt
+
+SCREENSHOT = REPO / "docs" / "history.png"  # the README's picture of the tab, made by this test
 
 pytestmark = [pytest.mark.host, pytest.mark.browser]
 
@@ -27,6 +29,7 @@ def test_sidebar_lists_the_run_and_loads_its_canvas(comfy_server, fe):
     item.wait_for()
     assert page.locator(".pakati-history-item").first.get_attribute("data-run-id") == str(run["id"])  # newest first
     page.wait_for_function(f"() => document.querySelector('.pakati-history-item[data-run-id=\"{run['id']}\"] img')?.naturalWidth > 0")
+    page.locator(".pakati-history").screenshot(path=str(SCREENSHOT))
     text = item.inner_text()
     assert f"score {run['scores']['overall']:.3f}" in text and "euler/normal" in text and "1 steps" in text and "1 regions" in text
 

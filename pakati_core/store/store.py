@@ -128,8 +128,8 @@ class Store:
             if isinstance(e.orig, (ValueError, TypeError)):  # a JSON value that is not strict JSON
                 raise StoreError(f"a value cannot be stored as JSON: {e.orig}", "record") from e
             raise StoreError(f"the database refused a statement: {e.orig}", "database") from e
-        except IntegrityError:
-            raise
+        except IntegrityError as e:  # another writer made the same row at the same moment
+            raise StoreError(f"a conflicting record was written at the same time; try again ({e.orig})", "database") from e
         except SQLAlchemyError as e:
             raise StoreError(f"database error on {self.url}: {e}", "database") from e
 
