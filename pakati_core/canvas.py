@@ -29,6 +29,7 @@ from .errors import (
     RegionNotFoundError,
     UnsupportedVersionError,
 )
+from .finite import strict_json
 
 log = logging.getLogger("pakati")
 
@@ -352,7 +353,7 @@ class Canvas:
         }
 
     def to_json(self, indent: int | None = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return strict_json(self.to_dict(), "Region JSON", indent=indent)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Canvas":

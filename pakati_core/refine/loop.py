@@ -19,6 +19,7 @@ from ..delta.catalogue import DELTA_SPECS
 from ..delta.report import DeltaReport, ReferenceCache, analyse
 from ..delta.view import as_mask, as_rgb
 from ..errors import PakatiError
+from ..finite import NAN_HINT, require_finite
 from ..fuzzy import MamdaniEngine, load_rulebase
 from ..references import Reference
 from .correct import correct_region, paste_masked
@@ -38,6 +39,10 @@ DEFAULT_DENOISE = 0.3  # when a rule override drops the denoise output
 
 class RefineSettingsError(PakatiError):
     """Loop settings out of range."""
+
+
+class RegeneratorOutputError(PakatiError):
+    """The host's regenerator returned an image of the wrong shape."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,19 @@ def _swinging(passes: list[dict], channels) -> bool:
                 np.sign(a) == -np.sign(b) for a, b in zip(values, values[1:])):
             return True
     return False
+
+
+def _regenerated(regenerate: Regenerator, image: np.ndarray, mask: np.ndarray, params: RegenParams) -> np.ndarray:
+    """The regenerator's pixels pasted through the mask, once: ``m * new + (1 - m) * old``.
+
+    The regenerator returns raw pixels (never blended); the loop owns the paste, so a soft mask
+    edge is blended exactly once and every pixel where ``m == 0`` stays bit-identical.
+    """
+    new = np.asarray(regenerate(image, mask, params), np.float32)
+    if new.shape[:2] != image.shape[:2] or new.ndim != 3 or new.shape[2] < 3:
+        raise RegeneratorOutputError(f"the regenerator returned shape {new.shape}, expected {image.shape}", "regenerator")
+    require_finite(new[..., :3], f"the regenerated region (pass {params.pass_index}, seed {params.seed})", "regenerator", NAN_HINT)
+    return paste_masked(image, np.clip(new[..., :3], 0.0, 1.0), mask)
 
 
 def _run_id(refs: Sequence[Reference], settings: RefineSettings, image: np.ndarray) -> str:
@@ -198,13 +216,13 @@ def refine(
                 params = RegenParams(seed=seed, denoise=float(np.clip(out.get("denoise", DEFAULT_DENOISE) * gain, 0.05, 1.0)),
                                      cfg_delta=out.get("cfg_delta", 0.0) * gain, steps_factor=out.get("steps_factor", 1.0),
                                      prompt_terms=tuple(inference.prompt_terms(engine.rulebase)), pass_index=p)
-                regen = paste_masked(cand_img, regenerate(cand_img, m, params), m)
+                regen = _regenerated(regenerate, cand_img, m, params)
                 regen_report = _measure(regen, references, region_mask, cache)
                 if spread is None:
                     # the seed-to-seed spread of a score at these settings: convergence never
                     # claims a gain smaller than what a different seed alone would give
                     alt = RegenParams(**{**params.__dict__, "seed": seed + SPREAD_SEED_OFFSET})
-                    alt_img = paste_masked(cand_img, regenerate(cand_img, m, alt), m)
+                    alt_img = _regenerated(regenerate, cand_img, m, alt)
                     alt_report = _measure(alt_img, references, region_mask, cache)
                     spread = abs(alt_report.overall - regen_report.overall)
                     epsilon = max(settings.epsilon, spread)

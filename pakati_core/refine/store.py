@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..finite import strict_json
+
 STORE_VERSION = 1
 FILE_NAME = f"what_worked.v{STORE_VERSION}.jsonl"
 
@@ -27,13 +29,14 @@ class WhatWorkedStore:
         self.skipped = 0
 
     def append(self, records: Iterable[dict]) -> int:
+        """Append records as strict JSON lines; a NaN/Inf anywhere raises before anything is written."""
         rows = [dict(r, version=STORE_VERSION) for r in records]
         if not rows:
             return 0
+        lines = [strict_json(r, "a what-worked record", "store", sort_keys=True) + "\n" for r in rows]
         self.directory.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, sort_keys=True) + "\n")
+            f.writelines(lines)
         return len(rows)
 
     def load(self) -> list[dict]:

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import PakatiError
+from ..finite import require_finite, strict_json
 from .learner import FORMAT_VERSION
 
 STORE_FORMAT = "pakati.understanding-store"
@@ -52,13 +53,15 @@ class UnderstandingStore:
 
     def put(self, record: dict, image: np.ndarray) -> Path:
         key, fp = record["image_hash"], record["settings"]["fingerprint"]
+        strict_json(record, "the understanding record", "record")  # NaN/Inf: raise before writing anything
+        require_finite(image, "the reference image", "image")
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
             data = self._read(key)
         except StoreError:
             data = {"format": STORE_FORMAT, "version": FORMAT_VERSION, "image_hash": key, "runs": {}}
         data["runs"][fp] = record
-        self._atomic(self._json(key), json.dumps(data, indent=1).encode())
+        self._atomic(self._json(key), strict_json(data, "the understanding store", "record", indent=1).encode())
         png = self.directory / f"{key}.png"
         if not png.exists():
             buf = (np.clip(image[..., :3], 0, 1) * 255).round().astype(np.uint8)
@@ -73,6 +76,7 @@ class UnderstandingStore:
         return np.asarray(Image.open(png).convert("RGB"), np.float32) / 255.0 if png.exists() else None
 
     def put_preview(self, key: str, fingerprint: str, grid: np.ndarray) -> None:
+        require_finite(grid, "the preview grid", "preview")
         self.directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".png")
         os.close(fd)
