@@ -10,7 +10,7 @@ from comfy_api.v0_0_2 import io
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.errors import PakatiError
 from ..pakati_core.regional import RegionalAttention, RegionalOptions, RegionPrompt, RegionSet
-from .common import CanvasType, PakatiNodeError, RegionsType, checked, mask_to_numpy
+from .common import CanvasType, PakatiNodeError, RegionsType, checked, mask_to_numpy, node_name
 from .regional_patch import WRAPPER_KEY, RegionalWrapper
 
 log = logging.getLogger("pakati")
@@ -58,7 +58,7 @@ class PakatiRegionalConditioning(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip, canvas: Canvas, base_prompt: str, base_negative: str) -> io.NodeOutput:
-        node = cls.__name__
+        node = node_name(cls)
         if clip is None:
             raise PakatiNodeError(node, "clip", "no CLIP given (the checkpoint has no text encoder)")
         positive = clip.encode_from_tokens_scheduled(clip.tokenize(base_prompt))
@@ -94,7 +94,7 @@ class PakatiRegionFromConditioning(io.ComfyNode):
 
     @classmethod
     def execute(cls, conditioning, mask: torch.Tensor, strength: float, regions: RegionSet | None = None, negative=None) -> io.NodeOutput:
-        node = cls.__name__
+        node = node_name(cls)
         if not conditioning:
             raise PakatiNodeError(node, "conditioning", "empty conditioning")
         if len(conditioning) > 1:
@@ -148,7 +148,7 @@ class PakatiApplyRegions(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, regions: RegionSet, base_weight: float, auto_negative: float, start_percent: float, end_percent: float) -> io.NodeOutput:
-        node = cls.__name__
+        node = node_name(cls)
         if start_percent > end_percent:
             raise PakatiNodeError(node, "start_percent", f"{start_percent} is after end_percent {end_percent}")
         patched = model.clone()

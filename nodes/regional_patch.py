@@ -132,4 +132,11 @@ class RegionalWrapper:
             attn2[key] = RegionalAttn2(self.core, state, inner)
         replace["attn2"] = attn2
         options["patches_replace"] = replace
-        return executor(x, t, c_concat, context, control, options, **kwargs)
+        out = executor(x, t, c_concat, context, control, options, **kwargs)
+        if not bool(torch.isfinite(out).all()):
+            raise PakatiNodeError(
+                "PakatiApplyRegions", "model",
+                f"the model's prediction with the regions applied has NaN/infinite values (sigma {float(t.flatten()[0]):.4g}): "
+                "the model or a patch on it overflows (fp16 overflow, a broken checkpoint or LoRA); try --force-fp32 or another checkpoint",
+            )
+        return out

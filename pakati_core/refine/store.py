@@ -39,6 +39,15 @@ class WhatWorkedStore:
             f.writelines(lines)
         return len(rows)
 
+    def revision(self) -> str:
+        """Changes whenever the records change (size and modification time of the file): what a
+        host's cache compares to know that a run reading this store may now differ."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return "empty"
+        return f"{st.st_size}:{st.st_mtime_ns}"
+
     def load(self) -> list[dict]:
         self.skipped = 0
         if not self.path.exists():

@@ -6,6 +6,7 @@ init image. Writes are atomic (temporary file + rename), so a crash never leaves
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -43,6 +44,17 @@ class UnderstandingStore:
             raise StoreError(f"{path} is {data.get('format')} v{data.get('version')}; this build reads "
                              f"{STORE_FORMAT} v{FORMAT_VERSION} (pass force to relearn and overwrite)", "store")
         return data
+
+    def revision(self) -> str:
+        """Changes whenever any stored understanding is written or removed (names, sizes and
+        modification times of the records): what a host's cache compares to serve nothing stale."""
+        if not self.directory.is_dir():
+            return "empty"
+        h = hashlib.sha256()
+        for path in sorted(self.directory.glob("*.json")):
+            st = path.stat()
+            h.update(f"{path.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        return h.hexdigest()[:16]
 
     def get(self, key: str, fingerprint: str) -> dict | None:
         """The understanding learned from this image with these settings, or None."""
