@@ -4,7 +4,7 @@ The region prompts do not change while a sampler runs, so each cross-attention l
 ``to_k``/``to_v`` of the region tokens are the same at every step. They are cached per
 layer, keyed by the identity, storage and version of that layer's weights and by the
 device and dtype asked for, so a weight swapped or updated through autograd-visible ops
-misses the cache. Weights patched *in place* behind autograd's back (``param.data.copy_``,
+misses the cache (inference tensors keep no version: identity and storage only). Weights patched *in place* behind autograd's back (``param.data.copy_``,
 as ComfyUI's hook keyframes do) are not visible that way: the host adapter calls ``clear()``
 at the start and end of every sampling run and passes ``volatile=True`` while such patches
 can happen, and layers that compute their weights on the fly (cast or patched per call)
@@ -17,8 +17,12 @@ from typing import Callable
 import torch
 
 
+def _version(w: torch.Tensor) -> int:
+    return -1 if w.is_inference() else w._version  # inference tensors keep no version counter
+
+
 def _fingerprint(weights: list[torch.Tensor | None]) -> tuple:
-    return tuple((id(w), w.data_ptr(), w._version, w.dtype, str(w.device)) if w is not None else None for w in weights)
+    return tuple((id(w), w.data_ptr(), _version(w), w.dtype, str(w.device)) if w is not None else None for w in weights)
 
 
 class ProjectionCache:
