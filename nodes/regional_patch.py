@@ -20,9 +20,8 @@ import torch
 
 import comfy.ldm.modules.attention as comfy_attention
 
-from ..pakati_core.errors import PakatiError
 from ..pakati_core.regional import ProjectionCache, RegionalAttention, base_where_needed, blend, grid_shape, regional_delta
-from .common import PakatiNodeError
+from .common import PakatiNodeError, checked
 
 WRAPPER_KEY = "pakati_regional"
 
@@ -148,10 +147,7 @@ class RegionalWrapper:
                 f"{c_crossattn.shape[-1]}: encode regions and the base prompt with the same (SDXL) CLIP",
             )
         latent_hw = (int(x.shape[-2]), int(x.shape[-1]))
-        try:
-            self.core.reference_masks(*latent_hw)  # validates aspect once per latent size
-        except PakatiError as e:
-            raise PakatiNodeError("PakatiApplyRegions", "regions", str(e)) from e
+        checked("PakatiApplyRegions", "regions", lambda: self.core.reference_masks(*latent_hw))  # validates aspect once per latent size
         patcher = getattr(model, "current_patcher", None)
         volatile = bool(patcher is not None and (getattr(patcher, "hook_patches", None) or getattr(patcher, "current_hooks", None)))
         state = CallState(latent_hw, volatile)

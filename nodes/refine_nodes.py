@@ -20,13 +20,12 @@ import comfy.samplers
 import comfy.utils
 import folder_paths
 
-from ..pakati_core.canvas import Canvas
+from ..pakati_core.canvas import Canvas, same_aspect
 from ..pakati_core.delta import analyse
-from ..pakati_core.errors import PakatiError
 from ..pakati_core.fuzzy import MamdaniEngine, load_rulebase
 from ..pakati_core.references import ASPECTS, Reference
 from ..pakati_core.refine import RefineInterrupted, RefineSettings, RegenParams, WhatWorkedStore, refine
-from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy
+from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy, validation_result
 from .regional_patch import WRAPPER_KEY
 
 ReferencesType = io.Custom("PAKATI_REFERENCES")
@@ -46,6 +45,9 @@ def region_mask(node: str, shape: tuple[int, int], mask: torch.Tensor | None, ca
     if mask is not None:
         m = mask_to_numpy(mask)[0]
         if m.shape != (h, w):
+            if not same_aspect(m.shape[1], m.shape[0], w, h):
+                raise PakatiNodeError(node, "mask", f"the mask is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h}; "
+                                      "their aspect ratios differ, so the mask cannot be placed on the image")
             import cv2
 
             m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -58,10 +60,8 @@ def region_mask(node: str, shape: tuple[int, int], mask: torch.Tensor | None, ca
     return None
 
 
-def reraise(node: str, error: PakatiError, default_input: str) -> PakatiNodeError:
-    field = (error.field or "").split(".")[0].split("[")[0]
-    known = {"mask", "references", "image", "max_passes", "target", "strategy", "epsilon", "patience", "aspect", "weight"}
-    return PakatiNodeError(node, field if field in known else default_input, str(error))
+# inputs a core error's field may name (RefineSettings' epsilon/patience are no inputs: they fall back)
+REFINE_INPUTS = {"mask", "references", "image", "max_passes", "target", "strategy", "aspect", "weight"}
 
 
 class PakatiReference(io.ComfyNode):
@@ -92,10 +92,7 @@ class PakatiReference(io.ComfyNode):
                 region: str = "") -> io.NodeOutput:
         img = image_to_numpy(image)
         m = region_mask(cls.__name__, img.shape[:2], mask, canvas, region)
-        try:
-            ref = Reference(img, description, aspect, m, weight)
-        except PakatiError as e:
-            raise reraise(cls.__name__, e, "image") from e
+        ref = checked(cls.__name__, "image", lambda: Reference(img, description, aspect, m, weight), REFINE_INPUTS)
         return io.NodeOutput(tuple(references or ()) + (ref,))
 
 
@@ -127,10 +124,7 @@ class PakatiDeltaAnalysis(io.ComfyNode):
                 canvas: Canvas | None = None, region: str = "") -> io.NodeOutput:
         img = image_to_numpy(image)
         m = region_mask(cls.__name__, img.shape[:2], mask, canvas, region)
-        try:
-            report = analyse(img, list(references or ()), m)
-        except PakatiError as e:
-            raise reraise(cls.__name__, e, "references") from e
+        report = checked(cls.__name__, "references", lambda: analyse(img, list(references or ()), m), REFINE_INPUTS)
         text = report.to_json()
         return io.NodeOutput(text, report.overall, ui=ui.PreviewText(text))
 
@@ -145,7 +139,6 @@ class HostRegenerator:
         self.steps, self.cfg, self.sampler_name, self.scheduler = steps, cfg, sampler_name, scheduler
         self.pbar, self.max_passes = pbar, max_passes
         self._term_cache: dict[str, list] = {}
-        self.calls = 0
         # A model patched by PakatiApplyRegions lays its region masks over the whole latent, so
         # it must see the whole image: a crop would shift every region.
         self.whole_image = WRAPPER_KEY in model.wrappers.get("apply_model", {})
@@ -184,7 +177,6 @@ class HostRegenerator:
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, mask: np.ndarray, params: RegenParams) -> np.ndarray:
-        self.calls += 1
         y0, y1, x0, x1 = self.box(mask)
         crop = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1]))[None]
         crop_mask = torch.from_numpy(np.ascontiguousarray(mask[y0:y1, x0:x1]))
@@ -247,7 +239,7 @@ class PakatiRefine(io.ComfyNode):
                 io.Int.Input("max_passes", default=4, min=1, max=16, tooltip="Most passes to run."),
                 io.Float.Input("target", default=0.95, min=0.05, max=1.0, step=0.005, tooltip="Stop once the overall score reaches this."),
                 io.Combo.Input("strategy", options=["conservative", "adaptive", "aggressive"], default="adaptive", tooltip="Scales the rules' correction strengths and denoise (0.6x, 1x, 1.3x)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Base seed; pass p samples with seed + p. Same seed and inputs give the same result and history."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Base seed; pass p samples with seed + p. With learn off, the same seed and inputs give the same result and history (with learn on, past runs reorder the corrections)."),
                 io.Int.Input("steps", default=20, min=1, max=200, tooltip="Sampling steps per regeneration (the rules may ask for more)."),
                 io.Float.Input("cfg", default=7.0, min=1.0, max=30.0, step=0.1, tooltip="CFG scale (the rules may raise or lower it)."),
                 io.Combo.Input("sampler_name", options=list(comfy.samplers.KSampler.SAMPLERS), default="euler", tooltip="Sampler used for regeneration."),
@@ -268,10 +260,7 @@ class PakatiRefine(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, rules: str | None = None, **_) -> bool | str:
         if rules and rules.strip():
-            try:
-                load_rulebase(rules)
-            except PakatiError as e:
-                return str(PakatiNodeError(cls.__name__, "rules", str(e)))
+            return validation_result(cls.__name__, "rules", lambda: load_rulebase(rules))
         return True
 
     @classmethod
@@ -284,10 +273,8 @@ class PakatiRefine(io.ComfyNode):
         if not references:
             raise PakatiNodeError(node, "references", "at least one reference is needed")
         engine = MamdaniEngine(checked(node, "rules", lambda: load_rulebase(rules or None)))
-        try:
-            settings = RefineSettings(max_passes=max_passes, target=target, strategy=strategy, seed=seed)
-        except PakatiError as e:
-            raise reraise(node, e, "max_passes") from e
+        settings = checked(node, "max_passes", lambda: RefineSettings(max_passes=max_passes, target=target, strategy=strategy, seed=seed),
+                           REFINE_INPUTS)
         pbar = comfy.utils.ProgressBar(max_passes * PROGRESS_UNITS)
         regen = HostRegenerator(model, clip, vae, positive, negative, steps, cfg, sampler_name, scheduler, pbar, max_passes)
 
@@ -296,12 +283,10 @@ class PakatiRefine(io.ComfyNode):
                 raise RefineInterrupted()
 
         store = WhatWorkedStore(store_directory()) if learn else None
-        try:
-            result = refine(img, list(references), m, settings, engine, regen,
-                            progress=lambda done, total: pbar.update_absolute(done * PROGRESS_UNITS, total * PROGRESS_UNITS),
-                            check_interrupt=check_interrupt, store=store)
-        except PakatiError as e:
-            raise reraise(node, e, "references") from e
+        result = checked(node, "references", lambda: refine(
+            img, list(references), m, settings, engine, regen,
+            progress=lambda done, total: pbar.update_absolute(done * PROGRESS_UNITS, total * PROGRESS_UNITS),
+            check_interrupt=check_interrupt, store=store), REFINE_INPUTS)
         if result.stop_reason == "interrupted":  # the store has what was learned; now honour the cancel
             comfy.model_management.throw_exception_if_processing_interrupted()  # clears the flag and raises
             raise comfy.model_management.InterruptProcessingException()
