@@ -20,6 +20,7 @@ import comfy.samplers
 import comfy.utils
 import folder_paths
 
+from ..pakati_core.box import Box, mask_box
 from ..pakati_core.canvas import Canvas, same_aspect
 from ..pakati_core.delta import analyse
 from ..pakati_core.fuzzy import MamdaniEngine, load_rulebase
@@ -143,17 +144,17 @@ class HostRegenerator:
         # it must see the whole image: a crop would shift every region.
         self.whole_image = WRAPPER_KEY in model.wrappers.get("apply_model", {})
 
-    def box(self, mask: np.ndarray) -> tuple[int, int, int, int]:
+    def box(self, mask: np.ndarray) -> Box:
         if self.whole_image:
             h, w = mask.shape
-            return 0, h // 8 * 8, 0, w // 8 * 8
+            return Box(0, 0, w // 8 * 8, h // 8 * 8)
         return self.crop_box(mask)
 
     @staticmethod
-    def crop_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-        """(y0, y1, x0, x1): the mask's bounding box plus padding, sides multiples of 8, inside the image."""
+    def crop_box(mask: np.ndarray) -> Box:
+        """The mask's bounding box plus padding, sides multiples of 8, inside the image."""
         h, w = mask.shape
-        ys, xs = np.flatnonzero(mask.max(axis=1) > 0), np.flatnonzero(mask.max(axis=0) > 0)
+        tight = mask_box(mask)
 
         def span(lo: int, hi: int, size: int) -> tuple[int, int]:
             lo, hi = max(0, lo - CROP_PADDING), min(size, hi + CROP_PADDING)
@@ -161,9 +162,9 @@ class HostRegenerator:
             lo = max(0, min(lo, size - length))
             return lo, lo + length
 
-        y0, y1 = span(int(ys[0]), int(ys[-1]) + 1, h)
-        x0, x1 = span(int(xs[0]), int(xs[-1]) + 1, w)
-        return y0, y1, x0, x1
+        y0, y1 = span(tight.y0, tight.y1, h)
+        x0, x1 = span(tight.x0, tight.x1, w)
+        return Box(x0, y0, x1, y1)
 
     def conditioning(self, terms: tuple[tuple[str, float], ...]) -> list:
         """The positive prompt with the fuzzy rules' prompt terms appended (as ConditioningConcat does)."""
@@ -177,9 +178,9 @@ class HostRegenerator:
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, mask: np.ndarray, params: RegenParams) -> np.ndarray:
-        y0, y1, x0, x1 = self.box(mask)
-        crop = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1]))[None]
-        crop_mask = torch.from_numpy(np.ascontiguousarray(mask[y0:y1, x0:x1]))
+        box = self.box(mask)
+        crop = torch.from_numpy(np.ascontiguousarray(image[box.slices]))[None]
+        crop_mask = torch.from_numpy(np.ascontiguousarray(mask[box.slices]))
         latent = self.vae.encode(crop)
         latent = comfy.sample.fix_empty_latent_channels(self.model, latent)
         noise = comfy.sample.prepare_noise(latent, params.seed)
@@ -203,13 +204,13 @@ class HostRegenerator:
         except comfy.model_management.InterruptProcessingException as e:
             raise RefineInterrupted() from e
         decoded = self.vae.decode(samples)[0, ..., :3].detach().float().cpu().numpy()
-        if decoded.shape[:2] != (y1 - y0, x1 - x0):
+        if decoded.shape[:2] != (box.height, box.width):
             import cv2
 
-            decoded = cv2.resize(decoded, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+            decoded = cv2.resize(decoded, (box.width, box.height), interpolation=cv2.INTER_LINEAR)
         out = image.copy()
-        m = mask[y0:y1, x0:x1, None]
-        out[y0:y1, x0:x1] = image[y0:y1, x0:x1] + m * (np.clip(decoded, 0.0, 1.0) - image[y0:y1, x0:x1])
+        m = mask[box.slices][..., None]
+        out[box.slices] = image[box.slices] + m * (np.clip(decoded, 0.0, 1.0) - image[box.slices])
         return out
 
 

@@ -111,7 +111,9 @@ class Region:
 
 
 def _compact(v: float) -> float | int:
-    return int(v) if float(v).is_integer() else round(float(v), 3)
+    """Integers as integers; other values exactly (rounding them could turn a valid region into a
+    self-intersecting or zero-area one on the way back: found by tests/test_fuzz.py)."""
+    return int(v) if float(v).is_integer() else float(v)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -523,6 +525,19 @@ def parse_region(data: Any, index: int, width: int, height: int) -> Region:
     )
 
 
+def _without_repeats(points: list[tuple[float, float]], eps: float = 1e-6) -> list[tuple[float, float]]:
+    """The polygon without a point that repeats the one before it (within ``eps`` px, cyclically):
+    a double click, or a clip that lands next to a vertex, would otherwise read as the edges
+    either side of it touching."""
+    out: list[tuple[float, float]] = []
+    for p in points:
+        if not out or abs(p[0] - out[-1][0]) > eps or abs(p[1] - out[-1][1]) > eps:
+            out.append(p)
+    while len(out) > 1 and abs(out[0][0] - out[-1][0]) <= eps and abs(out[0][1] - out[-1][1]) <= eps:
+        out.pop()
+    return out
+
+
 def validate_points(points: Sequence, shape: str, where: str, width: int, height: int, label: str = "") -> tuple[tuple[float, float], ...]:
     """Check coordinates and geometry; clip points outside the canvas with a warning."""
     pts: list[tuple[float, float]] = []
@@ -539,6 +554,7 @@ def validate_points(points: Sequence, shape: str, where: str, width: int, height
         raise RegionGeometryError(f"a polygon needs at least 3 points, got {len(pts)}", field=where)
     outside = sum(not (0.0 <= x <= width and 0.0 <= y <= height) for x, y in pts)
     if shape == "polygon":
+        pts = _without_repeats(pts)
         # The shape as drawn must be simple. Then it is cut to the canvas exactly (Sutherland-
         # Hodgman); where it leaves and re-enters, the cut runs along the border as edges of zero
         # width, which the intersection test allows. Moving points onto the border one by one
@@ -550,7 +566,7 @@ def validate_points(points: Sequence, shape: str, where: str, width: int, height
                 f"region '{label}' is self-intersecting: edge {i}->{(i + 1) % len(pts)} crosses edge {j}->{(j + 1) % len(pts)}",
                 field=where,
             )
-        clipped = [(float(x), float(y)) for x, y in clip_polygon(np.asarray(pts), width, height)] if outside else pts
+        clipped = _without_repeats([(float(x), float(y)) for x, y in clip_polygon(np.asarray(pts), width, height)]) if outside else pts
     else:
         clipped = [(min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height))) for x, y in pts]
     if outside:
