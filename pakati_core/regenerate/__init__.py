@@ -9,7 +9,8 @@ from __future__ import annotations
 from .blend import band_radius, blend_mask, ring
 from ..box import Box
 from .box import SDXL_NATIVE_AREA, TARGET_MODES, target_size
-from .canvas_crop import clip_polygon, crop_canvas
+from ..canvas import clip_polygon
+from .canvas_crop import crop_canvas
 from ..lab import mean_ciede2000
 from .colour import match_colour
 from .crop import RegionCrop, RegionStitch, crop_region
