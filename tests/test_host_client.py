@@ -234,7 +234,7 @@ def test_server_killed_mid_run_loses_no_task(server_b, server_c):
             killed.set()
             kill(server_c)
 
-    seeds = list(range(6))
+    seeds = list(range(4))
     summary = generate(users_workflow(steps=2), servers=[server_c.url, server_b.url], seeds=seeds, canvas=small_canvas(),
                        on_event=on_event, client_options=FAST)
     assert killed.is_set()
@@ -292,9 +292,9 @@ def test_ray_backend_server_killed_mid_run_loses_no_task(comfy_server, server_b)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    seeds = list(range(6))
+    seeds = list(range(4))
     try:
-        summary = generate(users_workflow(steps=4), servers=[server_b.url, comfy_server.url], seeds=seeds, canvas=small_canvas(),
+        summary = generate(users_workflow(steps=2), servers=[server_b.url, comfy_server.url], seeds=seeds, canvas=small_canvas(),
                            backend="ray", client_options=FAST, ray_options={"init_options": {"num_cpus": 2}})
     finally:
         stop.set()
