@@ -1,8 +1,8 @@
-"""Delta-report speed: a full report for a 1024x1024 region, as a ratio to one SSIM call.
+"""Delta-report speed: a full report for an 896x896 region of a 1024x1024 image, as a ratio to one SSIM call.
 
 Run: python bench/bench_delta.py  (pins the process to one core where the OS allows, and sets
 single-threaded BLAS/OpenCV). The baseline is ``skimage.metrics.structural_similarity`` on the
-same two 1024x1024 images (L* channel, gaussian weights), measured in the same run.
+same two whole 1024x1024 images (L* channel, gaussian weights), measured in the same run.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def main() -> None:
     deltas = analyse(img, [reference], mask).weighted_deltas()
     fuzzy = best_of(lambda: engine.infer(deltas), repeats=50)
 
-    print(f"1024x1024 region, one core; best of 5 (fuzzy: best of 50)")
+    print("896x896 region of a 1024x1024 image, one core; best of 5 (fuzzy: best of 50)")
     print(f"  baseline: one SSIM call (skimage, L*, gaussian)   {ssim * 1000:8.1f} ms   1.00x")
     print(f"  full report, reference measured too             {cold * 1000:8.1f} ms   {cold / ssim:5.2f}x")
     print(f"  full report, reference features cached          {warm * 1000:8.1f} ms   {warm / ssim:5.2f}x")

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pakati_core.regenerate import crop_region, mean_ciede2000, ring, stitch_region  # noqa: E402
-from pakati_core.regenerate.colour import from_lab, to_lab  # noqa: E402
+from pakati_core.lab import lab_to_rgb as from_lab, rgb_to_lab as to_lab  # noqa: E402
 
 
 def find_host() -> Path | None:

@@ -15,10 +15,12 @@ log = logging.getLogger("pakati")
 # (node module, optional packages it imports: {import name: pip name})
 NODE_MODULES: list[tuple[str, dict[str, str]]] = [
     (".canvas_nodes", {}),
-    (".region_nodes", {}),
+    (".regenerate_nodes", {}),
     (".understanding_nodes", {}),
     (".regional_nodes", {}),
-    (".reference_nodes", {}),
+    (".refine_nodes", {}),
+    (".model_nodes", {"openai": "openai", "anthropic": "anthropic"}),
+    (".orchestration_nodes", {}),
 ]
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from comfy_api.v0_0_2 import io, ui
 
-from ..pakati_core.canvas import Canvas
+from ..pakati_core.canvas import Canvas, exclusive_masks
 from ..pakati_core.preview import draw_overlay
 from .common import CanvasType, canvas_validation_error, checked, node_name, parse_canvas
 
@@ -70,8 +70,8 @@ class PakatiRegionMask(io.ComfyNode):
         f = None if feather < 0 else feather
         mask = canvas.rasterize(index, feather=f)
         if exclusive:
-            for above in range(index + 1, len(canvas.regions)):
-                mask = mask * (1.0 - canvas.rasterize(above))
+            above = [canvas.rasterize(j) for j in range(index + 1, len(canvas.regions))]
+            mask = exclusive_masks(np.stack([mask, *above]))[0]
         return io.NodeOutput(torch.from_numpy(np.ascontiguousarray(mask))[None])
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Callable, TypeVar
+from typing import Callable, Iterable, TypeVar
 
 import numpy as np
 import torch
@@ -26,12 +26,22 @@ class PakatiNodeError(ValueError):
         super().__init__(f"{node}: input '{input_name}': {message}")
 
 
-def checked(node: str, input_name: str, fn: Callable[[], T]) -> T:
-    """Run a core call and re-raise its typed error as a message naming node and input."""
+def node_error(node: str, error: PakatiError, input_name: str, inputs: Iterable[str] = ()) -> PakatiNodeError:
+    """The core's typed error as a message naming the node and the input.
+
+    The error's field (``mask``, ``regions[2].points``...) names the input when its root is one
+    of ``inputs``; otherwise ``input_name`` is named. The one re-mapper every node uses.
+    """
+    root = (error.field or "").split("[")[0].split(".")[0]
+    return PakatiNodeError(node, root if root in set(inputs) else input_name, str(error))
+
+
+def checked(node: str, input_name: str, fn: Callable[[], T], inputs: Iterable[str] = ()) -> T:
+    """Run a core call and re-raise its typed error as a message naming node and input (see ``node_error``)."""
     try:
         return fn()
     except PakatiError as e:
-        raise PakatiNodeError(node, input_name, str(e)) from e
+        raise node_error(node, e, input_name, inputs) from e
 
 
 def parse_canvas(node: str, regions_json: str, width: int, height: int) -> Canvas:

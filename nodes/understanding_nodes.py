@@ -190,14 +190,14 @@ class PakatiUseUnderstanding(io.ComfyNode):
             node_id="PakatiUseUnderstanding",
             display_name="Pakati Use Understanding",
             category="Pakati/understanding",
-            description="Turn a learned reference into references with learned targets (for Pakati Refine), prompt terms, and an init image for img2img.",
+            description="Turn a learned reference into references whose targets are the learned statistics (the whole reference, whatever region is measured; for Pakati Delta Analysis and Pakati Refine), prompt terms, and an init image for img2img.",
             inputs=[
                 UnderstandingType.Input("understanding", tooltip="From Pakati Learn Reference."),
                 io.String.Input("target_prompt", default="", multiline=True, tooltip="What you want to generate; the learned terms are appended."),
                 io.String.Input("aspects", default="color,texture,composition", tooltip="'all' or a comma list of color, texture, composition, lighting, style, general: one reference per aspect."),
             ],
             outputs=[
-                ReferencesType.Output(display_name="references", tooltip="One reference per aspect (the same PAKATI_REFERENCES as Pakati Reference): its measured statistics are the targets of Pakati Delta Analysis and Pakati Refine."),
+                ReferencesType.Output(display_name="references", tooltip="One reference per aspect (the same PAKATI_REFERENCES as Pakati Reference), masked to the whole learned image: its learned statistics are the targets of Pakati Delta Analysis and Pakati Refine for any region."),
                 io.String.Output(display_name="prompt", tooltip="target_prompt plus the description (weighted by how well it reconstructed the reference) and terms naming the learned statistics."),
                 io.Image.Output(display_name="init_image", tooltip="The reference as learned, for img2img."),
                 io.String.Output(display_name="info", tooltip="What was transferred and why, as JSON."),

@@ -43,9 +43,11 @@ class ExecutionFailed(Exception):
 
 
 class ComfyServer:
-    def __init__(self, host: Path, base: Path, packs: dict[str, Path], extra_args: list[str] | None = None):
+    def __init__(self, host: Path, base: Path, packs: dict[str, Path], extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None):
         self.host, self.base, self.packs = Path(host), Path(base), packs
         self.extra_args = extra_args or []
+        self.env = env or {}  # extra environment for the server process (e.g. a provider base URL and a test key)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -64,7 +66,7 @@ class ComfyServer:
             sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
             "--disable-auto-launch", "--base-directory", str(self.base), *self.extra_args,
         ]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, cwd=self.host, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + timeout

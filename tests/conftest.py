@@ -108,6 +108,38 @@ def comfy_server(tmp_path_factory):
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def fake_openai():
+    """A local OpenAI-Images-shaped HTTP endpoint on 127.0.0.1 (tests/model_fakes.py)."""
+    from model_fakes import FakeImagesServer
+
+    with FakeImagesServer() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def provider_comfy_server(tmp_path_factory, fake_openai):
+    """A second real server whose environment points the OpenAI and Anthropic SDKs at ``fake_openai`` with a sentinel key.
+
+    The shared ``comfy_server`` has no provider environment; the model nodes' templates and the
+    key-leak test run here (OPENAI_BASE_URL is the SDK's own variable, so nothing is patched).
+    """
+    if HOST is None:
+        pytest.skip(NO_HOST_REASON)
+    from comfy_client import ComfyServer
+    from model_fakes import SENTINEL_KEY
+
+    base = tmp_path_factory.mktemp("comfy_providers")
+    env = {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_openai.url,
+           "ANTHROPIC_API_KEY": SENTINEL_KEY, "ANTHROPIC_BASE_URL": fake_openai.url.removesuffix("/v1")}
+    server = ComfyServer(HOST, base, packs={"pakati": REPO, "pakati_test_nodes": HOST_NODES / "pakati_test_nodes"}, env=env)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def fe(comfy_server):
     """The real ComfyUI front end in headless Chromium, on the test server (one page per module)."""

@@ -9,7 +9,7 @@ import pytest
 import skimage.data
 from skimage.color import deltaE_ciede2000
 
-from pakati_core.delta.view import rgb_to_lab
+from pakati_core.lab import rgb_to_lab
 from pakati_core.fuzzy import MamdaniEngine, load_rulebase
 from pakati_core.references import Reference
 from pakati_core.refine import (RefineInterrupted, RefineSettings, WhatWorkedStore, correct_region,

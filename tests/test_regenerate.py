@@ -24,7 +24,7 @@ from pakati_core.regenerate import (
     stitch_region,
     target_size,
 )
-from pakati_core.regenerate.colour import from_lab, to_lab
+from pakati_core.lab import lab_to_rgb as from_lab, rgb_to_lab as to_lab
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 

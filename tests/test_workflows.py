@@ -6,7 +6,9 @@ Chromium, each in a fresh browser context (the front end restores the last workf
 storage): no node type may be missing, no page error may occur and no toast (the front end's
 zod-schema alert, a link-fix notice, any warning) may show. API twins
 (workflows/api/*.json) are queued on the real server's /prompt with the tiny SDXL-class model
-node swapped in for CheckpointLoaderSimple (the convention every template follows).
+node swapped in for CheckpointLoaderSimple (the convention every template follows). Twins with
+provider nodes (PakatiOpenAI*, PakatiAskVision) run on ``provider_comfy_server``, whose SDKs point
+at a local fake endpoint with a sentinel key (no network, no real key).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ API_WORKFLOWS = sorted((REPO / "workflows" / "api").glob("*.json"))
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 MAX_STEPS = 3
 NON_NODE_TYPES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+PROVIDER_NODES = {"PakatiOpenAIGenerate", "PakatiOpenAIEditRegion", "PakatiAskVision"}
 
 
 def ids(paths):
@@ -118,8 +121,10 @@ def provide_input_images(prompt: dict, input_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("path", API_WORKFLOWS, ids=ids(API_WORKFLOWS))
-def test_api_workflow_runs_on_the_server(comfy_server, path):
+def test_api_workflow_runs_on_the_server(request, path):
     prompt = json.loads(path.read_text())
+    uses_provider = any(n["class_type"] in PROVIDER_NODES for n in prompt.values())
+    comfy_server = request.getfixturevalue("provider_comfy_server" if uses_provider else "comfy_server")
     assert any(n["class_type"] == "CheckpointLoaderSimple" for n in prompt.values()) or not any(
         n["class_type"] in ("KSampler", "KSamplerAdvanced", "SamplerCustom") for n in prompt.values()
     ), f"{path.name}: a sampling workflow must load its model with CheckpointLoaderSimple"

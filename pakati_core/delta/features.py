@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..texture import lbp_histogram
 from .view import RegionView
 
 GLCM_LEVELS = 32
@@ -25,10 +26,18 @@ EPS = 1e-6
 
 
 @dataclass(frozen=True)
-class RegionFeatures:
-    mean_lab: np.ndarray  # (3,)
+class ToneColour:
+    """Mask-weighted tone and colour of a region in CIELAB: what brightness, contrast, warmth,
+    tint and saturation deltas are measured from (delta analysis and refine corrections alike)."""
+
+    mean_lab: np.ndarray  # (3,) L*, a*, b*
     std_lab: np.ndarray  # (3,)
-    mean_chroma: float
+    mean_chroma: float  # mean C*ab = hypot(a*, b*)
+
+
+@dataclass(frozen=True)
+class RegionFeatures:
+    tone: ToneColour
     sharpness: float  # log(std of Laplacian / std of L*)
     glcm: dict[str, float]
     lbp_hist: np.ndarray
@@ -36,6 +45,18 @@ class RegionFeatures:
     energy_centroid: tuple[float, float]  # (x, y) as fractions of the width/height
     energy_grid: np.ndarray  # 3x3 shares, sum 1
     view: RegionView
+
+    @property
+    def mean_lab(self) -> np.ndarray:
+        return self.tone.mean_lab
+
+    @property
+    def std_lab(self) -> np.ndarray:
+        return self.tone.std_lab
+
+    @property
+    def mean_chroma(self) -> float:
+        return self.tone.mean_chroma
 
 
 def weighted_mean_std(values: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,24 +71,21 @@ def weighted_mean_std(values: np.ndarray, weight: np.ndarray) -> tuple[np.ndarra
     return (mean, std) if values.ndim == 3 else (mean[0], std[0])
 
 
+def tone_colour(lab: np.ndarray, weight: np.ndarray) -> ToneColour:
+    """Tone and colour of Lab pixels (``[..., 3]``) weighted by ``weight`` (``[...]``, not all zero)."""
+    flat = np.asarray(lab, np.float32).reshape(-1, 1, 3)
+    w = np.asarray(weight, np.float32).reshape(-1, 1)
+    mean, std = weighted_mean_std(flat, w)
+    chroma = np.hypot(flat[:, 0, 1], flat[:, 0, 2])
+    return ToneColour(mean, std, float((chroma * w[:, 0]).sum(dtype=np.float64) / w.sum(dtype=np.float64)))
+
+
 def weighted_quantiles(values: np.ndarray, weight: np.ndarray, q: np.ndarray) -> np.ndarray:
     order = np.argsort(values)
     v, w = values[order], weight[order]
     cdf = np.cumsum(w)
     cdf = (cdf - 0.5 * w) / cdf[-1]
     return np.interp(q, cdf, v)
-
-
-def uniform_lbp(lightness: np.ndarray) -> np.ndarray:
-    """Rotation-invariant uniform LBP over the 8-neighbourhood (codes 0..9, as skimage's 'uniform'
-    with P=8, R=1 on the square ring), vectorised because skimage's loop dominated the report."""
-    p = np.pad(lightness, 1, mode="edge")
-    h, w = lightness.shape
-    ring = [(0, 0), (0, 1), (0, 2), (1, 2), (2, 2), (2, 1), (2, 0), (1, 0)]
-    bits = np.stack([p[y:y + h, x:x + w] >= lightness for y, x in ring]).astype(np.int8)
-    ones = bits.sum(axis=0)
-    transitions = np.abs(bits - np.roll(bits, 1, axis=0)).sum(axis=0)
-    return np.where(transitions <= 2, ones, 9).astype(np.int64)
 
 
 def _palette(view: RegionView) -> np.ndarray:
@@ -127,17 +145,13 @@ def _energy(lightness: np.ndarray, interior: np.ndarray) -> tuple[tuple[float, f
 
 def region_features(view: RegionView) -> RegionFeatures:
     lab, weight, interior = view.lab, view.weight, view.interior
-    mean, std = weighted_mean_std(lab, weight)
-    chroma = np.sqrt(lab[..., 1] ** 2 + lab[..., 2] ** 2)
-    mean_chroma = float((chroma * weight).sum() / weight.sum())
+    tone = tone_colour(lab, weight)
     lightness = np.ascontiguousarray(lab[..., 0])
     lap = cv2.Laplacian(lightness, cv2.CV_32F, ksize=3)
     _, lap_std = weighted_mean_std(lap, interior)
     _, l_std = weighted_mean_std(lightness, interior)
     sharpness = float(np.log((lap_std + EPS) / (l_std + EPS)))
     inside = weight > 0
-    lbp = uniform_lbp(lightness)
-    hist = np.bincount(lbp.ravel(), weights=interior.ravel(), minlength=10)[:10]
-    hist = hist / max(hist.sum(), EPS)
+    hist = lbp_histogram(lightness, interior)
     centroid, grid = _energy(lightness, interior)
-    return RegionFeatures(mean, std, mean_chroma, sharpness, _glcm(lightness, inside), hist, _palette(view), centroid, grid, view)
+    return RegionFeatures(tone, sharpness, _glcm(lightness, inside), hist, _palette(view), centroid, grid, view)

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from skimage.color import deltaE_ciede2000
-from skimage.metrics import structural_similarity
 from skimage.registration import phase_cross_correlation
 
+from ..lab import ciede2000
+from ..ssim import masked_ssim
+from ..texture import chi_squared
 from .catalogue import DELTA_SPECS, DeltaSpec
-from .features import EPS, RegionFeatures
+from .features import EPS, RegionFeatures, ToneColour
 
 NOISE_FLOOR = 1e-9  # float round-off: values below this are exactly zero
 SAME_FRACTION = 0.25  # below a quarter of a JND a delta reads as "same"
@@ -93,10 +94,21 @@ def _ssim(img: RegionFeatures, ref: RegionFeatures) -> float:
     li, lr = img.view.lab[..., 0], ref.view.lab[..., 0]
     if min(li.shape) < 7:
         return 1.0
-    _, smap = structural_similarity(li, lr, data_range=100.0, gaussian_weights=True, sigma=1.5,
-                                    use_sample_covariance=False, full=True)
-    w = img.view.interior
-    return float((smap * w).sum() / max(float(w.sum()), EPS))
+    return masked_ssim(li, lr, img.view.interior, data_range=100.0)
+
+
+def tone_deltas(img: ToneColour, ref: ToneColour) -> dict[str, float]:
+    """The five tone and colour deltas: the one definition of brightness (L*), contrast (log ratio
+    of L* spread), warmth (b*), tint (a*) and saturation (C*ab), used by delta analysis and by the
+    refine corrections."""
+    mi, mr = img.mean_lab, ref.mean_lab
+    return {
+        "brightness": float(mi[0] - mr[0]),
+        "contrast": _log_ratio(img.std_lab[0], ref.std_lab[0]),
+        "warmth": float(mi[2] - mr[2]),
+        "tint": float(mi[1] - mr[1]),
+        "saturation": float(img.mean_chroma - ref.mean_chroma),
+    }
 
 
 def compare(img: RegionFeatures, ref: RegionFeatures) -> list[Delta]:
@@ -104,19 +116,15 @@ def compare(img: RegionFeatures, ref: RegionFeatures) -> list[Delta]:
     mi, mr = img.mean_lab, ref.mean_lab
     shift_x, shift_y = _shift(img, ref)
     values = {
-        "brightness": mi[0] - mr[0],
-        "contrast": _log_ratio(img.std_lab[0], ref.std_lab[0]),
-        "warmth": mi[2] - mr[2],
-        "tint": mi[1] - mr[1],
-        "saturation": img.mean_chroma - ref.mean_chroma,
+        **tone_deltas(img.tone, ref.tone),
         "palette_distance": float(np.abs(img.palette - ref.palette).mean()),
-        "delta_e": float(deltaE_ciede2000(mi[None], mr[None])[0]),
+        "delta_e": float(ciede2000(mi[None], mr[None])[0]),
         "sharpness": img.sharpness - ref.sharpness,
         "glcm_contrast": _log_ratio(img.glcm["contrast"], ref.glcm["contrast"]),
         "glcm_homogeneity": img.glcm["homogeneity"] - ref.glcm["homogeneity"],
         "glcm_energy": img.glcm["energy"] - ref.glcm["energy"],
         "glcm_correlation": img.glcm["correlation"] - ref.glcm["correlation"],
-        "lbp_chi2": float(0.5 * (((img.lbp_hist - ref.lbp_hist) ** 2) / (img.lbp_hist + ref.lbp_hist + EPS)).sum()),
+        "lbp_chi2": chi_squared(img.lbp_hist, ref.lbp_hist),
         "shift_x": shift_x,
         "shift_y": shift_y,
         "energy_x": img.energy_centroid[0] - ref.energy_centroid[0],

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..box import Box
 from ..finite import require_finite, strict_json
 from ..references import Reference
 from .catalogue import ASPECT_BUNDLES, ASPECT_DELTAS
@@ -49,7 +50,7 @@ class ReferenceResult:
 class DeltaReport:
     results: list[ReferenceResult]
     overall: float
-    box: tuple[int, int, int, int]
+    box: Box
 
     def delta(self, name: str, index: int = 0) -> Delta:
         return self.results[index].delta(name)
@@ -73,9 +74,9 @@ class DeltaReport:
         return [d.sentence for d in ranked[:limit]]
 
     def to_dict(self) -> dict:
-        y0, y1, x0, x1 = self.box
+        b = self.box
         return {"version": REPORT_VERSION, "overall": round(self.overall, 6),
-                "region": {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0},
+                "region": {"x": b.x0, "y": b.y0, "width": b.width, "height": b.height},
                 "summary": self.summary(), "references": [r.to_dict() for r in self.results]}
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -89,7 +90,7 @@ class ReferenceCache:
     def __init__(self) -> None:
         self._store: dict[tuple, RegionFeatures] = {}
 
-    def get(self, ref: Reference, shape: tuple[int, int], box: tuple[int, int, int, int], mask: np.ndarray | None) -> RegionFeatures:
+    def get(self, ref: Reference, shape: tuple[int, int], box: Box, mask: np.ndarray | None) -> RegionFeatures:
         key = (ref.content_hash, shape, box, None if mask is None else hash(np.ascontiguousarray(mask).tobytes()))
         if key not in self._store:
             self._store[key] = region_features(reference_view(ref, shape, box, mask))

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..box import Box, mask_box
 from ..errors import PakatiError
 from ..finite import require_finite
+from ..lab import rgb_to_lab
 from ..references import Reference
 
 ANALYSIS_SIDE = 512
@@ -56,23 +58,6 @@ def as_mask(mask: np.ndarray | None, shape: tuple[int, int], field: str = "mask"
     return m
 
 
-def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """sRGB in [0, 1] to CIELAB (D65), L* in [0, 100]; OpenCV's float path (skimage's rgb2lab agrees
-    to within 0.6 and is several times slower)."""
-    return cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2Lab)
-
-
-def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(np.ascontiguousarray(lab, dtype=np.float32), cv2.COLOR_Lab2RGB)
-
-
-def support_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """(y0, y1, x0, x1) of the pixels with weight > 0."""
-    ys = np.flatnonzero(mask.max(axis=1) > 0)
-    xs = np.flatnonzero(mask.max(axis=0) > 0)
-    return int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
-
-
 def analysis_size(h: int, w: int) -> tuple[int, int]:
     s = min(1.0, ANALYSIS_SIDE / max(h, w))
     return max(8, round(h * s)), max(8, round(w * s))
@@ -105,26 +90,25 @@ def _view(rgb: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> RegionVie
     return RegionView(lab, weight, interior.astype(np.float32))
 
 
-def image_view(image: np.ndarray, mask: np.ndarray | None = None) -> tuple[RegionView, tuple[int, int, int, int]]:
+def image_view(image: np.ndarray, mask: np.ndarray | None = None) -> tuple[RegionView, Box]:
     """The region of ``image`` under ``mask`` (whole image without one) and its box in the image."""
     rgb = as_rgb(image)
     m = as_mask(mask, rgb.shape[:2])
-    y0, y1, x0, x1 = support_box(m)
-    return _view(rgb[y0:y1, x0:x1], m[y0:y1, x0:x1], analysis_size(y1 - y0, x1 - x0)), (y0, y1, x0, x1)
+    box = mask_box(m)
+    return _view(rgb[box.slices], m[box.slices], analysis_size(box.height, box.width)), box
 
 
-def reference_view(ref: Reference, image_shape: tuple[int, int], box: tuple[int, int, int, int], region_mask: np.ndarray | None) -> RegionView:
+def reference_view(ref: Reference, image_shape: tuple[int, int], box: Box, region_mask: np.ndarray | None) -> RegionView:
     """The reference laid over the region being measured.
 
     Without its own mask a reference stands for the whole target image: it is resized to the
     image and cut to the region's box (so composition compares like with like). With a mask,
     the masked part of the reference is stretched over the region's box.
     """
-    y0, y1, x0, x1 = box
-    size = analysis_size(y1 - y0, x1 - x0)
+    size = analysis_size(box.height, box.width)
     if ref.mask is None:
-        rgb = _resize(ref.image, image_shape)[y0:y1, x0:x1]
-        m = as_mask(region_mask, image_shape)[y0:y1, x0:x1]
+        rgb = _resize(ref.image, image_shape)[box.slices]
+        m = as_mask(region_mask, image_shape)[box.slices]
         return _view(rgb, m, size)
-    ry0, ry1, rx0, rx1 = support_box(ref.mask)
-    return _view(ref.image[ry0:ry1, rx0:rx1], ref.mask[ry0:ry1, rx0:rx1], size)
+    own = mask_box(ref.mask)
+    return _view(ref.image[own.slices], ref.mask[own.slices], size)

@@ -22,7 +22,6 @@ RESOLUTION = 201
 class Inference:
     inputs: dict[str, float]  # normalised input values
     outputs: dict[str, float]  # crisp outputs
-    fired: dict[str, float]  # rule id -> firing strength (> 0 only)
 
     def prompt_terms(self, rulebase: RuleBase) -> list[tuple[str, float]]:
         """(text, weight) for every prompt-term output at or above its ``min_weight``."""
@@ -56,13 +55,11 @@ class MamdaniEngine:
         rb = self.rulebase
         degree = {n: {t: float(membership(term.shape, term.params, x[n])) for t, term in v.terms.items()} for n, v in rb.inputs.items()}
         aggregate = {n: np.zeros(RESOLUTION) for n in rb.outputs}
-        fired = {}
         for rule in rb.rules:
             parts = [degree[var][term] for var, term in rule.antecedent.items()]
             strength = (min(parts) if rule.op == "and" else max(parts)) * rule.weight
             if strength <= 0:
                 continue
-            fired[rule.id] = round(strength, 6)
             for var, term in rule.consequent.items():
                 np.maximum(aggregate[var], np.minimum(self._shapes[var][term], strength), out=aggregate[var])
         outputs = {}
@@ -71,7 +68,7 @@ class MamdaniEngine:
             if area <= 0:
                 raise FuzzyRuleError(f"no rule fires for output '{name}' at inputs {x}: the rule base does not cover this case", f"outputs.{name}")
             outputs[name] = float((agg * self._grids[name]).sum() / area)
-        return Inference(x, outputs, fired)
+        return Inference(x, outputs)
 
     def infer(self, deltas: dict[str, float]) -> Inference:
         """Adjustments for a set of named deltas (values in the deltas' own units)."""

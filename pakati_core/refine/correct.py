@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..delta.view import as_mask, as_rgb, lab_to_rgb, rgb_to_lab
+from ..delta.features import tone_colour
+from ..delta.measure import tone_deltas
+from ..delta.view import as_mask, as_rgb
+from ..lab import lab_to_rgb, rgb_to_lab
 
 CHANNELS = ("brightness", "contrast", "warmth", "tint", "saturation")
 
@@ -21,23 +24,14 @@ def paste_masked(base: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> np.n
     return out
 
 
-def _stats(lab: np.ndarray, w: np.ndarray) -> dict[str, float]:
-    total = float(w.sum())
-    mean = (lab * w[:, None]).sum(axis=0) / total
-    std_l = float(np.sqrt(max(((lab[:, 0] - mean[0]) ** 2 * w).sum() / total, 0.0)))
-    chroma = float((np.hypot(lab[:, 1], lab[:, 2]) * w).sum() / total)
-    return {"L": float(mean[0]), "a": float(mean[1]), "b": float(mean[2]), "std_L": std_l, "C": chroma}
-
-
 def tone_colour_deltas(image: np.ndarray, mask: np.ndarray | None, reference: np.ndarray, reference_mask: np.ndarray | None = None) -> dict[str, float]:
-    """The five correctable deltas (units as in delta analysis) of a region against a reference."""
+    """The five correctable deltas of a region against a reference, at full resolution (the
+    definitions are delta analysis's :func:`tone_deltas`)."""
     rgb, ref = as_rgb(image), as_rgb(reference, "reference")
     m = as_mask(mask, rgb.shape[:2])
     rm = as_mask(reference_mask, ref.shape[:2], "reference_mask")
-    a = _stats(rgb_to_lab(rgb[m > 0][None])[0], m[m > 0])
-    b = _stats(rgb_to_lab(ref[rm > 0][None])[0], rm[rm > 0])
-    return {"brightness": a["L"] - b["L"], "contrast": float(np.log((a["std_L"] + 1e-6) / (b["std_L"] + 1e-6))),
-            "warmth": a["b"] - b["b"], "tint": a["a"] - b["a"], "saturation": a["C"] - b["C"]}
+    return tone_deltas(tone_colour(rgb_to_lab(rgb[m > 0][None])[0], m[m > 0]),
+                       tone_colour(rgb_to_lab(ref[rm > 0][None])[0], rm[rm > 0]))
 
 
 def _mean_chroma(mean_ab: np.ndarray, dev: np.ndarray, k: float, w: np.ndarray) -> float:
@@ -69,10 +63,11 @@ def correct_region(image: np.ndarray, mask: np.ndarray | None, deltas: dict[str,
     idx = m > 0
     w = m[idx]
     lab = rgb_to_lab(rgb[idx][None])[0].astype(np.float64)
-    st = _stats(lab, w)
+    tone = tone_colour(lab, w)
+    mean_l = float(tone.mean_lab[0])
     s = {c: float(strengths.get(c, 0.0)) for c in CHANNELS}
     d = {c: float(deltas.get(c, 0.0)) for c in CHANNELS}
-    lab[:, 0] = st["L"] + (lab[:, 0] - st["L"]) * np.exp(-s["contrast"] * d["contrast"]) - s["brightness"] * d["brightness"]
+    lab[:, 0] = mean_l + (lab[:, 0] - mean_l) * np.exp(-s["contrast"] * d["contrast"]) - s["brightness"] * d["brightness"]
     lab[:, 1] -= s["tint"] * d["tint"]
     lab[:, 2] -= s["warmth"] * d["warmth"]
     if s["saturation"] and d["saturation"]:
@@ -81,7 +76,7 @@ def correct_region(image: np.ndarray, mask: np.ndarray | None, deltas: dict[str,
         mean_ab = (lab[:, 1:] * w[:, None]).sum(axis=0) / w.sum()
         dev = lab[:, 1:] - mean_ab
         now = _mean_chroma(mean_ab, dev, 1.0, w)
-        want = now + s["saturation"] * ((st["C"] - d["saturation"]) - now)
+        want = now + s["saturation"] * ((tone.mean_chroma - d["saturation"]) - now)
         lab[:, 1:] = mean_ab + dev * _spread_for_chroma(mean_ab, dev, w, want)
     lab[:, 0] = np.clip(lab[:, 0], 0.0, 100.0)
     corrected = np.clip(lab_to_rgb(lab[None].astype(np.float32))[0], 0.0, 1.0)

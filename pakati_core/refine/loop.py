@@ -21,6 +21,7 @@ from ..delta.view import as_mask, as_rgb
 from ..errors import PakatiError
 from ..finite import NAN_HINT, require_finite
 from ..fuzzy import MamdaniEngine, load_rulebase
+from ..fuzzy.engine import Inference
 from ..references import Reference
 from .correct import correct_region, paste_masked
 from .protocols import RefineInterrupted, RegenParams, Regenerator
@@ -132,6 +133,169 @@ def _run_id(refs: Sequence[Reference], settings: RefineSettings, image: np.ndarr
     return h.hexdigest()[:16]
 
 
+@dataclass
+class PassOutcome:
+    """What one pass produced: its best image and report, the last report tried, the actions."""
+
+    image: np.ndarray
+    report: DeltaReport
+    tried: DeltaReport
+    adjustments: dict[str, float]
+    actions: list[dict] = field(default_factory=list)
+    seed: int | None = None
+
+
+@dataclass
+class RefineState:
+    """Everything the loop carries from pass to pass (the steps below read and update it)."""
+
+    references: Sequence[Reference]
+    settings: RefineSettings
+    engine: MamdaniEngine
+    mask: np.ndarray  # what the regenerator gets (all ones without a mask)
+    region_mask: np.ndarray | None  # what is measured (None: the whole image)
+    cache: ReferenceCache
+    run_id: str
+    cheap_order: list[str]
+    best_img: np.ndarray
+    best_report: DeltaReport
+    best_pass: int = 0
+    history: list[dict] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)  # what-worked records of this run
+    damping: dict[str, float] = field(default_factory=lambda: {c: 1.0 for chans in CORRECTIONS.values() for c in chans})
+    epsilon: float = 0.0
+    spread: float | None = None  # seed-to-seed spread of the score, measured on the first regeneration
+    since_progress: int = 0
+    prev_start: dict[str, float] | None = None  # the deltas the previous pass started from
+    stop: str = "max_passes"
+
+    @property
+    def gain(self) -> float:
+        return STRATEGIES[self.settings.strategy]
+
+    @property
+    def best_score(self) -> float:
+        return self.best_report.overall
+
+    def measure(self, image: np.ndarray) -> DeltaReport:
+        return _measure(image, self.references, self.region_mask, self.cache)
+
+    def record(self, pass_index: int, action: str, before: DeltaReport, after: DeltaReport, deltas: dict, kept: bool) -> dict:
+        """Keep a what-worked record of one tried action; returns its summary for the history."""
+        ab, aa = _aspects(before), _aspects(after)
+        rec = {"run": self.run_id, "pass": pass_index, "action": action, "deltas": {k: _r(v) for k, v in deltas.items()},
+               "before": _r(before.overall), "after": _r(after.overall), "gain": _r(after.overall - before.overall),
+               "aspects_gain": {k: _r(aa[k] - ab[k]) for k in ab}, "kept": kept}
+        self.records.append(rec)
+        return {k: rec[k] for k in ("action", "before", "after", "gain", "kept")}
+
+    def result(self) -> RefineResult:
+        return RefineResult(self.best_img, float(self.best_score), self.best_pass, self.stop, self.history, float(self.epsilon), self.records)
+
+
+def start_state(image: np.ndarray, references: Sequence[Reference], mask: np.ndarray | None, settings: RefineSettings,
+                engine: MamdaniEngine, store: WhatWorkedStore | None) -> RefineState:
+    """Measure the input (pass 0) and set up the run."""
+    rgb = as_rgb(image)
+    m = as_mask(mask, rgb.shape[:2])
+    cache = ReferenceCache()
+    region_mask = None if mask is None else m
+    report = _measure(rgb, references, region_mask, cache)
+    state = RefineState(references, settings, engine, m, region_mask, cache, _run_id(references, settings, rgb),
+                        store.order(list(CORRECTIONS)) if store else list(CORRECTIONS), rgb, report, epsilon=settings.epsilon)
+    state.history.append({"pass": 0, "seed": None, "score": _r(report.overall), "best_so_far": _r(report.overall),
+                          "aspects": _aspects(report), "deltas": {k: _r(v) for k, v in _deltas(report).items()},
+                          "adjustments": {}, "actions": [], "kept": "input"})
+    return state
+
+
+def damp(state: RefineState, deltas: dict[str, float]) -> None:
+    """A channel whose delta changed sign since the last pass is corrected half as hard from now on."""
+    prev, state.prev_start = state.prev_start, deltas
+    for c in state.damping:
+        now = deltas.get(c, 0.0)
+        if prev is not None and abs(now) > DELTA_SPECS[c].jnd and np.sign(now) == -np.sign(prev.get(c, 0.0)) != 0:
+            state.damping[c] *= 0.5
+
+
+def cheap_corrections(state: RefineState, p: int, outcome: PassOutcome, deltas: dict[str, float], out: dict[str, float]) -> dict[str, float]:
+    """Try each in-mask tone/colour correction in turn, keeping those that raise the score;
+    returns the deltas of what is kept."""
+    for action in state.cheap_order:
+        strengths = {c: float(np.clip(out.get(o, 0.0) * state.gain, 0.0, 1.0)) * state.damping[c] for c, o in CORRECTIONS[action].items()}
+        trial = correct_region(outcome.image, state.region_mask, deltas, strengths)
+        trial_report = state.measure(trial)
+        kept = trial_report.overall > outcome.report.overall
+        outcome.tried = trial_report
+        outcome.actions.append(state.record(p, action, outcome.report, trial_report, deltas, kept) | {"strengths": {k: _r(v) for k, v in strengths.items()}})
+        if kept:
+            outcome.image, outcome.report = trial, trial_report
+            deltas = _deltas(outcome.report)
+    return deltas
+
+
+def regenerate_region(state: RefineState, p: int, outcome: PassOutcome, deltas: dict[str, float], inference: Inference,
+                      regenerate: Regenerator) -> None:
+    """Regenerate the region with the rules' sampler settings; keep it if it scores higher.
+
+    The first regeneration also samples a second seed: the seed-to-seed spread of the score is
+    the least gain convergence counts as progress (never claim what a different seed gives)."""
+    out, gain = inference.outputs, state.gain
+    seed = state.settings.seed + p
+    params = RegenParams(seed=seed, denoise=float(np.clip(out.get("denoise", DEFAULT_DENOISE) * gain, 0.05, 1.0)),
+                         cfg_delta=out.get("cfg_delta", 0.0) * gain, steps_factor=out.get("steps_factor", 1.0),
+                         prompt_terms=tuple(inference.prompt_terms(state.engine.rulebase)), pass_index=p)
+    regen = _regenerated(regenerate, outcome.image, state.mask, params)
+    regen_report = state.measure(regen)
+    if state.spread is None:
+        alt = RegenParams(**{**params.__dict__, "seed": seed + SPREAD_SEED_OFFSET})
+        alt_img = _regenerated(regenerate, outcome.image, state.mask, alt)
+        alt_report = state.measure(alt_img)
+        state.spread = abs(alt_report.overall - regen_report.overall)
+        state.epsilon = max(state.settings.epsilon, state.spread)
+        if alt_report.overall > regen_report.overall:
+            regen, regen_report, seed, params = alt_img, alt_report, alt.seed, alt
+    kept = regen_report.overall > outcome.report.overall
+    outcome.tried, outcome.seed = regen_report, seed
+    outcome.actions.append(state.record(p, "regenerate", outcome.report, regen_report, deltas, kept) | {"params": params.to_dict()})
+    if kept:
+        outcome.image, outcome.report = regen, regen_report
+
+
+def run_pass(state: RefineState, p: int, regenerate: Regenerator | None) -> PassOutcome:
+    """One pass from the best image so far: fuzzy adjustments, cheap corrections, then a
+    regeneration when the target is still missed. May raise :class:`RefineInterrupted`."""
+    deltas = _deltas(state.best_report)
+    inference = state.engine.infer(deltas)
+    damp(state, deltas)
+    outcome = PassOutcome(state.best_img, state.best_report, state.best_report, {k: _r(v) for k, v in inference.outputs.items()})
+    deltas = cheap_corrections(state, p, outcome, deltas, inference.outputs)
+    if regenerate is not None and outcome.report.overall < state.settings.target:
+        regenerate_region(state, p, outcome, deltas, inference, regenerate)
+    return outcome
+
+
+def keep_best(state: RefineState, p: int, outcome: PassOutcome) -> None:
+    """Adopt the pass if it beat the best so far, count progress, and write its history entry."""
+    improved = outcome.report.overall - state.best_score
+    if improved > 0:
+        state.best_img, state.best_report, state.best_pass = outcome.image, outcome.report, p
+    state.since_progress = 0 if improved >= state.epsilon else state.since_progress + 1
+    state.history.append({"pass": p, "seed": outcome.seed, "score": _r(outcome.report.overall), "best_so_far": _r(state.best_score),
+                          "aspects": _aspects(outcome.report), "deltas": {k: _r(v) for k, v in _deltas(outcome.report).items()},
+                          "adjustments": outcome.adjustments, "actions": outcome.actions, "kept": "pass" if improved > 0 else "best",
+                          "tried_deltas": {c: _r(_deltas(outcome.tried).get(c, 0.0)) for c in state.damping}})
+
+
+def stop_reason(state: RefineState) -> str | None:
+    """Why the loop stops after this pass, or None to go on."""
+    if state.best_score >= state.settings.target:
+        return "target"
+    if state.since_progress >= state.settings.patience:
+        return "oscillating" if _swinging(state.history[-max(state.settings.patience, 3):], state.damping) else "converged"
+    return None
+
+
 def refine(
     image: np.ndarray,
     references: Sequence[Reference],
@@ -150,109 +314,25 @@ def refine(
     """
     settings = settings or RefineSettings()
     engine = engine or MamdaniEngine(load_rulebase())
-    rgb = as_rgb(image)
-    m = as_mask(mask, rgb.shape[:2])
-    region_mask = None if mask is None else m
-    gain = STRATEGIES[settings.strategy]
-    cache = ReferenceCache()
-    run_id = _run_id(references, settings, rgb)
-    cheap_order = store.order(list(CORRECTIONS)) if store else list(CORRECTIONS)
-
-    report = _measure(rgb, references, region_mask, cache)
-    best_img, best_score, best_pass, best_report = rgb, report.overall, 0, report
-    current_img, current_report = rgb, report
-    history = [{"pass": 0, "seed": None, "score": _r(report.overall), "best_so_far": _r(best_score),
-                "aspects": _aspects(report), "deltas": {k: _r(v) for k, v in _deltas(report).items()},
-                "adjustments": {}, "actions": [], "kept": "input"}]
-    records: list[dict] = []
-    damping = {c: 1.0 for chans in CORRECTIONS.values() for c in chans}
-    epsilon, spread = settings.epsilon, None
-    since_progress = 0
-    stop = "max_passes"
-    prev_start: dict[str, float] | None = None  # the deltas the previous pass started from
-
-    def record(pass_index: int, action: str, before: DeltaReport, after: DeltaReport, deltas: dict, kept: bool) -> dict:
-        ab, aa = _aspects(before), _aspects(after)
-        rec = {"run": run_id, "pass": pass_index, "action": action, "deltas": {k: _r(v) for k, v in deltas.items()},
-               "before": _r(before.overall), "after": _r(after.overall), "gain": _r(after.overall - before.overall),
-               "aspects_gain": {k: _r(aa[k] - ab[k]) for k in ab}, "kept": kept}
-        records.append(rec)
-        return {k: rec[k] for k in ("action", "before", "after", "gain", "kept")}
-
+    state = start_state(image, references, mask, settings, engine, store)
     for p in range(1, settings.max_passes + 1):
         try:
             if check_interrupt:
                 check_interrupt()
-            if best_score >= settings.target:
-                stop = "target"
+            if state.best_score >= settings.target:
+                state.stop = "target"
                 break
-            deltas = _deltas(current_report)
-            inference = engine.infer(deltas)
-            out = inference.outputs
-            adjustments = {k: _r(v) for k, v in out.items()}
-            actions = []
-            # damping: a channel whose delta changed sign since the last pass is corrected half as hard
-            prev, prev_start = prev_start, deltas
-            for c in damping:
-                now = deltas.get(c, 0.0)
-                flipped = prev is not None and abs(now) > DELTA_SPECS[c].jnd and np.sign(now) == -np.sign(prev.get(c, 0.0)) != 0
-                if flipped:
-                    damping[c] *= 0.5
-            cand_img, cand_report = current_img, current_report
-            tried = current_report
-            for action in cheap_order:
-                strengths = {c: float(np.clip(out.get(o, 0.0) * gain, 0.0, 1.0)) * damping[c] for c, o in CORRECTIONS[action].items()}
-                trial = correct_region(cand_img, region_mask, deltas, strengths)
-                trial_report = _measure(trial, references, region_mask, cache)
-                kept = trial_report.overall > cand_report.overall
-                tried = trial_report
-                actions.append(record(p, action, cand_report, trial_report, deltas, kept) | {"strengths": {k: _r(v) for k, v in strengths.items()}})
-                if kept:
-                    cand_img, cand_report = trial, trial_report
-                    deltas = _deltas(cand_report)
-            seed = None
-            if regenerate is not None and cand_report.overall < settings.target:
-                seed = settings.seed + p
-                params = RegenParams(seed=seed, denoise=float(np.clip(out.get("denoise", DEFAULT_DENOISE) * gain, 0.05, 1.0)),
-                                     cfg_delta=out.get("cfg_delta", 0.0) * gain, steps_factor=out.get("steps_factor", 1.0),
-                                     prompt_terms=tuple(inference.prompt_terms(engine.rulebase)), pass_index=p)
-                regen = _regenerated(regenerate, cand_img, m, params)
-                regen_report = _measure(regen, references, region_mask, cache)
-                if spread is None:
-                    # the seed-to-seed spread of a score at these settings: convergence never
-                    # claims a gain smaller than what a different seed alone would give
-                    alt = RegenParams(**{**params.__dict__, "seed": seed + SPREAD_SEED_OFFSET})
-                    alt_img = _regenerated(regenerate, cand_img, m, alt)
-                    alt_report = _measure(alt_img, references, region_mask, cache)
-                    spread = abs(alt_report.overall - regen_report.overall)
-                    epsilon = max(settings.epsilon, spread)
-                    if alt_report.overall > regen_report.overall:
-                        regen, regen_report, seed, params = alt_img, alt_report, alt.seed, alt
-                kept = regen_report.overall > cand_report.overall
-                tried = regen_report
-                actions.append(record(p, "regenerate", cand_report, regen_report, deltas, kept) | {"params": params.to_dict()})
-                if kept:
-                    cand_img, cand_report = regen, regen_report
+            outcome = run_pass(state, p, regenerate)
         except RefineInterrupted:
-            stop = "interrupted"
+            state.stop = "interrupted"
             break
-        improved = cand_report.overall - best_score
-        if improved > 0:
-            best_img, best_score, best_pass, best_report = cand_img, cand_report.overall, p, cand_report
-        current_img, current_report = best_img, best_report
-        since_progress = 0 if improved >= epsilon else since_progress + 1
-        history.append({"pass": p, "seed": seed, "score": _r(cand_report.overall), "best_so_far": _r(best_score),
-                        "aspects": _aspects(cand_report), "deltas": {k: _r(v) for k, v in _deltas(cand_report).items()},
-                        "adjustments": adjustments, "actions": actions, "kept": "pass" if improved > 0 else "best",
-                        "tried_deltas": {c: _r(_deltas(tried).get(c, 0.0)) for c in damping}})
+        keep_best(state, p, outcome)
         if progress:
             progress(p, settings.max_passes)
-        if best_score >= settings.target:
-            stop = "target"
+        reason = stop_reason(state)
+        if reason:
+            state.stop = reason
             break
-        if since_progress >= settings.patience:
-            stop = "oscillating" if _swinging(history[-max(settings.patience, 3):], damping) else "converged"
-            break
-    if store is not None and records:
-        store.append(records)
-    return RefineResult(best_img, float(best_score), best_pass, stop, history, float(epsilon), records)
+    if store is not None and state.records:
+        store.append(state.records)
+    return state.result()

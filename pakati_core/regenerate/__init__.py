@@ -7,9 +7,12 @@ rings), ``resize``, ``colour`` (Lab matching, CIEDE2000), ``crop``, ``stitch``,
 from __future__ import annotations
 
 from .blend import band_radius, blend_mask, ring
-from .box import SDXL_NATIVE_AREA, TARGET_MODES, Box, target_size
-from .canvas_crop import clip_polygon, crop_canvas
-from .colour import match_colour, mean_ciede2000
+from ..box import Box
+from .box import SDXL_NATIVE_AREA, TARGET_MODES, target_size
+from ..canvas import clip_polygon
+from .canvas_crop import crop_canvas
+from ..lab import mean_ciede2000
+from .colour import match_colour
 from .crop import RegionCrop, RegionStitch, crop_region
 from .errors import EmptyMaskError, LockedRegionError, MaskSizeError, RegenerateError, StitchMismatchError
 from .persistent import compose_regions, locked_mask, regeneration_mask, region_seed

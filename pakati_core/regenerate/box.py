@@ -1,15 +1,15 @@
 """Crop boxes: the region's bounding box plus context, fitted to the sampling resolution.
 
-Boxes are half-open integer pixel rectangles ``(x0, y0, x1, y1)``. The target size is always
-a multiple of 8 (SDXL latents are 1/8 of the image).
+Boxes are :class:`pakati_core.box.Box` (half-open ``x0, y0, x1, y1``). The target size is
+always a multiple of 8 (SDXL latents are 1/8 of the image).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
+from ..box import Box, mask_box
 from .errors import EmptyMaskError, RegenerateError
 
 TARGET_MODES = ("sdxl native", "keep", "explicit")
@@ -17,34 +17,12 @@ SDXL_NATIVE_AREA = 1024 * 1024
 MIN_SIDE = 64  # smallest crop side worth sampling (an 8x8 latent)
 
 
-@dataclass(frozen=True)
-class Box:
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-    @property
-    def width(self) -> int:
-        return self.x1 - self.x0
-
-    @property
-    def height(self) -> int:
-        return self.y1 - self.y0
-
-    def as_tuple(self) -> tuple[int, int, int, int]:
-        return (self.x0, self.y0, self.x1, self.y1)
-
-    def union(self, other: "Box") -> "Box":
-        return Box(min(self.x0, other.x0), min(self.y0, other.y0), max(self.x1, other.x1), max(self.y1, other.y1))
-
-
 def support_box(mask: np.ndarray, field: str = "mask") -> Box:
     """Bounding box of the pixels where ``mask > 0``; an empty mask is an error."""
-    ys, xs = np.nonzero(mask > 0)
-    if len(xs) == 0:
+    box = mask_box(mask)
+    if box is None:
         raise EmptyMaskError("the mask is empty (every pixel is 0), so there is no region to regenerate", field=field)
-    return Box(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    return box
 
 
 def pad_box(box: Box, context: int, width: int, height: int) -> Box:

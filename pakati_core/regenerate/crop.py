@@ -7,11 +7,11 @@ from typing import Callable
 import numpy as np
 
 from .blend import blend_mask
-from .box import Box, fit_box, pad_box, support_box, target_size
+from ..box import Box
+from ..canvas import same_aspect
+from .box import fit_box, pad_box, support_box, target_size
 from .errors import EmptyMaskError, MaskSizeError, RegenerateError
 from .resize import resize_image, resize_mask
-
-ASPECT_TOLERANCE = 0.01
 
 
 @dataclass
@@ -56,7 +56,7 @@ def match_mask_to_image(masks: np.ndarray, batch: int, width: int, height: int) 
     if bm not in (1, batch):
         raise MaskSizeError(f"{bm} masks for {batch} images; give one mask or one per image", field="mask")
     if (w, h) != (width, height):
-        if abs((w / h) / (width / height) - 1.0) > ASPECT_TOLERANCE:
+        if not same_aspect(w, h, width, height):
             raise MaskSizeError(
                 f"the mask is {w}x{h} but the image is {width}x{height}; their aspect ratios differ, so the mask cannot be placed on the image",
                 field="mask",
@@ -113,7 +113,7 @@ def crop_region(
     span_w, span_h = max(t.width for t in tight), max(t.height for t in tight)
     tw, th = target_size(mode, span_w, span_h, explicit)
     boxes = [fit_box(t, tw, th, width, height, exact=(mode == "keep")) for t in tight]
-    crops = np.stack([resize_image(image[b, bx.y0 : bx.y1, bx.x0 : bx.x1], tw, th) for b, bx in enumerate(boxes)])
-    crop_masks = np.stack([resize_mask(blends[b][bx.y0 : bx.y1, bx.x0 : bx.x1], tw, th) for b, bx in enumerate(boxes)])
+    crops = np.stack([resize_image(image[b][bx.slices], tw, th) for b, bx in enumerate(boxes)])
+    crop_masks = np.stack([resize_mask(blends[b][bx.slices], tw, th) for b, bx in enumerate(boxes)])
     stitch = RegionStitch(image=image, boxes=boxes, blends=blends, target=(tw, th), ring=ring)
     return RegionCrop(images=crops.astype(np.float32), masks=np.clip(crop_masks, 0.0, 1.0).astype(np.float32), stitch=stitch)

@@ -53,15 +53,15 @@ def stitch_region(
 def _paste(frame: np.ndarray, crop: np.ndarray, stitch: RegionStitch, index: int, colour_match: bool) -> np.ndarray:
     box, blend = stitch.boxes[index], stitch.blends[index]
     result = frame.copy()
-    orig = frame[box.y0 : box.y1, box.x0 : box.x1]
+    orig = frame[box.slices]
     channels = min(orig.shape[-1], crop.shape[-1])
     piece = resize_image(crop[..., :channels], box.width, box.height)
-    b = blend[box.y0 : box.y1, box.x0 : box.x1]
+    b = blend[box.slices]
     if colour_match:
         piece = match_colour(piece, orig[..., :channels], ring_mask(b, 0, stitch.ring))
     sel = b > 0
     if sel.any():
-        region = result[box.y0 : box.y1, box.x0 : box.x1]
+        region = result[box.slices]
         mixed = orig[..., :channels] + (piece - orig[..., :channels]) * b[..., None]
         region[sel, :channels] = mixed[sel]
         full = b >= 1.0

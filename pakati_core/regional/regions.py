@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..canvas import MAX_REGIONS, Canvas, resize_mask_area
+from ..canvas import MAX_REGIONS, Canvas, exclusive_masks, resize_mask_area, same_aspect
 from ..errors import RegionalConditioningError, RegionLimitError
 
-ASPECT_TOLERANCE = 0.02  # relative; about one latent pixel at 64 latent pixels
 
 
 @dataclass(frozen=True)
@@ -64,23 +63,16 @@ class RegionSet:
     def add(self, region: RegionPrompt) -> "RegionSet":
         return RegionSet(self.regions + (region,))
 
-    def extend(self, other: "RegionSet") -> "RegionSet":
-        return RegionSet(self.regions + other.regions)
-
     @property
     def embed_dim(self) -> int | None:
         return int(self.regions[0].cond.shape[-1]) if self.regions else None
-
-    @property
-    def has_negatives(self) -> bool:
-        return any(r.negative is not None for r in self.regions)
 
     def check_aspect(self, width: int, height: int) -> None:
         """Refuse masks whose aspect ratio differs from the latent's (they would be stretched)."""
         target = width / height
         for r in self.regions:
             sw, sh = r.source_size()
-            if abs(sw / sh - target) / target > ASPECT_TOLERANCE:
+            if not same_aspect(sw, sh, width, height):
                 raise RegionalConditioningError(
                     f"region '{r.name}' is defined on a {sw}x{sh} {'canvas' if r.canvas is not None else 'mask'} "
                     f"(aspect {sw / sh:.3f}) but the latent is {width}x{height} pixels (aspect {target:.3f}); "
@@ -92,10 +84,4 @@ class RegionSet:
         """``[N, height, width]`` coverages where a region hides the ones below it (sum <= 1)."""
         if not self.regions:
             return np.zeros((0, height, width), np.float32)
-        own = np.stack([r.coverage(width, height) for r in self.regions]).astype(np.float32)
-        out = own.copy()
-        above = np.ones((height, width), np.float32)
-        for i in range(len(own) - 1, -1, -1):
-            out[i] = own[i] * above
-            above *= 1.0 - own[i]
-        return out
+        return exclusive_masks(np.stack([r.coverage(width, height) for r in self.regions]))

@@ -1,34 +1,32 @@
 """Reconstruction scores on the hidden pixels only, each mapped to [0, 1] (1 = identical).
 
-All terms are weight-free: PSNR, masked SSIM, masked MS-SSIM (when the hidden box is at least
-161 px on its short side), a gradient similarity after GMSD (Xue et al. 2014; GMSD itself is
-reported too),
-CIEDE2000 and a texture distance (uniform-LBP histograms and Laplacian energy).
+Every term is computed from the pixels alone, with no learned network weights: PSNR, masked
+SSIM, masked MS-SSIM (when the hidden box is at least 161 px on its short side), a gradient
+similarity after GMSD (Xue et al. 2014; GMSD itself is reported too), CIEDE2000 and a texture
+distance (uniform-LBP histograms and Laplacian energy). The composite is their mean under the
+fixed hand-set ``WEIGHTS`` below.
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import convolve, gaussian_filter, laplace
-from skimage.color import deltaE_ciede2000, rgb2gray, rgb2lab
-from skimage.feature import local_binary_pattern
-from skimage.metrics import structural_similarity
+from scipy.ndimage import convolve, laplace
+from skimage.color import rgb2gray
 
+from ..box import mask_box
 from ..errors import PakatiError
+from ..lab import mean_ciede2000
+from ..ssim import masked_ssim, ssim_maps, weighted_mean
+from ..texture import chi_squared, lbp_histogram
 
 WEIGHTS = {"psnr": 0.15, "ssim": 0.25, "ms_ssim": 0.1, "gms": 0.2, "color": 0.15, "texture": 0.15}
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_MIN_SIDE = 161
 DELTA_E_SCALE = 20.0
 TEXTURE_SCALE = 0.5  # mean dE2000 at which the colour term is 1/e
-LBP_P, LBP_R = 8, 1
 
 
 class ScoreError(PakatiError):
     """Images or masks that cannot be compared."""
-
-
-def _weighted_mean(values: np.ndarray, weight: np.ndarray) -> float:
-    return float((values * weight).sum() / max(weight.sum(), 1e-12))
 
 
 def psnr_score(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) -> float:
@@ -42,19 +40,7 @@ def psnr_score(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) -> float:
 
 def ssim_score(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) -> float:
     """Mean of the Gaussian-window SSIM map (Wang et al. settings) over hidden pixels."""
-    _, smap = structural_similarity(ref, rec, channel_axis=-1, data_range=1.0, gaussian_weights=True,
-                                    sigma=1.5, use_sample_covariance=False, full=True)
-    return float(np.clip(smap.mean(axis=-1)[hidden].mean(), 0.0, 1.0))
-
-
-def _ssim_maps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    f = lambda a: gaussian_filter(a, 1.5, truncate=3.5)  # 11-tap window
-    mx, my = f(x), f(y)
-    sxx, syy, sxy = f(x * x) - mx * mx, f(y * y) - my * my, f(x * y) - mx * my
-    cs = (2 * sxy + c2) / (sxx + syy + c2)
-    lum = (2 * mx * my + c1) / (mx * mx + my * my + c1)
-    return lum * cs, cs
+    return float(np.clip(masked_ssim(ref, rec, hidden, data_range=1.0), 0.0, 1.0))
 
 
 def _half(a: np.ndarray) -> np.ndarray:
@@ -65,17 +51,16 @@ def _half(a: np.ndarray) -> np.ndarray:
 
 def ms_ssim_score(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) -> float | None:
     """MS-SSIM on the grey hidden box, each scale's map averaged with the (pooled) mask; None if the box is small."""
-    ys, xs = np.nonzero(hidden)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    if min(y1 - y0, x1 - x0) < MS_SSIM_MIN_SIDE:
+    box = mask_box(hidden)
+    if min(box.height, box.width) < MS_SSIM_MIN_SIDE:
         return None
-    x, y = rgb2gray(ref[y0:y1, x0:x1]), rgb2gray(rec[y0:y1, x0:x1])
-    m = hidden[y0:y1, x0:x1].astype(np.float64)
+    x, y = rgb2gray(ref[box.slices]), rgb2gray(rec[box.slices])
+    m = hidden[box.slices].astype(np.float64)
     result = 1.0
     for i, w in enumerate(MS_SSIM_WEIGHTS):
-        full, cs = _ssim_maps(x, y)
+        full, cs = ssim_maps(x, y)
         term = full if i == len(MS_SSIM_WEIGHTS) - 1 else cs
-        result *= max(_weighted_mean(term, m), 1e-6) ** w
+        result *= max(weighted_mean(term, m), 1e-6) ** w
         x, y, m = _half(x), _half(y), _half(m)
     return float(np.clip(result, 0.0, 1.0))
 
@@ -105,18 +90,14 @@ def gradient_similarity(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) ->
 
 def color_score(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) -> tuple[float, float]:
     """(score, mean CIEDE2000 over hidden pixels); score = exp(-dE / 20)."""
-    de = float(deltaE_ciede2000(rgb2lab(ref[hidden][None]), rgb2lab(rec[hidden][None])).mean())
+    de = mean_ciede2000(ref, rec, hidden)
     return float(np.exp(-de / DELTA_E_SCALE)), de
 
 
 def texture_distance(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) -> float:
     """Chi-square between uniform-LBP histograms plus |log| Laplacian-energy ratio, on hidden pixels."""
     gr, gd = (np.round(rgb2gray(a) * 255).astype(np.uint8) for a in (ref, rec))
-    bins = LBP_P + 2
-    hr = np.bincount(local_binary_pattern(gr, LBP_P, LBP_R, "uniform")[hidden].astype(int), minlength=bins).astype(float)
-    hd = np.bincount(local_binary_pattern(gd, LBP_P, LBP_R, "uniform")[hidden].astype(int), minlength=bins).astype(float)
-    hr, hd = hr / hr.sum(), hd / hd.sum()
-    chi2 = 0.5 * float((((hr - hd) ** 2) / (hr + hd + 1e-12)).sum())
+    chi2 = chi_squared(lbp_histogram(gr, hidden), lbp_histogram(gd, hidden))
     er = float((laplace(gr.astype(float) / 255.0)[hidden] ** 2).mean())
     ed = float((laplace(gd.astype(float) / 255.0)[hidden] ** 2).mean())
     energy = abs(np.log((ed + 1e-3) / (er + 1e-3)))
@@ -136,7 +117,11 @@ def composite(terms: dict[str, float | None]) -> float:
 def score(reference: np.ndarray, reconstruction: np.ndarray, hidden: np.ndarray) -> dict[str, float | None]:
     """Every term plus ``composite``; only pixels where ``hidden`` is True count."""
     ref = np.asarray(reference, np.float64)[..., :3]
-    rec = np.clip(np.asarray(reconstruction, np.float64)[..., :3], 0.0, 1.0)
+    rec = np.asarray(reconstruction, np.float64)[..., :3]
+    for name, a in (("reference", ref), ("reconstruction", rec)):
+        if not np.isfinite(a).all():  # a NaN would read as a score (found by tests/test_fuzz.py)
+            raise ScoreError(f"the {name} has {int(a.size - np.isfinite(a).sum())} NaN/infinite value(s)", "image")
+    rec = np.clip(rec, 0.0, 1.0)
     hidden = np.asarray(hidden, bool)
     if ref.shape != rec.shape or hidden.shape != ref.shape[:2]:
         raise ScoreError(f"reference {ref.shape}, reconstruction {rec.shape} and mask {hidden.shape} differ", "image")

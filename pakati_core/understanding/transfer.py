@@ -69,9 +69,17 @@ def stat_terms(statistics: dict, aspects: list[str]) -> list[str]:
 
 
 def transfer(u: Understanding, target_prompt: str, aspects: list[str]) -> tuple[list[Reference], str, dict]:
-    """(references for refinement, the prompt with learned terms, what was transferred and why)."""
+    """(references for refinement, the prompt with learned terms, what was transferred and why).
+
+    Each reference is the learned image with a full mask, so delta analysis measures its targets
+    from the whole reference: its tone, colour and texture features are the stored statistics."""
     description = u.record.get("settings", {}).get("description", "")
-    refs = [Reference(u.image, description=description, aspect=a) for a in aspects]
+    # The whole learned reference is the target (a full mask): delta analysis stretches it over
+    # the region being measured, so the region is compared with the statistics that were learned
+    # (mean Lab, spread, chroma, texture, edge-energy layout), not with whatever part of the
+    # reference happens to lie under the region's box.
+    whole = np.ones(u.image.shape[:2], np.float32)
+    refs = [Reference(u.image, description=description, aspect=a, mask=whole) for a in aspects]
     terms = stat_terms(u.record["statistics"], aspects)
     w = description_weight(u)
     parts = [target_prompt.strip()] if target_prompt.strip() else []

@@ -1,8 +1,6 @@
 """Region-only regeneration nodes: crop a region at its own resolution, stitch it back, compose persistent regions."""
 from __future__ import annotations
 
-from typing import Callable, TypeVar
-
 import comfy.model_management
 import comfy.utils
 import numpy as np
@@ -10,7 +8,6 @@ import torch
 from comfy_api.v0_0_2 import io
 
 from ..pakati_core.canvas import Canvas, mask_region
-from ..pakati_core.errors import PakatiError
 from ..pakati_core.regenerate import (
     TARGET_MODES,
     RegionStitch,
@@ -22,19 +19,9 @@ from ..pakati_core.regenerate import (
     region_seed,
     stitch_region,
 )
-from .common import CanvasType, PakatiNodeError, mask_to_numpy, node_name, require_finite_tensor
+from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy, node_name, require_finite_tensor
 
 StitchType = io.Custom("PAKATI_STITCH")
-T = TypeVar("T")
-
-
-def _run(node: str, default_input: str, inputs: set[str], fn: Callable[[], T]) -> T:
-    """Call the core; its typed error becomes a message naming the node and the input its field belongs to."""
-    try:
-        return fn()
-    except PakatiError as e:
-        root = (e.field or "").split("[")[0].split(".")[0]
-        raise PakatiNodeError(node, root if root in inputs else default_input, str(e)) from e
 
 
 def _images(t: torch.Tensor) -> np.ndarray:
@@ -96,18 +83,18 @@ class PakatiCropRegion(io.ComfyNode):
             if canvas is not None:
                 keep = locked_mask(canvas, w, h)
         elif canvas is not None:
-            region_mask, keep = _run(name, "region", inputs, lambda: regeneration_mask(canvas, region, w, h))
+            region_mask, keep = checked(name, "region", lambda: regeneration_mask(canvas, region, w, h), inputs)
             masks = region_mask[None]
             out_seed = region_seed(canvas.region(region), seed)
         else:
             raise PakatiNodeError(name, "mask", "connect a mask, or a canvas and a region name, to say which region to regenerate")
         bar = comfy.utils.ProgressBar(2)
-        result = _run(name, "mask", inputs, lambda: crop_region(frames, masks, context=context, mode=target, explicit=(width, height),
-                                                                grow=grow, feather=feather, keep_out=keep, check_interrupt=_interrupt))
+        result = checked(name, "mask", lambda: crop_region(frames, masks, context=context, mode=target, explicit=(width, height),
+                                                           grow=grow, feather=feather, keep_out=keep, check_interrupt=_interrupt), inputs)
         bar.update(1)
         tw, th = result.stitch.target
         if canvas is not None:
-            sub = _run(name, "canvas", inputs, lambda: crop_canvas(canvas, (w, h), result.stitch.boxes[0], (tw, th)))
+            sub = checked(name, "canvas", lambda: crop_canvas(canvas, (w, h), result.stitch.boxes[0], (tw, th)), inputs)
         else:
             sub = Canvas(tw, th, [mask_region("region", result.masks[0], name="region")])
         bar.update(1)
@@ -139,8 +126,8 @@ class PakatiStitchRegion(io.ComfyNode):
             require_finite_tensor(node_name(cls), "original", original, "the original image")
         base = None if original is None else _images(original)
         bar = comfy.utils.ProgressBar(1)
-        out = _run(node_name(cls), "image", {"image", "original", "stitch"},
-                   lambda: stitch_region(stitch, _images(image), base, colour_match=colour_match, check_interrupt=_interrupt))
+        out = checked(node_name(cls), "image", lambda: stitch_region(stitch, _images(image), base, colour_match=colour_match, check_interrupt=_interrupt),
+                      {"image", "original", "stitch"})
         bar.update(1)
         return io.NodeOutput(_tensor(out))
 
@@ -178,7 +165,7 @@ class PakatiComposeRegions(io.ComfyNode):
         for i in range(n):
             _interrupt()
             p, r = prev[i if len(prev) > 1 else 0], new[i if len(new) > 1 else 0]
-            out.append(_run(name, "regions", {"regions", "regenerated"}, lambda: compose_regions(p, r, canvas, keys)))
+            out.append(checked(name, "regions", lambda: compose_regions(p, r, canvas, keys), {"regions", "regenerated"}))
             bar.update(1)
         return io.NodeOutput(_tensor(np.stack(out)))
 

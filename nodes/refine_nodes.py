@@ -19,14 +19,14 @@ import comfy.samplers
 import comfy.utils
 import folder_paths
 
-from ..pakati_core.canvas import Canvas
+from ..pakati_core.box import Box, mask_box
+from ..pakati_core.canvas import Canvas, same_aspect
 from ..pakati_core.delta import analyse
-from ..pakati_core.errors import PakatiError
+from ..pakati_core.finite import strict_json
 from ..pakati_core.fuzzy import MamdaniEngine, load_rulebase
 from ..pakati_core.references import ASPECTS, Reference
 from ..pakati_core.refine import RefineInterrupted, RefineSettings, RegenParams, WhatWorkedStore, refine
-from ..pakati_core.finite import strict_json
-from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy, node_name, require_finite_tensor
+from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy, node_name, require_finite_tensor, validation_result
 from .regional_patch import WRAPPER_KEY
 
 ReferencesType = io.Custom("PAKATI_REFERENCES")
@@ -58,6 +58,9 @@ def region_mask(node: str, shape: tuple[int, int], mask: torch.Tensor | None, ca
         require_finite_tensor(node, "mask", masks, "the mask")
         m = masks[index if len(masks) > 1 else 0]
         if m.shape != (h, w):
+            if not same_aspect(m.shape[1], m.shape[0], w, h):
+                raise PakatiNodeError(node, "mask", f"the mask is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h}; "
+                                      "their aspect ratios differ, so the mask cannot be placed on the image")
             import cv2
 
             m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -70,10 +73,8 @@ def region_mask(node: str, shape: tuple[int, int], mask: torch.Tensor | None, ca
     return None
 
 
-def reraise(node: str, error: PakatiError, default_input: str) -> PakatiNodeError:
-    field = (error.field or "").split(".")[0].split("[")[0]
-    known = {"mask", "references", "image", "max_passes", "target", "strategy", "epsilon", "patience", "aspect", "weight", "model", "vae"}
-    return PakatiNodeError(node, field if field in known else default_input, str(error))
+# inputs a core error's field may name (RefineSettings' epsilon/patience are no inputs: they fall back)
+REFINE_INPUTS = {"mask", "references", "image", "max_passes", "target", "strategy", "aspect", "weight", "model", "vae"}
 
 
 class PakatiReference(io.ComfyNode):
@@ -109,10 +110,7 @@ class PakatiReference(io.ComfyNode):
         added = []
         for i, img in enumerate(images):
             m = region_mask(node, img.shape[:2], mask, canvas, region, i)
-            try:
-                added.append(Reference(img, description, aspect, m, weight))
-            except PakatiError as e:
-                raise reraise(node, e, "image") from e
+            added.append(checked(node, "image", lambda: Reference(img, description, aspect, m, weight), REFINE_INPUTS))
         return io.NodeOutput(tuple(references or ()) + tuple(added))
 
 
@@ -149,14 +147,10 @@ class PakatiDeltaAnalysis(io.ComfyNode):
         reports = []
         for i, img in enumerate(images):
             m = region_mask(node, img.shape[:2], mask, canvas, region, i)
-            try:
-                reports.append(analyse(img, list(references or ()), m))
-            except PakatiError as e:
-                raise reraise(node, e, "references") from e
-        try:  # strict JSON: a NaN score raises instead of showing 'nan'
-            text = reports[0].to_json() if len(reports) == 1 else strict_json([r.to_dict() for r in reports], "the delta reports", "image", indent=2)
-        except PakatiError as e:
-            raise reraise(node, e, "image") from e
+            reports.append(checked(node, "references", lambda: analyse(img, list(references or ()), m), REFINE_INPUTS))
+        # strict JSON: a NaN score raises instead of showing 'nan'
+        text = checked(node, "image", lambda: reports[0].to_json() if len(reports) == 1 else
+                       strict_json([r.to_dict() for r in reports], "the delta reports", "image", indent=2))
         return io.NodeOutput(text, min(r.overall for r in reports), ui=ui.PreviewText(text))
 
 
@@ -171,23 +165,22 @@ class HostRegenerator:
         self.pbar, self.max_passes = pbar, max_passes
         self.total_units, self.offset = batch * max_passes * PROGRESS_UNITS, 0  # offset: the batch image being refined
         self._term_cache: dict[str, list] = {}
-        self.calls = 0
         self.node = "PakatiRefine"
         # A model patched by PakatiApplyRegions lays its region masks over the whole latent, so
         # it must see the whole image: a crop would shift every region.
         self.whole_image = WRAPPER_KEY in model.wrappers.get("apply_model", {})
 
-    def box(self, mask: np.ndarray) -> tuple[int, int, int, int]:
+    def box(self, mask: np.ndarray) -> Box:
         if self.whole_image:
             h, w = mask.shape
-            return 0, h // 8 * 8, 0, w // 8 * 8
+            return Box(0, 0, w // 8 * 8, h // 8 * 8)
         return self.crop_box(mask)
 
     @staticmethod
-    def crop_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-        """(y0, y1, x0, x1): the mask's bounding box plus padding, sides multiples of 8, inside the image."""
+    def crop_box(mask: np.ndarray) -> Box:
+        """The mask's bounding box plus padding, sides multiples of 8, inside the image."""
         h, w = mask.shape
-        ys, xs = np.flatnonzero(mask.max(axis=1) > 0), np.flatnonzero(mask.max(axis=0) > 0)
+        tight = mask_box(mask)
 
         def span(lo: int, hi: int, size: int) -> tuple[int, int]:
             lo, hi = max(0, lo - CROP_PADDING), min(size, hi + CROP_PADDING)
@@ -195,9 +188,9 @@ class HostRegenerator:
             lo = max(0, min(lo, size - length))
             return lo, lo + length
 
-        y0, y1 = span(int(ys[0]), int(ys[-1]) + 1, h)
-        x0, x1 = span(int(xs[0]), int(xs[-1]) + 1, w)
-        return y0, y1, x0, x1
+        y0, y1 = span(tight.y0, tight.y1, h)
+        x0, x1 = span(tight.x0, tight.x1, w)
+        return Box(x0, y0, x1, y1)
 
     def conditioning(self, terms: tuple[tuple[str, float], ...]) -> list:
         """The positive prompt with the fuzzy rules' prompt terms appended (as ConditioningConcat does)."""
@@ -211,10 +204,9 @@ class HostRegenerator:
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, mask: np.ndarray, params: RegenParams) -> np.ndarray:
-        self.calls += 1
-        y0, y1, x0, x1 = self.box(mask)
-        crop = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1]))[None]
-        crop_mask = torch.from_numpy(np.ascontiguousarray(mask[y0:y1, x0:x1]))
+        box = self.box(mask)
+        crop = torch.from_numpy(np.ascontiguousarray(image[box.slices]))[None]
+        crop_mask = torch.from_numpy(np.ascontiguousarray(mask[box.slices]))
         latent = self.vae.encode(crop)
         require_finite_tensor(self.node, "vae", latent, "the VAE-encoded region")
         latent = comfy.sample.fix_empty_latent_channels(self.model, latent)
@@ -241,13 +233,13 @@ class HostRegenerator:
         require_finite_tensor(self.node, "model", samples, "the sampled latent")
         decoded = self.vae.decode(samples)[0, ..., :3].detach().float().cpu().numpy()
         require_finite_tensor(self.node, "vae", decoded, "the VAE-decoded region")
-        if decoded.shape[:2] != (y1 - y0, x1 - x0):
+        if decoded.shape[:2] != (box.height, box.width):
             import cv2
 
-            decoded = cv2.resize(decoded, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+            decoded = cv2.resize(decoded, (box.width, box.height), interpolation=cv2.INTER_LINEAR)
         # raw pixels in the box; the core's loop pastes them through the mask, once
         out = image.copy()
-        out[y0:y1, x0:x1] = np.clip(decoded, 0.0, 1.0)
+        out[box.slices] = np.clip(decoded, 0.0, 1.0)
         return out
 
 
@@ -277,7 +269,7 @@ class PakatiRefine(io.ComfyNode):
                 io.Int.Input("max_passes", default=4, min=1, max=16, tooltip="Most passes to run."),
                 io.Float.Input("target", default=0.95, min=0.05, max=1.0, step=0.005, tooltip="Stop once the overall score reaches this."),
                 io.Combo.Input("strategy", options=["conservative", "adaptive", "aggressive"], default="adaptive", tooltip="Scales the rules' correction strengths and denoise (0.6x, 1x, 1.3x)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Base seed; pass p samples with seed + p. Same seed and inputs give the same result and history."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Base seed; pass p samples with seed + p. With learn off, the same seed and inputs give the same result and history (with learn on, past runs reorder the corrections)."),
                 io.Int.Input("steps", default=20, min=1, max=200, tooltip="Sampling steps per regeneration (the rules may ask for more)."),
                 io.Float.Input("cfg", default=7.0, min=1.0, max=30.0, step=0.1, tooltip="CFG scale (the rules may raise or lower it)."),
                 io.Combo.Input("sampler_name", options=list(comfy.samplers.KSampler.SAMPLERS), default="euler", tooltip="Sampler used for regeneration."),
@@ -304,10 +296,7 @@ class PakatiRefine(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, rules: str | None = None, **_) -> bool | str:
         if rules and rules.strip():
-            try:
-                load_rulebase(rules)
-            except PakatiError as e:
-                return str(PakatiNodeError(node_name(cls), "rules", str(e)))
+            return validation_result(node_name(cls), "rules", lambda: load_rulebase(rules))
         return True
 
     @classmethod
@@ -322,10 +311,8 @@ class PakatiRefine(io.ComfyNode):
         if not references:
             raise PakatiNodeError(node, "references", "at least one reference is needed")
         engine = MamdaniEngine(checked(node, "rules", lambda: load_rulebase(rules or None)))
-        try:
-            settings = RefineSettings(max_passes=max_passes, target=target, strategy=strategy, seed=seed)
-        except PakatiError as e:
-            raise reraise(node, e, "max_passes") from e
+        settings = checked(node, "max_passes", lambda: RefineSettings(max_passes=max_passes, target=target, strategy=strategy, seed=seed),
+                           REFINE_INPUTS)
         units = len(images) * max_passes * PROGRESS_UNITS
         pbar = comfy.utils.ProgressBar(units)
         regen = HostRegenerator(model, clip, vae, positive, negative, steps, cfg, sampler_name, scheduler, pbar, max_passes, len(images))
@@ -339,12 +326,10 @@ class PakatiRefine(io.ComfyNode):
         results = []
         for i, (img, m) in enumerate(zip(images, masks)):
             regen.offset = offset = i * max_passes * PROGRESS_UNITS
-            try:
-                result = refine(img, list(references), m, settings, engine, regen,
-                                progress=lambda done, total: pbar.update_absolute(offset + done * PROGRESS_UNITS, units),
-                                check_interrupt=check_interrupt, store=store)
-            except PakatiError as e:
-                raise reraise(node, e, "references") from e
+            result = checked(node, "references", lambda: refine(
+                img, list(references), m, settings, engine, regen,
+                progress=lambda done, total: pbar.update_absolute(offset + done * PROGRESS_UNITS, units),
+                check_interrupt=check_interrupt, store=store), REFINE_INPUTS)
             if result.stop_reason == "interrupted":  # the store has what was learned; now honour the cancel
                 comfy.model_management.throw_exception_if_processing_interrupted()  # clears the flag and raises
                 raise comfy.model_management.InterruptProcessingException()
@@ -352,10 +337,7 @@ class PakatiRefine(io.ComfyNode):
             results.append(result)
         pbar.update_absolute(units, units)
         history = [r.to_dict() for r in results]
-        try:
-            text = strict_json(history[0] if len(history) == 1 else history, "the refine history", "image")
-        except PakatiError as e:
-            raise reraise(node, e, "image") from e
+        text = checked(node, "image", lambda: strict_json(history[0] if len(history) == 1 else history, "the refine history", "image"))
         return io.NodeOutput(out, text, min(r.score for r in results))
 
 
