@@ -20,6 +20,7 @@ NODE_MODULES: list[tuple[str, dict[str, str]]] = [
     (".regional_nodes", {}),
     (".refine_nodes", {}),
     (".model_nodes", {"openai": "openai", "anthropic": "anthropic"}),
+    (".orchestration_nodes", {}),
 ]
 
 

@@ -10,7 +10,7 @@ from comfy_api.v0_0_2 import io
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.regional import RegionalAttention, RegionalOptions, RegionPrompt, RegionSet
 from .common import CanvasType, PakatiNodeError, RegionsType, checked, mask_to_numpy
-from .regional_patch import WRAPPER_KEY, RegionalWrapper
+from .regional_patch import WRAPPER_KEY, RegionalWrapper, RunScope
 
 log = logging.getLogger("pakati")
 
@@ -162,8 +162,10 @@ class PakatiApplyRegions(io.ComfyNode):
                 f"{regions.embed_dim}; Pakati regional prompting needs an SDXL model and SDXL conditioning",
             )
         core = checked(node, "regions", lambda: RegionalAttention(regions, RegionalOptions(base_weight=base_weight, auto_negative=auto_negative)))
-        patched.remove_wrappers_with_key("apply_model", WRAPPER_KEY)
-        patched.add_wrapper_with_key("apply_model", WRAPPER_KEY, RegionalWrapper(core, start_percent, end_percent))
+        wrapper = RegionalWrapper(core, start_percent, end_percent)
+        for kind, fn in (("apply_model", wrapper), ("outer_sample", RunScope(wrapper.projections))):
+            patched.remove_wrappers_with_key(kind, WRAPPER_KEY)
+            patched.add_wrapper_with_key(kind, WRAPPER_KEY, fn)
         return io.NodeOutput(patched)
 
 
