@@ -105,7 +105,7 @@ def test_region_json_is_refused_with_the_field_or_gives_sane_masks(data, out_w, 
             canvas = Canvas.from_dict(data)
         except PakatiError as e:
             _field_named(e)
-            event(f"refused: {type(e).__name__} {e.message.split(':')[0][:40]}")
+            event(f"refused: {type(e).__name__}")
             return
     event(f"accepted with {len(canvas.regions)} region(s)")
     for w, h in ((out_w, out_h), (out_w // 8 * 8 or 8, out_h // 8 * 8 or 8)):
