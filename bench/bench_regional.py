@@ -41,7 +41,7 @@ UNETS = {
     # the test suite's 32-channel tiny UNet, widened by --channels
     "tiny": {},
     # the full-size SDXL UNet architecture (2.6 B parameters)
-    "sdxl": {"model_channels": 320, "channel_mult": [1, 2, 4], "transformer_depth": [0, 2, 10],
+    "sdxl": {"model_channels": 320, "channel_mult": [1, 2, 4], "transformer_depth": [0, 0, 2, 2, 10, 10],
              "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10], "transformer_depth_middle": 10,
              "num_res_blocks": [2, 2, 2], "num_head_channels": 64},
 }
@@ -60,6 +60,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--steps", type=int, help="euler steps (default 6; 2 for --unet sdxl)")
     ap.add_argument("--regions", help="region counts, comma-separated (default 1,2,4,8,16; 1,4,8 for --unet sdxl)")
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds after the warm-up round")
+    ap.add_argument("--warmup-steps", type=int, help="steps of each warm-up run (default: --steps)")
     ap.add_argument("--comfy-repeats", type=int, help="rounds that include ConditioningSetMask (default: all)")
     ap.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
     ap.add_argument("--no-comfy-masks", action="store_true", help="skip the ConditioningSetMask comparison")
@@ -137,11 +138,11 @@ def main() -> None:
                 cond += nodes.ConditioningSetMask().append(encode(PROMPTS[i % len(PROMPTS)]), mask, "default", 1.0)[0]
             configs.append((f"ComfyUI `ConditioningSetMask`, {n} region{'s' * (n > 1)}", model, cond, False))
 
-    def timed(m, pos) -> float:
+    def timed(m, pos, steps: int) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         t = clock()
-        nodes.common_ksampler(m, 42, args.steps, 5.0, "euler", "normal", pos, negative, latent)
+        nodes.common_ksampler(m, 42, steps, 5.0, "euler", "normal", pos, negative, latent)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return clock() - t
@@ -156,7 +157,7 @@ def main() -> None:
         for name, m, pos, always in order:
             if not always and not 1 <= r <= comfy_rounds:  # the slow baseline skips the warm-up round
                 continue
-            this[name] = timed(m, pos)
+            this[name] = timed(m, pos, args.steps if r else (args.warmup_steps or args.steps))
             print(f"  round {r}{' (warm-up)' if r == 0 else ''}: {name}: {this[name]:.3f} s", file=sys.stderr, flush=True)
         if r:  # round 0 warms up
             for name, sec in this.items():
