@@ -16,6 +16,7 @@ from .errors import (
     ServerUnavailableError,
     WorkflowError,
 )
+from .goal import GoalRound, GoalRun, run_goal, write_goal_summary
 from .generate import generate, make_dispatcher, make_tasks, save_result, write_summary
 from .workflow import Workflow, parse_seeds
 
@@ -25,5 +26,5 @@ __all__ = [
     "ClientError", "ExecutionError", "ExecutionInterruptedError", "MissingNodeTypeError", "PromptRejectedError",
     "ServerUnavailableError", "WorkflowError",
     "generate", "make_dispatcher", "make_tasks", "save_result", "write_summary",
-    "Workflow", "parse_seeds",
+    "Workflow", "parse_seeds", "GoalRound", "GoalRun", "run_goal", "write_goal_summary",
 ]

@@ -57,7 +57,63 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--retries", type=int, default=3, help="retries of a request after a connection error (default 3)")
     g.add_argument("--summary", type=Path, help="summary JSON path (default OUT/summary.json)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("run-goal", help="plan a goal, render it on the servers, check it, replan; at most --rounds rounds")
+    r.add_argument("--goal", required=True, help="what the image should show, in words")
+    r.add_argument("--workflow", required=True, type=Path, help="API-format workflow with a PakatiCanvas (e.g. workflows/api/regional_sdxl.json with your loader)")
+    r.add_argument("--server", action="append", required=True, help="ComfyUI base URL; repeat for several servers")
+    r.add_argument("--out", required=True, type=Path, help="directory for each round's images, best.png, plan_final.json and summary.json")
+    r.add_argument("--width", type=int, default=1024)
+    r.add_argument("--height", type=int, default=1024)
+    r.add_argument("--planner", default="offline", help="offline (default), openai or anthropic (key from the environment)")
+    r.add_argument("--rounds", type=int, default=3, help="at most this many plan → generate → check rounds (default 3)")
+    r.add_argument("--variants", default="0", help="seed offsets rendered in parallel per round, e.g. 0-3 (default 0)")
+    r.add_argument("--seed", type=int, default=0, help="the plan's seed")
+    r.add_argument("--target", type=float, help="stop when the check scores at least this (default: the plan's check threshold)")
+    r.add_argument("--output-node", help="node id whose image is checked (default: the first saved image)")
+    r.add_argument("--context", type=Path, help="directory of a JSON-lines context store: reuse and record plans and checks")
+    r.add_argument("--backend", choices=("threads", "ray"), default="threads")
+    r.add_argument("--ray-address")
+    r.add_argument("--max-inflight", type=int, default=1)
+    r.add_argument("--timeout", type=float, default=None)
+    r.add_argument("--http-timeout", type=float, default=30.0)
+    r.add_argument("--retries", type=int, default=3)
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def cmd_run_goal(args: argparse.Namespace) -> int:
+    from .goal import run_goal, write_goal_summary
+
+    variants = parse_seeds(args.variants)
+    context = None
+    if args.context:
+        from ..orchestration import JsonlContextStore
+
+        context = JsonlContextStore(args.context)
+    progress = _Progress(args.rounds * len(variants), not args.quiet)
+
+    def on_round(rnd) -> None:
+        best = rnd.best or {}
+        progress.bar.write(f"round {rnd.round}: best score {best.get('score')} (seed {best.get('seed')} on {best.get('server')}), "
+                           f"{len(rnd.repairs)} repair task(s)")
+
+    try:
+        run = run_goal(args.goal, Workflow.load(args.workflow), servers=args.server, width=args.width, height=args.height,
+                       planner=args.planner, rounds=args.rounds, variants=variants, target=args.target, seed=args.seed,
+                       output_node=args.output_node, out_dir=args.out, context=context, backend=args.backend,
+                       max_inflight=args.max_inflight, timeout=args.timeout, on_event=progress.event, on_result=progress.result,
+                       on_round=on_round, client_options={"timeout": args.http_timeout, "retries": args.retries},
+                       ray_options={"address": args.ray_address} if args.ray_address else None)
+    finally:
+        progress.close()
+    path = args.out / "summary.json"
+    write_goal_summary(run, path, {"workflow": str(args.workflow), "servers": args.server})
+    print(json.dumps({"summary": str(path), "stop_reason": run.stop_reason, "rounds": len(run.rounds),
+                      "best_score": (run.best or {}).get("score"), "seconds": round(run.seconds, 2)}))
+    if run.stop_reason == "interrupted":
+        return 130
+    return 1 if run.stop_reason == "failed" else 0
 
 
 class _Progress:
@@ -137,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return cmd_generate(args)
+        if args.command == "run-goal":
+            return cmd_run_goal(args)
     except PakatiError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+from ..finite import strict_json
 from ..store import Store
 
 STORE_VERSION = 1
@@ -26,7 +27,16 @@ class WhatWorkedStore:
         self.store = store
 
     def append(self, records: Iterable[dict]) -> int:
-        return self.store.append_what_worked(dict(r, version=STORE_VERSION) for r in records)
+        """Keep the records; a NaN/Inf anywhere raises before anything is written."""
+        rows = [dict(r, version=STORE_VERSION) for r in records]
+        for r in rows:
+            strict_json(r, "a what-worked record", "store")
+        return self.store.append_what_worked(rows)
+
+    def revision(self) -> str:
+        """Changes whenever this user's records change: what a host's cache compares to know that
+        a run reading this store may now differ."""
+        return self.store.what_worked_revision()
 
     def load(self) -> list[dict]:
         return [r for r in self.store.load_what_worked() if r.get("version") == STORE_VERSION]

@@ -291,6 +291,13 @@ class Store:
             return [{"image_hash": r.image_hash, "fingerprint": r.fingerprint, "format_version": r.format_version,
                      "updated_at": _iso(r.updated_at)} for r in rows]
 
+    def understanding_revision(self) -> str:
+        """Changes whenever one of this user's understandings is written, replaced or removed."""
+        with self._session(write=False) as s:
+            n, top, last = s.execute(select(func.count(), func.max(UnderstandingRow.id), func.max(UnderstandingRow.updated_at))
+                                     .where(UnderstandingRow.owner == self.owner)).one()
+        return f"{n}:{top}:{_iso(last)}" if n else "empty"
+
     # -- what worked ----------------------------------------------------------------------------
     @staticmethod
     def _what_worked_row(owner: str, rec: dict, import_key: str | None = None) -> dict:
@@ -312,6 +319,12 @@ class Store:
     def load_what_worked(self) -> list[dict]:
         with self._session(write=False) as s:
             return list(s.scalars(select(WhatWorked.record).where(WhatWorked.owner == self.owner).order_by(WhatWorked.id)))
+
+    def what_worked_revision(self) -> str:
+        """Changes whenever this user's what-worked records change (rows are only ever added)."""
+        with self._session(write=False) as s:
+            n, top = s.execute(select(func.count(), func.max(WhatWorked.id)).where(WhatWorked.owner == self.owner)).one()
+        return f"{n}:{top}" if n else "empty"
 
     def what_worked_gains(self) -> dict[str, tuple[int, float]]:
         """action -> (number of records, mean gain), computed in the database."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..finite import require_finite, strict_json
 from ..store import Store, StoreError
 from .learner import FORMAT_VERSION
 
@@ -26,6 +27,11 @@ class UnderstandingStore:
     def __init__(self, store: Store):
         self.store = store
 
+    def revision(self) -> str:
+        """Changes whenever one of this user's understandings is written or removed: what a
+        host's cache compares to serve nothing stale."""
+        return self.store.understanding_revision()
+
     def get(self, key: str, fingerprint: str) -> dict | None:
         """The understanding learned from this image with these settings, or None."""
         return self.store.get_understanding(_check_key(key), fingerprint, FORMAT_VERSION)
@@ -33,6 +39,8 @@ class UnderstandingStore:
     def put(self, record: dict, image: np.ndarray) -> str:
         """Keep the record (replacing one with the same image and settings); returns where it is."""
         _check_key(record["image_hash"])
+        strict_json(record, "the understanding record", "record")  # NaN/Inf: raise before writing anything
+        require_finite(image, "the reference image", "image")
         self.store.put_understanding(record, image, FORMAT_VERSION)
         return self.location(record["image_hash"], record["settings"]["fingerprint"])
 
@@ -44,6 +52,7 @@ class UnderstandingStore:
         return self.store.understanding_image(_check_key(key))
 
     def put_preview(self, key: str, fingerprint: str, grid: np.ndarray) -> None:
+        require_finite(grid, "the preview grid", "preview")
         self.store.put_understanding_preview(_check_key(key), fingerprint, grid)
 
     def preview(self, key: str, fingerprint: str) -> np.ndarray | None:
