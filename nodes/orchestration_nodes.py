@@ -102,11 +102,8 @@ class PakatiPlan(io.ComfyNode):
             options["model"] = model.strip()
         if remember:
             options["context"] = JsonlContextStore(context_dir())
-        try:
-            result = plan(goal, width, height, planner=planner, **options)
-        except PakatiError as e:
-            name = {"goal": "goal", "width": "width", "height": "height", "seed": "seed", "planner": "planner"}.get((e.field or "").split(".")[0], "goal")
-            raise PakatiNodeError(node, name, str(e)) from e
+        result = checked(node, "goal", lambda: plan(goal, width, height, planner=planner, **options),
+                         {"goal", "width", "height", "seed", "planner"})
         comfy.model_management.throw_exception_if_processing_interrupted()
         pbar.update(1)
         canvas = checked(node, "goal", result.canvas_obj)
