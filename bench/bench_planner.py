@@ -9,6 +9,7 @@ A prompt is kept when every reference check holds on the planned layout:
   - every reference noun has a region whose prompt contains it (singular or plural);
   - every reference attribute word sits in the prompt of the region holding its noun and in no
     region whose noun does not carry that word;
+  - every "two cats" has at least that many regions naming the noun (at most 8);
   - every reference relation holds on the two regions' boxes (geometry from
     pakati_core.orchestration.rules: left/right 5% of width and |dx| > |dy|, above/below 2%
     of height, near = gap <= 15% of the shorter side and IoU <= 0.5; front/behind by bottom
@@ -24,6 +25,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+import inflect
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -49,6 +52,7 @@ REL = [("on the left of", "left_of"), ("on the right of", "right_of"), ("on the 
        ("on the bottom of", "below"), ("next to", "near"), ("near", "near"), ("beside", "near"), ("on side of", "near"),
        ("on the side of", "near"), ("above", "above"), ("below", "below"), ("under", "below"), ("in front of", "in_front_of"),
        ("behind", "behind"), ("hidden by", "behind")]
+_inflect = inflect.engine()
 WORD = re.compile(r"[a-z]+(?:-[a-z]+)*|[,.;:!?]")
 
 
@@ -66,9 +70,24 @@ def np_head(tokens: list[str], i: int) -> str | None:
         head = tokens[i]
         i += 1
         if i < len(tokens) and tokens[i] == "," and i + 2 < len(tokens) and tokens[i + 1] not in STOP and tokens[i + 2] not in STOP \
-                and tokens[i + 2].isalpha():
+                and tokens[i + 2].isalpha() and tokens[i + 1] not in NUMBER_WORDS and tokens[i + 1] != "one":
             i += 1
     return head
+
+
+NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8}
+
+
+def counts(prompt: str) -> list[tuple[str, int]]:
+    """(noun, n) for every 'two cats' in the prompt (n capped at the planner's 8 regions per noun)."""
+    t = words(prompt)
+    out = []
+    for i, w in enumerate(t[:-1]):
+        if w in NUMBER_WORDS:
+            head = np_head(t, i + 1)
+            if head:
+                out.append((head, min(NUMBER_WORDS[w], 8)))
+    return out
 
 
 def reference(prompt: str) -> tuple[set[str], list[tuple[str, str]], list[tuple[str, str, str]]]:
@@ -125,6 +144,11 @@ def keep(prompt: str, p) -> list[str]:
         for r in p.canvas["regions"]:
             if has_word(r["prompt"], a) and not any(has_word(r["prompt"], o) or has_word(r["prompt"], o.rstrip("s")) for o in owners):
                 misses.append(f"'{a}' leaks into region {r['id']} ({r['prompt']!r})")
+    for noun, n in counts(prompt):
+        stem = _inflect.singular_noun(noun) or noun
+        have = [r for r in p.canvas["regions"] if has_word(r["prompt"], noun) or has_word(r["prompt"], stem)]
+        if len(have) < n:
+            misses.append(f"{n} {noun} asked, {len(have)} regions drawn")
     z = {r["id"]: i for i, r in enumerate(p.canvas["regions"])}
     for s, rel, o in rels:
         ra = [r for r in region_for(p, s) if r["id"] != "background"]
@@ -168,7 +192,8 @@ def main() -> None:
     plan("warm up the lexicon and inflect")
     sets = [("spatial_train.txt", "spatial (2D)", 0.97), ("color_train.txt", "colour", 0.97), ("complex_train.txt", "free sentences (complex)", 0.90),
             ("complex_train_spatial.txt", "free sentences (spatial)", 0.90), ("3d_spatial_train.txt", "3D spatial (extra)", None),
-            ("texture_train.txt", "texture (extra)", None), ("shape_train.txt", "shape (extra)", None)]
+            ("texture_train.txt", "texture (extra)", None), ("shape_train.txt", "shape (extra)", None),
+            ("numeracy_train.txt", "numeracy (extra)", None)]
     all_times = []
     failed = []
     for fname, name, target in sets:

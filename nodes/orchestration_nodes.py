@@ -24,10 +24,12 @@ import folder_paths
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.errors import PakatiError
 from ..pakati_core.orchestration import JsonlContextStore, Plan, check_alignment, plan, record_check, replan
+from ..pakati_core.orchestration.checker import exemplars_from_references
 from ..pakati_core.preview import draw_overlay
 from .common import CanvasType, PakatiNodeError, checked
 
 PlanType = io.Custom("PAKATI_PLAN")
+ReferencesType = io.Custom("PAKATI_REFERENCES")
 PLANNERS = ["offline", "anthropic", "openai"]
 CHECKERS = ["offline", "anthropic", "openai"]
 PREVIEW_SIDE = 384
@@ -93,18 +95,17 @@ class PakatiPlan(io.ComfyNode):
     @classmethod
     def execute(cls, goal: str, width: int, height: int, planner: str, model: str, seed: int, remember: bool) -> io.NodeOutput:
         node = cls.__name__
+        pbar = comfy.utils.ProgressBar(1)
         comfy.model_management.throw_exception_if_processing_interrupted()
         options: dict = {"seed": seed}
         if planner != "offline" and model.strip():
             options["model"] = model.strip()
         if remember:
             options["context"] = JsonlContextStore(context_dir())
-        try:
-            result = plan(goal, width, height, planner=planner, **options)
-        except PakatiError as e:
-            name = {"goal": "goal", "width": "width", "height": "height", "seed": "seed", "planner": "planner"}.get((e.field or "").split(".")[0], "goal")
-            raise PakatiNodeError(node, name, str(e)) from e
+        result = checked(node, "goal", lambda: plan(goal, width, height, planner=planner, **options),
+                         {"goal", "width", "height", "seed", "planner"})
         comfy.model_management.throw_exception_if_processing_interrupted()
+        pbar.update(1)
         canvas = checked(node, "goal", result.canvas_obj)
         text = result.to_json(indent=2)
         preview = _preview(canvas)
@@ -131,6 +132,8 @@ class PakatiCheckAlignment(io.ComfyNode):
                 io.Combo.Input("checker", options=CHECKERS, default="offline",
                                tooltip="offline: colours and the plan's geometry only. anthropic/openai: a vision model answers what cannot be measured."),
                 io.String.Input("model", default="", optional=True, tooltip="Vision model name for the anthropic/openai checker; empty uses the configured default."),
+                ReferencesType.Input("references", optional=True, tooltip="Optional: Pakati References whose description names an object "
+                                     "(\"a cat\"): the object is then found in the image by its look, and relations are judged where it really is."),
                 io.Boolean.Input("remember", default=True, optional=True, tooltip="Keep this check with its plan under the ComfyUI user folder, so "
                                  "that Pakati Plan starts from the best-scoring plan for the same goal next time."),
             ],
@@ -151,7 +154,7 @@ class PakatiCheckAlignment(io.ComfyNode):
 
     @classmethod
     def execute(cls, image: torch.Tensor, checker: str, plan: Plan | None = None, goal: str = "", canvas: Canvas | None = None,
-                model: str = "", remember: bool = True) -> io.NodeOutput:
+                model: str = "", remember: bool = True, references: tuple | None = None) -> io.NodeOutput:
         node = cls.__name__
         if image.ndim != 4 or image.shape[-1] < 3:
             raise PakatiNodeError(node, "image", f"expected an IMAGE batch [B, H, W, 3], got shape {tuple(image.shape)}")
@@ -177,9 +180,13 @@ class PakatiCheckAlignment(io.ComfyNode):
         comfy.model_management.throw_exception_if_processing_interrupted()
         t0 = time.perf_counter()
         try:
-            result = check_alignment(frame, the_plan, judge=judge)
+            exemplars = exemplars_from_references(references or (), the_plan)
+            result = check_alignment(frame, the_plan, judge=judge, exemplars=exemplars)
         except PakatiError as e:
-            raise PakatiNodeError(node, "image" if (e.field or "") == "image" else "plan", str(e)) from e
+            from ..pakati_core.models.errors import ProviderError
+
+            where = "checker" if isinstance(e, ProviderError) else "image" if (e.field or "") == "image" else "plan"
+            raise PakatiNodeError(node, where, str(e)) from e
         pbar.update(1)
         comfy.model_management.throw_exception_if_processing_interrupted()
         seconds = time.perf_counter() - t0

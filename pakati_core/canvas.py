@@ -1,7 +1,7 @@
 """The region canvas: regions on a width x height canvas, Region JSON v1, rasterisation.
 
 Region JSON v1 is Pakati's one exchange format (the canvas widget stores it, workflows and
-API prompts carry it). Points are canvas pixels; ``rect`` regions give two corners.
+API prompts carry it, and the planner in ``pakati_core.orchestration`` writes a plan's layout in it). Points are canvas pixels; ``rect`` regions give two corners.
 Rasterisation is anti-aliased (exact pixel coverage to 1/16 px) at any target resolution,
 so the same region gives a mask at canvas, latent or UNet-token-grid size.
 """
@@ -30,6 +30,7 @@ from .errors import (
     RegionNotFoundError,
     UnsupportedVersionError,
 )
+from .finite import strict_json
 
 log = logging.getLogger("pakati")
 
@@ -111,7 +112,9 @@ class Region:
 
 
 def _compact(v: float) -> float | int:
-    return int(v) if float(v).is_integer() else round(float(v), 3)
+    """Integers as integers; other values exactly (rounding them could turn a valid region into a
+    self-intersecting or zero-area one on the way back: found by tests/test_fuzz.py)."""
+    return int(v) if float(v).is_integer() else float(v)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -236,9 +239,14 @@ def rasterize_polygon(points: np.ndarray, width: int, height: int, scale_x: floa
     fixed = np.round(pts * (1 << _SUBPIXEL_BITS)).astype(np.int32).reshape(1, -1, 2)
     hi = np.zeros((height * ss + 1, width * ss + 1), dtype=np.uint8)
     cv2.fillPoly(hi, fixed, 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
-    hi = hi[:-1, :-1] & hi[:-1, 1:] & hi[1:, :-1]
-    lo = cv2.resize(hi.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
-    return np.clip(lo, 0.0, 1.0)
+    core = hi[:-1, :-1].copy()
+    core &= hi[:-1, 1:]
+    core &= hi[1:, :-1]
+    del hi
+    # Area average of each ss x ss block as integer counts (what INTER_AREA computes for an
+    # integer factor, without a float32 copy of the supersampled image: 4096² took 1.4 GB).
+    counts = core.reshape(height, ss, width, ss).sum(axis=(1, 3), dtype=np.uint16)
+    return np.clip(counts.astype(np.float32) * np.float32(1.0 / (ss * ss)), 0.0, 1.0)
 
 
 def feather_mask(mask: np.ndarray, feather_px: float) -> np.ndarray:
@@ -429,7 +437,7 @@ class Canvas:
         }
 
     def to_json(self, indent: int | None = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return strict_json(self.to_dict(), "Region JSON", indent=indent)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Canvas":
@@ -523,6 +531,19 @@ def parse_region(data: Any, index: int, width: int, height: int) -> Region:
     )
 
 
+def _without_repeats(points: list[tuple[float, float]], eps: float = 1e-6) -> list[tuple[float, float]]:
+    """The polygon without a point that repeats the one before it (within ``eps`` px, cyclically):
+    a double click, or a clip that lands next to a vertex, would otherwise read as the edges
+    either side of it touching."""
+    out: list[tuple[float, float]] = []
+    for p in points:
+        if not out or abs(p[0] - out[-1][0]) > eps or abs(p[1] - out[-1][1]) > eps:
+            out.append(p)
+    while len(out) > 1 and abs(out[0][0] - out[-1][0]) <= eps and abs(out[0][1] - out[-1][1]) <= eps:
+        out.pop()
+    return out
+
+
 def validate_points(points: Sequence, shape: str, where: str, width: int, height: int, label: str = "") -> tuple[tuple[float, float], ...]:
     """Check coordinates and geometry; clip points outside the canvas with a warning."""
     pts: list[tuple[float, float]] = []
@@ -539,6 +560,7 @@ def validate_points(points: Sequence, shape: str, where: str, width: int, height
         raise RegionGeometryError(f"a polygon needs at least 3 points, got {len(pts)}", field=where)
     outside = sum(not (0.0 <= x <= width and 0.0 <= y <= height) for x, y in pts)
     if shape == "polygon":
+        pts = _without_repeats(pts)
         # The shape as drawn must be simple. Then it is cut to the canvas exactly (Sutherland-
         # Hodgman); where it leaves and re-enters, the cut runs along the border as edges of zero
         # width, which the intersection test allows. Moving points onto the border one by one
@@ -550,7 +572,7 @@ def validate_points(points: Sequence, shape: str, where: str, width: int, height
                 f"region '{label}' is self-intersecting: edge {i}->{(i + 1) % len(pts)} crosses edge {j}->{(j + 1) % len(pts)}",
                 field=where,
             )
-        clipped = [(float(x), float(y)) for x, y in clip_polygon(np.asarray(pts), width, height)] if outside else pts
+        clipped = _without_repeats([(float(x), float(y)) for x, y in clip_polygon(np.asarray(pts), width, height)]) if outside else pts
     else:
         clipped = [(min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height))) for x, y in pts]
     if outside:

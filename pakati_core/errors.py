@@ -53,3 +53,11 @@ class RegionalConditioningError(PakatiError):
 
 class RegionClippedWarning(UserWarning):
     """Points outside the canvas were clipped to its border."""
+
+
+class NonFiniteError(PakatiError):
+    """NaN or infinite values where numbers must be finite: an image, a latent, a score or a record.
+
+    Raised instead of returning or storing the values, so a broken model or an fp16 VAE overflow
+    is reported where it happened rather than showing up later as ``nan`` scores.
+    """

@@ -97,7 +97,7 @@ def test_points_outside_canvas_are_clipped_with_a_warning():
     # cut exactly at the border (Sutherland-Hodgman), not points moved onto it: the region keeps
     # the part of the drawn triangle that lies on the canvas
     pts = np.array(c.regions[0].points)
-    assert (pts >= 0).all() and (pts <= 64).all() and len(pts) == 5
+    assert (pts >= 0).all() and (pts <= 64).all() and len(pts) == 4
     drawn = rasterize_polygon(np.array([[-10, -10], [100, 0], [32, 32]], float), 64, 64)
     assert polygon_area(pts) == pytest.approx(float(drawn.sum()), rel=2e-3)
 
@@ -234,3 +234,10 @@ def test_core_imports_without_comfyui():
     result = json.loads(out.stdout)
     assert set(result["imported"]) == set(files), "every module of pakati_core was imported"
     assert len(result["walked"]) >= 30, "walk_packages found the subpackages"
+
+
+def test_a_repeated_point_is_not_a_self_intersection():
+    """A double click repeats a point; the edges either side of it touch there, which is no crossing."""
+    c = Canvas.from_json(doc([poly("a", [[0, 0], [40, 0], [40, 0], [40, 40], [0, 40]])], width=64, height=64))
+    assert c.regions[0].points == ((0.0, 0.0), (40.0, 0.0), (40.0, 40.0), (0.0, 40.0))
+    assert Canvas.from_json(c.to_json()).to_dict() == c.to_dict()

@@ -105,7 +105,7 @@ def test_region_json_is_refused_with_the_field_or_gives_sane_masks(data, out_w, 
             canvas = Canvas.from_dict(data)
         except PakatiError as e:
             _field_named(e)
-            event(f"refused: {type(e).__name__} {e.message.split(':')[0][:40]}")
+            event(f"refused: {type(e).__name__}")
             return
     event(f"accepted with {len(canvas.regions)} region(s)")
     for w, h in ((out_w, out_h), (out_w // 8 * 8 or 8, out_h // 8 * 8 or 8)):
@@ -232,21 +232,18 @@ def test_delta_analysis_on_a_4096_view():
 
 @FAST
 @given(data=st.data())
-def test_non_finite_images_are_refused_with_the_field(data):
+def test_non_finite_reconstructions_are_refused_with_the_field(data):
+    """A NaN/Inf anywhere in what is scored is a ScoreError, never a NaN score. (NaN images given to
+    Reference and delta analysis are refused by the NaN hardening of issue 10 item 2.)"""
     img = np.array(data.draw(image()), copy=True)
     bad = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
-    img[data.draw(st.integers(0, img.shape[0] - 1)), data.draw(st.integers(0, img.shape[1] - 1)), 0] = bad
+    img[data.draw(st.integers(0, img.shape[0] - 1)), data.draw(st.integers(0, img.shape[1] - 1)), data.draw(st.integers(0, 2))] = bad
     good = np.full(img.shape[:2] + (3,), 0.5, np.float32)
-    with pytest.raises(PakatiError) as e:
-        analyse(img, [Reference(good)])
-    _field_named(e.value)
-    with pytest.raises(PakatiError) as e:
-        Reference(img)
-    _field_named(e.value)
     hidden = np.ones(img.shape[:2], bool)
-    with pytest.raises(PakatiError) as e:
-        score(good, img[..., :3], hidden)
-    _field_named(e.value)
+    for ref, rec in ((good, img), (img, good)):
+        with pytest.raises(PakatiError) as e:
+            score(ref, rec, hidden)
+        _field_named(e.value)
 
 
 @FAST

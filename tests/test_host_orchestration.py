@@ -98,3 +98,32 @@ def test_goal_template_through_the_server_shows_plan_and_report_and_remembers(co
     if not kinds:  # user directory layout differs between ComfyUI releases: find it
         kinds = sorted(p.name.split(".")[1] for p in comfy_server.base.rglob("pakati/context/*.jsonl"))
     assert kinds == ["check", "plan"]
+
+
+def test_references_let_the_check_find_objects_and_judge_where_they_are(comfy):
+    import cv2
+    import skimage.data
+
+    cat = skimage.data.chelsea()[40:260, 100:330].astype(np.float32) / 255.0
+    cup = skimage.data.coffee()[20:380, 120:480].astype(np.float32) / 255.0
+    plan = node(comfy, "PakatiPlan").execute(goal="a cat on the left of a cup", width=256, height=256, planner="offline", model="",
+                                             seed=0, remember=False).result[3]
+    refs = node(comfy, "PakatiReference").execute(image=torch.from_numpy(cat)[None], aspect="general", description="a cat", weight=1.0).result[0]
+    refs = node(comfy, "PakatiReference").execute(image=torch.from_numpy(cup)[None], aspect="general", description="my cup", weight=1.0,
+                                                  references=refs).result[0]
+
+    def scene(swap: bool) -> torch.Tensor:
+        img = np.full((256, 256, 3), 0.5, np.float32)
+        for oid, photo in (("cat", cat), ("cup", cup)):
+            where = {"cat": "cup", "cup": "cat"}[oid] if swap else oid
+            x0, y0, x1, y1 = (int(round(v)) for v in plan.box(where))
+            img[y0:y1, x0:x1] = cv2.resize(photo, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(img)[None]
+
+    def relation(image):
+        report = node(comfy, "PakatiCheckAlignment").execute(image=image, checker="offline", plan=plan, references=refs, remember=False).result[1]
+        return next(v for v in json.loads(report)["verdicts"] if v["kind"] == "relation")
+
+    ok, bad = relation(scene(False)), relation(scene(True))
+    assert (ok["verdict"], ok["source"]) == ("yes", "exemplar")
+    assert bad["verdict"] == "no"

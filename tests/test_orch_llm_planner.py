@@ -116,3 +116,33 @@ def test_no_key_falls_back_offline_with_a_note(monkeypatch):
 def test_unknown_planner_is_a_typed_error():
     with pytest.raises(PlannerError, match="unknown planner"):
         plan(GOAL, planner="oracle")
+
+
+def test_checker_asks_a_real_sdk_judge_what_it_cannot_measure():
+    import numpy as np
+
+    from pakati_core.models import make_judge
+    from pakati_core.orchestration import check_alignment
+
+    p = plan(GOAL, 256, 256)
+    img = np.zeros((256, 256, 3), np.float32)
+    for o, colour in ((p.objects[0], (0.05, 0.05, 0.05)), (p.objects[1], (0.97, 0.97, 0.97))):
+        x0, y0, x1, y1 = (int(v) for v in p.box(o.id))
+        img[y0:y1, x0:x1] = colour
+    answers = {"answers": [{"question": "q1", "verdict": "yes", "score": 0.95, "reason": "a cat is there"},
+                           {"question": "q2", "verdict": "yes", "score": 0.9, "reason": "a pillow is there"},
+                           {"question": "q3", "verdict": "no", "score": 0.1, "reason": "the cat is right of the pillow"}]}
+    wire = Wire((200, anthropic_body(answers)))
+    r = check_alignment(img, p, judge=make_judge("anthropic", **opts(wire)))
+    by = {v.question.kind: v for v in r.verdicts if v.source == "judge"}
+    assert set(by) == {"exist", "relation"} and by["relation"].verdict == "no"
+    assert {v.source for v in r.verdicts if v.question.kind == "attribute"} == {"colour"}
+    assert len(wire.requests) == 1
+    # the plan's layout keeps the relation, so the repair redraws both regions harder instead of moving boxes
+    assert sorted((t.params["action"], t.region_ids) for t in r.repair_tasks if t.kind != "check") == [
+        ("regenerate", ("cat",)), ("regenerate", ("pillow",))]
+    asked = json.dumps(json.loads(wire.requests[0].content))
+    assert "Is the cat on the left of the pillow?" in asked and "black" not in asked.split("Is there")[0][-200:]
+    refused = Wire((200, anthropic_body(None, stop_reason="refusal")))
+    with pytest.raises(ProviderRefusedError):
+        check_alignment(img, p, judge=make_judge("anthropic", **opts(refused)))

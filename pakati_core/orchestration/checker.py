@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -29,7 +29,7 @@ from ..errors import PakatiError
 from .colours import accepted_names, colour_score, colour_shares
 from .errors import CheckError
 from .plan_model import Plan, Task
-from .rules import RULE_TEXT, relation_holds
+from .rules import RULE_TEXT, has_word, relation_holds
 from .solver import solve_layout
 
 PASS = 0.5  # a question with score >= PASS is met
@@ -140,6 +140,26 @@ def locate(image: np.ndarray, exemplar: np.ndarray, expected: tuple[float, float
         if mx > best:
             best, box = float(mx), (loc[0] / f, loc[1] / f, (loc[0] + tw) / f, (loc[1] + th) / f)
     return best, box
+
+
+def exemplars_from_references(references: Sequence[Any], plan: Plan) -> dict[str, np.ndarray]:
+    """Exemplar images per noun from Pakati references whose description names the noun
+    (the reference's mask, when it has one, crops the exemplar to the object)."""
+    out: dict[str, np.ndarray] = {}
+    for o in plan.objects:
+        if o.background or o.noun in out:
+            continue
+        for ref in references:
+            desc = getattr(ref, "description", "") or ""
+            if has_word(desc, o.noun) or has_word(desc, o.noun.rstrip("s")):
+                img = np.asarray(ref.image, np.float32)
+                if getattr(ref, "mask", None) is not None and (ref.mask > 0.5).any():
+                    ys, xs = np.nonzero(ref.mask > 0.5)
+                    img = img[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+                if min(img.shape[:2]) >= 8:
+                    out[o.noun] = img
+                    break
+    return out
 
 
 def _box_mask(shape: tuple[int, int], box: tuple[float, float, float, float], inset: float = 0.2) -> np.ndarray:
@@ -278,14 +298,20 @@ def _repairs(plan: Plan, result: CheckResult) -> tuple[list[Task], dict[str, tup
             if a in result.located:  # start from where the object really is
                 start[a] = result.located[a]
         solved, _ = solve_layout(start, rels, plan.width, plan.height)
+        involved = {oid for v in bad_relations for oid in v.question.objects}
         for oid, b in solved.items():
-            if any(abs(x - y) > 0.5 for x, y in zip(b, boxes[oid])) or any(oid in v.question.objects for v in bad_relations):
-                if any(oid in v.question.objects for v in bad_relations):
-                    moves[oid] = b
+            if oid in involved and any(abs(x - y) > 0.5 for x, y in zip(b, boxes[oid])):
+                moves[oid] = b
         for oid, b in moves.items():
             o = plan.object(oid)
             tasks.append(Task(f"repair_move_{oid}", "inpaint", (o.region_id,),
                               {"action": "move", "box": [round(float(x), 1) for x in b], "prompt": o.phrase, "denoise": 0.9, "strength": 1.2}, after))
+            done.add(oid)
+        # the layout already keeps the relation but the image does not: redraw those regions harder
+        for oid in sorted(involved - done, key=lambda i: [o.id for o in plan.objects].index(i)):
+            o = plan.object(oid)
+            tasks.append(Task(f"repair_regen_{oid}", "inpaint", (o.region_id,),
+                              {"action": "regenerate", "prompt": f"({o.phrase}:1.2)", "denoise": 0.85, "strength": 1.3}, after))
             done.add(oid)
     for v in result.verdicts:
         q = v.question
@@ -326,4 +352,4 @@ def replan(plan: Plan, check: CheckResult) -> Plan:
     return Plan.from_dict(data)
 
 
-__all__ = ["CheckResult", "Question", "Verdict", "check_alignment", "questions", "replan", "locate"]
+__all__ = ["CheckResult", "Question", "Verdict", "check_alignment", "exemplars_from_references", "questions", "replan", "locate"]

@@ -9,12 +9,14 @@ possible until every relation holds.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from . import lexicon as lx
 from .rules import Box
 
 GAP = 0.035  # of the shorter side, between neighbouring columns and stacked boxes
+MAX_PER_ROW = 5  # unrelated objects beyond this wrap into a grid
 DEPTH_OVERLAP = 0.3  # a box in front overlaps the one behind by this fraction of its height
 VERTICAL = ("above", "on", "below")
 DEPTH = ("in_front_of", "behind")
@@ -65,6 +67,26 @@ def _topo(nodes: list[str], edges: list[tuple[str, str]], rank: dict[str, int]) 
     return out
 
 
+def _around_hubs(order: list[str], near: list[tuple[str, str]]) -> list[str]:
+    """Put each column's "near" partners on both sides of it (the one with most partners first),
+    so that a horse near a lamp, a bicycle and a couch starts in the middle of them."""
+    partners: dict[str, list[str]] = {}
+    for a, b in near:
+        partners.setdefault(a, []).append(b)
+        partners.setdefault(b, []).append(a)
+    if not partners or max(len(v) for v in partners.values()) < 2:
+        return order
+    placed: list[str] = []
+    for hub in sorted(partners, key=lambda c: (-len(partners[c]), order.index(c))):
+        if hub in placed:
+            continue
+        row = [hub]
+        for k, p in enumerate(c for c in dict.fromkeys(partners[hub]) if c not in placed and c != hub):
+            row = row + [p] if k % 2 == 0 else [p] + row
+        placed += row
+    return placed + [c for c in order if c not in placed]
+
+
 def place(items: list[Item], relations: list[tuple[str, str, str]], width: int, height: int) -> tuple[dict[str, Box], list[str]]:
     """Boxes for every item and the z-order (bottom first) honouring depth and containment."""
     side = min(width, height)
@@ -106,6 +128,9 @@ def place(items: list[Item], relations: list[tuple[str, str, str]], width: int, 
             elif rel == "right_of":
                 h_edges.append((col_of[b], col_of[a]))
     order = _topo(list(columns), h_edges, col_rank)
+    if not h_edges:
+        order = _around_hubs(order, [(col_of[a], col_of[b]) for a, rel, b in relations
+                                     if rel == "near" and a in col_of and b in col_of and col_of[a] != col_of[b]])
     stacks = {c: _topo(columns[c], stack_edges, rank) for c in columns}
 
     gap = GAP * side
@@ -124,26 +149,44 @@ def place(items: list[Item], relations: list[tuple[str, str, str]], width: int, 
                 h += hi + gap
         return w, h
 
+    # rows: unrelated columns wrap into a grid when one row would make them tiny
+    related = bool(h_edges) or any(rel == "near" for _, rel, _ in relations)
+    per_row = max(1, len(order) if related or len(order) <= MAX_PER_ROW else math.ceil(math.sqrt(len(order) * width / height)))
+    rows = [order[i:i + per_row] for i in range(0, len(order), per_row)] or [[]]
+
+    def row_dims(row: list[str], s: float) -> tuple[float, float]:
+        if not row:
+            return 0.0, 0.0
+        return sum(col_dims(c, s)[0] for c in row) + gap * (len(row) - 1), max(col_dims(c, s)[1] for c in row)
+
     s = 1.0
     for _ in range(2):
-        total_w = sum(col_dims(c, s)[0] for c in order) + gap * (len(order) - 1)
-        max_h = max(col_dims(c, s)[1] for c in order) if order else 0.0
-        s *= min(1.0, 0.94 * width / max(total_w, 1e-6), 0.9 * height / max(max_h, 1e-6))
-    total_w = sum(col_dims(c, s)[0] for c in order) + gap * (len(order) - 1)
-    x = (width - total_w) / 2.0
+        total_w = max(row_dims(r, s)[0] for r in rows)
+        total_h = sum(row_dims(r, s)[1] for r in rows) + gap * (len(rows) - 1)
+        s *= min(1.0, 0.94 * width / max(total_w, 1e-6), 0.9 * height / max(total_h, 1e-6))
     boxes: dict[str, Box] = {}
-    for c in order:
-        cw, ch = col_dims(c, s)
-        cx = x + cw / 2.0
-        y = min(max(0.56 * height - ch / 2.0, 0.04 * height), height - ch - 0.02 * height)
-        ids = stacks[c]
-        for k, i in enumerate(ids):
-            w, h = size[i][0] * s, size[i][1] * s
-            if k > 0 and frozenset((ids[k - 1], i)) in depth_pairs:
-                y -= (size[ids[k - 1]][1] * s) * DEPTH_OVERLAP + gap
-            boxes[i] = (cx - w / 2.0, y, cx + w / 2.0, y + h)
-            y += h + gap
-        x += cw + gap
+    total_h = sum(row_dims(r, s)[1] for r in rows) + gap * (len(rows) - 1)
+    row_y = min(max(0.56 * height - total_h / 2.0, 0.04 * height), height - total_h - 0.02 * height) if len(rows) > 1 else None
+    for row in rows:
+        row_w, row_h = row_dims(row, s)
+        x = (width - row_w) / 2.0
+        for c in row:
+            cw, ch = col_dims(c, s)
+            cx = x + cw / 2.0
+            if row_y is None:
+                y = min(max(0.56 * height - ch / 2.0, 0.04 * height), height - ch - 0.02 * height)
+            else:
+                y = row_y + (row_h - ch) / 2.0
+            ids = stacks[c]
+            for k, i in enumerate(ids):
+                w, h = size[i][0] * s, size[i][1] * s
+                if k > 0 and frozenset((ids[k - 1], i)) in depth_pairs:
+                    y -= (size[ids[k - 1]][1] * s) * DEPTH_OVERLAP + gap
+                boxes[i] = (cx - w / 2.0, y, cx + w / 2.0, y + h)
+                y += h + gap
+            x += cw + gap
+        if row_y is not None:
+            row_y += row_h + gap
     for a in _topo(list(inside), [(inside[a], a) for a in inside if inside[a] in inside], rank):
         bx0, by0, bx1, by1 = boxes.get(inside[a], (0, 0, width, height))
         w, h = size[a]

@@ -146,6 +146,11 @@ AUXILIARIES = frozenset("is was are were be been being am has have had do does d
 VERB_NOUNS = frozenset("stand rose set cut cast rest hold fall draw display lay sink light watch cover frame paint".split())
 COUNT_NOUNS = frozenset("pair couple single several few".split())
 
+# Common adjectives without a telltale ending ("plump", "warm"): attributes, not compound nouns.
+PLAIN_ADJECTIVES = frozenset("""plump warm cold cool hot bright dark dim pale deep rich fresh ripe sweet sour bitter old new young
+clean dirty empty full open closed bare wild calm quiet loud busy vast tall short huge tiny vivid neon ornate elegant
+modern ancient rustic vintage simple plain ripe raw thick thin wide narrow sharp blunt light heavy gentle fierce""".split())
+
 ADVERBS_NON_LY = frozenset("very too so quite just also still gently softly there here then now together slightly low high down up away".split())
 
 # Relative size (fraction of the canvas's shorter side) for common nouns; others get MEDIUM.

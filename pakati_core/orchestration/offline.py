@@ -66,9 +66,15 @@ def build_plan(parsed: ParsedGoal, width: int, height: int, seed: int = 0, base_
         ids.append(name)
     rels: list[tuple[str, str, str, str]] = []
     for a, rel, b, phrase in parsed.relations:
-        for ia in of.get(a, []):
-            for ib in of.get(b, []):
-                rels.append((ids[ia], rel, ids[ib], phrase))
+        left, right = of.get(a, []), of.get(b, [])
+        if rel == "near" and (len(left) > 1 or len(right) > 1) and left and right:
+            # "three bottles next to three printers": each bottle beside a printer, not beside all of them
+            n = max(len(left), len(right))
+            pairs = [(left[k % len(left)], right[k % len(right)]) for k in range(n)]
+        else:
+            pairs = [(ia, ib) for ia in left for ib in right]
+        for ia, ib in pairs:
+            rels.append((ids[ia], rel, ids[ib], phrase))
     items = []
     for (o, noun, _, _), oid in zip(entries, ids):
         scale = 1.0
@@ -107,9 +113,9 @@ def _assemble(parsed, width, height, seed, base_negative, generate, notes, plann
     for oid in z:
         r = dict(regions_by_id[oid])
         x0, y0, x1, y1 = boxes[oid]
-        x0, x1 = sorted((min(max(x0, 0.0), width), min(max(x1, 0.0), width)))
-        y0, y1 = sorted((min(max(y0, 0.0), height), min(max(y1, 0.0), height)))
-        r["points"] = [[round(x0, 1), round(y0, 1)], [round(max(x1, x0 + 1), 1), round(max(y1, y0 + 1), 1)]]
+        x0, x1 = sorted((min(max(x0, 0.0), width - 2.0), min(max(x1, 0.0), width)))
+        y0, y1 = sorted((min(max(y0, 0.0), height - 2.0), min(max(y1, 0.0), height)))
+        r["points"] = [[round(x0, 1), round(y0, 1)], [round(max(x1, x0 + 2), 1), round(max(y1, y0 + 2), 1)]]
         regions.append(r)
     objs = list(objects)
     if parsed.background is not None:

@@ -108,6 +108,8 @@ def _is_break(tokens: list[str], i: int, have: list[str]) -> bool:
     """Does token i end a noun phrase that has collected ``have`` so far?"""
     t = tokens[i]
     nxt = tokens[i + 1] if i + 1 < len(tokens) else "."
+    if _is_number(t) is not None and t not in lx.COUNT_NOUNS and not (t == "one" and have):
+        return True  # a count opens the next phrase ("a loved one" keeps its "one")
     if t in lx.DETERMINERS or t in lx.CONJUNCTIONS or t in lx.PREPOSITIONS or t in lx.PRONOUNS:
         return True
     if _relation_at(tokens, i):
@@ -145,6 +147,8 @@ def _is_break(tokens: list[str], i: int, have: list[str]) -> bool:
 
 
 def _is_content(t: str) -> bool:
+    if t != "one" and _is_number(t) is not None and t not in lx.COUNT_NOUNS:
+        return False  # "two sofas, two kites": a number starts the next phrase
     return bool(t) and (t[0].isalnum()) and t not in lx.RELATION_STARTERS and t not in lx.DETERMINERS and t not in lx.CONJUNCTIONS and t not in lx.PREPOSITIONS \
         and t not in lx.PRONOUNS and t not in lx.VERBS and not lx.RELATION_PHRASES.get((t,)) and t not in lx.ADVERBS_NON_LY
 
@@ -172,7 +176,7 @@ def _noun_phrase(tokens: list[str], i: int) -> NounPhrase | None:
         if t == "," or t == "and":
             # "sharp, tangy taste" / "black and white cat": keep going between modifiers
             prev, nxt = (have[-1] if have else ""), (tokens[i + 1] if i + 1 < len(tokens) else "")
-            joins = prev and _is_content(nxt) and not _is_break(tokens, i + 1, have)
+            joins = prev and _is_content(nxt) and _is_number(nxt) is None and not _is_break(tokens, i + 1, have)
             if t == "and":
                 joins = joins and lx.attribute_kind(prev) == "colour" and lx.attribute_kind(nxt) == "colour"
             else:
@@ -231,7 +235,8 @@ def _attributes(np_: NounPhrase) -> list[tuple[str, str]]:
         kind = lx.attribute_kind(w)
         if kind:
             out.append((kind, w))
-        elif w not in lx.SIZE_OF and w not in lx.SCENES and w not in lx.ABSTRACT_HEADS and w != "of" and w.isalpha():
+        elif w not in lx.SIZE_OF and w not in lx.SCENES and w not in lx.ABSTRACT_HEADS and w != "of" and w.isalpha() \
+                and (_modifier_like(w) or w in lx.PLAIN_ADJECTIVES):
             out.append(("other", w))
     return out
 
@@ -240,7 +245,9 @@ def _phrase(np_: NounPhrase) -> str:
     """The prompt text of a phrase: determiners and counts dropped, commas kept out."""
     if np_.tail is not None and np_.head in lx.FRAMING_HEADS:
         return _phrase(np_.tail)
-    words = [w for w in np_.text.split() if (w not in lx.DETERMINERS and (_is_number(w) is None or w in lx.COUNT_NOUNS)) or w == "of"]
+    raw = np_.text.split()
+    words = [w for k, w in enumerate(raw) if (w not in lx.DETERMINERS and (_is_number(w) is None or w in lx.COUNT_NOUNS or k == len(raw) - 1))
+             or w == "of"]
     text = " ".join(words).replace(" ,", ",").strip(" ,")
     return re.sub(r"^of\s+", "", text)
 

@@ -107,6 +107,8 @@ def layout_violations(plan: Plan) -> list[Violation]:
             for other in plan.objects:
                 if other.region_id == o.region_id or any(x.value == a.value for x in other.attributes):
                     continue
+                if has_word(other.noun, a.value) or has_word(a.value, other.noun):
+                    continue  # "a crystal and a crystal holder": the word is the other object's own noun
                 if has_word(plan.region(other.region_id).get("prompt", ""), a.value):
                     out.append(Violation("attribute", f"'{a.value}' of {o.id} also appears in {other.id}'s region prompt", (o.id, other.id)))
     side = min(w, h)

@@ -1,7 +1,7 @@
 """Region-only regeneration: crop a region at its own resolution, stitch it back, keep every other pixel.
 
 One concept per module: ``box`` (crop boxes and sampling sizes), ``blend`` (grow/feather and
-rings), ``resize``, ``colour`` (Lab matching, CIEDE2000), ``crop``, ``stitch``,
+rings), ``resize``, ``colour`` (Lab matching; the Lab conversion and CIEDE2000 live in ``pakati_core.lab``), ``crop``, ``stitch``,
 ``canvas_crop`` (regions inside the crop) and ``persistent`` (locked regions, composition, seeds).
 """
 from __future__ import annotations
