@@ -42,11 +42,19 @@ class HostReconstructor:
     """The core's Reconstructor over the host: VAE encode, sample with a noise mask
     (SetLatentNoiseMask semantics) or at a denoise (img2img), VAE decode."""
 
-    def __init__(self, model, clip, vae, steps: int, cfg: float, sampler_name: str, scheduler: str, negative: str):
+    def __init__(self, model, clip, vae, steps: int, cfg: float, sampler_name: str, scheduler: str, negative: str,
+                 bar: comfy.utils.ProgressBar | None = None, attempts_total: int = 1):
         self.model, self.clip, self.vae = model, clip, vae
         self.steps, self.cfg, self.sampler_name, self.scheduler = steps, cfg, sampler_name, scheduler
         self.negative = negative
         self._cond: dict[str, list] = {}
+        # progress in sampler steps across every attempt, so a long learn shows it is moving
+        self.bar, self.units, self.done = bar, attempts_total * steps, 0
+
+    def attempts_done(self, done: int, total: int) -> None:
+        self.done = done
+        if self.bar is not None:
+            self.bar.update_absolute(done * self.steps, self.units)
 
     def _encode_text(self, text: str) -> list:
         if text not in self._cond:
@@ -62,8 +70,10 @@ class HostReconstructor:
         noise_mask = None if mask is None else torch.from_numpy(mask.astype(np.float32)).reshape((-1, 1) + mask.shape)
         noise = comfy.sample.prepare_noise(latent, seed)
 
-        def step(*_):
+        def step(i, *_):
             comfy.model_management.throw_exception_if_processing_interrupted()
+            if self.bar is not None:
+                self.bar.update_absolute(self.done * self.steps + min(i + 1, self.steps), self.units)
 
         samples = comfy.sample.sample(
             self.model, noise, self.steps, self.cfg, self.sampler_name, self.scheduler,
@@ -171,10 +181,10 @@ class PakatiLearnReference(io.ComfyNode):
         if record is None:
             pairs: list[tuple[np.ndarray, np.ndarray]] = []
             total = sum(min(levels, len(get_strategy(n).levels)) for n in names) * attempts
-            bar = comfy.utils.ProgressBar(total)
-            recon = HostReconstructor(model, clip, vae, steps, cfg, sampler_name, scheduler, negative)
+            bar = comfy.utils.ProgressBar(total * steps)
+            recon = HostReconstructor(model, clip, vae, steps, cfg, sampler_name, scheduler, negative, bar, total)
             record = checked("PakatiLearnReference", "image", lambda: learn(
-                ref, recon, settings, progress=lambda d, t: bar.update_absolute(d, t),
+                ref, recon, settings, progress=recon.attempts_done,
                 check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
                 on_view=lambda v, r: pairs.append((v.view, r))))
             grid = preview_grid(pairs)

@@ -78,10 +78,10 @@ def test_refine_pastes_a_feathered_mask_once(comfy, inputs, monkeypatch):
         if kind != "regenerate":
             continue
         assert kinds[i + 1 : i + 3] == ["decoded", "measured"], kinds
-        old, mask, (y0, y1, x0, x1) = payload
+        old, mask, box = payload
         decoded, pasted = events[i + 1][1], events[i + 2][1]
         new = old.copy()
-        new[y0:y1, x0:x1] = np.clip(decoded, 0.0, 1.0)
+        new[box.slices] = np.clip(decoded, 0.0, 1.0)
         want = m[..., None] * new + (1.0 - m[..., None]) * old
         np.testing.assert_allclose(pasted, want, atol=2e-6)
         soft = (m > 0.1) & (m < 0.9) & (np.abs(new - old).max(axis=-1) > 0.05)

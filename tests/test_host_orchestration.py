@@ -18,7 +18,7 @@ def node(comfy, name):
 
 def test_plan_plugs_into_regional_conditioning_and_the_check_scores_the_image(comfy, tiny):
     model, clip, vae = tiny
-    out = node(comfy, "PakatiPlan").execute(goal=GOAL, width=256, height=256, planner="offline", model="", seed=3, remember=False)
+    out = node(comfy, "PakatiPlan").execute(goal=GOAL, width=128, height=128, planner="offline", model="", seed=3, remember=False)
     canvas, base, negative, plan, plan_json = out.result
     assert [r.id for r in canvas.regions] == ["apple", "cup"] and "red" in canvas.regions[0].prompt
     assert json.loads(plan_json)["goal"] == GOAL and plan.tasks[0].params["seed"] == 3
@@ -26,14 +26,14 @@ def test_plan_plugs_into_regional_conditioning_and_the_check_scores_the_image(co
     regions, pos, neg = node(comfy, "PakatiRegionalConditioning").execute(clip=clip, canvas=canvas, base_prompt=base, base_negative=negative).result
     patched = node(comfy, "PakatiApplyRegions").execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0,
                                                        start_percent=0.0, end_percent=1.0).result[0]
-    latent = comfy.common_ksampler(patched, 5, 2, 5.0, "euler", "normal", pos, neg, {"samples": torch.zeros(1, 4, 32, 32)})[0]
+    latent = comfy.common_ksampler(patched, 5, 2, 5.0, "euler", "normal", pos, neg, {"samples": torch.zeros(1, 4, 16, 16)})[0]
     image = vae.decode(latent["samples"])
     check = node(comfy, "PakatiCheckAlignment").execute(image=image, checker="offline", plan=plan, remember=False)
     score, report, suggestions, replanned, repaired = check.result
-    assert 0.0 <= score <= 1.0 and np.isfinite(score)
+    assert 0.0 <= score <= 1.0 and np.isfinite(score) and image.shape[1:3] == (128, 128)
     rep = json.loads(report)
     assert {v["kind"] for v in rep["verdicts"]} >= {"exist", "attribute", "relation"}
-    assert isinstance(json.loads(suggestions), list) and repaired.width == 256
+    assert isinstance(json.loads(suggestions), list) and repaired.width == 128
     assert "score" in check.ui["text"][0]
 
 
@@ -74,31 +74,27 @@ def test_llm_planner_without_a_key_plans_offline_with_a_note(comfy, monkeypatch)
     assert plan.planner == "offline" and any("no API key" in n for n in plan.notes)
 
 
-def test_goal_template_through_the_server_shows_plan_and_report_and_remembers(comfy_server):
-    """The API twin at 256 px through /prompt: plan JSON and preview on PakatiPlan, the check's
-    summary on PakatiCheckAlignment, and both the plan and the check remembered under the user folder."""
-    from pathlib import Path
+def test_plan_and_check_through_the_server_show_text_and_remember(comfy_server):
+    """Through /prompt (the full template run is in test_workflows): the plan JSON and preview on
+    PakatiPlan, the check's summary on PakatiCheckAlignment, and both remembered under the user folder."""
+    from test_workflows import provide_input_images
 
-    from test_workflows import for_the_test_host
-
-    prompt = json.loads((Path(__file__).resolve().parent.parent / "workflows" / "api" / "goal_to_image.json").read_text())
-    prompt = for_the_test_host(prompt)
-    for n in prompt.values():
-        if n["class_type"] in ("PakatiPlan", "EmptyLatentImage"):
-            n["inputs"]["width"] = n["inputs"]["height"] = 256
-    plan_id = next(k for k, n in prompt.items() if n["class_type"] == "PakatiPlan")
-    check_id = next(k for k, n in prompt.items() if n["class_type"] == "PakatiCheckAlignment")
-    entry = comfy_server.run(prompt, timeout=600)
-    out = entry["outputs"]
-    plan = json.loads(out[plan_id]["text"][0])
+    prompt = {
+        "1": {"class_type": "PakatiPlan", "inputs": {"goal": "a red cat next to a white pillow on a sofa", "width": 256, "height": 256,
+                                                     "planner": "offline", "model": "", "seed": 0, "remember": True}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": "pakati_orch_photo.png"}},
+        "3": {"class_type": "PakatiCheckAlignment", "inputs": {"image": ["2", 0], "plan": ["1", 3], "checker": "offline", "remember": True}},
+    }
+    provide_input_images(prompt, comfy_server.base / "input")
+    out = comfy_server.run(prompt, timeout=300)["outputs"]
+    plan = json.loads(out["1"]["text"][0])
     assert plan["canvas"]["width"] == 256 and {o["noun"] for o in plan["objects"]} >= {"cat", "pillow", "sofa"}
-    assert out[plan_id]["images"] and "score" in out[check_id]["text"][0]
+    assert out["1"]["images"] and out["3"]["text"][0].startswith("score ")
     from pakati_core.orchestration import goal_key
     from pakati_core.store import open_store
 
     store = open_store(user_dir=comfy_server.base / "user")  # the server's own database (SQLite default)
-    records = store.load_records(goal_key(plan["goal"], 256, 256))
-    kinds = sorted({r["kind"] for r in records})
+    kinds = sorted({r["kind"] for r in store.load_records(goal_key(plan["goal"], 256, 256))})
     assert kinds == ["check", "plan"]
 
 

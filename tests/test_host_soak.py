@@ -153,21 +153,37 @@ def step_seconds(server, expected) -> float:
     return max(0.0, (took(21, 501) - took(1, 502)) / 20)
 
 
-def interrupt_while_running(server, prompt: dict, node: str, settle: float = 1.5) -> tuple[dict, float, float]:
-    """Queue, let ``node`` get into its sampler, interrupt; (history entry, seconds from the interrupt
-    request to the server's execution_interrupted message, seconds it had been running)."""
-    pid = server.queue(prompt)
-    deadline = time.time() + 60
-    while not any(item[1] == pid for item in server.get_json("/queue")["queue_running"]):
-        assert time.time() < deadline, "the prompt never started"
-        time.sleep(0.05)
-    started = time.time()
-    time.sleep(settle)
+def interrupt_while_running(server, prompt: dict, node: str) -> tuple[dict, float, float]:
+    """Queue, wait (on the server's websocket) until ``node`` runs and its sampler has reported a
+    step (both nodes report progress per sampler step); then interrupt. (History entry, seconds from the interrupt request
+    to the server's execution_interrupted message, seconds the node had been running.)"""
+    import websocket  # websocket-client, in requirements.txt
+
+    ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws?clientId={server.client_id}", timeout=120)
+    try:
+        pid = server.queue(prompt)
+        started = None
+        deadline = time.time() + 300
+        while True:
+            assert time.time() < deadline, f"node {node} never got going"
+            raw = ws.recv()
+            if not isinstance(raw, str):
+                continue  # preview images
+            msg = json.loads(raw)
+            data = msg.get("data", {})
+            if data.get("prompt_id") not in (None, pid):
+                continue
+            if msg["type"] == "executing" and data.get("node") == node:
+                started = time.time()
+            elif msg["type"] == "progress" and data.get("node") == node and started is not None:
+                break
+    finally:
+        ws.close()
     assert finished(server, pid) is None, "the run ended before the interrupt: make it longer"
     sent = time.time()
     server.interrupt()
     while (entry := finished(server, pid)) is None:
-        assert time.time() - sent < 30, "the interrupt was not honoured"
+        assert time.time() - sent < 60, "the interrupt was not honoured"
         time.sleep(0.05)
     stamps = [body["timestamp"] for kind, body in entry["status"]["messages"] if kind == "execution_interrupted"]
     return entry, (stamps[0] / 1000.0 - sent) if stamps else float("inf"), sent - started

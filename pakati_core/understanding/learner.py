@@ -128,6 +128,8 @@ def learn(reference: np.ndarray, reconstructor: Reconstructor, settings: LearnSe
     per_strategy: dict[str, dict] = {}
     best_overall: dict | None = None
     for strategy, lv in plan:
+        if check_interrupt:
+            check_interrupt()
         view = strategy.view(img, lv, settings.seed)
         # baselines are pasted exactly like the model's output, so both are judged on the same pixels
         classical = {k: score(img, np.where(view.hidden[..., None], rec, img), view.hidden)
