@@ -53,3 +53,7 @@ class RegionalConditioningError(PakatiError):
 
 class RegionClippedWarning(UserWarning):
     """Points outside the canvas were clipped to its border."""
+
+
+class AttentionMapError(PakatiError):
+    """A word, capture or attention-map request that cannot be served (word not in the prompt, nothing recorded)."""
