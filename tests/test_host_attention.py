@@ -203,3 +203,56 @@ def test_capture_errors_name_node_and_input(comfy, tiny):
         mask.execute(**args)
     with pytest.raises(ValueError, match="PakatiAttentionMask: input 'word'.*'hat' was not captured"):
         mask.execute(**(args | {"word": "hat"}))
+
+
+def planted_context(comfy, tiny, cond, positions, region, hw, latent, seed, denoise, level=5.0):
+    """Conditioning whose tokens at ``positions`` get, at every attn2 layer and head, a key whose score
+    against the layer's first-step queries (the real model's projections, hooked) is +level inside
+    ``region`` and -level outside: the word the model attends there. One least-squares solve over all
+    layers' key projections (they share the 2048-wide context)."""
+    model, clip, _ = tiny
+    pos = [[cond, {"pooled_output": torch.zeros(1, 1280)}]]
+    with QKHooks(model) as hooks:
+        sample(comfy, model, pos, pos, hw=hw, seed=seed, steps=1, cfg=1.0, latent=latent, denoise=denoise)
+    rows, targets = [], []
+    for key, tb in hooks.blocks.items():
+        _, q, _ = hooks.calls[key][0]
+        n = q.shape[1]
+        grid = next(g for g in ((hw[0] >> i, hw[1] >> i) for i in range(4)) if g[0] * g[1] == n)
+        m = torch.nn.functional.adaptive_avg_pool2d(region[None, None].float(), grid).reshape(-1).double()
+        heads, d = tb.attn2.heads, q.shape[-1] // tb.attn2.heads
+        wk = tb.attn2.to_k.weight.detach().double()
+        qm = q[0].double()
+        dq = ((qm * m[:, None]).sum(0) / m.sum() - (qm * (1 - m)[:, None]).sum(0) / (1 - m).sum()).view(heads, d)
+        key_target = (level * d ** 0.5 * dq / (dq * dq).sum(-1, keepdim=True)).reshape(heads * d)  # per head along the mean-query gap
+        rows.append(wk)
+        targets.append(key_target)
+        rows.append(tb.attn2.to_v.weight.detach().double())  # a zero value: the planted word changes no features
+        targets.append(torch.zeros(tb.attn2.to_v.weight.shape[0], dtype=torch.float64))
+    c = torch.linalg.lstsq(torch.cat(rows), torch.cat(targets)[:, None], driver="gelsd", rcond=1e-7).solution[:, 0]
+    planted = cond.clone()
+    planted[0, positions] = c.to(cond.dtype)
+    return [[planted, {"pooled_output": torch.zeros(1, 1280)}]]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_planted_token_mask_covers_its_region(comfy, tiny, seed):
+    model, clip, _ = tiny
+    hw = (16, 16)
+    region = torch.zeros(hw)
+    region[4:12, 0:8] = 1.0  # whole cells of the coarsest (4x4) attention grid
+    latent = torch.zeros(1, 4, *hw)
+    latent[:, :, region > 0] = 8.0
+    text = "a photo of a cat on a sofa"
+    patched, handle = capture(comfy, model, clip, text=text, words="cat")
+    cond = encode(comfy, clip, text)[0][0]
+    pos = planted_context(comfy, tiny, cond, handle.recorder.positions[0], region, hw, latent, seed, 0.3)
+    neg = encode(comfy, clip, "")
+    out = sample(comfy, patched, pos, neg, hw=hw, seed=seed, steps=3, cfg=4.0, latent=latent, denoise=0.3)
+    mask, preview = node(comfy, "PakatiAttentionMask").execute(capture=handle, latent={"samples": out}, word="cat", mode="top fraction",
+                                                               value=float(region.mean()), blur=0.0, dilate=0, output="binary").result
+    assert mask.shape == (1, 128, 128) and preview.shape == (1, 128, 128, 3)
+    want = torch.nn.functional.interpolate(region[None, None], size=(128, 128), mode="nearest")[0, 0] > 0
+    got = mask[0] > 0.5
+    iou = float((got & want).sum() / (got | want).sum())
+    assert iou >= 0.8, iou
