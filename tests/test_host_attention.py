@@ -256,3 +256,44 @@ def test_planted_token_mask_covers_its_region(comfy, tiny, seed):
     got = mask[0] > 0.5
     iou = float((got & want).sum() / (got | want).sum())
     assert iou >= 0.8, iou
+
+
+def test_capture_sample_mask_crop_regenerate_through_the_server(comfy_server):
+    """The template's chain queued on /prompt: only pixels inside the attention mask (grown and feathered) change."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    prompt = json.loads((repo / "workflows" / "api" / "attention_mask_edit.json").read_text())
+    for n in prompt.values():
+        if n["class_type"] == "CheckpointLoaderSimple":
+            n["class_type"], n["inputs"] = "PakatiTestTinySDXL", {"seed": 0, "model_channels": 32}
+        if n["class_type"] == "EmptyLatentImage":
+            n["inputs"].update(width=128, height=96)
+        if n["class_type"] == "PakatiCropRegion":
+            n["inputs"].update(target="keep", grow=2, feather=2.0)
+        if n["class_type"] == "PakatiAttentionMask":
+            n["inputs"]["dilate"] = 4
+        if n["class_type"] == "KSampler":
+            n["inputs"]["steps"] = 2
+    entry = comfy_server.run(prompt)
+    assert entry["status"]["status_str"] == "success"
+    source_id = next(k for k, v in prompt.items() if v["class_type"] == "SaveImage" and v["inputs"]["filename_prefix"].endswith("source"))
+    edit_id = next(k for k, v in prompt.items() if v["class_type"] == "SaveImage" and k != source_id)
+    (src,), (edit,) = comfy_server.images(entry, source_id), comfy_server.images(entry, edit_id)
+    assert src.shape == edit.shape == (96, 128, 3)
+    changed = np.abs(edit.astype(int) - src.astype(int)).max(-1) > 0
+    assert 0.0 < changed.mean() < 0.9, "the regenerated area is a part of the image"
+    preview = next(k for k, v in prompt.items() if v["class_type"] == "PreviewImage")
+    (attn_map,) = comfy_server.images(entry, preview)
+    assert attn_map.shape[:2] == (96, 128) and attn_map.max() == 255
+    # every pixel farther from the thresholded map than the dilation plus the crop's grow and feather band is bit-identical
+    import cv2
+    from pakati_core.regenerate.blend import band_radius
+
+    mask_in = next(v for v in prompt.values() if v["class_type"] == "PakatiAttentionMask")["inputs"]
+    crop_in = next(v for v in prompt.values() if v["class_type"] == "PakatiCropRegion")["inputs"]
+    core = (attn_map[..., 0] >= round(255 * mask_in["value"]) - 1).astype(np.uint8)
+    dist = cv2.distanceTransform(1 - core, cv2.DIST_L2, 5)
+    far = dist > mask_in["dilate"] + band_radius(crop_in["grow"], crop_in["feather"]) + 2
+    assert far.mean() > 0.1 and not changed[far].any()
+    assert changed[core > 0].mean() > 0.5, "inside the attention mask the region was regenerated"
