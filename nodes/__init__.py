@@ -21,6 +21,7 @@ NODE_MODULES: list[tuple[str, dict[str, str]]] = [
     (".refine_nodes", {}),
     (".attention_nodes", {}),
     (".model_nodes", {"openai": "openai", "anthropic": "anthropic"}),
+    (".orchestration_nodes", {}),
 ]
 
 

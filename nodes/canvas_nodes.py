@@ -7,7 +7,7 @@ from comfy_api.v0_0_2 import io, ui
 
 from ..pakati_core.canvas import Canvas, exclusive_masks
 from ..pakati_core.preview import draw_overlay
-from .common import CanvasType, canvas_validation_error, checked, parse_canvas
+from .common import CanvasType, canvas_validation_error, checked, node_name, parse_canvas
 
 EMPTY_REGIONS = '{"version": 1, "width": 1024, "height": 1024, "regions": []}'
 
@@ -66,7 +66,7 @@ class PakatiRegionMask(io.ComfyNode):
 
     @classmethod
     def execute(cls, canvas: Canvas, region: str, feather: float, exclusive: bool) -> io.NodeOutput:
-        index = checked(cls.__name__, "region", lambda: canvas.index_of(region))
+        index = checked(node_name(cls), "region", lambda: canvas.index_of(region))
         f = None if feather < 0 else feather
         mask = canvas.rasterize(index, feather=f)
         if exclusive:

@@ -10,6 +10,7 @@ from comfy_api.v0_0_2 import io
 
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.errors import PakatiError
+from ..pakati_core.finite import NAN_HINT, count_non_finite
 
 CanvasType = io.Custom("PAKATI_CANVAS")
 RegionsType = io.Custom("PAKATI_REGIONS")
@@ -70,3 +71,21 @@ def mask_to_numpy(mask: torch.Tensor) -> np.ndarray:
     """A ComfyUI MASK (``[B, H, W]`` or ``[H, W]``) as a float32 ``[B, H, W]`` array."""
     m = mask if mask.ndim == 3 else mask.reshape((-1,) + tuple(mask.shape[-2:]))
     return m.detach().float().cpu().numpy()
+
+
+def require_finite_tensor(node: str, input_name: str, values: torch.Tensor | np.ndarray, what: str) -> None:
+    """Stop with an error naming the node, the input to blame and the likely fix when ``values``
+    holds NaN/Inf (a host model or VAE output); nothing downstream ever sees or stores them."""
+    if isinstance(values, torch.Tensor):
+        bad, size = int((~torch.isfinite(values.detach())).sum()) if values.is_floating_point() else 0, values.numel()
+    else:
+        bad, size = count_non_finite(values), int(np.asarray(values).size)
+    if bad:
+        raise PakatiNodeError(node, input_name, f"{what} has {bad} NaN/infinite value(s) of {size}: {NAN_HINT}")
+
+
+def node_name(cls: type) -> str:
+    """The node's id for error messages, also when ComfyUI executes a clone of the class
+    (V3 runs ``<id>Clone``, a copy of the class dict, which keeps the finalized SCHEMA)."""
+    schema = getattr(cls, "SCHEMA", None)
+    return schema.node_id if schema is not None else cls.__name__

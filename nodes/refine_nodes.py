@@ -7,7 +7,6 @@ bar across passes and sampling steps.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -20,12 +19,14 @@ import comfy.samplers
 import comfy.utils
 import folder_paths
 
+from ..pakati_core.box import Box, mask_box
 from ..pakati_core.canvas import Canvas, same_aspect
 from ..pakati_core.delta import analyse
+from ..pakati_core.finite import strict_json
 from ..pakati_core.fuzzy import MamdaniEngine, load_rulebase
 from ..pakati_core.references import ASPECTS, Reference
 from ..pakati_core.refine import RefineInterrupted, RefineSettings, RegenParams, WhatWorkedStore, refine
-from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy, validation_result
+from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy, node_name, require_finite_tensor, validation_result
 from .regional_patch import WRAPPER_KEY
 
 ReferencesType = io.Custom("PAKATI_REFERENCES")
@@ -34,16 +35,28 @@ CROP_PADDING = 16
 STORE_SUBDIR = ("pakati", "refine")
 
 
-def image_to_numpy(image: torch.Tensor) -> np.ndarray:
-    """First image of a ComfyUI IMAGE batch as float32 HxWx3."""
-    return image[0, ..., :3].detach().float().cpu().numpy().astype(np.float32)
+def batch_images(node: str, image: torch.Tensor) -> list[np.ndarray]:
+    """Every image of a ComfyUI IMAGE batch as float32 HxWx3; NaN/Inf stop here with the fix named."""
+    require_finite_tensor(node, "image", image, "the image")
+    frames = image if image.ndim == 4 else image[None]
+    return [f[..., :3].detach().float().cpu().numpy().astype(np.float32) for f in frames]
 
 
-def region_mask(node: str, shape: tuple[int, int], mask: torch.Tensor | None, canvas: Canvas | None, region: str) -> np.ndarray | None:
-    """The mask of the region to measure/refine: a MASK input, else a canvas region, else None (whole image)."""
+def mask_count_error(node: str, masks: int, images: int) -> PakatiNodeError | None:
+    if masks in (1, images):
+        return None
+    return PakatiNodeError(node, "mask", f"{masks} masks for {images} images: give one mask, or one per image")
+
+
+def region_mask(node: str, shape: tuple[int, int], mask: torch.Tensor | None, canvas: Canvas | None, region: str,
+                index: int = 0) -> np.ndarray | None:
+    """The mask of the region to measure/refine for image ``index`` of the batch: a MASK input (one
+    for all images, or one per image), else a canvas region, else None (whole image)."""
     h, w = shape
     if mask is not None:
-        m = mask_to_numpy(mask)[0]
+        masks = mask_to_numpy(mask)
+        require_finite_tensor(node, "mask", masks, "the mask")
+        m = masks[index if len(masks) > 1 else 0]
         if m.shape != (h, w):
             if not same_aspect(m.shape[1], m.shape[0], w, h):
                 raise PakatiNodeError(node, "mask", f"the mask is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h}; "
@@ -61,7 +74,7 @@ def region_mask(node: str, shape: tuple[int, int], mask: torch.Tensor | None, ca
 
 
 # inputs a core error's field may name (RefineSettings' epsilon/patience are no inputs: they fall back)
-REFINE_INPUTS = {"mask", "references", "image", "max_passes", "target", "strategy", "aspect", "weight"}
+REFINE_INPUTS = {"mask", "references", "image", "max_passes", "target", "strategy", "aspect", "weight", "model", "vae"}
 
 
 class PakatiReference(io.ComfyNode):
@@ -74,7 +87,7 @@ class PakatiReference(io.ComfyNode):
             description="A reference image annotated with the aspect it stands for (colour, texture, composition, lighting, style or general). "
             "Chain several: each node adds one reference to the list it receives.",
             inputs=[
-                io.Image.Input("image", tooltip="The reference image (the first image of a batch is used)."),
+                io.Image.Input("image", tooltip="The reference image; a batch adds one reference per image (same aspect, description and weight)."),
                 io.Combo.Input("aspect", options=list(ASPECTS), default="general", tooltip="What to match: color, texture, composition, lighting, style (colour+texture+lighting) or general (all)."),
                 io.String.Input("description", default="", multiline=False, tooltip="What this reference shows; kept in reports and history."),
                 io.Float.Input("weight", default=1.0, min=0.05, max=10.0, step=0.05, tooltip="Share of this reference in the overall score."),
@@ -83,17 +96,22 @@ class PakatiReference(io.ComfyNode):
                 CanvasType.Input("canvas", optional=True, tooltip="Optional: a canvas whose region (see 'region') selects the part of the reference to match, when no mask is given."),
                 io.String.Input("region", default="", optional=True, tooltip="With a canvas: the region's name, id or index."),
             ],
-            outputs=[ReferencesType.Output(display_name="references", tooltip="The incoming references plus this one.")],
+            outputs=[ReferencesType.Output(display_name="references", tooltip="The incoming references plus this one (one per image of a batch).")],
         )
 
     @classmethod
     def execute(cls, image: torch.Tensor, aspect: str, description: str, weight: float,
                 mask: torch.Tensor | None = None, references: tuple | None = None, canvas: Canvas | None = None,
                 region: str = "") -> io.NodeOutput:
-        img = image_to_numpy(image)
-        m = region_mask(cls.__name__, img.shape[:2], mask, canvas, region)
-        ref = checked(cls.__name__, "image", lambda: Reference(img, description, aspect, m, weight), REFINE_INPUTS)
-        return io.NodeOutput(tuple(references or ()) + (ref,))
+        node = node_name(cls)
+        images = batch_images(node, image)
+        if mask is not None and (err := mask_count_error(node, mask_to_numpy(mask).shape[0], len(images))):
+            raise err
+        added = []
+        for i, img in enumerate(images):
+            m = region_mask(node, img.shape[:2], mask, canvas, region, i)
+            added.append(checked(node, "image", lambda: Reference(img, description, aspect, m, weight), REFINE_INPUTS))
+        return io.NodeOutput(tuple(references or ()) + tuple(added))
 
 
 class PakatiDeltaAnalysis(io.ComfyNode):
@@ -107,53 +125,62 @@ class PakatiDeltaAnalysis(io.ComfyNode):
             "aspect scores and an overall score in [0, 1] (1 = identical). The JSON report is shown on the node.",
             is_output_node=True,
             inputs=[
-                io.Image.Input("image", tooltip="The image to measure (the first image of a batch)."),
+                io.Image.Input("image", tooltip="The image to measure; every image of a batch is measured (one report each)."),
                 ReferencesType.Input("references", tooltip="References from Pakati Reference."),
                 io.Mask.Input("mask", optional=True, tooltip="Optional: the region to measure (white = measured). Without it, the whole image."),
                 CanvasType.Input("canvas", optional=True, tooltip="Optional: a canvas whose region (see 'region') is measured when no mask is given."),
                 io.String.Input("region", default="", optional=True, tooltip="With a canvas: the region's name, id or index."),
             ],
             outputs=[
-                io.String.Output(display_name="report", tooltip="The delta report as JSON."),
-                io.Float.Output(display_name="overall", tooltip="Overall similarity to the references in [0, 1]."),
+                io.String.Output(display_name="report", tooltip="The delta report as JSON; for a batch, a JSON list with one report per image, in batch order."),
+                io.Float.Output(display_name="overall", tooltip="Overall similarity to the references in [0, 1]; for a batch, the lowest image's (each image's is in its report)."),
             ],
         )
 
     @classmethod
     def execute(cls, image: torch.Tensor, references: tuple, mask: torch.Tensor | None = None,
                 canvas: Canvas | None = None, region: str = "") -> io.NodeOutput:
-        img = image_to_numpy(image)
-        m = region_mask(cls.__name__, img.shape[:2], mask, canvas, region)
-        report = checked(cls.__name__, "references", lambda: analyse(img, list(references or ()), m), REFINE_INPUTS)
-        text = report.to_json()
-        return io.NodeOutput(text, report.overall, ui=ui.PreviewText(text))
+        node = node_name(cls)
+        images = batch_images(node, image)
+        if mask is not None and (err := mask_count_error(node, mask_to_numpy(mask).shape[0], len(images))):
+            raise err
+        reports = []
+        for i, img in enumerate(images):
+            m = region_mask(node, img.shape[:2], mask, canvas, region, i)
+            reports.append(checked(node, "references", lambda: analyse(img, list(references or ()), m), REFINE_INPUTS))
+        # strict JSON: a NaN score raises instead of showing 'nan'
+        text = checked(node, "image", lambda: reports[0].to_json() if len(reports) == 1 else
+                       strict_json([r.to_dict() for r in reports], "the delta reports", "image", indent=2))
+        return io.NodeOutput(text, min(r.overall for r in reports), ui=ui.PreviewText(text))
 
 
 class HostRegenerator:
     """The core's Regenerator over ComfyUI's sampler: only the mask's box is encoded and sampled."""
 
     def __init__(self, model, clip, vae, positive, negative, steps: int, cfg: float, sampler_name: str, scheduler: str,
-                 pbar: comfy.utils.ProgressBar, max_passes: int):
+                 pbar: comfy.utils.ProgressBar, max_passes: int, batch: int = 1):
         self.model, self.clip, self.vae = model, clip, vae
         self.positive, self.negative = positive, negative
         self.steps, self.cfg, self.sampler_name, self.scheduler = steps, cfg, sampler_name, scheduler
         self.pbar, self.max_passes = pbar, max_passes
+        self.total_units, self.offset = batch * max_passes * PROGRESS_UNITS, 0  # offset: the batch image being refined
         self._term_cache: dict[str, list] = {}
+        self.node = "PakatiRefine"
         # A model patched by PakatiApplyRegions lays its region masks over the whole latent, so
         # it must see the whole image: a crop would shift every region.
         self.whole_image = WRAPPER_KEY in model.wrappers.get("apply_model", {})
 
-    def box(self, mask: np.ndarray) -> tuple[int, int, int, int]:
+    def box(self, mask: np.ndarray) -> Box:
         if self.whole_image:
             h, w = mask.shape
-            return 0, h // 8 * 8, 0, w // 8 * 8
+            return Box(0, 0, w // 8 * 8, h // 8 * 8)
         return self.crop_box(mask)
 
     @staticmethod
-    def crop_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-        """(y0, y1, x0, x1): the mask's bounding box plus padding, sides multiples of 8, inside the image."""
+    def crop_box(mask: np.ndarray) -> Box:
+        """The mask's bounding box plus padding, sides multiples of 8, inside the image."""
         h, w = mask.shape
-        ys, xs = np.flatnonzero(mask.max(axis=1) > 0), np.flatnonzero(mask.max(axis=0) > 0)
+        tight = mask_box(mask)
 
         def span(lo: int, hi: int, size: int) -> tuple[int, int]:
             lo, hi = max(0, lo - CROP_PADDING), min(size, hi + CROP_PADDING)
@@ -161,9 +188,9 @@ class HostRegenerator:
             lo = max(0, min(lo, size - length))
             return lo, lo + length
 
-        y0, y1 = span(int(ys[0]), int(ys[-1]) + 1, h)
-        x0, x1 = span(int(xs[0]), int(xs[-1]) + 1, w)
-        return y0, y1, x0, x1
+        y0, y1 = span(tight.y0, tight.y1, h)
+        x0, x1 = span(tight.x0, tight.x1, w)
+        return Box(x0, y0, x1, y1)
 
     def conditioning(self, terms: tuple[tuple[str, float], ...]) -> list:
         """The positive prompt with the fuzzy rules' prompt terms appended (as ConditioningConcat does)."""
@@ -177,16 +204,17 @@ class HostRegenerator:
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, mask: np.ndarray, params: RegenParams) -> np.ndarray:
-        y0, y1, x0, x1 = self.box(mask)
-        crop = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1]))[None]
-        crop_mask = torch.from_numpy(np.ascontiguousarray(mask[y0:y1, x0:x1]))
+        box = self.box(mask)
+        crop = torch.from_numpy(np.ascontiguousarray(image[box.slices]))[None]
+        crop_mask = torch.from_numpy(np.ascontiguousarray(mask[box.slices]))
         latent = self.vae.encode(crop)
+        require_finite_tensor(self.node, "vae", latent, "the VAE-encoded region")
         latent = comfy.sample.fix_empty_latent_channels(self.model, latent)
         noise = comfy.sample.prepare_noise(latent, params.seed)
         steps = max(1, round(self.steps * params.steps_factor))
         cfg = max(1.0, self.cfg + params.cfg_delta)
-        base = (params.pass_index - 1) * PROGRESS_UNITS
-        total = self.max_passes * PROGRESS_UNITS
+        base = self.offset + (params.pass_index - 1) * PROGRESS_UNITS
+        total = self.total_units
 
         def on_step(step, x0_pred, x, total_steps):
             comfy.model_management.throw_exception_if_processing_interrupted()
@@ -202,14 +230,16 @@ class HostRegenerator:
             )
         except comfy.model_management.InterruptProcessingException as e:
             raise RefineInterrupted() from e
+        require_finite_tensor(self.node, "model", samples, "the sampled latent")
         decoded = self.vae.decode(samples)[0, ..., :3].detach().float().cpu().numpy()
-        if decoded.shape[:2] != (y1 - y0, x1 - x0):
+        require_finite_tensor(self.node, "vae", decoded, "the VAE-decoded region")
+        if decoded.shape[:2] != (box.height, box.width):
             import cv2
 
-            decoded = cv2.resize(decoded, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+            decoded = cv2.resize(decoded, (box.width, box.height), interpolation=cv2.INTER_LINEAR)
+        # raw pixels in the box; the core's loop pastes them through the mask, once
         out = image.copy()
-        m = mask[y0:y1, x0:x1, None]
-        out[y0:y1, x0:x1] = image[y0:y1, x0:x1] + m * (np.clip(decoded, 0.0, 1.0) - image[y0:y1, x0:x1])
+        out[box.slices] = np.clip(decoded, 0.0, 1.0)
         return out
 
 
@@ -232,7 +262,7 @@ class PakatiRefine(io.ComfyNode):
                 io.Model.Input("model", tooltip="The diffusion model used to regenerate the region."),
                 io.Clip.Input("clip", tooltip="The text encoder, used to add the rules' prompt terms (for example '(warm tones:1.2)')."),
                 io.Vae.Input("vae", tooltip="The VAE that encodes the region and decodes the result."),
-                io.Image.Input("image", tooltip="The image to refine (the first image of a batch)."),
+                io.Image.Input("image", tooltip="The image to refine; every image of a batch is refined on its own (same settings and seed)."),
                 io.Conditioning.Input("positive", tooltip="Positive conditioning for the region."),
                 io.Conditioning.Input("negative", tooltip="Negative conditioning for the region."),
                 ReferencesType.Input("references", tooltip="References from Pakati Reference: what the region should match."),
@@ -251,49 +281,64 @@ class PakatiRefine(io.ComfyNode):
                 io.Boolean.Input("learn", default=True, optional=True, tooltip="Record which adjustments helped under ComfyUI's user directory (pakati/refine/) and try the ones that helped most first."),
             ],
             outputs=[
-                io.Image.Output(display_name="image", tooltip="The best pass."),
-                io.String.Output(display_name="history", tooltip="JSON: stop reason, best pass, and per pass its scores, deltas, adjustments, actions and seed."),
-                io.Float.Output(display_name="score", tooltip="Overall score of the best pass."),
+                io.Image.Output(display_name="image", tooltip="The best pass (of each image of a batch)."),
+                io.String.Output(display_name="history", tooltip="JSON: stop reason, best pass, and per pass its scores, deltas, adjustments, actions and seed; for a batch, a JSON list with one history per image."),
+                io.Float.Output(display_name="score", tooltip="Overall score of the best pass; for a batch, the lowest image's."),
             ],
         )
 
     @classmethod
+    def fingerprint_inputs(cls, learn: bool | None = True, **_) -> str:
+        """With learn on, the run reads the what-worked store: a changed store must not be served
+        from ComfyUI's cache. With learn off, the inputs alone decide (a constant fingerprint)."""
+        return WhatWorkedStore(store_directory()).revision() if learn is not False else "inputs only"
+
+    @classmethod
     def validate_inputs(cls, rules: str | None = None, **_) -> bool | str:
         if rules and rules.strip():
-            return validation_result(cls.__name__, "rules", lambda: load_rulebase(rules))
+            return validation_result(node_name(cls), "rules", lambda: load_rulebase(rules))
         return True
 
     @classmethod
     def execute(cls, model, clip, vae, image: torch.Tensor, positive, negative, references: tuple, max_passes: int, target: float,
                 strategy: str, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str, mask: torch.Tensor | None = None,
                 canvas: Canvas | None = None, region: str = "", rules: str = "", learn: bool = True) -> io.NodeOutput:
-        node = cls.__name__
-        img = image_to_numpy(image)
-        m = region_mask(node, img.shape[:2], mask, canvas, region)
+        node = node_name(cls)
+        images = batch_images(node, image)
+        if mask is not None and (err := mask_count_error(node, mask_to_numpy(mask).shape[0], len(images))):
+            raise err
+        masks = [region_mask(node, img.shape[:2], mask, canvas, region, i) for i, img in enumerate(images)]
         if not references:
             raise PakatiNodeError(node, "references", "at least one reference is needed")
         engine = MamdaniEngine(checked(node, "rules", lambda: load_rulebase(rules or None)))
         settings = checked(node, "max_passes", lambda: RefineSettings(max_passes=max_passes, target=target, strategy=strategy, seed=seed),
                            REFINE_INPUTS)
-        pbar = comfy.utils.ProgressBar(max_passes * PROGRESS_UNITS)
-        regen = HostRegenerator(model, clip, vae, positive, negative, steps, cfg, sampler_name, scheduler, pbar, max_passes)
+        units = len(images) * max_passes * PROGRESS_UNITS
+        pbar = comfy.utils.ProgressBar(units)
+        regen = HostRegenerator(model, clip, vae, positive, negative, steps, cfg, sampler_name, scheduler, pbar, max_passes, len(images))
 
         def check_interrupt() -> None:
             if comfy.model_management.processing_interrupted():
                 raise RefineInterrupted()
 
         store = WhatWorkedStore(store_directory()) if learn else None
-        result = checked(node, "references", lambda: refine(
-            img, list(references), m, settings, engine, regen,
-            progress=lambda done, total: pbar.update_absolute(done * PROGRESS_UNITS, total * PROGRESS_UNITS),
-            check_interrupt=check_interrupt, store=store), REFINE_INPUTS)
-        if result.stop_reason == "interrupted":  # the store has what was learned; now honour the cancel
-            comfy.model_management.throw_exception_if_processing_interrupted()  # clears the flag and raises
-            raise comfy.model_management.InterruptProcessingException()
-        pbar.update_absolute(max_passes * PROGRESS_UNITS, max_passes * PROGRESS_UNITS)
-        out = image[:1].clone()
-        out[0, ..., :3] = torch.from_numpy(result.image).to(out.dtype)
-        return io.NodeOutput(out, json.dumps(result.to_dict()), result.score)
+        out = image.clone()
+        results = []
+        for i, (img, m) in enumerate(zip(images, masks)):
+            regen.offset = offset = i * max_passes * PROGRESS_UNITS
+            result = checked(node, "references", lambda: refine(
+                img, list(references), m, settings, engine, regen,
+                progress=lambda done, total: pbar.update_absolute(offset + done * PROGRESS_UNITS, units),
+                check_interrupt=check_interrupt, store=store), REFINE_INPUTS)
+            if result.stop_reason == "interrupted":  # the store has what was learned; now honour the cancel
+                comfy.model_management.throw_exception_if_processing_interrupted()  # clears the flag and raises
+                raise comfy.model_management.InterruptProcessingException()
+            out[i, ..., :3] = torch.from_numpy(result.image).to(out.dtype)
+            results.append(result)
+        pbar.update_absolute(units, units)
+        history = [r.to_dict() for r in results]
+        text = checked(node, "image", lambda: strict_json(history[0] if len(history) == 1 else history, "the refine history", "image"))
+        return io.NodeOutput(out, text, min(r.score for r in results))
 
 
 NODES = [PakatiReference, PakatiDeltaAnalysis, PakatiRefine]

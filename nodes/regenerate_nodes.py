@@ -19,7 +19,7 @@ from ..pakati_core.regenerate import (
     region_seed,
     stitch_region,
 )
-from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy
+from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy, node_name, require_finite_tensor
 
 StitchType = io.Custom("PAKATI_STITCH")
 
@@ -71,7 +71,8 @@ class PakatiCropRegion(io.ComfyNode):
     @classmethod
     def execute(cls, image: torch.Tensor, context: int, target: str, width: int, height: int, grow: int, feather: float,
                 mask: torch.Tensor | None = None, canvas: Canvas | None = None, region: str = "0", seed: int = 0) -> io.NodeOutput:
-        name = cls.__name__
+        name = node_name(cls)
+        require_finite_tensor(name, "image", image, "the image")
         frames = _images(image)
         h, w = frames.shape[1:3]
         inputs = {"image", "mask", "canvas", "region", "context", "target", "width", "height", "grow", "feather"}
@@ -120,9 +121,12 @@ class PakatiStitchRegion(io.ComfyNode):
 
     @classmethod
     def execute(cls, stitch: RegionStitch, image: torch.Tensor, colour_match: bool, original: torch.Tensor | None = None) -> io.NodeOutput:
+        require_finite_tensor(node_name(cls), "image", image, "the regenerated crop (VAE Decode of the sampled crop)")
+        if original is not None:
+            require_finite_tensor(node_name(cls), "original", original, "the original image")
         base = None if original is None else _images(original)
         bar = comfy.utils.ProgressBar(1)
-        out = checked(cls.__name__, "image", lambda: stitch_region(stitch, _images(image), base, colour_match=colour_match, check_interrupt=_interrupt),
+        out = checked(node_name(cls), "image", lambda: stitch_region(stitch, _images(image), base, colour_match=colour_match, check_interrupt=_interrupt),
                       {"image", "original", "stitch"})
         bar.update(1)
         return io.NodeOutput(_tensor(out))
@@ -148,7 +152,9 @@ class PakatiComposeRegions(io.ComfyNode):
 
     @classmethod
     def execute(cls, canvas: Canvas, previous: torch.Tensor, regenerated: torch.Tensor, regions: str) -> io.NodeOutput:
-        name = cls.__name__
+        name = node_name(cls)
+        require_finite_tensor(name, "previous", previous, "the previous image")
+        require_finite_tensor(name, "regenerated", regenerated, "the regenerated render")
         prev, new = _images(previous), _images(regenerated)
         n = max(len(prev), len(new))
         if len(prev) not in (1, n) or len(new) not in (1, n):

@@ -9,8 +9,8 @@ from comfy_api.v0_0_2 import io
 
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.regional import RegionalAttention, RegionalOptions, RegionPrompt, RegionSet
-from .common import CanvasType, PakatiNodeError, RegionsType, checked, mask_to_numpy
-from .regional_patch import WRAPPER_KEY, RegionalWrapper
+from .common import CanvasType, PakatiNodeError, RegionsType, checked, mask_to_numpy, node_name
+from .regional_patch import WRAPPER_KEY, RegionalWrapper, RunScope
 
 log = logging.getLogger("pakati")
 
@@ -57,7 +57,7 @@ class PakatiRegionalConditioning(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip, canvas: Canvas, base_prompt: str, base_negative: str) -> io.NodeOutput:
-        node = cls.__name__
+        node = node_name(cls)
         if clip is None:
             raise PakatiNodeError(node, "clip", "no CLIP given (the checkpoint has no text encoder)")
         positive = clip.encode_from_tokens_scheduled(clip.tokenize(base_prompt))
@@ -93,7 +93,7 @@ class PakatiRegionFromConditioning(io.ComfyNode):
 
     @classmethod
     def execute(cls, conditioning, mask: torch.Tensor, strength: float, regions: RegionSet | None = None, negative=None) -> io.NodeOutput:
-        node = cls.__name__
+        node = node_name(cls)
         if not conditioning:
             raise PakatiNodeError(node, "conditioning", "empty conditioning")
         if len(conditioning) > 1:
@@ -147,7 +147,7 @@ class PakatiApplyRegions(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, regions: RegionSet, base_weight: float, auto_negative: float, start_percent: float, end_percent: float) -> io.NodeOutput:
-        node = cls.__name__
+        node = node_name(cls)
         if start_percent > end_percent:
             raise PakatiNodeError(node, "start_percent", f"{start_percent} is after end_percent {end_percent}")
         patched = model.clone()
@@ -162,8 +162,10 @@ class PakatiApplyRegions(io.ComfyNode):
                 f"{regions.embed_dim}; Pakati regional prompting needs an SDXL model and SDXL conditioning",
             )
         core = checked(node, "regions", lambda: RegionalAttention(regions, RegionalOptions(base_weight=base_weight, auto_negative=auto_negative)))
-        patched.remove_wrappers_with_key("apply_model", WRAPPER_KEY)
-        patched.add_wrapper_with_key("apply_model", WRAPPER_KEY, RegionalWrapper(core, start_percent, end_percent))
+        wrapper = RegionalWrapper(core, start_percent, end_percent)
+        for kind, fn in (("apply_model", wrapper), ("outer_sample", RunScope(wrapper.projections))):
+            patched.remove_wrappers_with_key(kind, WRAPPER_KEY)
+            patched.add_wrapper_with_key(kind, WRAPPER_KEY, fn)
         return io.NodeOutput(patched)
 
 

@@ -1,11 +1,16 @@
 """Adapts ``pakati_core.regional`` to ComfyUI's model patching.
 
 Pakati never takes an attention slot for good. A keyed ``APPLY_MODEL`` wrapper runs at each
-model call, after every other node has patched the model: it appends the region tokens to
-the context and, for that call only, puts a ``RegionalAttn2`` on each cross-attention block.
-Where another pack already has an attn2 replace there (IP-Adapter, for instance),
-``RegionalAttn2`` calls it with the base tokens and adds only the regional difference, so
-both keep working whatever order the nodes were applied in.
+model call, after every other node has patched the model, and for that call only puts a
+``RegionalAttn2`` on each cross-attention block. The sampler's context stays the base
+prompt: ComfyUI projects it as usual, and ``RegionalAttn2`` adds the region prompts from
+their own K/V projections, computed once per layer and sampling run (a keyed
+``OUTER_SAMPLE`` wrapper clears them at both ends of a run; ComfyUI hooks that patch
+weights mid-run turn the cache off). Each region is attended only at the positions it
+covers, from index tables built once per grid. Where another pack already has an attn2
+replace there (IP-Adapter, for instance), ``RegionalAttn2`` calls it with the base tokens
+and adds only the regional difference, so both keep working whatever order the nodes were
+applied in.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import torch
 
 import comfy.ldm.modules.attention as comfy_attention
 
-from ..pakati_core.regional import RegionalAttention, grid_shape, segment_blended_attention
+from ..pakati_core.regional import ProjectionCache, RegionalAttention, base_where_needed, blend, grid_shape, regional_delta
 from .common import PakatiNodeError, checked
 
 WRAPPER_KEY = "pakati_regional"
@@ -23,44 +28,68 @@ WRAPPER_KEY = "pakati_regional"
 
 @dataclass(frozen=True)
 class CallState:
-    base_len: int
     latent_hw: tuple[int, int]
+    volatile: bool  # weights may change between calls of this run (hooks): do not cache projections
+
+
+def computes_weights_per_call(linear: torch.nn.Module) -> bool:
+    """ComfyUI casts or patches this layer's weight at every call (lowvram, LoRA on the fly)."""
+    return bool(getattr(linear, "comfy_cast_weights", False) or getattr(linear, "weight_function", None) or getattr(linear, "bias_function", None))
 
 
 class RegionalAttn2:
     """attn2 replace for one model call; wraps the replace that was there, if any."""
 
-    def __init__(self, core: RegionalAttention, state: CallState, inner=None):
-        self.core, self.state, self.inner = core, state, inner
+    def __init__(self, core: RegionalAttention, state: CallState, layer: torch.nn.Module, projections: ProjectionCache, inner=None):
+        self.core, self.state, self.layer, self.projections, self.inner = core, state, layer, projections, inner
+
+    def region_kv(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """This layer's K/V of the region tokens, from the cache while the weights stay the same."""
+        layer = self.layer
+        extra = self.core.extra_context(device, dtype)
+        volatile = self.state.volatile or computes_weights_per_call(layer.to_k) or computes_weights_per_call(layer.to_v)
+        return self.projections.get(layer, [layer.to_k.weight, layer.to_v.weight], device, dtype,
+                                    lambda: (layer.to_k(extra), layer.to_v(extra)), volatile=volatile)
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
         heads = extra_options["n_heads"]
-        base_len = self.state.base_len
-        kb, vb = k[:, :base_len], v[:, :base_len]
         chunks = extra_options.get("cond_or_uncond") or [0]
         per = q.shape[0] // len(chunks)
         kinds = ["cond" if c == 0 else "uncond" for c in chunks]
-        regional_chunks = [i for i, kind in enumerate(kinds) if kind == "cond" or self.core.regionalises_uncond]
+        regional = [i for i, kind in enumerate(kinds) if kind == "cond" or self.core.regionalises_uncond]
+        if not regional:
+            return self.inner(q, k, v, extra_options) if self.inner is not None else self._plain(q, k, v, heads, extra_options)
         grid = self._grid(extra_options, q.shape[1])
+        plans = {i: self.core.plan(kinds[i], self.state.latent_hw, grid, q.device, q.dtype) for i in regional}
+        kx, vx = self.region_kv(q.device, q.dtype)
+        rows = lambda i: slice(i * per, (i + 1) * per)  # noqa: E731
         if self.inner is not None:
-            out = self.inner(q, kb, vb, extra_options)
+            out = self.inner(q, k, v, extra_options)
+            for i in regional:
+                where, delta = regional_delta(q[rows(i)], k[rows(i)], v[rows(i)], kx, vx, heads, plans[i])
+                if where is None:
+                    out[rows(i)] += delta.to(out.dtype)
+                else:
+                    out[rows(i)].index_add_(1, where, delta.to(out.dtype))
+            return out
+        if all(plans[i].base_index is None for i in regional):
+            out = self._plain(q, k, v, heads, extra_options)  # the base prompt applies everywhere: ComfyUI's own attention, once
         else:
             out = torch.empty_like(q)
             for i in range(len(chunks)):
-                if i not in regional_chunks:  # exactly ComfyUI's own attention over the base tokens
-                    rows = slice(i * per, (i + 1) * per)
-                    out[rows] = comfy_attention.optimized_attention(
-                        q[rows], kb[rows], vb[rows], heads, attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options
-                    )
-        for i in regional_chunks:
-            rows = slice(i * per, (i + 1) * per)
-            regional = self.core.attend(q[rows], k[rows], v[rows], heads, kinds[i], base_len, self.state.latent_hw, grid)
-            if self.inner is None:
-                out[rows] = regional
-            else:
-                base = segment_blended_attention(q[rows], kb[rows], vb[rows], heads, [(0, base_len)], torch.ones(1, q.shape[1], device=q.device))
-                out[rows] = out[rows] + (regional - base)
+                r = rows(i)
+                if i in plans and plans[i].base_index is not None:
+                    out[r] = base_where_needed(q[r], k[r], v[r], heads, plans[i])
+                else:
+                    out[r] = self._plain(q[r], k[r], v[r], heads, extra_options)
+        for i in regional:
+            blend(out[rows(i)], q[rows(i)], kx, vx, heads, plans[i])
         return out
+
+    @staticmethod
+    def _plain(q, k, v, heads, extra_options):
+        """Exactly ComfyUI's own cross-attention over the base tokens."""
+        return comfy_attention.optimized_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options)
 
     def _grid(self, extra_options: dict, tokens: int) -> tuple[int, int]:
         shape = extra_options.get("activations_shape")
@@ -69,17 +98,22 @@ class RegionalAttn2:
         return grid_shape(self.state.latent_hw, tokens)
 
 
-def attn2_block_keys(unet: torch.nn.Module) -> list[tuple[str, int, int]]:
-    """(block, id, index) of every cross-attention transformer, as ComfyUI's UNet names them."""
-    keys: list[tuple[str, int, int]] = []
+def attn2_blocks(unet: torch.nn.Module) -> list[tuple[tuple[str, int, int], torch.nn.Module]]:
+    """((block, id, index), attn2 module) of every cross-attention transformer, as ComfyUI's UNet names them."""
+    found: list[tuple[tuple[str, int, int], torch.nn.Module]] = []
     groups = [("input", list(unet.input_blocks)), ("middle", [unet.middle_block]), ("output", list(unet.output_blocks))]
     for name, blocks in groups:
         for i, block in enumerate(blocks):
             for module in block:
                 tblocks = getattr(module, "transformer_blocks", None)
                 if tblocks is not None:
-                    keys += [(name, i, j) for j, tb in enumerate(tblocks) if getattr(tb, "attn2", None) is not None]
-    return keys
+                    found += [((name, i, j), tb.attn2) for j, tb in enumerate(tblocks) if getattr(tb, "attn2", None) is not None]
+    return found
+
+
+def attn2_block_keys(unet: torch.nn.Module) -> list[tuple[str, int, int]]:
+    """(block, id, index) of every cross-attention transformer, as ComfyUI's UNet names them."""
+    return [key for key, _ in attn2_blocks(unet)]
 
 
 class RegionalWrapper:
@@ -88,7 +122,8 @@ class RegionalWrapper:
     def __init__(self, core: RegionalAttention, start_percent: float, end_percent: float):
         self.core = core
         self.start_percent, self.end_percent = start_percent, end_percent
-        self._keys: dict[int, list] = {}
+        self.projections = ProjectionCache()
+        self._blocks: dict[int, list] = {}
 
     def __deepcopy__(self, memo):
         return self
@@ -113,19 +148,43 @@ class RegionalWrapper:
             )
         latent_hw = (int(x.shape[-2]), int(x.shape[-1]))
         checked("PakatiApplyRegions", "regions", lambda: self.core.reference_masks(*latent_hw))  # validates aspect once per latent size
-        extra = self.core.extra_context(c_crossattn.device, c_crossattn.dtype)
-        context = torch.cat([c_crossattn, extra.expand(c_crossattn.shape[0], -1, -1)], dim=1)
-        state = CallState(int(c_crossattn.shape[1]), latent_hw)
+        patcher = getattr(model, "current_patcher", None)
+        volatile = bool(patcher is not None and (getattr(patcher, "hook_patches", None) or getattr(patcher, "current_hooks", None)))
+        state = CallState(latent_hw, volatile)
         options = dict(transformer_options)
         replace = dict(options.get("patches_replace", {}))
         attn2 = dict(replace.get("attn2", {}))
         unet = model.diffusion_model
-        keys = self._keys.get(id(unet))
-        if keys is None:
-            keys = self._keys[id(unet)] = attn2_block_keys(unet)
-        for key in keys:
+        blocks = self._blocks.get(id(unet))
+        if blocks is None:
+            blocks = self._blocks[id(unet)] = attn2_blocks(unet)
+        for key, layer in blocks:
             inner = attn2.get(key, attn2.get(key[:2]))
-            attn2[key] = RegionalAttn2(self.core, state, inner)
+            attn2[key] = RegionalAttn2(self.core, state, layer, self.projections, inner)
         replace["attn2"] = attn2
         options["patches_replace"] = replace
-        return executor(x, t, c_concat, context, control, options, **kwargs)
+        out = executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
+        if not bool(torch.isfinite(out).all()):
+            raise PakatiNodeError(
+                "PakatiApplyRegions", "model",
+                f"the model's prediction with the regions applied has NaN/infinite values (sigma {float(t.flatten()[0]):.4g}): "
+                "the model or a patch on it overflows (fp16 overflow, a broken checkpoint or LoRA); try --force-fp32 or another checkpoint",
+            )
+        return out
+
+
+class RunScope:
+    """OUTER_SAMPLE wrapper: region K/V projections live for one sampling run, then are dropped."""
+
+    def __init__(self, projections: ProjectionCache):
+        self.projections = projections
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, executor, *args, **kwargs):
+        self.projections.clear()
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            self.projections.clear()

@@ -1,7 +1,6 @@
 """Reference understanding nodes: learn a reference by reconstructing it with the host model, reuse it."""
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -18,8 +17,10 @@ import folder_paths
 from ..pakati_core.understanding import LearnSettings, UnderstandingStore, get_strategy, image_hash, learn, parse_strategies
 from ..pakati_core.understanding.grid import preview_grid
 from ..pakati_core.understanding.transfer import Understanding, parse_aspects, transfer
-from .common import checked, validation_result
+from ..pakati_core.finite import strict_json
+from .common import PakatiNodeError, checked, require_finite_tensor, validation_result
 
+NODE = "PakatiLearnReference"
 UnderstandingType = io.Custom("PAKATI_UNDERSTANDING")
 ReferencesType = io.Custom("PAKATI_REFERENCES")
 
@@ -44,11 +45,19 @@ class HostReconstructor:
     """The core's Reconstructor over the host: VAE encode, sample with a noise mask
     (SetLatentNoiseMask semantics) or at a denoise (img2img), VAE decode."""
 
-    def __init__(self, model, clip, vae, steps: int, cfg: float, sampler_name: str, scheduler: str, negative: str):
+    def __init__(self, model, clip, vae, steps: int, cfg: float, sampler_name: str, scheduler: str, negative: str,
+                 bar: comfy.utils.ProgressBar | None = None, attempts_total: int = 1):
         self.model, self.clip, self.vae = model, clip, vae
         self.steps, self.cfg, self.sampler_name, self.scheduler = steps, cfg, sampler_name, scheduler
         self.negative = negative
         self._cond: dict[str, list] = {}
+        # progress in sampler steps across every attempt, so a long learn shows it is moving
+        self.bar, self.units, self.done = bar, attempts_total * steps, 0
+
+    def attempts_done(self, done: int, total: int) -> None:
+        self.done = done
+        if self.bar is not None:
+            self.bar.update_absolute(done * self.steps, self.units)
 
     def _encode_text(self, text: str) -> list:
         if text not in self._cond:
@@ -58,18 +67,24 @@ class HostReconstructor:
     @torch.no_grad()
     def _run(self, image: np.ndarray, prompt: str, seed: int, denoise: float, mask: np.ndarray | None) -> np.ndarray:
         pixels = torch.from_numpy(np.ascontiguousarray(image[..., :3], np.float32))[None]
-        latent = comfy.sample.fix_empty_latent_channels(self.model, self.vae.encode(pixels))
+        latent = self.vae.encode(pixels)
+        require_finite_tensor(NODE, "vae", latent, "the VAE-encoded reference")
+        latent = comfy.sample.fix_empty_latent_channels(self.model, latent)
         noise_mask = None if mask is None else torch.from_numpy(mask.astype(np.float32)).reshape((-1, 1) + mask.shape)
         noise = comfy.sample.prepare_noise(latent, seed)
 
-        def step(*_):
+        def step(i, *_):
             comfy.model_management.throw_exception_if_processing_interrupted()
+            if self.bar is not None:
+                self.bar.update_absolute(self.done * self.steps + min(i + 1, self.steps), self.units)
 
         samples = comfy.sample.sample(
             self.model, noise, self.steps, self.cfg, self.sampler_name, self.scheduler,
             self._encode_text(prompt), self._encode_text(self.negative), latent, denoise=denoise,
             noise_mask=noise_mask, callback=step, disable_pbar=True, seed=seed)
+        require_finite_tensor(NODE, "model", samples, "the sampled latent")
         out = self.vae.decode(samples)
+        require_finite_tensor(NODE, "vae", out, "the VAE-decoded reconstruction")
         out = out.reshape((-1,) + tuple(out.shape[-3:]))[0, ..., :3]
         return out.detach().float().cpu().numpy()
 
@@ -127,6 +142,12 @@ class PakatiLearnReference(io.ComfyNode):
         )
 
     @classmethod
+    def fingerprint_inputs(cls, **_) -> str:
+        """The output depends on the understanding store (learned now, or served from it): a store
+        changed since the last run must not be answered from ComfyUI's cache."""
+        return UnderstandingStore(store_directory()).revision()
+
+    @classmethod
     def validate_inputs(cls, strategies: str | None = None) -> bool | str:
         if strategies is None:
             return True  # a linked input is checked in execute
@@ -137,6 +158,10 @@ class PakatiLearnReference(io.ComfyNode):
                 seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str, negative: str, max_side: int,
                 force: bool) -> io.NodeOutput:
         names = checked("PakatiLearnReference", "strategies", lambda: parse_strategies(strategies))
+        if image.shape[0] != 1:
+            raise PakatiNodeError(NODE, "image", f"got a batch of {image.shape[0]} images; one understanding is learned from one "
+                                  "reference: split the batch (ImageFromBatch) and learn each image with its own node")
+        require_finite_tensor(NODE, "image", image, "the reference image")
         ref = fit_to_grid(image[0, ..., :3].float().cpu().numpy(), max_side)
         params = {"steps": steps, "cfg": cfg, "sampler": sampler_name, "scheduler": scheduler, "negative": negative, "max_side": max_side}
         settings = LearnSettings(description, names, levels, attempts, seed, params=params)
@@ -150,10 +175,10 @@ class PakatiLearnReference(io.ComfyNode):
         if record is None:
             pairs: list[tuple[np.ndarray, np.ndarray]] = []
             total = sum(min(levels, len(get_strategy(n).levels)) for n in names) * attempts
-            bar = comfy.utils.ProgressBar(total)
-            recon = HostReconstructor(model, clip, vae, steps, cfg, sampler_name, scheduler, negative)
+            bar = comfy.utils.ProgressBar(total * steps)
+            recon = HostReconstructor(model, clip, vae, steps, cfg, sampler_name, scheduler, negative, bar, total)
             record = checked("PakatiLearnReference", "image", lambda: learn(
-                ref, recon, settings, progress=lambda d, t: bar.update_absolute(d, t),
+                ref, recon, settings, progress=recon.attempts_done,
                 check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
                 on_view=lambda v, r: pairs.append((v.view, r))))
             grid = preview_grid(pairs)
@@ -162,7 +187,7 @@ class PakatiLearnReference(io.ComfyNode):
             source = "learned"
         path = str(store.directory / f"{key}.json")
         report = dict(record, source=source, store_path=path)
-        text = json.dumps(report, indent=1)
+        text = strict_json(report, "the understanding report", indent=1)
         preview = torch.from_numpy(np.ascontiguousarray(grid, np.float32))[None]
         ui_out = {**ui.PreviewText(short_report(record, source, path)).as_dict(), **ui.PreviewImage(preview, cls=cls).as_dict()}
         return io.NodeOutput(Understanding(record, ref), text, preview, ui=ui_out)
@@ -200,7 +225,7 @@ class PakatiUseUnderstanding(io.ComfyNode):
         names = checked("PakatiUseUnderstanding", "aspects", lambda: parse_aspects(aspects))
         refs, prompt, info = checked("PakatiUseUnderstanding", "understanding", lambda: transfer(understanding, target_prompt, names))
         init = torch.from_numpy(np.ascontiguousarray(understanding.image, np.float32))[None]
-        return io.NodeOutput(tuple(refs), prompt, init, json.dumps(info, indent=1), ui=ui.PreviewText(prompt))
+        return io.NodeOutput(tuple(refs), prompt, init, strict_json(info, "the transfer info", indent=1), ui=ui.PreviewText(prompt))
 
 
 NODES = [PakatiLearnReference, PakatiUseUnderstanding]

@@ -57,3 +57,11 @@ class RegionClippedWarning(UserWarning):
 
 class AttentionMapError(PakatiError):
     """A word, capture or attention-map request that cannot be served (word not in the prompt, nothing recorded)."""
+
+
+class NonFiniteError(PakatiError):
+    """NaN or infinite values where numbers must be finite: an image, a latent, a score or a record.
+
+    Raised instead of returning or storing the values, so a broken model or an fp16 VAE overflow
+    is reported where it happened rather than showing up later as ``nan`` scores.
+    """

@@ -45,16 +45,31 @@ class FrontEnd:
         from playwright.sync_api import sync_playwright
 
         self.url = url
+        self.viewport = viewport
         self._pw = sync_playwright().start()
         self.browser = self._pw.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS)
-        self.context = self.browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(60_000)
         self.errors: list[str] = []
         self.console_errors: list[str] = []
         self._watching = False
+        self.context = None
+        self._new_context()
+
+    def _new_context(self) -> None:
+        if self.context is not None:
+            self.context.close()
+        self.context = self.browser.new_context(viewport={"width": self.viewport[0], "height": self.viewport[1]})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(60_000)
         self.page.on("pageerror", self._on_page_error)
         self.page.on("console", self._on_console)
+
+    def fresh(self) -> None:
+        """A new browser context (empty local storage) with the page opened again.
+
+        The front end restores the last open workflow from local storage, so a reused page would
+        report the previous workflow's alerts as this one's."""
+        self._new_context()
+        self.open()
 
     def _on_page_error(self, err) -> None:
         if self._watching:
@@ -86,6 +101,18 @@ class FrontEnd:
                 return
             self.page.keyboard.press("Escape")
             self.page.wait_for_timeout(300)
+
+    def toasts(self) -> list[str]:
+        """The text of every toast (alerts, warnings, notices) the front end shows now."""
+        return self.js("() => [...document.querySelectorAll('.p-toast-message')].map(e => e.innerText.trim())")
+
+    def close_toasts(self) -> None:
+        for _ in range(10):
+            close = self.page.locator(".p-toast-message .p-toast-close-button")
+            if not close.count():
+                return
+            close.first.click()
+            self.page.wait_for_timeout(100)
 
     def watch(self) -> None:
         """Start recording page errors (the front end raises one of its own during first load)."""

@@ -24,7 +24,7 @@ from pakati_core import (
     UnsupportedVersionError,
     mask_region,
 )
-from pakati_core.canvas import REGION_JSON_VERSION
+from pakati_core.canvas import REGION_JSON_VERSION, polygon_area, rasterize_polygon
 
 
 def doc(regions, width=1024, height=1024, **extra):
@@ -94,7 +94,23 @@ def test_validation_errors_name_the_field(text, error, needle):
 def test_points_outside_canvas_are_clipped_with_a_warning():
     with pytest.warns(RegionClippedWarning, match=r"regions\[0\].points: 2 point\(s\) of region 'a' lie outside the 64x64 canvas"):
         c = Canvas.from_json(doc([poly("a", [[-10, -10], [100, 0], [32, 32]])], width=64, height=64))
-    assert c.regions[0].points == ((0.0, 0.0), (64.0, 0.0), (32.0, 32.0))
+    # cut exactly at the border (Sutherland-Hodgman), not points moved onto it: the region keeps
+    # the part of the drawn triangle that lies on the canvas
+    pts = np.array(c.regions[0].points)
+    assert (pts >= 0).all() and (pts <= 64).all() and len(pts) == 4
+    drawn = rasterize_polygon(np.array([[-10, -10], [100, 0], [32, 32]], float), 64, 64)
+    assert polygon_area(pts) == pytest.approx(float(drawn.sum()), rel=2e-3)
+
+
+def test_a_polygon_drawn_across_the_border_is_clipped_not_refused():
+    """Moving each outside point onto the border folded most such polygons onto themselves
+    (found by tests/test_fuzz.py); the exact cut keeps them simple and round-trips."""
+    star = [[-40 + 70 * np.cos(a) * (1.3 if i % 2 else 0.8), 30 + 70 * np.sin(a) * (1.3 if i % 2 else 0.8)]
+            for i, a in enumerate(np.linspace(0, 2 * np.pi, 24, endpoint=False))]
+    with pytest.warns(RegionClippedWarning):
+        c = Canvas.from_json(doc([poly("a", star)], width=64, height=64))
+    assert Canvas.from_json(c.to_json()).to_dict() == c.to_dict()
+    assert c.masks().sum() > 100
 
 
 def test_region_entirely_outside_is_zero_area_after_clipping():
@@ -218,3 +234,10 @@ def test_core_imports_without_comfyui():
     result = json.loads(out.stdout)
     assert set(result["imported"]) == set(files), "every module of pakati_core was imported"
     assert len(result["walked"]) >= 30, "walk_packages found the subpackages"
+
+
+def test_a_repeated_point_is_not_a_self_intersection():
+    """A double click repeats a point; the edges either side of it touch there, which is no crossing."""
+    c = Canvas.from_json(doc([poly("a", [[0, 0], [40, 0], [40, 0], [40, 40], [0, 40]])], width=64, height=64))
+    assert c.regions[0].points == ((0.0, 0.0), (40.0, 0.0), (40.0, 40.0), (0.0, 40.0))
+    assert Canvas.from_json(c.to_json()).to_dict() == c.to_dict()

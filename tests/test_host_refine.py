@@ -200,8 +200,8 @@ def test_refine_with_a_regional_model(comfy, refine_inputs, monkeypatch):
     assert regional_calls, "the regenerations went through Pakati's regional attention"
     # the box around this region alone would be 32x32 pixels (latent 4x4); a regional model samples
     # the whole image (latent 8x8) so its region masks stay where they were drawn
-    y0, y1, x0, x1 = loaded_pack().nodes.refine_nodes.HostRegenerator.crop_box(np.pad(np.ones((16, 16), np.float32), ((24, 24), (20, 28))))
-    assert (y1 - y0, x1 - x0) != (64, 64)
+    box = loaded_pack().nodes.refine_nodes.HostRegenerator.crop_box(np.pad(np.ones((16, 16), np.float32), ((24, 24), (20, 28))))
+    assert (box.height, box.width) == (48, 48) != (64, 64)
     assert set(regional_calls) == {(2, 4, 8, 8)}
     outside = torch.ones(64, 64, dtype=torch.bool)
     outside[24:40, 20:36] = False

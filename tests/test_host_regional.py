@@ -310,3 +310,40 @@ def test_regional_attention_inside_a_cropped_region(comfy, tiny):
     outside[64 - r:192 + r, 64 - r:192 + r] = False  # mask plus its blend band
     assert torch.equal(result[0][outside], photo[0][outside])
     assert not torch.equal(result[0][100:150, 100:150], photo[0][100:150, 100:150])
+
+
+# -- cost: region K/V projections once per layer and run, masks once per grid ------------------------
+
+
+def test_region_projections_are_computed_once_per_layer_and_run(comfy, tiny):
+    from regional_helpers import attn2_keys
+
+    patched, pos, neg = regional(comfy, tiny, layout())
+    wrapper = patched.get_wrappers("apply_model", "pakati_regional")[0]
+    cache = wrapper.projections
+    cache.hits = cache.misses = 0
+    sample(comfy, patched, pos, neg, steps=3)
+    layers = len(attn2_keys(patched))
+    assert cache.misses == layers, "each layer projects the region tokens once"
+    assert cache.hits == layers * 2, "and reuses them at the later steps"
+    assert len(cache) == 0, "the projections are dropped when the run ends"
+
+
+def test_weights_patched_between_runs_are_not_served_stale_projections(comfy, tiny):
+    model = tiny[0]
+    patched, pos, neg = regional(comfy, tiny, layout())
+    sample(comfy, patched, pos, neg)  # fills and drops the cache of this wrapper
+    sd = model.model_state_dict()
+    keys = [k for k in sd if k.endswith("attn2.to_k.weight") or k.endswith("attn2.to_v.weight")]
+    g = torch.Generator().manual_seed(11)
+    patches = {k: (torch.randn(sd[k].shape, generator=g) * 0.05,) for k in keys}
+
+    def lora(m):
+        m = m.clone()
+        m.add_patches(patches, 1.0)
+        return m
+
+    after = lora(patched)  # shares the wrapper (and its cache) with `patched`
+    fresh, _, _ = regional(comfy, (lora(model), tiny[1], tiny[2]), layout())
+    assert torch.equal(sample(comfy, after, pos, neg), sample(comfy, fresh, pos, neg))
+    assert not torch.equal(sample(comfy, after, pos, neg), sample(comfy, patched, pos, neg))

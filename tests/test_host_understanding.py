@@ -174,7 +174,9 @@ def test_progress_over_strategies_levels_attempts_and_interrupt(comfy, tiny, use
     try:
         node = comfy.NODE_CLASS_MAPPINGS["PakatiLearnReference"]
         node.execute(**learn_inputs(tiny, reference(), strategies="center_out, edge_in", attempts=2, seed=7))
-        assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]  # 2 strategies x 1 level x 2 attempts
+        # 2 strategies x 1 level x 2 attempts x 2 sampler steps, reported per step and per attempt
+        assert {t for _, t in seen} == {8} and [v for v, _ in seen] == sorted(v for v, _ in seen)
+        assert {2, 4, 6, 8} <= {v for v, _ in seen} and seen[-1] == (8, 8) and len({v for v, _ in seen}) == 8
         mm.interrupt_current_processing(True)
         try:
             with pytest.raises(mm.InterruptProcessingException):

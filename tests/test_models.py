@@ -387,6 +387,19 @@ def test_image_generate_and_edit_over_the_sdk():
     assert sent_mask.shape[2] == 4 and (sent_mask[..., 3] == 0).any() and (sent_mask[..., 3] == 255).any()
 
 
+def test_size_fitting_round_trips_geometry():
+    from pakati_core.models.images import fit_image, plan_fit, restore
+
+    img = photo(96, 128)
+    for allowed in (((1024, 1024),), ((1536, 1024), (1024, 1536), (1024, 1024))):
+        fit = plan_fit(128, 96, allowed)
+        sent = fit_image(img, fit)
+        assert sent.shape[:2] == fit.sent[::-1]
+        back = restore(sent, fit)
+        assert back.shape == img.shape and np.abs(back - img).mean() < 0.02  # only resampling blur, no shift
+    assert plan_fit(128, 96, ((1536, 1024), (1024, 1536))).sent == (1536, 1024)
+
+
 def test_wrong_size_image_from_the_provider_is_resized_not_a_crash():
     small = np.zeros((300, 500, 3), np.uint8) + 90
     wire = Wire((200, images_body(small)))

@@ -111,3 +111,116 @@ def test_embeddings_api_and_errors(pipe):
         RegionalSDXL(pipe).generate(regions, pos, pooled, neg, torch.zeros(1, 32), width=SIZE, height=32, num_inference_steps=1)
     with pytest.raises(ValueError, match="region 'b' has an empty prompt"):
         run(pipe, halves(prompt=" "))
+
+
+# -- the gathered processor equals the dense reference, on its own and around another processor ------
+
+
+def random_regions(seed, n=4, negatives=False):
+    rng = np.random.default_rng(seed)
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    regions = []
+    for i in range(n):
+        cy, cx, r = rng.uniform(0, SIZE, 2).tolist() + [rng.uniform(10, 40)]
+        m = np.clip((r - np.hypot(yy - cy, xx - cx)) / 8.0, 0.0, 1.0).astype(np.float32)  # soft edge
+        if i == n - 1:
+            m = np.zeros_like(m)
+            m[:2, :2] = 1  # nearly empty: nothing at the coarse layers
+        neg = torch.randn(1, 77, 64, generator=g) if negatives and i % 2 else None
+        regions.append(RegionPrompt(name=f"r{i}", cond=torch.randn(1, 77, 64, generator=g), mask=m, negative=neg, strength=float(rng.uniform(0.5, 1.5))))
+    return RegionSet(tuple(regions))
+
+
+@pytest.mark.parametrize("inner_name,negatives", [("AttnProcessor2_0", False), ("SlicedAttnProcessor", False), ("SlicedAttnProcessor", True)])
+def test_processor_equals_the_dense_path(pipe, inner_name, negatives):
+    from diffusers.models import attention_processor as ap
+
+    from pakati_core.regional import RegionalAttention, grid_shape
+    from pakati_core.regional.diffusers_backend import PakatiAttnProcessor, _CallState
+    from pakati_core.regional.projections import ProjectionCache
+
+    inner = ap.SlicedAttnProcessor(3) if inner_name == "SlicedAttnProcessor" else ap.AttnProcessor2_0()
+    core = RegionalAttention(random_regions(1, negatives=negatives), RegionalOptions(base_weight=0.3, auto_negative=0.5 if negatives else 0.0))
+    latent = (SIZE // 2, SIZE // 2)
+    proc = PakatiAttnProcessor(core, _CallState(latent, cfg=True), inner, ProjectionCache())
+    assert proc.own == (inner_name == "AttnProcessor2_0")
+    g = torch.Generator().manual_seed(2)
+    layers = [m for n, m in pipe.unet.named_modules() if n.endswith("attn2")]
+    for attn, tokens in [(layers[0], 16 * 16), (layers[-1], 16 * 16)]:
+        h = torch.randn(2, tokens, attn.to_q.in_features, generator=g)
+        text = torch.randn(2, 77, 64, generator=g)
+        with torch.no_grad():
+            ours = proc(attn, h, text)
+            q, extra = attn.to_q(h), core.extra.to(h.dtype)
+            k = torch.cat([attn.to_k(text), attn.to_k(extra).expand(2, -1, -1)], 1)
+            v = torch.cat([attn.to_v(text), attn.to_v(extra).expand(2, -1, -1)], 1)
+            grid = grid_shape(latent, tokens)
+            dense = torch.stack([core.attend(q[1:], k[1:], v[1:], attn.heads, "cond", 77, latent, grid)[0],
+                                 core.attend(q[:1], k[:1], v[:1], attn.heads, "uncond", 77, latent, grid)[0] if core.regionalises_uncond
+                                 else torch.nn.functional.scaled_dot_product_attention(
+                                     *(t[:1, :77 if i else None].view(1, -1, attn.heads, t.shape[-1] // attn.heads).transpose(1, 2) for i, t in enumerate((q, k, v)))
+                                 ).transpose(1, 2).reshape(-1, q.shape[-1])])[[1, 0]]
+            dense = attn.to_out[0](dense)
+        assert torch.allclose(ours, dense, atol=2e-5, rtol=1e-4), (ours - dense).abs().max()
+
+
+# -- composes with diffusers' own IP-Adapter attention processor -------------------------------------
+
+
+def ip_adapter_state_dict(unet, seed=0):
+    """Random IP-Adapter weights in the layout diffusers' own loader reads (image_proj + ip_adapter)."""
+    from diffusers.models.attention_processor import IPAdapterAttnProcessor
+    from diffusers.models.embeddings import ImageProjection
+
+    torch.manual_seed(seed)
+    cross, key_id, ip = unet.config.cross_attention_dim, 1, {}
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = unet.config.block_out_channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(unet.config.block_out_channels))[int(name[len("up_blocks.")])]
+        else:
+            hidden = unet.config.block_out_channels[int(name[len("down_blocks.")])]
+        sd = IPAdapterAttnProcessor(hidden_size=hidden, cross_attention_dim=cross, scale=1.0).state_dict()
+        ip[f"{key_id}.to_k_ip.weight"], ip[f"{key_id}.to_v_ip.weight"] = sd["to_k_ip.0.weight"], sd["to_v_ip.0.weight"]
+        key_id += 2
+    proj = ImageProjection(cross_attention_dim=cross, image_embed_dim=cross, num_image_text_embeds=4).state_dict()
+    image_proj = {"proj.weight": proj["image_embeds.weight"], "proj.bias": proj["image_embeds.bias"], "norm.weight": proj["norm.weight"], "norm.bias": proj["norm.bias"]}
+    return {"image_proj": image_proj, "ip_adapter": ip}
+
+
+@pytest.fixture(scope="module")
+def ip_pipe(pipe):
+    ipp = diffusers.StableDiffusionXLPipeline(**pipe.components)
+    ipp.unet = type(pipe.unet).from_config(pipe.unet.config)
+    ipp.unet.load_state_dict(pipe.unet.state_dict())
+    ipp.unet._load_ip_adapter_weights([ip_adapter_state_dict(ipp.unet)])
+    return ipp
+
+
+def test_wraps_diffusers_ip_adapter_processor_instead_of_dropping_it(pipe, ip_pipe):
+    from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
+
+    attn2 = {n: p for n, p in ip_pipe.unet.attn_processors.items() if ".attn2." in n}
+    assert all(isinstance(p, IPAdapterAttnProcessor2_0) for p in attn2.values())
+    embeds = [torch.randn(2, 1, 64, generator=torch.Generator().manual_seed(6))]  # [negative, positive] image embeddings
+    calls = []
+    hooks = [p.to_k_ip[0].register_forward_hook(lambda *a: calls.append(1)) for p in attn2.values()]
+    try:
+        with_ip = run(ip_pipe, halves(), ip_adapter_image_embeds=embeds)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert calls, "IP-Adapter's own processor ran inside Pakati's"
+    assert {n: p for n, p in ip_pipe.unet.attn_processors.items() if ".attn2." in n} == attn2, "and is back afterwards"
+    without = run(pipe, halves())
+    assert np.isfinite(with_ip).all() and np.abs(with_ip - without).max() > 1e-3, "the image prompt changes the result"
+    ip_pipe.set_ip_adapter_scale(0.0)
+    try:
+        zero = run(ip_pipe, halves(), ip_adapter_image_embeds=embeds)
+    finally:
+        ip_pipe.set_ip_adapter_scale(1.0)
+    assert np.abs(zero - without).max() <= 1e-4, "at scale 0 the result is Pakati's alone: regions are kept, not dropped"

@@ -2,7 +2,9 @@
 
 UI-format files (workflows/*.json) are fetched the way the template browser fetches them
 (/api/workflow_templates/pakati/<name>.json) and loaded with app.loadGraphData in headless
-Chromium: no node type may be missing and no page error may occur. API twins
+Chromium, each in a fresh browser context (the front end restores the last workflow from local
+storage): no node type may be missing, no page error may occur and no toast (the front end's
+zod-schema alert, a link-fix notice, any warning) may show. API twins
 (workflows/api/*.json) are queued on the real server's /prompt with the tiny SDXL-class model
 node swapped in for CheckpointLoaderSimple (the convention every template follows). Twins with
 provider nodes (PakatiOpenAI*, PakatiAskVision) run on ``provider_comfy_server``, whose SDKs point
@@ -58,9 +60,25 @@ def test_templates_are_listed_for_the_template_browser(comfy_server):
 def test_ui_workflow_loads_in_the_front_end(fe, comfy_server, path):
     served = json.loads(comfy_server.get_bytes(f"/api/workflow_templates/pakati/{path.name}"))
     assert served == json.loads(path.read_text())
+    fe.fresh()
+    fe.close_toasts()
+    assert fe.toasts() == [], "the page shows toasts before the template is loaded"
     fe.watch()
     fe.load_workflow(served)
+    fe.page.wait_for_timeout(300)
+    toasts = fe.toasts()
+    assert toasts == [], f"{path.name}: the front end shows toasts while loading it:\n" + "\n".join(toasts)
     assert fe.missing_node_types() == [], f"{path.name}: node types the server does not know"
+    # every widget holds a value of its own kind (a template whose values are shifted against the
+    # node's widgets, e.g. by a seed's control_after_generate, loads without error but wrong)
+    misfits = fe.js("""() => app.graph._nodes.flatMap(n => (n.widgets || []).filter(w => {
+        if (w.type === 'number') return typeof w.value !== 'number';
+        if (w.type === 'toggle') return typeof w.value !== 'boolean';
+        // file combos (checkpoints, input images) list what this test server holds, not what a user has
+        if (w.type === 'combo' && Array.isArray(w.options?.values) && !/\.\w+$/.test(String(w.value))) return !w.options.values.includes(w.value);
+        return false;
+      }).map(w => `${n.type}.${w.name} = ${JSON.stringify(w.value)}`))""")
+    assert misfits == [], f"{path.name}: widget values that do not fit their widget: {misfits}"
     loaded = fe.js("() => app.graph._nodes.map(n => n.type)")
     assert sorted(loaded) == sorted(n["type"] for n in served["nodes"])
     # every canvas editor shows exactly the regions the template carries

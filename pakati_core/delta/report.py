@@ -1,7 +1,6 @@
 """The delta report: per-reference deltas, aspect scores and one overall score, as a dict/JSON."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -9,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from ..box import Box
+from ..finite import require_finite, strict_json
 from ..references import Reference
 from .catalogue import ASPECT_BUNDLES, ASPECT_DELTAS
 from .features import RegionFeatures, region_features
@@ -80,7 +80,7 @@ class DeltaReport:
                 "summary": self.summary(), "references": [r.to_dict() for r in self.results]}
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return strict_json(self.to_dict(), "the delta report", "image", indent=indent)
 
 
 class ReferenceCache:
@@ -119,4 +119,5 @@ def analyse(image: np.ndarray, references: Sequence[Reference], mask: np.ndarray
         results.append(ReferenceResult(ref, deltas, aspects, bundle_score(aspects, ref.aspect)))
     total = sum(r.reference.weight for r in results)
     overall = math.exp(sum(r.reference.weight * math.log(max(r.score, 1e-300)) for r in results) / total)
+    require_finite([overall] + [r.score for r in results], "the delta scores", "image")
     return DeltaReport(results, float(overall), box)

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..box import Box, mask_box
 from ..errors import PakatiError
+from ..finite import require_finite
 from ..lab import rgb_to_lab
 from ..references import Reference
 
@@ -40,6 +41,7 @@ def as_rgb(image: np.ndarray, field: str = "image") -> np.ndarray:
         a = np.repeat(a[..., None], 3, axis=2)
     if a.ndim != 3 or a.shape[2] < 3 or min(a.shape[:2]) < 8:
         raise DeltaInputError(f"expected an HxWx3 image of at least 8x8 pixels, got shape {np.shape(image)}", field)
+    require_finite(a[..., :3], "the image", field)
     return np.clip(a[..., :3], 0.0, 1.0)
 
 
@@ -49,6 +51,7 @@ def as_mask(mask: np.ndarray | None, shape: tuple[int, int], field: str = "mask"
     m = np.asarray(mask, dtype=np.float32)
     if m.shape != shape:
         raise DeltaInputError(f"mask is {m.shape[-1]}x{m.shape[0]} but the image is {shape[1]}x{shape[0]}", field)
+    require_finite(m, "the mask", field)
     m = np.clip(m, 0.0, 1.0)
     if not (m > 0).any():
         raise DeltaInputError("the mask is empty: there is no region to measure", field)

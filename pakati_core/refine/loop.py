@@ -19,6 +19,7 @@ from ..delta.catalogue import DELTA_SPECS
 from ..delta.report import DeltaReport, ReferenceCache, analyse
 from ..delta.view import as_mask, as_rgb
 from ..errors import PakatiError
+from ..finite import NAN_HINT, require_finite
 from ..fuzzy import MamdaniEngine, load_rulebase
 from ..fuzzy.engine import Inference
 from ..references import Reference
@@ -39,6 +40,10 @@ DEFAULT_DENOISE = 0.3  # when a rule override drops the denoise output
 
 class RefineSettingsError(PakatiError):
     """Loop settings out of range."""
+
+
+class RegeneratorOutputError(PakatiError):
+    """The host's regenerator returned an image of the wrong shape."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,19 @@ def _swinging(passes: list[dict], channels) -> bool:
                 np.sign(a) == -np.sign(b) for a, b in zip(values, values[1:])):
             return True
     return False
+
+
+def _regenerated(regenerate: Regenerator, image: np.ndarray, mask: np.ndarray, params: RegenParams) -> np.ndarray:
+    """The regenerator's pixels pasted through the mask, once: ``m * new + (1 - m) * old``.
+
+    The regenerator returns raw pixels (never blended); the loop owns the paste, so a soft mask
+    edge is blended exactly once and every pixel where ``m == 0`` stays bit-identical.
+    """
+    new = np.asarray(regenerate(image, mask, params), np.float32)
+    if new.shape[:2] != image.shape[:2] or new.ndim != 3 or new.shape[2] < 3:
+        raise RegeneratorOutputError(f"the regenerator returned shape {new.shape}, expected {image.shape}", "regenerator")
+    require_finite(new[..., :3], f"the regenerated region (pass {params.pass_index}, seed {params.seed})", "regenerator", NAN_HINT)
+    return paste_masked(image, np.clip(new[..., :3], 0.0, 1.0), mask)
 
 
 def _run_id(refs: Sequence[Reference], settings: RefineSettings, image: np.ndarray) -> str:
@@ -227,11 +245,11 @@ def regenerate_region(state: RefineState, p: int, outcome: PassOutcome, deltas: 
     params = RegenParams(seed=seed, denoise=float(np.clip(out.get("denoise", DEFAULT_DENOISE) * gain, 0.05, 1.0)),
                          cfg_delta=out.get("cfg_delta", 0.0) * gain, steps_factor=out.get("steps_factor", 1.0),
                          prompt_terms=tuple(inference.prompt_terms(state.engine.rulebase)), pass_index=p)
-    regen = paste_masked(outcome.image, regenerate(outcome.image, state.mask, params), state.mask)
+    regen = _regenerated(regenerate, outcome.image, state.mask, params)
     regen_report = state.measure(regen)
     if state.spread is None:
         alt = RegenParams(**{**params.__dict__, "seed": seed + SPREAD_SEED_OFFSET})
-        alt_img = paste_masked(outcome.image, regenerate(outcome.image, state.mask, alt), state.mask)
+        alt_img = _regenerated(regenerate, outcome.image, state.mask, alt)
         alt_report = state.measure(alt_img)
         state.spread = abs(alt_report.overall - regen_report.overall)
         state.epsilon = max(state.settings.epsilon, state.spread)

@@ -31,6 +31,7 @@ class Regenerator(Protocol):
     def __call__(self, image: np.ndarray, mask: np.ndarray, params: RegenParams) -> np.ndarray:
         """Return ``image`` (HxWx3 float32, [0, 1]) with the region under ``mask`` regenerated.
 
-        The loop pastes the result back through the mask itself, so pixels outside are never
-        taken from the regenerator's output."""
+        Return the raw regenerated pixels, not blended with ``image``: the loop pastes the result
+        through the mask itself, once (``m * new + (1 - m) * old``), so pixels outside the mask
+        are never taken from the regenerator's output and soft edges are not blended twice."""
         ...

@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..finite import strict_json
+
 STORE_VERSION = 1
 FILE_NAME = f"what_worked.v{STORE_VERSION}.jsonl"
 
@@ -27,14 +29,24 @@ class WhatWorkedStore:
         self.skipped = 0
 
     def append(self, records: Iterable[dict]) -> int:
+        """Append records as strict JSON lines; a NaN/Inf anywhere raises before anything is written."""
         rows = [dict(r, version=STORE_VERSION) for r in records]
         if not rows:
             return 0
+        lines = [strict_json(r, "a what-worked record", "store", sort_keys=True) + "\n" for r in rows]
         self.directory.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, sort_keys=True) + "\n")
+            f.writelines(lines)
         return len(rows)
+
+    def revision(self) -> str:
+        """Changes whenever the records change (size and modification time of the file): what a
+        host's cache compares to know that a run reading this store may now differ."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return "empty"
+        return f"{st.st_size}:{st.st_mtime_ns}"
 
     def load(self) -> list[dict]:
         self.skipped = 0

@@ -1,7 +1,7 @@
 """Region-only regeneration: crop a region at its own resolution, stitch it back, keep every other pixel.
 
 One concept per module: ``box`` (crop boxes and sampling sizes), ``blend`` (grow/feather and
-rings), ``resize``, ``colour`` (Lab matching, CIEDE2000), ``crop``, ``stitch``,
+rings), ``resize``, ``colour`` (Lab matching; the Lab conversion and CIEDE2000 live in ``pakati_core.lab``), ``crop``, ``stitch``,
 ``canvas_crop`` (regions inside the crop) and ``persistent`` (locked regions, composition, seeds).
 """
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 from .blend import band_radius, blend_mask, ring
 from ..box import Box
 from .box import SDXL_NATIVE_AREA, TARGET_MODES, target_size
-from .canvas_crop import clip_polygon, crop_canvas
+from ..canvas import clip_polygon
+from .canvas_crop import crop_canvas
 from ..lab import mean_ciede2000
 from .colour import match_colour
 from .crop import RegionCrop, RegionStitch, crop_region

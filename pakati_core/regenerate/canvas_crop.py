@@ -11,35 +11,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..canvas import Canvas, Region, polygon_area
 from ..box import Box
+from ..canvas import Canvas, Region, clip_polygon, polygon_area
 from .resize import resize_mask
-
-
-def clip_polygon(points: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Clip a polygon to ``[0, width] x [0, height]`` (Sutherland-Hodgman); may return fewer than 3 points."""
-    poly = [tuple(p) for p in np.asarray(points, dtype=np.float64)]
-    edges = ((0, 0.0, 1), (0, width, -1), (1, 0.0, 1), (1, height, -1))  # (axis, bound, keep side)
-    for axis, bound, side in edges:
-        if not poly:
-            break
-        inside = lambda p: (p[axis] - bound) * side >= 0  # noqa: E731
-        out = []
-        for i, cur in enumerate(poly):
-            prev = poly[i - 1]
-            if inside(cur):
-                if not inside(prev):
-                    out.append(_cross(prev, cur, axis, bound))
-                out.append(cur)
-            elif inside(prev):
-                out.append(_cross(prev, cur, axis, bound))
-        poly = out
-    return np.asarray(poly, dtype=np.float64).reshape(-1, 2)
-
-
-def _cross(a: tuple, b: tuple, axis: int, bound: float) -> tuple[float, float]:
-    t = (bound - a[axis]) / (b[axis] - a[axis])
-    return (a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]))
 
 
 def crop_canvas(canvas: Canvas, image_size: tuple[int, int], box: Box, target: tuple[int, int]) -> Canvas:

@@ -1,15 +1,16 @@
 """Regional cross-attention: one UNet pass, every region's prompt inside its mask.
 
-At a cross-attention layer the context holds the base prompt's tokens followed by every
-region's tokens. Each query position attends to each token *segment* separately (one softmax
-per segment) and the per-segment outputs are blended with that position's normalised region
-weights. The q/k/v/out projections run once over the whole context; the attention core runs
-once per segment (the base prompt plus one per region), so its cost grows linearly with the
-number of regions.
+At a cross-attention layer each query position attends to the base prompt's tokens and to
+each region's tokens separately (one softmax per token segment), and the per-segment outputs
+are blended with that position's normalised region weights. A position covered by no region
+gets the base prompt alone; a position inside region A never sees region B's tokens (its
+weight there is exactly zero), which is what makes the result local.
 
-A position covered by no region gets the base prompt alone; a position inside region A
-never sees region B's tokens (its weight there is exactly zero), which is what makes the
-result local. Pure torch: used by the ComfyUI nodes and by the diffusers processor.
+Two equal implementations of the blend: ``attend`` is the dense reference (every segment at
+every position, over a context that holds the region tokens after the base tokens);
+``gather.py`` attends each segment only at the positions it covers, from precomputed index
+and weight tables (``RegionalAttention.plan``), which is what the ComfyUI patch and the
+diffusers processor run. Pure torch.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .gather import GatherPlan, build_plan
 from .regions import RegionSet
 
 _EPS = 1e-6
@@ -96,6 +98,7 @@ class RegionalAttention:
         self._extra_cache: dict[tuple, torch.Tensor] = {}
         self._weight_cache: dict[tuple, torch.Tensor] = {}
         self._mask_cache: dict[tuple, np.ndarray] = {}
+        self._plan_cache: dict[tuple, GatherPlan] = {}
 
     @property
     def regionalises_uncond(self) -> bool:
@@ -160,6 +163,24 @@ class RegionalAttention:
             segs += shift(self._pos)
         return segs, max(e for _, e in segs)
 
+    def extra_spans(self, kind: str) -> list[tuple[int, int]]:
+        """Token ranges of ``extra`` for weight rows 1.. of ``kind`` (row 0 is the base prompt)."""
+        if kind == "cond":
+            return list(self._pos)
+        spans = list(self._neg)
+        if self.options.auto_negative > 0 and len(self._pos) > 1:
+            spans += self._pos
+        return spans
+
+    def plan(self, kind: str, latent_hw: tuple[int, int], grid_hw: tuple[int, int], device: torch.device, dtype: torch.dtype) -> GatherPlan:
+        """Gather indices and blend weights for one grid, built once and reused by every layer and step."""
+        key = (kind, latent_hw, grid_hw, str(device), dtype)
+        plan = self._plan_cache.get(key)
+        if plan is None:
+            w = self.weights(kind, latent_hw, grid_hw, torch.device("cpu"))
+            plan = self._plan_cache[key] = build_plan(w, self.extra_spans(kind), device, dtype)
+        return plan
+
     def attend(
         self,
         q: torch.Tensor,
@@ -171,7 +192,10 @@ class RegionalAttention:
         latent_hw: tuple[int, int],
         grid_hw: tuple[int, int],
     ) -> torch.Tensor:
-        """Regional attention for rows of one kind; k and v hold the extended context."""
+        """Dense regional attention for rows of one kind; k and v hold the extended context.
+
+        The reference the gathered path (``gather.blend``) is tested against.
+        """
         segs, used = self.segments(kind, base_len)
         w = self.weights(kind, latent_hw, grid_hw, q.device)
         return segment_blended_attention(q, k[:, :used], v[:, :used], heads, segs, w)

@@ -1,10 +1,14 @@
 """Regional prompting for diffusers' ``StableDiffusionXLPipeline``, without ComfyUI.
 
-The same ``RegionalAttention`` as the ComfyUI nodes, installed as an attention processor on
-every cross-attention layer (``attn2``) for the duration of one pipeline call. The region
-tokens are appended to the prompt embeddings (positive and negative alike, so the pipeline's
-CFG batch keeps one shape); the processor gives conditional rows the regional blend and
-unconditional rows plain attention over the base tokens, exactly as without Pakati.
+The same ``RegionalAttention`` as the ComfyUI nodes, as a processor that wraps whatever
+processor each cross-attention layer (``attn2``) already has, for the duration of one
+pipeline call. The prompt embeddings stay the base prompt's; the region tokens are
+projected by each layer's own ``to_k``/``to_v`` once per call and cached, and each region is
+attended only at the positions it covers. Over diffusers' plain attention processors Pakati
+computes the layer itself (the base attention once, plus the regions); over any other
+processor (IP-Adapter's, for instance) it runs that processor unchanged and adds only the
+regional difference, so both apply. Conditional rows get the regional blend, unconditional
+rows too where a region has a negative prompt or auto-negative is on.
 
     from diffusers import StableDiffusionXLPipeline
     from pakati_core import Canvas
@@ -22,70 +26,106 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
-import torch.nn.functional as F
 
 from ..canvas import Canvas
 from ..errors import RegionalConditioningError
 from .attention import RegionalAttention, RegionalOptions, grid_shape
+from .gather import base_where_needed, blend, regional_delta, sdpa
+from .projections import ProjectionCache
 from .regions import RegionPrompt, RegionSet
 
 
 @dataclass
 class _CallState:
-    base_len: int
     latent_hw: tuple[int, int]
     cfg: bool  # the batch is [uncond rows, cond rows] (diffusers' order)
 
 
+def _plain_processor_types() -> tuple[type, ...]:
+    """diffusers processors that compute exactly softmax(q k^T / sqrt(d)) v over the prompt, nothing else."""
+    from diffusers.models import attention_processor as ap
+
+    return tuple(getattr(ap, name) for name in ("AttnProcessor2_0", "AttnProcessor") if hasattr(ap, name))
+
+
 class PakatiAttnProcessor:
-    """Cross-attention processor: regional blend for conditional rows, plain attention otherwise."""
+    """Cross-attention processor: the regional blend around the layer's own processor."""
 
-    def __init__(self, core: RegionalAttention, state: _CallState):
-        self.core, self.state = core, state
+    def __init__(self, core: RegionalAttention, state: _CallState, inner, projections: ProjectionCache):
+        self.core, self.state, self.inner, self.projections = core, state, inner, projections
+        self.own = isinstance(inner, _plain_processor_types())
 
-    def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if encoder_hidden_states is None or attention_mask is not None or hidden_states.ndim != 3:
+    def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Any = None,
+                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
+                 ip_adapter_masks: Any = None, **kwargs: Any) -> torch.Tensor:
+        text = encoder_hidden_states[0] if isinstance(encoder_hidden_states, tuple) else encoder_hidden_states
+        if text is None or attention_mask is not None or hidden_states.ndim != 3 or attn.spatial_norm is not None or attn.group_norm is not None:
             raise RegionalConditioningError("Pakati's processor only runs on SDXL cross-attention layers", field="attention")
-        residual = hidden_states
-        if attn.norm_cross:
-            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        b = hidden_states.shape[0]
+        chunks = [("uncond", slice(0, b // 2)), ("cond", slice(b // 2, b))] if self.state.cfg else [("cond", slice(0, b))]
+        chunks = [(kind, rows) for kind, rows in chunks if kind == "cond" or self.core.regionalises_uncond]
         heads = attn.heads
         q = attn.to_q(hidden_states)
-        k = attn.to_k(encoder_hidden_states)
-        v = attn.to_v(encoder_hidden_states)
-        base_len = self.state.base_len
-        out = _sdpa(q, k[:, :base_len], v[:, :base_len], heads)
-        b = q.shape[0]
-        rows = slice(b // 2, b) if self.state.cfg else slice(0, b)
         grid = grid_shape(self.state.latent_hw, q.shape[1])
-        out[rows] = self.core.attend(q[rows], k[rows], v[rows], heads, "cond", base_len, self.state.latent_hw, grid)
-        if self.core.regionalises_uncond and self.state.cfg:
-            un = slice(0, b // 2)
-            out[un] = self.core.attend(q[un], k[un], v[un], heads, "uncond", base_len, self.state.latent_hw, grid)
+        plans = [(self.core.plan(kind, self.state.latent_hw, grid, q.device, q.dtype), rows) for kind, rows in chunks]
+        kx, vx = self._region_kv(attn, q.device, q.dtype)
+        if attn.norm_cross:
+            text = attn.norm_encoder_hidden_states(text)
+
+        if not self.own:
+            passed = {"temb": temb, "ip_adapter_masks": ip_adapter_masks, **kwargs}
+            out = self.inner(attn, hidden_states, encoder_hidden_states=encoder_hidden_states, attention_mask=attention_mask,
+                             **{name: value for name, value in passed.items() if value is not None})
+            k, v = attn.to_k(text), attn.to_v(text)
+            zero = attn.to_out[0](q.new_zeros(1, 1, q.shape[-1]))
+            for plan, rows in plans:
+                where, delta = regional_delta(q[rows], k[rows], v[rows], kx, vx, heads, plan)
+                delta = (attn.to_out[0](delta) - zero) / attn.rescale_output_factor  # to_out is affine: its bias cancels
+                if where is None:
+                    out[rows] += delta
+                else:
+                    out[rows].index_add_(1, where, delta)
+            return out
+
+        k, v = attn.to_k(text), attn.to_v(text)
+        if all(plan.base_index is None for plan, _ in plans):
+            out = sdpa(q, k, v, heads)  # the base prompt applies everywhere: one call for the whole batch
+        else:  # base attention only where it has weight (base_weight 0 under full cover)
+            out = torch.empty_like(q)
+            restricted = {rows.start: plan for plan, rows in plans if plan.base_index is not None}
+            for rows in ([slice(0, b // 2), slice(b // 2, b)] if self.state.cfg else [slice(0, b)]):
+                plan = restricted.get(rows.start)
+                out[rows] = sdpa(q[rows], k[rows], v[rows], heads) if plan is None else base_where_needed(q[rows], k[rows], v[rows], heads, plan)
+        for plan, rows in plans:
+            blend(out[rows], q[rows], kx, vx, heads, plan)
         out = attn.to_out[1](attn.to_out[0](out))
         if attn.residual_connection:
-            out = out + residual
+            out = out + hidden_states
         return out / attn.rescale_output_factor
 
+    def _region_kv(self, attn, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        def compute():
+            extra = self.core.extra_context(device, dtype)
+            if attn.norm_cross:
+                extra = attn.norm_encoder_hidden_states(extra)
+            return attn.to_k(extra), attn.to_v(extra)
 
-def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    b, n, hd = q.shape
-    d = hd // heads
-    split = lambda t: t.view(b, -1, heads, d).transpose(1, 2)  # noqa: E731
-    return F.scaled_dot_product_attention(split(q), split(k), split(v)).transpose(1, 2).reshape(b, n, hd)
+        weights = [getattr(attn.to_k, "weight", None), getattr(attn.to_v, "weight", None)]
+        return self.projections.get(attn, weights, device, dtype, compute)
 
 
 @contextmanager
-def regional_processors(unet: torch.nn.Module, core: RegionalAttention, state: _CallState) -> Iterator[None]:
-    """Install Pakati on every ``attn2`` of a diffusers UNet for the duration of the block."""
+def regional_processors(unet: torch.nn.Module, core: RegionalAttention, state: _CallState) -> Iterator[ProjectionCache]:
+    """Wrap every ``attn2`` processor of a diffusers UNet with Pakati's for the duration of the block."""
     saved = dict(unet.attn_processors)
-    processor = PakatiAttnProcessor(core, state)
-    unet.set_attn_processor({name: processor if ".attn2." in name else proc for name, proc in saved.items()})
+    projections = ProjectionCache()
+    unet.set_attn_processor({name: PakatiAttnProcessor(core, state, proc, projections) if ".attn2." in name else proc
+                             for name, proc in saved.items()})
     try:
-        yield
+        yield projections
     finally:
         unet.set_attn_processor(saved)
+        projections.clear()
 
 
 class RegionalSDXL:
@@ -137,12 +177,11 @@ class RegionalSDXL:
         f = getattr(self.pipe, "vae_scale_factor", 8)
         latent_hw = (height // f, width // f)
         core.reference_masks(*latent_hw)  # aspect check before any sampling
-        extra = core.extra_context(prompt_embeds.device, prompt_embeds.dtype).expand(prompt_embeds.shape[0], -1, -1)
-        state = _CallState(prompt_embeds.shape[1], latent_hw, cfg=guidance_scale > 1.0)
+        state = _CallState(latent_hw, cfg=guidance_scale > 1.0)
         with regional_processors(self.pipe.unet, core, state):
             return self.pipe(
-                prompt_embeds=torch.cat([prompt_embeds, extra], 1),
-                negative_prompt_embeds=torch.cat([negative_prompt_embeds, extra], 1),
+                prompt_embeds=prompt_embeds,
+                negative_prompt_embeds=negative_prompt_embeds,
                 pooled_prompt_embeds=pooled_prompt_embeds,
                 negative_pooled_prompt_embeds=negative_pooled_prompt_embeds,
                 width=width, height=height, guidance_scale=guidance_scale, **pipe_kwargs,

@@ -13,6 +13,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from ..errors import PakatiError
+from ..finite import NAN_HINT, require_finite
 from . import baselines
 from .masking import MaskedView, check_image, get_strategy
 from .scores import score
@@ -127,6 +128,8 @@ def learn(reference: np.ndarray, reconstructor: Reconstructor, settings: LearnSe
     per_strategy: dict[str, dict] = {}
     best_overall: dict | None = None
     for strategy, lv in plan:
+        if check_interrupt:
+            check_interrupt()
         view = strategy.view(img, lv, settings.seed)
         # baselines are pasted exactly like the model's output, so both are judged on the same pixels
         classical = {k: score(img, np.where(view.hidden[..., None], rec, img), view.hidden)
@@ -143,6 +146,7 @@ def learn(reference: np.ndarray, reconstructor: Reconstructor, settings: LearnSe
             out = np.asarray(out, np.float32)[..., :3]
             if out.shape != img.shape:
                 raise LearningError(f"the reconstructor returned {out.shape}, expected {img.shape}", "reconstructor")
+            require_finite(out, f"the reconstruction ({strategy.name}, level {lv}, seed {seed})", "reconstructor", NAN_HINT)
             rec = np.where(view.hidden[..., None], np.clip(out, 0, 1), img)
             s = score(img, rec, view.hidden)
             attempts.append({"seed": seed, "scores": s})

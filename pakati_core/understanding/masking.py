@@ -14,6 +14,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from ..errors import PakatiError
+from ..finite import require_finite
 
 CELL = 8  # one latent patch, in pixels
 GREY = 0.5  # what hidden pixels show in the masked view
@@ -69,6 +70,7 @@ def check_image(image: np.ndarray) -> np.ndarray:
     h, w = a.shape[:2]
     if h % (2 * CELL) or w % (2 * CELL) or h < 4 * CELL or w < 4 * CELL:
         raise MaskingError(f"image sides must be multiples of 16 and at least 32 px, got {w}x{h}", "image")
+    require_finite(a[..., :3], "the reference image", "image")
     return np.clip(a[..., :3].astype(np.float32), 0.0, 1.0)
 
 

@@ -117,7 +117,11 @@ def composite(terms: dict[str, float | None]) -> float:
 def score(reference: np.ndarray, reconstruction: np.ndarray, hidden: np.ndarray) -> dict[str, float | None]:
     """Every term plus ``composite``; only pixels where ``hidden`` is True count."""
     ref = np.asarray(reference, np.float64)[..., :3]
-    rec = np.clip(np.asarray(reconstruction, np.float64)[..., :3], 0.0, 1.0)
+    rec = np.asarray(reconstruction, np.float64)[..., :3]
+    for name, a in (("reference", ref), ("reconstruction", rec)):
+        if not np.isfinite(a).all():  # a NaN would read as a score (found by tests/test_fuzz.py)
+            raise ScoreError(f"the {name} has {int(a.size - np.isfinite(a).sum())} NaN/infinite value(s)", "image")
+    rec = np.clip(rec, 0.0, 1.0)
     hidden = np.asarray(hidden, bool)
     if ref.shape != rec.shape or hidden.shape != ref.shape[:2]:
         raise ScoreError(f"reference {ref.shape}, reconstruction {rec.shape} and mask {hidden.shape} differ", "image")

@@ -6,6 +6,7 @@ init image. Writes are atomic (temporary file + rename), so a crash never leaves
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -15,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import PakatiError
+from ..finite import require_finite, strict_json
 from .learner import FORMAT_VERSION
 
 STORE_FORMAT = "pakati.understanding-store"
@@ -43,6 +45,17 @@ class UnderstandingStore:
                              f"{STORE_FORMAT} v{FORMAT_VERSION} (pass force to relearn and overwrite)", "store")
         return data
 
+    def revision(self) -> str:
+        """Changes whenever any stored understanding is written or removed (names, sizes and
+        modification times of the records): what a host's cache compares to serve nothing stale."""
+        if not self.directory.is_dir():
+            return "empty"
+        h = hashlib.sha256()
+        for path in sorted(self.directory.glob("*.json")):
+            st = path.stat()
+            h.update(f"{path.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        return h.hexdigest()[:16]
+
     def get(self, key: str, fingerprint: str) -> dict | None:
         """The understanding learned from this image with these settings, or None."""
         try:
@@ -52,13 +65,15 @@ class UnderstandingStore:
 
     def put(self, record: dict, image: np.ndarray) -> Path:
         key, fp = record["image_hash"], record["settings"]["fingerprint"]
+        strict_json(record, "the understanding record", "record")  # NaN/Inf: raise before writing anything
+        require_finite(image, "the reference image", "image")
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
             data = self._read(key)
         except StoreError:
             data = {"format": STORE_FORMAT, "version": FORMAT_VERSION, "image_hash": key, "runs": {}}
         data["runs"][fp] = record
-        self._atomic(self._json(key), json.dumps(data, indent=1).encode())
+        self._atomic(self._json(key), strict_json(data, "the understanding store", "record", indent=1).encode())
         png = self.directory / f"{key}.png"
         if not png.exists():
             buf = (np.clip(image[..., :3], 0, 1) * 255).round().astype(np.uint8)
@@ -73,6 +88,7 @@ class UnderstandingStore:
         return np.asarray(Image.open(png).convert("RGB"), np.float32) / 255.0 if png.exists() else None
 
     def put_preview(self, key: str, fingerprint: str, grid: np.ndarray) -> None:
+        require_finite(grid, "the preview grid", "preview")
         self.directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".png")
         os.close(fd)

@@ -17,10 +17,12 @@ class PakatiTestTinySDXL:
         return {"required": {
             "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Weight seed."}),
             "model_channels": ("INT", {"default": 32, "min": 32, "max": 320, "step": 32, "tooltip": "UNet width."}),
+        }, "optional": {
+            "nan_vae": ("BOOLEAN", {"default": False, "tooltip": "A VAE whose decoder weights overflow to NaN (as an SDXL VAE in fp16 does)."}),
         }}
 
-    def load(self, seed, model_channels):
-        return tiny_sdxl(seed, model_channels)
+    def load(self, seed, model_channels, nan_vae=False):
+        return tiny_sdxl(seed, model_channels, bool(nan_vae))
 
 
 NODE_CLASS_MAPPINGS = {"PakatiTestTinySDXL": PakatiTestTinySDXL}

@@ -79,13 +79,23 @@ def build_clip(seed: int = 1) -> comfy.sd.CLIP:
     return clip
 
 
-def build_vae(seed: int = 2) -> comfy.sd.VAE:
+NAN_VAE_SCALE = 1e30  # decoder weights this large overflow float32 to inf, and inf - inf is NaN
+
+
+def build_vae(seed: int = 2, nan_decoder: bool = False) -> comfy.sd.VAE:
+    """The TAESD-shaped VAE; ``nan_decoder`` scales the decoder's convolutions until they overflow,
+    so decoding gives NaN the way an SDXL VAE run in fp16 does (encoding stays finite)."""
     taesd = comfy.taesd.taesd.TAESD()
     _init_(taesd, seed, scale=0.05)
+    if nan_decoder:
+        with torch.no_grad():
+            for name, p in taesd.taesd_decoder.named_parameters():
+                if name.endswith("weight") and p.ndim == 4:
+                    p.mul_(NAN_VAE_SCALE)
     return comfy.sd.VAE(sd=taesd.state_dict())
 
 
-@functools.lru_cache(maxsize=4)
-def tiny_sdxl(seed: int = 0, model_channels: int = 32):
+@functools.lru_cache(maxsize=8)
+def tiny_sdxl(seed: int = 0, model_channels: int = 32, nan_vae: bool = False):
     """(MODEL, CLIP, VAE), cached per process so repeated loads cost nothing."""
-    return build_model(seed, model_channels), build_clip(seed + 1), build_vae(seed + 2)
+    return build_model(seed, model_channels), build_clip(seed + 1), build_vae(seed + 2, nan_decoder=nan_vae)

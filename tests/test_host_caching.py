@@ -1,0 +1,77 @@
+"""ComfyUI's cache tells the truth: nodes that read a Pakati store are re-run when the store changed,
+and served from the cache when nothing changed. Same prompt queued twice on the real server."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import hardening_prompts as hp
+
+pytestmark = pytest.mark.host
+
+
+def cached_nodes(entry: dict) -> set[str]:
+    for kind, body in entry["status"]["messages"]:
+        if kind == "execution_cached":
+            return set(body["nodes"])
+    return set()
+
+
+@pytest.fixture(scope="module")
+def server(comfy_server):
+    hp.provide_photos(comfy_server.base / "input")
+    return comfy_server
+
+
+def test_learn_reference_is_rerun_after_its_store_changed(server):
+    store = server.base / "user" / "pakati" / "understanding"
+    prompt = hp.learn_prompt(seed=201)
+
+    def report(entry) -> dict:
+        text = entry["outputs"]["3"]["text"][0]
+        return {"source": "learned" if text.startswith("Pakati understanding (learned") else "served", "text": text}
+
+    first = server.run(prompt, timeout=300)
+    assert report(first)["source"] == "learned" and "3" not in cached_nodes(first)
+    # the first run wrote the store: the same prompt now reads it instead of replaying the cached "learned"
+    second = server.run(prompt, timeout=300)
+    assert "3" not in cached_nodes(second) and report(second)["source"] == "served"
+    # nothing changed since: the cache may answer
+    third = server.run(prompt, timeout=300)
+    assert "3" in cached_nodes(third)
+    # the store is emptied by hand: the same prompt must learn again, not replay "served from the store"
+    shutil.rmtree(store)
+    fourth = server.run(prompt, timeout=300)
+    assert "3" not in cached_nodes(fourth) and report(fourth)["source"] == "learned"
+    assert any(store.glob("*.json"))
+
+
+def test_refine_with_learn_is_rerun_after_its_store_changed(server):
+    store = server.base / "user" / "pakati" / "refine" / "what_worked.v1.jsonl"
+    learning = hp.refine_prompt(learn=True, seed=202, target=1.0)
+    server.run(learning, timeout=300)
+    rows = store.read_text().splitlines()
+    assert rows and all(json.loads(r)["version"] == 1 for r in rows)
+    # another run changes the store (a record the next run orders its corrections by)
+    server.run(hp.refine_prompt(learn=True, seed=203, target=1.0), timeout=300)
+    grown = store.read_text().splitlines()
+    assert len(grown) > len(rows)
+    again = server.run(learning, timeout=300)
+    assert "8" not in cached_nodes(again), "the store changed since: PakatiRefine must run again"
+    assert len(store.read_text().splitlines()) > len(grown)
+
+
+def test_refine_without_learn_is_served_from_the_cache(server):
+    prompt = hp.refine_prompt(learn=False, seed=204, target=1.0)
+    first = server.run(prompt, timeout=300)
+    assert "8" not in cached_nodes(first)
+    # a store change does not matter with learn off: the inputs alone decide
+    store = server.base / "user" / "pakati" / "refine" / "what_worked.v1.jsonl"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with store.open("a") as f:
+        f.write(json.dumps({"version": 1, "action": "tone", "gain": 0.5}) + "\n")
+    second = server.run(prompt, timeout=300)
+    assert "8" in cached_nodes(second)
+    assert server.images(second, "9")[0].tobytes() == server.images(first, "9")[0].tobytes()
