@@ -55,6 +55,10 @@ class RegionClippedWarning(UserWarning):
     """Points outside the canvas were clipped to its border."""
 
 
+class AttentionMapError(PakatiError):
+    """A word, capture or attention-map request that cannot be served (word not in the prompt, nothing recorded)."""
+
+
 class NonFiniteError(PakatiError):
     """NaN or infinite values where numbers must be finite: an image, a latent, a score or a record.
 

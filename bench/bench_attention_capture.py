@@ -1,0 +1,109 @@
+"""Attention-capture cost: sampling with PakatiCaptureAttention vs the same sampling without it.
+
+One process, one model, one resolution: plain sampling (the baseline), the same with the
+capture watching two words at every cross-attention layer for the whole schedule, and
+PakatiApplyRegions (2 regions) without and with the capture. Prints seconds and ratios
+(median of --repeats runs after a warm-up). Target: capture <= 1.05x the run without it.
+
+    python bench/bench_attention_capture.py                                   # tiny SDXL-class UNet, CPU
+    python bench/bench_attention_capture.py --unet sdxl --size 1024 --steps 20 --dtype fp16   # full-size SDXL UNet (GPU)
+
+Needs the ComfyUI host ($COMFYUI_PATH or ~/comfy/ComfyUI). Weights are random: timings only.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = Path(os.environ.get("COMFYUI_PATH", Path.home() / "comfy" / "ComfyUI")).expanduser()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_regional import SDXL_FULL  # noqa: E402  (one definition of the full-size SDXL UNet)
+
+PROMPT = "a woman in a red shirt and a straw hat standing in a park, golden hour"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--unet", choices=["tiny", "sdxl"], default="tiny")
+    ap.add_argument("--channels", type=int, default=64, help="tiny UNet width")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
+    args = ap.parse_args()
+
+    sys.path[:0] = [str(HOST), str(REPO / "tests" / "host_nodes")]
+    import torch
+    from comfy.cli_args import args as comfy_args
+
+    if not torch.cuda.is_available():
+        comfy_args.cpu = True
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.supported_models
+    import nodes
+    from pakati_test_nodes.tiny_sdxl import UNET_CONFIG, _init_, build_clip
+
+    asyncio.run(nodes.load_custom_node(str(REPO)))
+    N = nodes.NODE_CLASS_MAPPINGS
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    config = dict(UNET_CONFIG, model_channels=args.channels) if args.unet == "tiny" else dict(UNET_CONFIG, **SDXL_FULL)
+    sdxl = comfy.supported_models.SDXL(config)
+    sdxl.set_inference_dtype(dtype, None)
+    base_model = sdxl.get_model({})
+    _init_(base_model.diffusion_model, 0)
+    device = comfy.model_management.get_torch_device()
+    model = comfy.model_patcher.ModelPatcher(base_model, load_device=device, offload_device=comfy.model_management.unet_offload_device())
+    clip = build_clip(1)
+    params = sum(p.numel() for p in base_model.diffusion_model.parameters()) / 1e6
+    size = args.size
+    encode = lambda text: clip.encode_from_tokens_scheduled(clip.tokenize(text))  # noqa: E731
+    positive, negative = encode(PROMPT), encode("blurry")
+    latent = {"samples": torch.zeros(1, 4, size // 8, size // 8)}
+
+    def run(m) -> float:
+        times = []
+        for i in range(args.repeats + 1):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            nodes.common_ksampler(m, 42, args.steps, 5.0, "euler", "normal", positive, negative, latent)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i:  # the first run warms up
+                times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    def capture(m):
+        return N["PakatiCaptureAttention"].execute(model=m, clip=clip, text=PROMPT, words="shirt, straw hat", blocks="all",
+                                                   start_percent=0.0, end_percent=1.0).result[0]
+
+    half = size // 2
+    layout = json.dumps({"version": 1, "width": size, "height": size, "regions": [
+        {"id": "a", "shape": "rect", "points": [[0, 0], [half, size]], "prompt": "a red shirt"},
+        {"id": "b", "shape": "rect", "points": [[half, 0], [size, size]], "prompt": "a straw hat"}]})
+    canvas = N["PakatiCanvas"].execute(width=size, height=size, regions=layout).result[0]
+    regions = N["PakatiRegionalConditioning"].execute(clip=clip, canvas=canvas, base_prompt=PROMPT, base_negative="blurry").result[0]
+    regional = N["PakatiApplyRegions"].execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0).result[0]
+
+    plain = run(model)
+    captured = run(capture(model))
+    reg = run(regional)
+    reg_captured = run(capture(regional))
+    print(f"\nAttention capture benchmark: {args.unet} SDXL-class UNet ({params:.1f} M params, {args.dtype}), {size}x{size}, "
+          f"{args.steps} euler steps, CFG 5, device {device}, median of {args.repeats}")
+    print(f"{'configuration':44s} {'seconds':>9s} {'ratio':>7s}")
+    for name, sec, base in [("plain", plain, plain), ("plain + capture (2 words, every layer)", captured, plain),
+                            ("Pakati 2 regions", reg, reg), ("Pakati 2 regions + capture", reg_captured, reg)]:
+        print(f"{name:44s} {sec:9.3f} {sec / base:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
