@@ -33,7 +33,7 @@ from ..pakati_core.models.errors import (
 )
 from ..pakati_core.models.region_edit import edit_region
 from ..pakati_core.regenerate import regeneration_mask
-from .common import CanvasType, PakatiNodeError, mask_to_numpy
+from .common import CanvasType, PakatiNodeError, mask_to_numpy, node_name
 from .persistence import BestEffortRecorder
 
 set_user_dir(folder_paths.get_user_directory())
@@ -125,12 +125,12 @@ class PakatiOpenAIGenerate(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, model: str | None = None, credential: str | None = None, prompt: str | None = None) -> bool | str:
         if prompt is not None and not prompt.strip():
-            return f"{cls.__name__}: input 'prompt': empty; say what to draw"
-        return queue_check(cls.__name__, "openai", "image", model or "", credential or "default")
+            return f"{node_name(cls)}: input 'prompt': empty; say what to draw"
+        return queue_check(node_name(cls), "openai", "image", model or "", credential or "default")
 
     @classmethod
     def execute(cls, prompt: str, width: int, height: int, model: str, quality: str, seed: int, credential: str) -> io.NodeOutput:
-        name = cls.__name__
+        name = node_name(cls)
         bar = comfy.utils.ProgressBar(2)
         backend = _run(name, "model", lambda: make_image_backend("openai", model or None, credential, **_options(name, model)))
         bar.update(1)
@@ -173,13 +173,13 @@ class PakatiOpenAIEditRegion(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, model: str | None = None, credential: str | None = None, prompt: str | None = None) -> bool | str:
         if prompt is not None and not prompt.strip():
-            return f"{cls.__name__}: input 'prompt': empty; say what the region should become"
-        return queue_check(cls.__name__, "openai", "image", model or "", credential or "default")
+            return f"{node_name(cls)}: input 'prompt': empty; say what the region should become"
+        return queue_check(node_name(cls), "openai", "image", model or "", credential or "default")
 
     @classmethod
     def execute(cls, image: torch.Tensor, prompt: str, model: str, quality: str, grow: int, feather: float, context: int, credential: str,
                 mask: torch.Tensor | None = None, canvas: Canvas | None = None, region: str = "0") -> io.NodeOutput:
-        name = cls.__name__
+        name = node_name(cls)
         frames = image.detach().float().cpu().numpy()
         b, h, w = frames.shape[:3]
         keep = None
@@ -246,12 +246,12 @@ class PakatiAskVision(io.ComfyNode):
     def validate_inputs(cls, questions: str | None = None, goal: str | None = None, provider: str | None = None,
                         model: str | None = None, credential: str | None = None) -> bool | str:
         if questions is not None and goal is not None and not cls._questions(questions, goal):
-            return f"{cls.__name__}: input 'questions': give at least one question (one per line) or a goal"
-        return queue_check(cls.__name__, provider or "anthropic", "vision", model or "", credential or "default")
+            return f"{node_name(cls)}: input 'questions': give at least one question (one per line) or a goal"
+        return queue_check(node_name(cls), provider or "anthropic", "vision", model or "", credential or "default")
 
     @classmethod
     def execute(cls, image: torch.Tensor, questions: str, goal: str, provider: str, model: str, credential: str) -> io.NodeOutput:
-        name = cls.__name__
+        name = node_name(cls)
         qs = cls._questions(questions, goal)
         if not qs:
             raise PakatiNodeError(name, "questions", "give at least one question (one per line) or a goal")

@@ -94,6 +94,9 @@ class PasteBack:
     def img2img(self, image, denoise, prompt, seed):
         return self.original
 
+    def attempts_done(self, done, total):
+        self.progress = (done, total)  # the node's progress callback, as HostReconstructor has it
+
 
 def test_mastery_declared_for_the_original_pasted_back(comfy, tiny, user_dir, monkeypatch):
     import sys
