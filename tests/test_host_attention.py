@@ -61,7 +61,9 @@ class QKHooks:
                 state["q"] = out.detach().clone()
 
             def hk(module, args, out, state=state, key=key):
-                self.calls[key].append((state["chunks"], state["q"], out.detach().clone()))
+                if state.get("q") is not None:  # the block's own projection (not Pakati regions' K/V of their prompts)
+                    self.calls[key].append((state["chunks"], state["q"], out.detach().clone()))
+                    state["q"] = None
 
             self.handles += [tb.register_forward_pre_hook(pre, with_kwargs=True), tb.attn2.to_q.register_forward_hook(hq),
                              tb.attn2.to_k.register_forward_hook(hk)]
@@ -297,3 +299,12 @@ def test_capture_sample_mask_crop_regenerate_through_the_server(comfy_server):
     far = dist > mask_in["dilate"] + band_radius(crop_in["grow"], crop_in["feather"]) + 2
     assert far.mean() > 0.1 and not changed[far].any()
     assert changed[core > 0].mean() > 0.5, "inside the attention mask the region was regenerated"
+
+
+def test_nodes_have_category_and_tooltips(comfy):
+    for name in ("PakatiCaptureAttention", "PakatiAttentionMask"):
+        info = comfy.NODE_CLASS_MAPPINGS[name].GET_NODE_INFO_V1()
+        assert info["category"] == "Pakati/attention"
+        for section in ("required", "optional"):
+            for input_name, spec in info["input"].get(section, {}).items():
+                assert spec[1].get("tooltip"), f"{name}.{input_name} has no tooltip"
