@@ -8,7 +8,7 @@ from comfy_api.v0_0_2 import io
 from ..pakati_core.attention_maps import AttentionRecorder, mask_from_map, normalised_map, word_positions
 from ..pakati_core.attention_maps.masks import MODES
 from .attention_patch import BLOCK_CHOICES, CaptureHandle, install
-from .common import PakatiNodeError, checked
+from .common import PakatiNodeError, checked, node_name
 
 AttentionCaptureType = io.Custom("PAKATI_ATTENTION")
 
@@ -67,7 +67,7 @@ class PakatiCaptureAttention(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, clip, text: str, words: str, blocks: str, start_percent: float, end_percent: float) -> io.NodeOutput:
-        node = cls.__name__
+        node = node_name(cls)
         if clip is None:
             raise PakatiNodeError(node, "clip", "no CLIP given (the checkpoint has no text encoder)")
         names = split_words(words)
@@ -113,7 +113,7 @@ class PakatiAttentionMask(io.ComfyNode):
 
     @classmethod
     def execute(cls, capture: CaptureHandle, latent: dict, word: str, mode: str, value: float, blur: float, dilate: int, output: str) -> io.NodeOutput:
-        node = cls.__name__
+        node = node_name(cls)
         if not isinstance(capture, CaptureHandle):
             raise PakatiNodeError(node, "capture", "not a capture from Pakati Capture Attention")
         rec = capture.recorder
