@@ -177,7 +177,7 @@ def main() -> None:
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if args.markdown:
         print(f"\n`{command}` — measured {when}: {what}; rounds alternate, median of {args.repeats} "
-              f"(ConditioningSetMask: {min(comfy_rounds, args.repeats)}); 1-min load average {load:.1f} at the start, {load_end:.1f} at the end.\n")
+              f"{'' if args.no_comfy_masks else f'(ConditioningSetMask: {min(comfy_rounds, args.repeats)}) '}; 1-min load average {load:.1f} at the start, {load_end:.1f} at the end.\n")
         print("| configuration | seconds | ratio to plain |")
         print("| --- | ---: | ---: |")
         for name, sec, ratio, _ in rows:
