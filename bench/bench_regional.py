@@ -176,8 +176,8 @@ def main() -> None:
     command = "python bench/bench_regional.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if args.markdown:
-        print(f"\n`{command}` — measured {when}: {what}; rounds alternate, median of {args.repeats} "
-              f"(ConditioningSetMask: {min(comfy_rounds, args.repeats)}); 1-min load average {load:.1f} at the start, {load_end:.1f} at the end.\n")
+        print(f"\n`{command}` — measured {when}: {what}; rounds alternate, median of {args.repeats}"
+              f"{'' if args.no_comfy_masks else f' (ConditioningSetMask: {min(comfy_rounds, args.repeats)})'}; 1-min load average {load:.1f} at the start, {load_end:.1f} at the end.\n")
         print("| configuration | seconds | ratio to plain |")
         print("| --- | ---: | ---: |")
         for name, sec, ratio, _ in rows:
