@@ -153,13 +153,14 @@ def test_server_second_run_is_served_from_the_store_and_survives_a_restart(comfy
     (made,) = comfy_server.images(first, save_id)
     assert made.shape[:2] == (64, 64)
     store = open_store(user_dir=comfy_server.base / "user")
-    (row,) = store.list_understandings()
-    assert row["image_hash"][:16] in text(first) and row["format_version"] == 1
+    rows = store.list_understandings()  # the shared server's other tests may have learned other references
+    (row,) = [r for r in rows if r["image_hash"][:16] in text(first)]
+    assert row["format_version"] == 1
 
     # the same pixels under another file name: the node runs again and is answered from the store
     second = comfy_server.run(small_prompt("pakati_understanding_ref_copy.png"), timeout=600)
     assert text(second).startswith("Pakati understanding (served from the store;"), text(second)
-    assert store.list_understandings() == [row]  # served, not written again
+    assert store.list_understandings() == rows  # served, not written again
 
     comfy_server.restart()
     third = comfy_server.run(small_prompt("pakati_understanding_ref.png"), timeout=600)
