@@ -19,6 +19,7 @@ import comfy.ldm.modules.attention as comfy_attention
 
 from ..pakati_core.attention_maps import AttentionRecorder
 from ..pakati_core.regional import grid_shape
+from .regional_patch import in_schedule_range
 
 WRAPPER_KEY = "pakati_capture"
 BLOCK_CHOICES = {
@@ -89,17 +90,9 @@ class CaptureWrapper:
     def __deepcopy__(self, memo):
         return self
 
-    def _active(self, model, sigma: torch.Tensor) -> bool:
-        if self.start_percent <= 0.0 and self.end_percent >= 1.0:
-            return True
-        ms = model.model_sampling
-        hi, lo = ms.percent_to_sigma(self.start_percent), ms.percent_to_sigma(self.end_percent)
-        s = float(sigma.flatten()[0])
-        return lo <= s <= hi
-
     def __call__(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
         model = executor.class_obj
-        if c_crossattn is None or not self._active(model, t):
+        if c_crossattn is None or not in_schedule_range(model, t, self.start_percent, self.end_percent):
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         unet = model.diffusion_model
         keys = self._keys.get(id(unet))

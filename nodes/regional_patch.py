@@ -116,6 +116,15 @@ def attn2_block_keys(unet: torch.nn.Module) -> list[tuple[str, int, int]]:
     return [key for key, _ in attn2_blocks(unet)]
 
 
+def in_schedule_range(model, sigma: torch.Tensor, start_percent: float, end_percent: float) -> bool:
+    """Whether this model call's sigma lies in the start/end percent of the schedule (both patches use it)."""
+    if start_percent <= 0.0 and end_percent >= 1.0:
+        return True
+    ms = model.model_sampling
+    hi, lo = ms.percent_to_sigma(start_percent), ms.percent_to_sigma(end_percent)
+    return lo <= float(sigma.flatten()[0]) <= hi
+
+
 class RegionalWrapper:
     """APPLY_MODEL wrapper installed by PakatiApplyRegions (immutable; shared across clones)."""
 
@@ -128,17 +137,9 @@ class RegionalWrapper:
     def __deepcopy__(self, memo):
         return self
 
-    def _active(self, model, sigma: torch.Tensor) -> bool:
-        if self.start_percent <= 0.0 and self.end_percent >= 1.0:
-            return True
-        ms = model.model_sampling
-        hi, lo = ms.percent_to_sigma(self.start_percent), ms.percent_to_sigma(self.end_percent)
-        s = float(sigma.flatten()[0])
-        return lo <= s <= hi
-
     def __call__(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
         model = executor.class_obj
-        if c_crossattn is None or self.core.extra is None or not self._active(model, t):
+        if c_crossattn is None or self.core.extra is None or not in_schedule_range(model, t, self.start_percent, self.end_percent):
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         if c_crossattn.shape[-1] != self.core.extra.shape[-1]:
             raise PakatiNodeError(
