@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 HOST = Path(os.environ.get("COMFYUI_PATH", Path.home() / "comfy" / "ComfyUI")).expanduser()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_regional import SDXL_FULL  # noqa: E402  (one definition of the full-size SDXL UNet)
+from bench_regional import build_model  # noqa: E402  (one builder of the bench models)
 
 PROMPT = "a woman in a red shirt and a straw hat standing in a park, golden hour"
 
@@ -46,23 +46,13 @@ def main() -> None:
     if not torch.cuda.is_available():
         comfy_args.cpu = True
     import comfy.model_management
-    import comfy.model_patcher
-    import comfy.supported_models
     import nodes
-    from pakati_test_nodes.tiny_sdxl import UNET_CONFIG, _init_, build_clip
 
     asyncio.run(nodes.load_custom_node(str(REPO)))
     N = nodes.NODE_CLASS_MAPPINGS
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    config = dict(UNET_CONFIG, model_channels=args.channels) if args.unet == "tiny" else dict(UNET_CONFIG, **SDXL_FULL)
-    sdxl = comfy.supported_models.SDXL(config)
-    sdxl.set_inference_dtype(dtype, None)
-    base_model = sdxl.get_model({})
-    _init_(base_model.diffusion_model, 0)
+    model, clip, params = build_model(args.unet, args.channels, dtype)
     device = comfy.model_management.get_torch_device()
-    model = comfy.model_patcher.ModelPatcher(base_model, load_device=device, offload_device=comfy.model_management.unet_offload_device())
-    clip = build_clip(1)
-    params = sum(p.numel() for p in base_model.diffusion_model.parameters()) / 1e6
     size = args.size
     encode = lambda text: clip.encode_from_tokens_scheduled(clip.tokenize(text))  # noqa: E731
     positive, negative = encode(PROMPT), encode("blurry")

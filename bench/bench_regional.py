@@ -52,6 +52,26 @@ PROMPTS = ["a red brick house", "a green forest", "a blue lake", "snowy mountain
            "a waterfall", "a village market", "a pine cabin", "a coral reef", "a night sky"]
 
 
+def build_model(unet: str, channels: int, dtype):
+    """(ModelPatcher, CLIP, UNet parameters in millions): a random-weight SDXL-class model of one of
+    ``UNETS`` built from ComfyUI's own classes (the benches share it; call after ComfyUI is importable)."""
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.supported_models
+    from pakati_test_nodes.tiny_sdxl import UNET_CONFIG, _init_, build_clip
+
+    config = dict(UNET_CONFIG, **UNETS[unet])
+    if unet == "tiny":
+        config["model_channels"] = channels
+    sdxl = comfy.supported_models.SDXL(config)
+    sdxl.set_inference_dtype(dtype, None)
+    base_model = sdxl.get_model({})
+    _init_(base_model.diffusion_model, 0)
+    device = comfy.model_management.get_torch_device()
+    model = comfy.model_patcher.ModelPatcher(base_model, load_device=device, offload_device=comfy.model_management.unet_offload_device())
+    return model, build_clip(1), sum(p.numel() for p in base_model.diffusion_model.parameters()) / 1e6
+
+
 def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--unet", choices=sorted(UNETS), default="16m")
@@ -89,28 +109,16 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     import comfy.model_management
-    import comfy.model_patcher
-    import comfy.supported_models
     import comfy.utils
     import nodes
-    from pakati_test_nodes.tiny_sdxl import UNET_CONFIG, _init_, build_clip
 
     load = (os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"))
     comfy.utils.PROGRESS_BAR_ENABLED = False
     asyncio.run(nodes.load_custom_node(str(REPO)))
     N = nodes.NODE_CLASS_MAPPINGS
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    config = dict(UNET_CONFIG, **UNETS[args.unet])
-    if args.unet == "tiny":
-        config["model_channels"] = args.channels
-    sdxl = comfy.supported_models.SDXL(config)
-    sdxl.set_inference_dtype(dtype, None)
-    base_model = sdxl.get_model({})
-    _init_(base_model.diffusion_model, 0)
+    model, clip, params = build_model(args.unet, args.channels, dtype)
     device = comfy.model_management.get_torch_device()
-    model = comfy.model_patcher.ModelPatcher(base_model, load_device=device, offload_device=comfy.model_management.unet_offload_device())
-    clip = build_clip(1)
-    params = sum(p.numel() for p in base_model.diffusion_model.parameters()) / 1e6
 
     size = args.size
     encode = lambda text: clip.encode_from_tokens_scheduled(clip.tokenize(text))  # noqa: E731
