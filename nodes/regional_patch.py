@@ -32,9 +32,12 @@ class CallState:
     volatile: bool  # weights may change between calls of this run (hooks): do not cache projections
 
 
-def computes_weights_per_call(linear: torch.nn.Module) -> bool:
-    """ComfyUI casts or patches this layer's weight at every call (lowvram, LoRA on the fly)."""
-    return bool(getattr(linear, "comfy_cast_weights", False) or getattr(linear, "weight_function", None) or getattr(linear, "bias_function", None))
+def patches_weights_per_call(linear: torch.nn.Module) -> bool:
+    """ComfyUI patches this layer's weight at every call (a LoRA applied on the fly in lowvram mode):
+    its projections may differ between calls. Layers that are only *cast* per call (fp8/fp16
+    weights computed in another dtype, weights offloaded in lowvram mode) give the same values at
+    every call, so their projections are cached like any other."""
+    return bool(getattr(linear, "weight_function", None) or getattr(linear, "bias_function", None))
 
 
 class RegionalAttn2:
@@ -47,7 +50,7 @@ class RegionalAttn2:
         """This layer's K/V of the region tokens, from the cache while the weights stay the same."""
         layer = self.layer
         extra = self.core.extra_context(device, dtype)
-        volatile = self.state.volatile or computes_weights_per_call(layer.to_k) or computes_weights_per_call(layer.to_v)
+        volatile = self.state.volatile or patches_weights_per_call(layer.to_k) or patches_weights_per_call(layer.to_v)
         return self.projections.get(layer, [layer.to_k.weight, layer.to_v.weight], device, dtype,
                                     lambda: (layer.to_k(extra), layer.to_v(extra)), volatile=volatile)
 

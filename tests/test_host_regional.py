@@ -329,6 +329,31 @@ def test_region_projections_are_computed_once_per_layer_and_run(comfy, tiny):
     assert len(cache) == 0, "the projections are dropped when the run ends"
 
 
+def test_projections_of_cast_layers_are_cached_and_match(comfy, tiny):
+    """fp16 weights computed in fp32 (ComfyUI's manual-cast layers, as for fp8/fp16 checkpoints and
+    lowvram offload) are cast at every call but give the same values: their region K/V are
+    projected once per run, and the image equals the one from projections made at every call."""
+    from pakati_test_nodes.tiny_sdxl import build_model
+    from regional_helpers import attn2_keys
+
+    cast_model = build_model(0, weight_dtype=torch.float16, compute_dtype=torch.float32)
+    layer = next(m for m in cast_model.model.diffusion_model.modules() if type(m).__name__ == "BasicTransformerBlock").attn2
+    assert layer.to_k.comfy_cast_weights and layer.to_k.weight.dtype == torch.float16, "the model under test casts its weights per call"
+    patched, pos, neg = regional(comfy, (cast_model, tiny[1], tiny[2]), layout())
+    cache = patched.get_wrappers("apply_model", "pakati_regional")[0].projections
+    cache.hits = cache.misses = 0
+    cached = sample(comfy, patched, pos, neg, steps=3)
+    layers = len(attn2_keys(patched))
+    assert (cache.misses, cache.hits) == (layers, 2 * layers)
+    get = cache.get
+    cache.get = lambda *a, **k: get(*a, **dict(k, volatile=True))  # project at every call, as before the cache
+    try:
+        uncached = sample(comfy, patched, pos, neg, steps=3)
+    finally:
+        del cache.get
+    assert torch.isfinite(cached).all() and torch.equal(cached, uncached)
+
+
 def test_weights_patched_between_runs_are_not_served_stale_projections(comfy, tiny):
     model = tiny[0]
     patched, pos, neg = regional(comfy, tiny, layout())

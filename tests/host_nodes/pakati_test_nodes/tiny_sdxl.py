@@ -62,10 +62,13 @@ def _init_(module: torch.nn.Module, seed: int, scale: float = 0.02) -> None:
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32).to(p.dtype) * scale)
 
 
-def build_model(seed: int = 0, model_channels: int = 32) -> comfy.model_patcher.ModelPatcher:
+def build_model(seed: int = 0, model_channels: int = 32, weight_dtype: torch.dtype = torch.float32,
+                compute_dtype: torch.dtype | None = None) -> comfy.model_patcher.ModelPatcher:
+    """A random-weight SDXL-class model; ``weight_dtype`` fp16 with ``compute_dtype`` fp32 gives
+    ComfyUI's manual-cast layers (weights cast at every call), as for fp8/fp16 checkpoints."""
     config = dict(UNET_CONFIG, model_channels=model_channels)
     sdxl = comfy.supported_models.SDXL(config)
-    sdxl.set_inference_dtype(torch.float32, None)
+    sdxl.set_inference_dtype(weight_dtype, compute_dtype)
     model = sdxl.get_model({})
     _init_(model.diffusion_model, seed)
     device = comfy.model_management.get_torch_device()
