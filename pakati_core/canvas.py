@@ -230,21 +230,48 @@ def rasterize_polygon(points: np.ndarray, width: int, height: int, scale_x: floa
 
     ``scale_x``/``scale_y`` map canvas pixels to target pixels, so one polygon rasterises at
     any resolution with exact area coverage (no resampling of a canvas-sized mask).
+
+    The polygon is drawn supersampled, but only pixels near its outline can be partly covered:
+    their supersampled blocks are counted, tile by tile along the outline; every other pixel is
+    read off one sample. The result is the full area average (4096² took 10 s that way, now 0.2 s).
     """
     ss = _SUPERSAMPLE if max(width, height) >= 256 else 4 * _SUPERSAMPLE  # finer for token grids
     # Pixel (i, j) spans [j, j+1) x [i, i+1). cv2.fillPoly treats integer coordinates as pixel
     # centres and fills scanline spans inclusively at both ends, so shift by half a pixel,
     # draw with a spare row/column, and drop the extra right/bottom pixel of every span.
-    pts = np.asarray(points, dtype=np.float64) * np.array([scale_x * ss, scale_y * ss]) - 0.5
-    fixed = np.round(pts * (1 << _SUBPIXEL_BITS)).astype(np.int32).reshape(1, -1, 2)
+    pts = np.asarray(points, dtype=np.float64) * np.array([scale_x, scale_y])
+    fixed = np.round((pts * ss - 0.5) * (1 << _SUBPIXEL_BITS)).astype(np.int32).reshape(1, -1, 2)
     hi = np.zeros((height * ss + 1, width * ss + 1), dtype=np.uint8)
     cv2.fillPoly(hi, fixed, 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
-    core = hi[:-1, :-1].copy()
-    core &= hi[:-1, 1:]
-    core &= hi[1:, :-1]
-    del hi
+    if width * height <= 4 * _TILE * _TILE:
+        return _block_coverage(hi, 0, 0, width, height, ss)
+    out = hi[ss // 2::ss, ss // 2::ss][:height, :width].astype(np.float32)  # whole pixels, inside or out
+    centres = np.round((pts - 0.5) * (1 << _SUBPIXEL_BITS)).astype(np.int32).reshape(1, -1, 2)
+    band = np.zeros((height, width), dtype=np.uint8)  # pixels the outline passes through, with a margin
+    cv2.polylines(band, centres, True, 1, thickness=1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+    band = cv2.dilate(band, np.ones((9, 9), np.uint8)).view(bool)
+    band[-1], band[:, -1] = True, True  # spans cut by the right/bottom border end there: count them too
+    for y0 in range(0, height, _TILE):
+        y1 = min(y0 + _TILE, height)
+        cols = band[y0:y1].any(axis=0)
+        for x0 in range(0, width, _TILE):
+            x1 = min(x0 + _TILE, width)
+            if cols[x0:x1].any():
+                sel = band[y0:y1, x0:x1]
+                out[y0:y1, x0:x1][sel] = _block_coverage(hi, x0, y0, x1 - x0, y1 - y0, ss)[sel]
+    return out
+
+
+_TILE = 64  # pixels per side of the tiles whose supersampled blocks are counted along an outline
+
+
+def _block_coverage(hi: np.ndarray, x0: int, y0: int, width: int, height: int, ss: int) -> np.ndarray:
+    """Coverage of pixels ``[y0, y0 + height) x [x0, x0 + width)`` from the supersampled drawing ``hi``."""
+    win = hi[y0 * ss:(y0 + height) * ss + 1, x0 * ss:(x0 + width) * ss + 1]
+    core = win[:-1, :-1] & win[:-1, 1:]
+    core &= win[1:, :-1]
     # Area average of each ss x ss block as integer counts (what INTER_AREA computes for an
-    # integer factor, without a float32 copy of the supersampled image: 4096² took 1.4 GB).
+    # integer factor, without a float32 copy of the supersampled image).
     counts = core.reshape(height, ss, width, ss).sum(axis=(1, 3), dtype=np.uint16)
     return np.clip(counts.astype(np.float32) * np.float32(1.0 / (ss * ss)), 0.0, 1.0)
 
