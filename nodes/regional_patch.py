@@ -30,6 +30,7 @@ WRAPPER_KEY = "pakati_regional"
 class CallState:
     latent_hw: tuple[int, int]
     volatile: bool  # weights may change between calls of this run (hooks): do not cache projections
+    weights: object = None  # ComfyUI's uuid of the patches merged into the weights (None: none)
 
 
 def patches_weights_per_call(linear: torch.nn.Module) -> bool:
@@ -52,7 +53,7 @@ class RegionalAttn2:
         extra = self.core.extra_context(device, dtype)
         volatile = self.state.volatile or patches_weights_per_call(layer.to_k) or patches_weights_per_call(layer.to_v)
         return self.projections.get(layer, [layer.to_k.weight, layer.to_v.weight], device, dtype,
-                                    lambda: (layer.to_k(extra), layer.to_v(extra)), volatile=volatile)
+                                    lambda: (layer.to_k(extra), layer.to_v(extra)), volatile=volatile, token=self.state.weights)
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
         heads = extra_options["n_heads"]
@@ -154,7 +155,7 @@ class RegionalWrapper:
         checked("PakatiApplyRegions", "regions", lambda: self.core.reference_masks(*latent_hw))  # validates aspect once per latent size
         patcher = getattr(model, "current_patcher", None)
         volatile = bool(patcher is not None and (getattr(patcher, "hook_patches", None) or getattr(patcher, "current_hooks", None)))
-        state = CallState(latent_hw, volatile)
+        state = CallState(latent_hw, volatile, getattr(model, "current_weight_patches_uuid", None))
         options = dict(transformer_options)
         replace = dict(options.get("patches_replace", {}))
         attn2 = dict(replace.get("attn2", {}))
@@ -178,7 +179,8 @@ class RegionalWrapper:
 
 
 class RunScope:
-    """OUTER_SAMPLE wrapper: region K/V projections live for one sampling run, then are dropped."""
+    """OUTER_SAMPLE wrapper: region K/V projections in accelerator memory live for one sampling
+    run; in host memory they stay for the next run with the same weights (a re-queue)."""
 
     def __init__(self, projections: ProjectionCache):
         self.projections = projections
@@ -187,8 +189,7 @@ class RunScope:
         return self
 
     def __call__(self, executor, *args, **kwargs):
-        self.projections.clear()
         try:
             return executor(*args, **kwargs)
         finally:
-            self.projections.clear()
+            self.projections.release_accelerator_memory()

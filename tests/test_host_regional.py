@@ -322,11 +322,15 @@ def test_region_projections_are_computed_once_per_layer_and_run(comfy, tiny):
     wrapper = patched.get_wrappers("apply_model", "pakati_regional")[0]
     cache = wrapper.projections
     cache.hits = cache.misses = 0
-    sample(comfy, patched, pos, neg, steps=3)
+    first = sample(comfy, patched, pos, neg, steps=3)
     layers = len(attn2_keys(patched))
     assert cache.misses == layers, "each layer projects the region tokens once"
     assert cache.hits == layers * 2, "and reuses them at the later steps"
-    assert len(cache) == 0, "the projections are dropped when the run ends"
+    assert len(cache) == layers, "projections in host memory are kept for the next run"
+    again = sample(comfy, patched, pos, neg, steps=3, seed=6)  # a re-queue with another seed
+    assert (cache.misses, cache.hits) == (layers, layers * 5), "the next run with the same weights projects nothing"
+    cache.clear()
+    assert torch.equal(sample(comfy, patched, pos, neg, steps=3, seed=6), again) and not torch.equal(again, first)
 
 
 def test_projections_of_cast_layers_are_cached_and_match(comfy, tiny):
@@ -354,10 +358,30 @@ def test_projections_of_cast_layers_are_cached_and_match(comfy, tiny):
     assert torch.isfinite(cached).all() and torch.equal(cached, uncached)
 
 
-def test_weights_patched_between_runs_are_not_served_stale_projections(comfy, tiny):
+@pytest.mark.parametrize("in_place", [False, True], ids=["new-tensors", "in-place-inference-tensors"])
+def test_weights_patched_between_runs_are_not_served_stale_projections(comfy, tiny, in_place):
+    """A LoRA between runs of one regional model. ComfyUI swaps in patched weight tensors by
+    default; with ``weight_inplace_update`` it copies into the same tensors, which, made under
+    inference mode as the server loads checkpoints, keep no version counter: there only the
+    patch uuid tells the weights apart."""
+    with torch.inference_mode(in_place):
+        if in_place:
+            import importlib
+
+            from pakati_test_nodes.tiny_sdxl import build_model
+
+            base = build_model(0)
+            model = importlib.import_module("comfy.model_patcher").ModelPatcher(base.model, base.load_device, base.offload_device, weight_inplace_update=True)
+            assert next(model.model.parameters()).is_inference()
+        else:
+            model = tiny[0]
+        _weights_patched_between_runs(comfy, (model, tiny[1], tiny[2]))
+
+
+def _weights_patched_between_runs(comfy, tiny):
     model = tiny[0]
     patched, pos, neg = regional(comfy, tiny, layout())
-    sample(comfy, patched, pos, neg)  # fills and drops the cache of this wrapper
+    before = sample(comfy, patched, pos, neg)  # fills the cache of this wrapper
     sd = model.model_state_dict()
     keys = [k for k in sd if k.endswith("attn2.to_k.weight") or k.endswith("attn2.to_v.weight")]
     g = torch.Generator().manual_seed(11)
@@ -372,3 +396,7 @@ def test_weights_patched_between_runs_are_not_served_stale_projections(comfy, ti
     fresh, _, _ = regional(comfy, (lora(model), tiny[1], tiny[2]), layout())
     assert torch.equal(sample(comfy, after, pos, neg), sample(comfy, fresh, pos, neg))
     assert not torch.equal(sample(comfy, after, pos, neg), sample(comfy, patched, pos, neg))
+    # ComfyUI merged the LoRA into the same weight tensors in place and took it out again: the
+    # projections kept from before the LoRA are right again, and never the LoRA's
+    assert torch.equal(sample(comfy, patched, pos, neg), before)
+    assert torch.equal(sample(comfy, after, pos, neg), sample(comfy, fresh, pos, neg))
