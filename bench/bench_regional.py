@@ -12,6 +12,7 @@ cross-attention at 1024x1024 (8 regions) against the plain cross-attention of th
     python bench/bench_regional.py --unet sdxl              # full-size SDXL UNet architecture, fp32, 512x512, 2 steps, 1/4/8 regions
     python bench/bench_regional.py --unet sdxl --size 1024 --steps 25 --dtype fp16   # on a GPU
     python bench/bench_regional.py --markdown               # the README table, with the command and conditions
+    python bench/bench_regional.py --unet sdxl --cold       # every run projects the region tokens (a first run)
 
 Needs the ComfyUI host ($COMFYUI_PATH or ~/comfy/ComfyUI). Weights are random: timings only.
 """
@@ -84,6 +85,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--comfy-repeats", type=int, help="rounds that include ConditioningSetMask (default: all)")
     ap.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
     ap.add_argument("--no-comfy-masks", action="store_true", help="skip the ConditioningSetMask comparison")
+    ap.add_argument("--cold", action="store_true",
+                    help="drop the region K/V projections before every run, so each pays them as a first run does "
+                         "(default: kept from the warm-up, as for a re-queue with another seed)")
     ap.add_argument("--no-memory", action="store_true", help="skip the attention memory measurement")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="wall: elapsed seconds (a quiet machine); cpu: this process's CPU seconds, far less sensitive to other "
@@ -147,6 +151,9 @@ def main() -> None:
             configs.append((f"ComfyUI `ConditioningSetMask`, {n} region{'s' * (n > 1)}", model, cond, False))
 
     def timed(m, pos, steps: int) -> float:
+        if args.cold:
+            for wrapper in m.get_wrappers("apply_model", "pakati_regional"):
+                wrapper.projections.clear()
         if device.type == "cuda":
             torch.cuda.synchronize()
         t = clock()
@@ -178,7 +185,8 @@ def main() -> None:
     rows = [(name, statistics.median(seconds[name]), statistics.median(ratios[name]), len(seconds[name])) for name, *_ in configs if seconds[name]]
     cpu = cpu_name()
     what = (f"{args.unet} SDXL-class UNet ({params:.1f} M parameters, {args.dtype}, random weights), {size}x{size}, "
-            f"{args.steps} euler steps, CFG 5, base_weight 0.3, side-by-side regions, {args.clock} seconds, "
+            f"{args.steps} euler steps, CFG 5, base_weight 0.3, side-by-side regions, "
+            f"{'region K/V projected in every run' if args.cold else 'region K/V kept from the warm-up run'}, {args.clock} seconds, "
             f"{torch.get_num_threads()} torch thread{'s' * (torch.get_num_threads() > 1)}, device {device}"
             + (f" ({cpu}, {os.cpu_count()} cores)" if device.type == "cpu" else f" ({torch.cuda.get_device_name()})"))
     command = "python bench/bench_regional.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
