@@ -24,7 +24,6 @@ import folder_paths
 
 from ..pakati_core.cache import BestEffortCache
 from ..pakati_core.store import DEFAULT_OWNER, Store, StoreError, import_legacy, open_store
-from ..pakati_core.store.from_prompt import constant_inputs
 
 log = logging.getLogger("pakati")
 
@@ -111,11 +110,6 @@ def record_history(node: str, **fields) -> int | None:
     except (StoreError, OSError) as e:
         log.error("Pakati: the history of this %s run was not recorded (the result is unaffected): %s", node, e)
         return None
-
-
-def prompt_inputs(prompt: dict | None, class_types: tuple[str, ...], name: str) -> list:
-    """Constant values of input ``name`` on nodes of these types in the API prompt (hidden PROMPT)."""
-    return constant_inputs(prompt, class_types, name)
 
 
 def user_store_or_none(what: str) -> Store | None:

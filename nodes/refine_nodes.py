@@ -22,7 +22,6 @@ import comfy.utils
 from ..pakati_core.box import Box, mask_box
 from ..pakati_core.canvas import Canvas, same_aspect
 from ..pakati_core.delta import analyse
-from ..pakati_core.errors import PakatiError
 from ..pakati_core.finite import strict_json
 from ..pakati_core.fuzzy import MamdaniEngine, load_rulebase
 from ..pakati_core.references import ASPECTS, Reference
