@@ -296,7 +296,7 @@ def test_cli_run_goal_plans_renders_checks_and_replans(comfy_server, server_b, t
                      [first["results"][0]["prompt_id"]]["prompt"][2]["2"]["inputs"]["regions"])
     assert ran == first["plan"]["canvas"], "the plan's canvas is what the server rendered"
     assert png((out / "best.png").read_bytes()).shape == (128, 128, 3)
-    assert (out / "plan_final.json").is_file() and json.loads(proc.stdout)["database"] == f"sqlite:///{db}"
+    assert (out / "plan_final.json").is_file() and json.loads(proc.stdout.splitlines()[-1])["database"] == f"sqlite:///{db}"
     from pakati_core.orchestration import goal_key
     from pakati_core.store import open_store
 
