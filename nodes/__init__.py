@@ -23,6 +23,7 @@ NODE_MODULES: list[tuple[str, dict[str, str]]] = [
     (".model_nodes", {"openai": "openai", "anthropic": "anthropic"}),
     (".orchestration_nodes", {}),
     (".template_nodes", {}),
+    (".history_nodes", {}),
 ]
 
 

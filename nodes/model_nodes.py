@@ -19,7 +19,7 @@ from comfy_api.v0_0_2 import io
 
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.errors import PakatiError
-from ..pakati_core.models import default_registry, make_image_backend, make_judge, set_user_dir
+from ..pakati_core.models import CachedJudge, default_registry, make_image_backend, make_judge, set_user_dir
 from ..pakati_core.models.base import import_sdk
 from ..pakati_core.models.credentials import resolve_key
 from ..pakati_core.models.errors import (
@@ -34,7 +34,7 @@ from ..pakati_core.models.errors import (
 from ..pakati_core.models.region_edit import edit_region
 from ..pakati_core.regenerate import regeneration_mask
 from .common import CanvasType, PakatiNodeError, mask_to_numpy, node_name
-from .persistence import BestEffortRecorder
+from .persistence import BestEffortRecorder, user_cache, user_fingerprint
 
 set_user_dir(folder_paths.get_user_directory())
 
@@ -250,6 +250,11 @@ class PakatiAskVision(io.ComfyNode):
         return queue_check(node_name(cls), provider or "anthropic", "vision", model or "", credential or "default")
 
     @classmethod
+    def fingerprint_inputs(cls, **_) -> str:
+        """Answers come from the user's own judge cache: never from another user's run."""
+        return user_fingerprint()
+
+    @classmethod
     def execute(cls, image: torch.Tensor, questions: str, goal: str, provider: str, model: str, credential: str) -> io.NodeOutput:
         name = node_name(cls)
         qs = cls._questions(questions, goal)
@@ -257,7 +262,8 @@ class PakatiAskVision(io.ComfyNode):
             raise PakatiNodeError(name, "questions", "give at least one question (one per line) or a goal")
         frames = image.detach().float().cpu().numpy()
         bar = comfy.utils.ProgressBar(len(frames) + 1)
-        judge = _run(name, "model", lambda: make_judge(provider, model or None, credential, **_options(name, model)))
+        judge = _run(name, "model", lambda: CachedJudge(make_judge(provider, model or None, credential, **_options(name, model)),
+                                                         user_cache("judging")))
         bar.update(1)
         per_frame, scores = [], []
         for frame in frames:

@@ -25,7 +25,7 @@ from ..pakati_core.orchestration import Plan, check_alignment, plan, record_chec
 from ..pakati_core.orchestration.checker import exemplars_from_references
 from ..pakati_core.preview import draw_overlay
 from .common import CanvasType, PakatiNodeError, checked
-from .persistence import BestEffortContext, BestEffortRecorder
+from .persistence import BestEffortContext, BestEffortRecorder, user_cache, user_fingerprint
 
 PlanType = io.Custom("PAKATI_PLAN")
 ReferencesType = io.Custom("PAKATI_REFERENCES")
@@ -88,6 +88,11 @@ class PakatiPlan(io.ComfyNode):
         return True
 
     @classmethod
+    def fingerprint_inputs(cls, **_) -> str:
+        """The plan starts from the user's own earlier plans and uses their plan cache: per user."""
+        return user_fingerprint()
+
+    @classmethod
     def execute(cls, goal: str, width: int, height: int, planner: str, model: str, seed: int, remember: bool) -> io.NodeOutput:
         node = cls.__name__
         pbar = comfy.utils.ProgressBar(1)
@@ -95,6 +100,8 @@ class PakatiPlan(io.ComfyNode):
         options: dict = {"seed": seed}
         if planner != "offline" and model.strip():
             options["model"] = model.strip()
+        if planner != "offline":  # LLM answers are kept in the user's cache table (a broken database: no cache)
+            options["cache"] = user_cache("planning")
         if remember:
             options["context"] = BestEffortContext()
         result = checked(node, "goal", lambda: plan(goal, width, height, planner=planner, **options),
@@ -148,6 +155,11 @@ class PakatiCheckAlignment(io.ComfyNode):
         return True
 
     @classmethod
+    def fingerprint_inputs(cls, **_) -> str:
+        """The check is remembered, and the judge's answers cached, for whoever queued the graph."""
+        return user_fingerprint()
+
+    @classmethod
     def execute(cls, image: torch.Tensor, checker: str, plan: Plan | None = None, goal: str = "", canvas: Canvas | None = None,
                 model: str = "", remember: bool = True, references: tuple | None = None) -> io.NodeOutput:
         node = cls.__name__
@@ -160,13 +172,13 @@ class PakatiCheckAlignment(io.ComfyNode):
         notes: list[str] = []
         judge = None
         if checker != "offline":
-            from ..pakati_core.models import KeyMissingError, make_judge
+            from ..pakati_core.models import CachedJudge, KeyMissingError, make_judge
 
             try:
                 from ..pakati_core.models.credentials import resolve_key
 
                 resolve_key(checker)
-                judge = make_judge(checker, model.strip() or None, recorder=BestEffortRecorder())
+                judge = CachedJudge(make_judge(checker, model.strip() or None, recorder=BestEffortRecorder()), user_cache("judging"))
             except KeyMissingError as e:
                 notes.append(f"checked offline: no API key is configured for {e.provider}")
             except PakatiError as e:

@@ -13,18 +13,22 @@ being served for routes and /object_info; outside a server, or without ``--multi
 from __future__ import annotations
 
 import contextvars
+import hashlib
+import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 
 import folder_paths
 
+from ..pakati_core.cache import BestEffortCache
 from ..pakati_core.store import DEFAULT_OWNER, Store, StoreError, import_legacy, open_store
 
 log = logging.getLogger("pakati")
 
 request_user: contextvars.ContextVar[str | None] = contextvars.ContextVar("pakati_request_user", default=None)
-_prompt_users: OrderedDict[str, str] = OrderedDict()
+_prompt_users: OrderedDict[str, tuple[str, float]] = OrderedDict()  # prompt id -> (user, when it was queued)
 _PROMPT_USERS_MAX = 10_000
 _lock = threading.Lock()
 _imported: set[str] = set()
@@ -32,7 +36,7 @@ _imported: set[str] = set()
 
 def remember_prompt_user(prompt_id: str, user: str) -> None:
     with _lock:
-        _prompt_users[prompt_id] = user
+        _prompt_users[prompt_id] = (user, time.time())
         while len(_prompt_users) > _PROMPT_USERS_MAX:
             _prompt_users.popitem(last=False)
 
@@ -50,8 +54,24 @@ def current_user() -> str:
         ctx = None
     if ctx is not None:
         with _lock:
-            return _prompt_users.get(ctx.prompt_id, DEFAULT_OWNER)
+            return _prompt_users.get(ctx.prompt_id, (DEFAULT_OWNER, 0.0))[0]
     return DEFAULT_OWNER
+
+
+def prompt_queued_at(prompt_id: str | None) -> float | None:
+    """When the server received the prompt (time.time()), or None when it was not seen."""
+    with _lock:
+        entry = _prompt_users.get(prompt_id) if prompt_id else None
+    return entry[1] if entry else None
+
+
+def user_fingerprint(*parts) -> str:
+    """A ``fingerprint_inputs`` value for a node that reads or writes the current user's rows: ComfyUI's
+    output cache is shared by every user of a server, so the user is part of the key (two users
+    queueing the same graph never get each other's cached output, and each one's rows are written).
+    ComfyUI writes fingerprints into the saved prompt (PNG metadata), so the user is a hash, not a name."""
+    user = hashlib.sha256(("pakati-user:" + current_user()).encode()).hexdigest()[:16]
+    return json.dumps([user, *parts], default=str)
 
 
 def executing_prompt_id() -> str | None:
@@ -92,15 +112,18 @@ def record_history(node: str, **fields) -> int | None:
         return None
 
 
-def prompt_inputs(prompt: dict | None, class_types: tuple[str, ...], name: str) -> list:
-    """Constant values of input ``name`` on nodes of these types in the API prompt (hidden PROMPT)."""
-    out = []
-    for node in (prompt or {}).values():
-        if isinstance(node, dict) and node.get("class_type") in class_types:
-            value = (node.get("inputs") or {}).get(name)
-            if value is not None and not isinstance(value, list):
-                out.append(value)
-    return out
+def user_store_or_none(what: str) -> Store | None:
+    """The current user's store, or None (logged) when the database cannot be opened."""
+    try:
+        return pakati_store()
+    except StoreError as e:
+        log.error("Pakati: the database cannot be opened, %s without it: %s", what, e)
+        return None
+
+
+def user_cache(what: str) -> BestEffortCache:
+    """The current user's content-hash cache (the database); a broken database means no cache, never a failure."""
+    return BestEffortCache(user_store_or_none(what))
 
 
 class BestEffortContext:

@@ -22,14 +22,14 @@ import comfy.utils
 from ..pakati_core.box import Box, mask_box
 from ..pakati_core.canvas import Canvas, same_aspect
 from ..pakati_core.delta import analyse
-from ..pakati_core.errors import PakatiError
 from ..pakati_core.finite import strict_json
 from ..pakati_core.fuzzy import MamdaniEngine, load_rulebase
 from ..pakati_core.references import ASPECTS, Reference
 from ..pakati_core.refine import RefineInterrupted, RefineSettings, RegenParams, WhatWorkedStore, refine
 from ..pakati_core.store import StoreError
 from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy, node_name, require_finite_tensor, validation_result
-from .persistence import pakati_store, prompt_inputs, record_history
+from ..pakati_core.store.from_prompt import canvas_from_prompt, model_name
+from .persistence import pakati_store, record_history, user_fingerprint
 from .regional_patch import WRAPPER_KEY
 
 ReferencesType = io.Custom("PAKATI_REFERENCES")
@@ -279,23 +279,6 @@ class BestEffortWhatWorked:
             return 0
 
 
-def model_name_from_prompt(prompt: dict | None) -> str | None:
-    """The checkpoint named in the API prompt, for the history (None when it is linked or absent)."""
-    names = prompt_inputs(prompt, ("CheckpointLoaderSimple", "CheckpointLoader", "UNETLoader", "unCLIPCheckpointLoader"), "ckpt_name") \
-        or prompt_inputs(prompt, ("UNETLoader",), "unet_name")
-    return str(names[0]) if names else None
-
-
-def canvas_from_prompt(prompt: dict | None) -> dict | None:
-    """The first constant PakatiCanvas in the API prompt, when the canvas was not wired in."""
-    for text in prompt_inputs(prompt, ("PakatiCanvas",), "regions"):
-        try:
-            return Canvas.from_json(text).to_dict()
-        except (PakatiError, ValueError):
-            continue
-    return None
-
-
 class PakatiRefine(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -340,7 +323,7 @@ class PakatiRefine(io.ComfyNode):
     def fingerprint_inputs(cls, learn: bool | None = True, **_) -> str:
         """With learn on, the run reads the what-worked store: a changed store must not be served
         from ComfyUI's cache. With learn off, the inputs alone decide (a constant fingerprint)."""
-        return BestEffortWhatWorked().revision() if learn is not False else "inputs only"
+        return user_fingerprint(BestEffortWhatWorked().revision() if learn is not False else "inputs only")
 
     @classmethod
     def validate_inputs(cls, rules: str | None = None, **_) -> bool | str:
@@ -397,7 +380,7 @@ class PakatiRefine(io.ComfyNode):
                 seeds=sorted({int(p["seed"]) for p in h.get("passes", []) if isinstance(p, dict) and p.get("seed") is not None}) or [seed],
                 params={"max_passes": max_passes, "target": target, "strategy": strategy, "steps": steps, "cfg": cfg,
                         "sampler_name": sampler_name, "scheduler": scheduler, "learn": learn},
-                model_name=model_name_from_prompt(prompt),
+                model_name=model_name(prompt),
                 scores={"overall": float(result.score), "best_pass": h.get("best_pass"), "stop_reason": h.get("stop_reason")},
                 timings={"total_s": round(seconds, 3)})
         return io.NodeOutput(out, text, min(r.score for r, _ in results))

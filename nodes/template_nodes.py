@@ -14,7 +14,7 @@ from ..pakati_core.canvas import Canvas
 from ..pakati_core.references import Reference
 from ..pakati_core.store import StoreError, TemplateNotFoundError, validate_template_name
 from .common import CanvasType, PakatiNodeError, checked
-from .persistence import current_user, pakati_store
+from .persistence import current_user, pakati_store, user_fingerprint
 
 ReferencesType = io.Custom("PAKATI_REFERENCES")
 NO_TEMPLATES = "(no templates saved yet)"
@@ -76,6 +76,11 @@ class PakatiSaveTemplate(io.ComfyNode):
             except PakatiNodeError as e:
                 return str(e)
         return True
+
+    @classmethod
+    def fingerprint_inputs(cls, **_) -> str:
+        """The template is saved for whoever queued the graph: another user queueing the same graph saves their own."""
+        return user_fingerprint()
 
     @classmethod
     def execute(cls, canvas: Canvas, name: str, description: str, settings: str = "", references: tuple | None = None,
@@ -144,11 +149,11 @@ class PakatiLoadTemplate(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, name: str) -> str:
-        """A template saved again under the same name is loaded again."""
+        """A template saved again under the same name is loaded again; each user loads their own."""
         try:
-            return pakati_store().load_template(name)["updated_at"] or ""
+            return user_fingerprint(pakati_store().load_template(name)["updated_at"] or "")
         except StoreError:
-            return ""
+            return user_fingerprint("")
 
     @classmethod
     def execute(cls, name: str) -> io.NodeOutput:

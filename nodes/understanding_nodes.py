@@ -19,7 +19,7 @@ from ..pakati_core.understanding.grid import preview_grid
 from ..pakati_core.understanding.transfer import Understanding, parse_aspects, transfer
 from ..pakati_core.finite import strict_json
 from .common import PakatiNodeError, checked, require_finite_tensor, validation_result
-from .persistence import pakati_store
+from .persistence import pakati_store, user_fingerprint
 
 log = logging.getLogger("pakati")
 NODE = "PakatiLearnReference"
@@ -143,10 +143,10 @@ class PakatiLearnReference(io.ComfyNode):
         """The output depends on the understanding store (learned now, or served from it): a store
         changed since the last run must not be answered from ComfyUI's cache."""
         try:
-            return UnderstandingStore(pakati_store()).revision()
+            return user_fingerprint(UnderstandingStore(pakati_store()).revision())
         except StoreError as e:
             log.error("Pakati: the understanding store cannot be read: %s", e)
-            return "unavailable"
+            return user_fingerprint("unavailable")
 
     @classmethod
     def validate_inputs(cls, strategies: str | None = None) -> bool | str:

@@ -59,3 +59,21 @@ def template_prompt(name: str) -> dict:
     return {"1": {"class_type": "PakatiCanvas", "inputs": {"width": 128, "height": 128, "regions": json.dumps(CANVAS)}},
             "2": {"class_type": "PakatiSaveTemplate", "inputs": {"canvas": ["1", 0], "name": name, "description": "",
                                                                  "settings": "", "export_json": False}}}
+
+
+def regional_prompt(seed: int, steps: int = 2, size: int = 128) -> dict:
+    """The shipped regional_sdxl twin (it saves with PakatiSaveImage) with the tiny model, a small latent and a few steps."""
+    prompt = json.loads((REPO / "workflows" / "api" / "regional_sdxl.json").read_text())
+    for n in prompt.values():
+        if n["class_type"] == "CheckpointLoaderSimple":
+            n["class_type"], n["inputs"] = "PakatiTestTinySDXL", {"seed": 0, "model_channels": 32}
+        if n["class_type"] in ("PakatiCanvas", "EmptyLatentImage"):
+            n["inputs"].update(width=size, height=size)
+        if n["class_type"] == "KSampler":
+            n["inputs"].update(seed=seed, steps=steps)
+    return prompt
+
+
+def node_of(prompt: dict, class_type: str) -> str:
+    (node_id,) = [k for k, n in prompt.items() if n["class_type"] == class_type]
+    return node_id

@@ -280,7 +280,7 @@ def test_capture_sample_mask_crop_regenerate_through_the_server(comfy_server):
     entry = comfy_server.run(prompt)
     assert entry["status"]["status_str"] == "success"
     source_id = next(k for k, v in prompt.items() if v["class_type"] == "SaveImage" and v["inputs"]["filename_prefix"].endswith("source"))
-    edit_id = next(k for k, v in prompt.items() if v["class_type"] == "SaveImage" and k != source_id)
+    edit_id = next(k for k, v in prompt.items() if v["class_type"] == "PakatiSaveImage")
     (src,), (edit,) = comfy_server.images(entry, source_id), comfy_server.images(entry, edit_id)
     assert src.shape == edit.shape == (96, 128, 3)
     changed = np.abs(edit.astype(int) - src.astype(int)).max(-1) > 0

@@ -272,12 +272,12 @@ def test_ctrl_c_interrupts_the_running_prompt(server_b, tmp_path):
 
 
 def test_cli_run_goal_plans_renders_checks_and_replans(comfy_server, server_b, tmp_path):
-    wf_path, out, ctx = tmp_path / "mine.json", tmp_path / "goal", tmp_path / "context"
+    wf_path, out, db = tmp_path / "mine.json", tmp_path / "goal", tmp_path / "client.db"
     wf_path.write_text(json.dumps(users_workflow().prompt))
     goal = "a red ball next to a blue box on a green lawn"
     cmd = [sys.executable, "-m", "pakati_core.client", "run-goal", "--goal", goal, "--workflow", str(wf_path), "--width", "128",
            "--height", "128", "--rounds", "2", "--variants", "0-1", "--target", "1.01", "--server", comfy_server.url,
-           "--server", server_b.url, "--out", str(out), "--context", str(ctx), "--quiet"]
+           "--server", server_b.url, "--out", str(out), "--database", f"sqlite:///{db}", "--quiet"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -296,7 +296,13 @@ def test_cli_run_goal_plans_renders_checks_and_replans(comfy_server, server_b, t
                      [first["results"][0]["prompt_id"]]["prompt"][2]["2"]["inputs"]["regions"])
     assert ran == first["plan"]["canvas"], "the plan's canvas is what the server rendered"
     assert png((out / "best.png").read_bytes()).shape == (128, 128, 3)
-    assert (out / "plan_final.json").is_file() and sorted(p.name.split(".")[1] for p in ctx.glob("*.jsonl")) == ["check", "generation", "plan"]
+    assert (out / "plan_final.json").is_file() and json.loads(proc.stdout.splitlines()[-1])["database"] == f"sqlite:///{db}"
+    from pakati_core.orchestration import goal_key
+    from pakati_core.store import open_store
+
+    records = open_store(f"sqlite:///{db}").load_records(goal_key(goal, 128, 128))
+    assert {r["kind"] for r in records} == {"plan", "check", "generation"}, "plans, checks and generations are in the database"
+    assert sum(r["kind"] == "check" for r in records) == sum(len(r["checks"]) for r in summary["rounds"])
 
 
 def test_ray_backend_server_killed_mid_run_loses_no_task(comfy_server, server_b):

@@ -135,7 +135,7 @@ def test_workflow_on_the_server_keeps_every_pixel_outside_the_band_after_png_rou
     (comfy_server.base / "input").mkdir(parents=True, exist_ok=True)
     Image.fromarray(src).save(comfy_server.base / "input" / "pakati_astronaut.png")
     prompt = workflow_for_tests("pakati_astronaut.png")
-    save_id = next(k for k, v in prompt.items() if v["class_type"] == "SaveImage")
+    save_id = next(k for k, v in prompt.items() if v["class_type"] == "PakatiSaveImage")
     entry = comfy_server.run(prompt)
     (got,) = comfy_server.images(entry, save_id)
     assert got.shape == src.shape and got.dtype == np.uint8

@@ -1,10 +1,14 @@
-"""The store inside real ComfyUI: template nodes in-process; through real servers the history
-route, two servers writing one database at once, and --multi-user isolation (comfy-user header)."""
+"""The store inside real ComfyUI: template nodes and Pakati Save Image in-process; through real servers
+the history route (a regional generation saved by Pakati Save Image), two servers writing one database
+at once, and --multi-user isolation (comfy-user header), ComfyUI's output cache included."""
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 import threading
+import urllib.parse
 
 import numpy as np
 import pytest
@@ -12,8 +16,8 @@ import skimage.data
 import torch
 from PIL import Image
 
-from pakati_core.store import open_store
-from store_helpers import CANVAS, REPO, call, put_inputs, queue_as, refine_prompt, template_prompt
+from pakati_core.store import image_hash, open_store
+from store_helpers import CANVAS, REPO, call, node_of, put_inputs, queue_as, refine_prompt, regional_prompt, template_prompt
 
 pytestmark = pytest.mark.host
 
@@ -165,3 +169,148 @@ def test_multi_user_history_and_templates_are_each_users_own(comfy_server, secon
     bad["2"]["inputs"]["name"] = "../../etc/x"
     status, body = call(server, "POST", "/prompt", {"prompt": bad}, alice)
     assert status == 400 and "PakatiSaveTemplate: input 'name':" in json.dumps(body)
+
+
+def saved_png(server, info: dict) -> Image.Image:
+    q = urllib.parse.urlencode({"filename": info["filename"], "subfolder": info["subfolder"], "type": info["type"]})
+    img = Image.open(io.BytesIO(server.get_bytes(f"/view?{q}")))
+    img.load()
+    return img
+
+
+def test_a_regional_generation_saved_by_pakati_save_image_is_in_the_history(comfy_server):
+    """The regional_sdxl twin through the server: the image is saved exactly as ComfyUI's SaveImage saves it
+    (a plain SaveImage on the same images in the same prompt is the reference), and /pakati/history shows
+    the run: canvas, region prompts, seed, sampler settings, the saved pixels' hash, a thumbnail."""
+    prompt = regional_prompt(2024)
+    save = node_of(prompt, "PakatiSaveImage")
+    prompt["90"] = {"class_type": "SaveImage", "inputs": {"images": prompt[save]["inputs"]["images"], "filename_prefix": "plain_save"}}
+    pid = queue_as(comfy_server, prompt, None)
+    entry = comfy_server.wait(pid, timeout=600)
+    (mine,), (plain,) = entry["outputs"][save]["images"], entry["outputs"]["90"]["images"]
+    assert mine["type"] == plain["type"] == "output" and mine["subfolder"] == plain["subfolder"] == ""
+    assert mine["filename"].startswith("pakati_regional_") and mine["filename"].endswith("_.png")
+    a, b = saved_png(comfy_server, mine), saved_png(comfy_server, plain)
+    pixels = np.asarray(a.convert("RGB"))
+    assert pixels.shape == (128, 128, 3) and np.array_equal(pixels, np.asarray(b.convert("RGB")))
+    assert set(a.text) == set(b.text) == {"prompt"} and a.text["prompt"] == b.text["prompt"]
+    in_png = json.loads(a.text["prompt"])  # ComfyUI adds each node's fingerprint ("is_changed"): a hash, never a user name
+    assert {k: {f: v for f, v in n.items() if f != "is_changed"} for k, n in in_png.items()} == prompt
+    assert "default" not in json.dumps(in_png[save]["is_changed"])
+
+    status, hist = call(comfy_server, "GET", "/pakati/history?limit=10")
+    assert status == 200
+    (run,) = [r for r in hist["runs"] if r["prompt_id"] == pid]
+    canvas = json.loads(prompt[node_of(prompt, "PakatiCanvas")]["inputs"]["regions"])
+    assert run["node"] == "PakatiSaveImage" and run["canvas"]["width"] == run["canvas"]["height"] == 128
+    assert [r["id"] for r in run["canvas"]["regions"]] == [r["id"] for r in canvas["regions"]]
+    assert [r["prompt"] for r in run["prompts"]["regions"]] == [r["prompt"] for r in canvas["regions"]]
+    assert run["prompts"]["base"] == prompt["3"]["inputs"]["base_prompt"]
+    assert run["seeds"] == [2024]
+    ks = prompt[node_of(prompt, "KSampler")]["inputs"]
+    assert {k: run["params"][k] for k in ("steps", "cfg", "sampler_name", "scheduler", "denoise")} == \
+        {k: ks[k] for k in ("steps", "cfg", "sampler_name", "scheduler", "denoise")}
+    assert run["params"]["saved"] == {"filename": mine["filename"], "subfolder": "", "type": "output"}
+    assert run["image_hash"] == image_hash(pixels.astype(np.float32) / 255.0), "the hash is the saved file's pixels"
+    assert run["thumbnail"].startswith("data:image/png;base64,") and run["timings"]["since_queued_s"] > 0
+    assert run["model_name"] is None and run["parent_id"] is None  # the tiny test model has no checkpoint file
+
+
+def test_each_user_who_queues_the_same_graph_gets_their_own_run_and_template(second_server):
+    """--multi-user: ComfyUI's output cache is shared by every user; a second user queueing the very same
+    graph must not be answered with the first one's cached save (their run and template would be lost)."""
+    server, _ = second_server
+    carol = call(server, "POST", "/users", {"username": "carol"})[1]
+    dave = call(server, "POST", "/users", {"username": "dave"})[1]
+    prompt = regional_prompt(77)
+    pid_c = queue_as(server, prompt, carol)
+    server.wait(pid_c, timeout=600)
+    mine = call(server, "GET", "/pakati/history", user=carol)[1]
+    assert mine["total"] == 1 and mine["runs"][0]["prompt_id"] == pid_c and mine["runs"][0]["node"] == "PakatiSaveImage"
+    assert call(server, "GET", "/pakati/history", user=dave)[1]["total"] == 0
+
+    pid_d = queue_as(server, prompt, dave)
+    entry = server.wait(pid_d, timeout=600)
+    assert entry["outputs"][node_of(prompt, "PakatiSaveImage")]["images"], "dave's save ran"
+    theirs = call(server, "GET", "/pakati/history", user=dave)[1]
+    assert theirs["total"] == 1 and theirs["runs"][0]["prompt_id"] == pid_d
+    assert theirs["runs"][0]["image_hash"] == mine["runs"][0]["image_hash"], "same graph, same seed, same image"
+    assert call(server, "GET", "/pakati/history", user=carol)[1]["total"] == 1
+
+    tpl = template_prompt("same graph")
+    server.wait(queue_as(server, tpl, carol), timeout=300)
+    server.wait(queue_as(server, tpl, dave), timeout=300)
+    assert "same graph" in call(server, "GET", "/pakati/templates", user=dave)[1]["templates"]
+
+
+def save_image_node(comfy, prompt: dict | None, node_id: str | None, extra: dict | None = None):
+    """PakatiSaveImage with its hidden inputs set, as ComfyUI's executor prepares it."""
+    return node(comfy, "PakatiSaveImage").PREPARE_CLASS_CLONE({"PROMPT": prompt, "UNIQUE_ID": node_id, "EXTRA_PNGINFO": extra})
+
+
+@pytest.fixture
+def output_dir(comfy, tmp_path):
+    import folder_paths
+
+    old = folder_paths.get_output_directory()
+    folder_paths.set_output_directory(str(tmp_path / "output"))
+    yield tmp_path / "output"
+    folder_paths.set_output_directory(old)
+
+
+def test_a_read_only_database_still_saves_the_images_and_logs_why(comfy, output_dir, tmp_path, monkeypatch, caplog):
+    db = tmp_path / "ro.db"
+    open_store(f"sqlite:///{db}").record_run("Earlier")
+    monkeypatch.setenv("PAKATI_DATABASE_URL", f"sqlite:///file:{db}?mode=ro&uri=true")
+    images = torch.rand(2, 40, 56, 3, generator=torch.Generator().manual_seed(0))
+    prompt = regional_prompt(5)
+    with caplog.at_level("ERROR", logger="pakati"):
+        out = save_image_node(comfy, prompt, node_of(prompt, "PakatiSaveImage")).execute(images=images, filename_prefix="ro_test")
+    saved = out.ui["images"]
+    assert [s["filename"] for s in saved] == ["ro_test_00001_.png", "ro_test_00002_.png"]
+    for s, img in zip(saved, images):
+        png = Image.open(output_dir / s["filename"])
+        assert np.array_equal(np.asarray(png), np.clip(255.0 * img.numpy(), 0, 255).astype(np.uint8))
+        assert json.loads(png.text["prompt"]) == prompt
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "the history of this PakatiSaveImage run was not recorded (the images are saved)" in logged and "read-only" in logged
+    assert open_store(f"sqlite:///{db}").count_runs() == 1
+
+
+def test_the_run_whose_canvas_the_sidebar_loaded_becomes_the_parent(comfy, output_dir, tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    monkeypatch.setenv("PAKATI_DATABASE_URL", url)
+    store = open_store(url)
+    earlier = store.record_run("PakatiSaveImage")
+    someone_elses = store.for_user("someone else").record_run("PakatiSaveImage")
+    prompt = regional_prompt(9)
+    save, canvas_id = node_of(prompt, "PakatiSaveImage"), node_of(prompt, "PakatiCanvas")
+    image = torch.rand(1, 32, 32, 3, generator=torch.Generator().manual_seed(1))
+    for hint, parent in ((earlier, earlier), (someone_elses, None), (10**6, None)):
+        workflow = {"nodes": [{"id": int(canvas_id), "type": "PakatiCanvas", "properties": {"pakati_run": hint}}]}
+        save_image_node(comfy, prompt, save, {"workflow": workflow}).execute(images=image, filename_prefix="parent")
+        run = store.list_runs(limit=1)[0]
+        assert run["parent_id"] == parent, hint
+    assert run["canvas"]["width"] == 128 and run["seeds"] == [9] and run["params"]["sampler_name"] == "dpmpp_2m"
+    assert json.loads(Image.open(output_dir / run["params"]["saved"]["filename"]).text["workflow"]) == workflow
+
+
+def test_nodes_that_read_a_users_rows_are_cached_per_user(comfy, tmp_path, monkeypatch):
+    """fingerprint_inputs (ComfyUI's cache key) differs between users and is stable for one user."""
+    from conftest import loaded_pack
+
+    persistence = sys.modules[loaded_pack().__name__ + ".nodes.persistence"]
+    monkeypatch.setenv("PAKATI_DATABASE_URL", f"sqlite:///{tmp_path / 'f.db'}")
+    nodes = {"PakatiSaveImage": {}, "PakatiSaveTemplate": {}, "PakatiLoadTemplate": {"name": "x"}, "PakatiLearnReference": {},
+             "PakatiRefine": {"learn": True}, "PakatiPlan": {}, "PakatiCheckAlignment": {}, "PakatiAskVision": {}}
+
+    def fingerprint(cls: str, user: str, inputs: dict) -> str:
+        token = persistence.request_user.set(user)
+        try:
+            return node(comfy, cls).fingerprint_inputs(**inputs)
+        finally:
+            persistence.request_user.reset(token)
+
+    for cls, inputs in list(nodes.items()) + [("PakatiRefine", {"learn": False})]:
+        a, b = fingerprint(cls, "alice", inputs), fingerprint(cls, "bob", inputs)
+        assert a != b and a == fingerprint(cls, "alice", inputs), (cls, inputs)

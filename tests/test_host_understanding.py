@@ -136,7 +136,7 @@ def test_server_second_run_is_served_from_the_store_and_survives_a_restart(comfy
     Image.fromarray((reference(64)[0].numpy() * 255).round().astype(np.uint8)).save(inputs / "pakati_understanding_ref.png")
     shutil.copy(inputs / "pakati_understanding_ref.png", inputs / "pakati_understanding_ref_copy.png")
     learn_id = next(k for k, n in small_prompt("x").items() if n["class_type"] == "PakatiLearnReference")
-    save_id = next(k for k, n in small_prompt("x").items() if n["class_type"] == "SaveImage")
+    save_id = next(k for k, n in small_prompt("x").items() if n["class_type"] == "PakatiSaveImage")
 
     def text(entry) -> str:
         return entry["outputs"][learn_id]["text"][0]

@@ -17,6 +17,7 @@ import httpx2  # noqa: E402
 from model_fakes import anthropic_body, chat_body  # noqa: E402
 from test_models import FAST, SENTINEL, Wire, opts  # noqa: E402  (the model layer's own transport helpers)
 
+from pakati_core.cache import MemoryCache  # noqa: E402
 from pakati_core.models import ProviderRefusedError, ProviderUnavailableError  # noqa: E402
 from pakati_core.orchestration import Plan, PlannerError, plan  # noqa: E402
 from pakati_core.orchestration import llm  # noqa: E402
@@ -36,7 +37,7 @@ def keys(monkeypatch, tmp_path):
     (tmp_path / "models.json").write_text(json.dumps(FAST))
     monkeypatch.setenv("PAKATI_MODELS_FILE", str(tmp_path / "models.json"))
     monkeypatch.setenv("PAKATI_USER_DIR", str(tmp_path / "user"))
-    monkeypatch.setattr(llm, "_memory_cache", {})  # each test asks afresh
+    monkeypatch.setattr(llm, "_memory_cache", MemoryCache())  # each test asks afresh
 
 
 def answer(cat_box=(0.1, 0.4, 0.4, 0.8), pillow_box=(0.55, 0.45, 0.9, 0.8), cat_phrase="black cat", pillow_phrase="white pillow"):
@@ -48,14 +49,20 @@ def answer(cat_box=(0.1, 0.4, 0.4, 0.8), pillow_box=(0.55, 0.45, 0.9, 0.8), cat_
 
 
 def test_anthropic_forced_tool_use_gives_a_valid_cached_plan(tmp_path):
+    from pakati_core.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'pakati.db'}")  # the plan cache is the database's cache table
     wire = Wire((200, anthropic_body(answer())))
-    p = plan(GOAL, 768, 512, planner="anthropic", cache_dir=tmp_path / "cache", **opts(wire))
+    p = plan(GOAL, 768, 512, planner="anthropic", cache=store, **opts(wire))
     assert p.planner == "llm:anthropic" and layout_violations(p) == []
     assert [r["id"] for r in p.canvas["regions"]] == ["background", "cat", "pillow"]
     sent = json.loads(wire.requests[0].content)
     assert sent["tool_choice"]["type"] == "tool" and sent["tools"][0]["input_schema"] == LLM_SCHEMA
-    again = plan(GOAL, 768, 512, planner="anthropic", cache_dir=tmp_path / "cache", **opts(wire))
+    again = plan(GOAL, 768, 512, planner="anthropic", cache=store, **opts(wire))
     assert len(wire.requests) == 1 and again.to_dict() == p.to_dict()
+    assert len(llm._memory_cache) == 0, "a cache given is the only cache used"
+    assert plan(GOAL, 768, 512, planner="anthropic", cache=store.for_user("other"), **opts(wire)).to_dict() == p.to_dict()
+    assert len(wire.requests) == 2, "another user's cache is not this user's"
     assert Plan.from_json(p.to_json()).to_dict() == p.to_dict()
 
 

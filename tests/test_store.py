@@ -71,6 +71,10 @@ def test_each_user_sees_only_their_own_rows(store):
         bob.load_template("mine")
     bob.save_template("mine", dict(CANVAS, width=128))  # the same name is bob's own
     assert alice.load_template("mine")["canvas"]["width"] == 64
+    with pytest.raises(StoreError, match="no run .* of this user to be the parent"):
+        bob.record_run("X", parent_id=run)  # alice's run cannot be the parent of bob's
+    bob.cache_put("plan", "k", {"who": "bob"})
+    assert alice.cache_get("plan", "k") is None and bob.cache_get("plan", "k") == ({"who": "bob"}, None)
 
 
 def test_nan_is_refused_not_written(store):
@@ -204,11 +208,12 @@ def test_legacy_json_is_imported_once_and_left_in_place(store, tmp_path):
              json.dumps({"version": 9, "action": "x"})]
     ww = base / "refine" / "what_worked.v1.jsonl"
     ww.write_text("\n".join(lines) + "\n")
-    from pakati_core.orchestration import JsonlContextStore, goal_key
+    from pakati_core.orchestration import goal_key
 
     key_g = goal_key("a cat", 64, 64)
-    JsonlContextStore(base / "context").save_record(key_g, "plan", {"plan": {"n": 1}})
-    JsonlContextStore(base / "context").save_record(key_g, "check", {"plan": {"n": 1}, "score": 0.5})
+    (base / "context").mkdir()  # as the JSON-lines context store of earlier builds wrote it
+    (base / "context" / f"{key_g}.plan.jsonl").write_text(json.dumps({"time": 1.0, "plan": {"n": 1}}) + "\n")
+    (base / "context" / f"{key_g}.check.jsonl").write_text(json.dumps({"time": 2.0, "plan": {"n": 1}, "score": 0.5}) + "\n")
     assert import_legacy(store, base) == {"understanding": 1, "what_worked": 2, "context": 2}
     assert import_legacy(store, base) == {"understanding": 0, "what_worked": 0, "context": 0}
     assert [r["kind"] for r in store.load_records(key_g)] == ["plan", "check"]

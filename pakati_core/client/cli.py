@@ -71,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="the plan's seed")
     r.add_argument("--target", type=float, help="stop when the check scores at least this (default: the plan's check threshold)")
     r.add_argument("--output-node", help="node id whose image is checked (default: the first saved image)")
-    r.add_argument("--context", type=Path, help="directory of a JSON-lines context store: reuse and record plans and checks")
+    r.add_argument("--database", metavar="URL",
+                   help="SQLAlchemy URL of Pakati's database, where plans, checks and generations are remembered per goal (a later "
+                   "run starts from the best-scoring plan) and LLM plans are cached (default: PAKATI_DATABASE_URL, else the SQLite "
+                   "file <PAKATI_USER_DIR or the platform data dir, e.g. ~/.local/share>/pakati/pakati.db)")
+    r.add_argument("--no-database", action="store_true", help="remember nothing: no context, no plan cache")
     r.add_argument("--backend", choices=("threads", "ray"), default="threads")
     r.add_argument("--ray-address")
     r.add_argument("--max-inflight", type=int, default=1)
@@ -86,11 +90,14 @@ def cmd_run_goal(args: argparse.Namespace) -> int:
     from .goal import run_goal, write_goal_summary
 
     variants = parse_seeds(args.variants)
-    context = None
-    if args.context:
-        from ..orchestration import JsonlContextStore
+    store = None
+    planner_options: dict = {}
+    if not args.no_database:
+        from ..store import default_user_dir, open_store
 
-        context = JsonlContextStore(args.context)
+        store = open_store(args.database, user_dir=default_user_dir())  # the Store is the ContextStore and the plan cache
+        if args.planner != "offline":
+            planner_options["cache"] = store
     progress = _Progress(args.rounds * len(variants), not args.quiet)
 
     def on_round(rnd) -> None:
@@ -101,16 +108,17 @@ def cmd_run_goal(args: argparse.Namespace) -> int:
     try:
         run = run_goal(args.goal, Workflow.load(args.workflow), servers=args.server, width=args.width, height=args.height,
                        planner=args.planner, rounds=args.rounds, variants=variants, target=args.target, seed=args.seed,
-                       output_node=args.output_node, out_dir=args.out, context=context, backend=args.backend,
+                       output_node=args.output_node, out_dir=args.out, context=store, backend=args.backend,
                        max_inflight=args.max_inflight, timeout=args.timeout, on_event=progress.event, on_result=progress.result,
                        on_round=on_round, client_options={"timeout": args.http_timeout, "retries": args.retries},
-                       ray_options={"address": args.ray_address} if args.ray_address else None)
+                       ray_options={"address": args.ray_address} if args.ray_address else None, planner_options=planner_options)
     finally:
         progress.close()
     path = args.out / "summary.json"
     write_goal_summary(run, path, {"workflow": str(args.workflow), "servers": args.server})
     print(json.dumps({"summary": str(path), "stop_reason": run.stop_reason, "rounds": len(run.rounds),
-                      "best_score": (run.best or {}).get("score"), "seconds": round(run.seconds, 2)}))
+                      "best_score": (run.best or {}).get("score"), "seconds": round(run.seconds, 2),
+                      "database": store.url if store is not None else None}))
     if run.stop_reason == "interrupted":
         return 130
     return 1 if run.stop_reason == "failed" else 0

@@ -23,6 +23,7 @@ from .errors import (
     ProviderUnavailableError,
     RateLimitedError,
 )
+from .judging import CachedJudge
 from .protocols import Answer, CallRecord, CallRecorder, ImageBackend, TextPlanner, VisionJudge
 from .recording import ListRecorder, LoggingRecorder
 from .registry import ModelSpec, Registry, default_registry
@@ -70,7 +71,7 @@ def make_image_backend(provider: str, model: str | None = None, credential: str 
 
 
 __all__ = [
-    "Answer", "CallRecord", "CallRecorder", "ImageBackend", "TextPlanner", "VisionJudge",
+    "Answer", "CachedJudge", "CallRecord", "CallRecorder", "ImageBackend", "TextPlanner", "VisionJudge",
     "ListRecorder", "LoggingRecorder", "ModelSpec", "Registry", "Selection", "Task", "PROVIDERS",
     "default_registry", "make_image_backend", "make_judge", "make_planner", "resolve_key", "select_model", "set_user_dir",
     "KeyFileInsecureError", "KeyMissingError", "KeyRejectedError", "MalformedResponseError", "ModelConfigError", "ModelRetiredError",

@@ -1,9 +1,13 @@
-"""What a vision judge is asked and how its structured answer is read, shared by both providers."""
+"""What a vision judge is asked and how its structured answer is read, shared by both providers, and the
+cache that keeps a judge from being asked the same thing about the same pixels twice."""
 from __future__ import annotations
 
-from typing import Sequence
+import hashlib
+import json
+from typing import Any, Sequence
 
 import jsonschema
+import numpy as np
 
 from .errors import MalformedResponseError
 from .protocols import Answer
@@ -64,3 +68,51 @@ def parse_answers(data: object, questions: Sequence[str], provider: str) -> list
     if len(items) != len(questions):
         raise MalformedResponseError(f"provider {provider} answered {len(items)} questions, but {len(questions)} were asked", provider)
     return [Answer(question=q, verdict=a["verdict"], score=float(a["score"]), reason=a["reason"].strip()) for q, a in zip(questions, items)]
+
+
+JUDGE_CACHE_NAMESPACE = "judge"
+
+
+def judge_cache_key(image: np.ndarray, questions: Sequence[str], model: str) -> str:
+    """SHA-256 over the image's 8-bit pixels and shape, the questions, the model and what it is told (system text, schema)."""
+    a = np.asarray(image, dtype=np.float32)[..., :3]
+    pixels = (np.clip(np.nan_to_num(a), 0, 1) * 255).round().astype(np.uint8)
+    h = hashlib.sha256()
+    for part in (str(pixels.shape).encode(), pixels.tobytes(), json.dumps(list(questions)).encode(), model.encode(),
+                 JUDGE_SYSTEM.encode(), json.dumps(ANSWERS_SCHEMA, sort_keys=True).encode()):
+        h.update(len(part).to_bytes(8, "little") + part)
+    return h.hexdigest()
+
+
+class CachedJudge:
+    """A ``VisionJudge`` that answers a question set it was asked before about the same pixels, with the
+    same model, from a ``ResultCache`` (no provider call). Only verdicts, scores and reasons are kept:
+    never the image, a key, or the request."""
+
+    def __init__(self, judge: Any, cache: Any):
+        from ..cache import BestEffortCache
+
+        self.judge = judge
+        self.cache = BestEffortCache(cache)
+        self.name = judge.name
+        self.hits = 0
+
+    @property
+    def model(self) -> str:
+        return getattr(self.judge, "model", self.name)
+
+    def ask(self, image: np.ndarray, questions: Sequence[str]) -> list[Answer]:
+        questions = list(questions)
+        key = judge_cache_key(image, questions, self.name)
+        hit = self.cache.cache_get(JUDGE_CACHE_NAMESPACE, key)
+        if hit is not None and isinstance(hit[0], list) and len(hit[0]) == len(questions):
+            try:
+                answers = [Answer(question=q, verdict=a["verdict"], score=float(a["score"]), reason=str(a["reason"]))
+                           for q, a in zip(questions, hit[0])]
+                self.hits += 1
+                return answers
+            except (KeyError, TypeError, ValueError):
+                pass  # an entry of another shape: ask again
+        answers = self.judge.ask(image, questions)
+        self.cache.cache_put(JUDGE_CACHE_NAMESPACE, key, [{"verdict": a.verdict, "score": float(a.score), "reason": a.reason} for a in answers])
+        return answers

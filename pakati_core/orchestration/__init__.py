@@ -5,11 +5,11 @@ from .errors import (
     CheckError, ContextError, DanglingDependencyError, GoalError, OrchestrationError, PlanCycleError, PlanError, PlannerError,
 )
 from .plan_model import Attribute, Plan, PlannedObject, Relation, Task, plan_schema
-from .context import ContextStore, JsonlContextStore, goal_key, record_check, record_generation
+from .context import ContextStore, goal_key, record_check, record_generation
 from .checker import CheckResult, Question, Verdict, check_alignment, questions, replan
 
 __all__ = [
-    "ContextStore", "JsonlContextStore", "goal_key", "record_check", "record_generation",
+    "ContextStore", "goal_key", "record_check", "record_generation",
     "CheckResult", "Question", "Verdict", "check_alignment", "questions", "replan",
     "Attribute", "Plan", "PlannedObject", "Relation", "Task", "plan_schema",
     "CheckError", "ContextError", "DanglingDependencyError", "GoalError", "OrchestrationError", "PlanCycleError", "PlanError", "PlannerError",

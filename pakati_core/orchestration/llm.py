@@ -1,15 +1,18 @@
 """The LLM planner: a provider fills a fixed JSON schema (forced structured output, never run as
 code); the answer is validated, repaired (clamped, rescaled, overlaps resolved by the layout
 solver), re-asked at most twice with the broken rules quoted, and cached by a hash of the
-request. With no key configured it falls back to the offline planner and says so in a note.
+request in a ``ResultCache`` (namespace "plan"): the caller's store (the database, per user),
+else one dict per process. A cache that fails costs only the cache, never the plan. With no
+key configured it falls back to the offline planner and says so in a note.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
+from ..cache import BestEffortCache, MemoryCache, ResultCache
+from ..errors import PakatiError
 from .errors import PlannerError
 from .plan_model import RELATIONS, Attribute, Plan, PlannedObject, Relation
 from .rules import has_word, layout_violations
@@ -46,7 +49,8 @@ SYSTEM = (
     "than vertical; above/on top of/below: centres at least 2% of the height apart (y grows downwards); near/next to: gap at most "
     "15% of the shorter side and overlap (IoU) at most 0.5. Answer only through the schema."
 )
-_memory_cache: dict[str, dict] = {}
+CACHE_NAMESPACE = "plan"
+_memory_cache = MemoryCache()  # used when the caller gives no cache
 
 
 def request_key(provider: str, model: str | None, goal: str, width: int, height: int, seed: int) -> str:
@@ -56,8 +60,10 @@ def request_key(provider: str, model: str | None, goal: str, width: int, height:
 
 def plan_with_llm(goal: str, width: int = 1024, height: int = 1024, provider: str = "anthropic", model: str | None = None,
                   credential: str | None = None, seed: int = 0, recorder: Any = None, text_planner: Any = None,
-                  cache_dir: str | Path | None = None, **planner_options: Any) -> Plan:
-    """Plan ``goal`` with an LLM through the model layer (``make_planner``), or offline when no key is set."""
+                  cache: ResultCache | None = None, **planner_options: Any) -> Plan:
+    """Plan ``goal`` with an LLM through the model layer (``make_planner``), or offline when no key is set.
+
+    ``cache``: where answers are kept by request hash (a ``Store``; default: this process's memory)."""
     from ..models import KeyMissingError, MalformedResponseError, make_planner
     from .offline import plan_offline
 
@@ -66,9 +72,13 @@ def plan_with_llm(goal: str, width: int = 1024, height: int = 1024, provider: st
 
         raise GoalError("the goal is empty; describe what the image should show", field="goal")
     key = request_key(provider, model, goal, width, height, seed)
-    cached = _cache_get(key, cache_dir)
-    if cached is not None:
-        return Plan.from_dict(cached)
+    store = BestEffortCache(cache if cache is not None else _memory_cache)
+    cached = store.cache_get(CACHE_NAMESPACE, key)
+    if cached is not None and isinstance(cached[0], dict):
+        try:
+            return Plan.from_dict(cached[0])
+        except PakatiError:  # an entry written by an older plan format: ask again
+            pass
     try:
         planner = text_planner if text_planner is not None else make_planner(provider, model, credential, recorder, **planner_options)
         from ..models.credentials import resolve_key
@@ -100,7 +110,7 @@ def plan_with_llm(goal: str, width: int = 1024, height: int = 1024, provider: st
             continue
         left = layout_violations(last)
         if not left:
-            _cache_put(key, last, cache_dir)
+            store.cache_put(CACHE_NAMESPACE, key, last.to_dict())
             return last
         problems = [v.quoted() for v in left[:8]]
     if last is not None:
@@ -174,22 +184,3 @@ def _to_plan(goal: str, width: int, height: int, seed: int, data: Any, planner: 
     return Plan(goal.strip(), canvas, str(data.get("base_prompt") or goal).strip(), str(data.get("base_negative") or DEFAULT_NEGATIVE),
                 all_objs, rels, tasks, planner, int(seed), [])
 
-
-def _cache_get(key: str, cache_dir: str | Path | None) -> dict | None:
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"{key}.json"
-        if path.is_file():
-            try:
-                return json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                return None
-        return None
-    return _memory_cache.get(key)
-
-
-def _cache_put(key: str, plan: Plan, cache_dir: str | Path | None) -> None:
-    if cache_dir is not None:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        (Path(cache_dir) / f"{key}.json").write_text(plan.to_json())
-    else:
-        _memory_cache[key] = plan.to_dict()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -44,6 +45,22 @@ _lock = threading.Lock()
 def _strict_json(value) -> str:
     """Everything written as JSON is strict: NaN and infinities are refused, never written."""
     return json.dumps(value, allow_nan=False)
+
+
+def default_user_dir() -> Path:
+    """Where a plain-Python user's Pakati data lives when no ComfyUI user directory is given:
+    ``PAKATI_USER_DIR`` (the directory the model layer reads its key and model files under), else
+    the platform's data directory: ``$XDG_DATA_HOME`` or ``~/.local/share`` on Linux,
+    ``~/Library/Application Support`` on macOS, ``%LOCALAPPDATA%`` on Windows. The database is
+    ``<this>/pakati/pakati.db``, as under ComfyUI's user directory."""
+    env = os.environ.get("PAKATI_USER_DIR", "").strip()
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support"
+    return Path(os.environ.get("XDG_DATA_HOME", "").strip() or Path.home() / ".local" / "share")
 
 
 def resolve_url(url: str | None = None, user_dir: str | os.PathLike | None = None) -> str:

@@ -176,8 +176,10 @@ class Store:
         thumb = png_bytes(image, THUMBNAIL_SIDE) if image is not None else None
         img_key = image_hash(image) if image is not None else None
         with self._session() as s:
-            if parent_id is not None and s.get(Run, parent_id) is None:
-                raise StoreError(f"no run {parent_id} to be the parent", "parent_id")
+            if parent_id is not None:
+                parent = s.get(Run, int(parent_id))
+                if parent is None or parent.owner != self.owner:  # another user's run is not there for this one
+                    raise StoreError(f"no run {parent_id} of this user to be the parent", "parent_id")
             run = Run(owner=self.owner, node=node, prompt_id=prompt_id, model_name=model_name, model_hash=model_hash,
                       image_hash=img_key, thumbnail=self._put_blob(s, thumb) if thumb else None, parent_id=parent_id,
                       created_at=utcnow(), **values)

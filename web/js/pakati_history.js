@@ -56,6 +56,8 @@ export function loadRunCanvas(run) {
   widget("width").value = run.canvas.width;
   widget("height").value = run.canvas.height;
   widget("regions").value = JSON.stringify(run.canvas);
+  // Pakati Save Image reads this from the saved workflow: the next run's parent is this run
+  node.properties = { ...(node.properties || {}), pakati_run: run.id };
   node.pakatiEditor?.load();
   node.setDirtyCanvas?.(true, true);
   graph.setDirtyCanvas?.(true, true);
@@ -109,7 +111,7 @@ class HistoryPanel {
   }
 
   render() {
-    this.status.textContent = this.total ? `${this.runs.length} of ${this.total} runs` : "No runs yet: runs of Pakati Refine appear here.";
+    this.status.textContent = this.total ? `${this.runs.length} of ${this.total} runs` : "No runs yet: images saved by Pakati Save Image and runs of Pakati Refine appear here.";
     this.list.replaceChildren(...this.runs.map((run) => this.item(run)));
     this.more.style.display = this.runs.length < this.total ? "" : "none";
   }
@@ -139,7 +141,8 @@ class HistoryPanel {
         el("div", { style: { fontWeight: "bold" } }, `#${run.id} ${run.node}`),
         el("div", { className: "pakati-history-score" }, fmtScore(run.scores) + (run.scores?.stop_reason ? ` (${run.scores.stop_reason})` : "")),
         el("div", { className: "pakati-history-params", style: { opacity: "0.85", wordBreak: "break-word" } }, fmtParams(run)),
-        el("div", { style: { opacity: "0.7" } }, [run.model_name || "", regions != null ? ` · ${regions} regions` : "", when ? ` · ${when}` : ""].join("")),
+        el("div", { style: { opacity: "0.7" } }, [run.model_name || "", regions != null ? ` · ${regions} regions` : "", when ? ` · ${when}` : "",
+                                                  run.parent_id != null ? ` · from #${run.parent_id}` : ""].join("")),
         load,
       ]),
     ]);
