@@ -112,6 +112,9 @@ def test_generate_and_ask_vision_nodes(comfy, provider_env, tmp_path):
         _generate_and_ask(comfy)
     finally:
         folder_paths.set_user_directory(old_user_dir)
+    asks = [r for r in provider_env.requests if r["path"].endswith(("/messages", "/chat/completions"))][-2:]
+    assert [(r["model"], r["format"], r["forced_tool"], r["sampling"]) for r in asks] == [  # the shipped defaults, structured output
+        ("claude-sonnet-5-5", "json_schema", False, []), ("gpt-6.2-sol", "json_schema", False, [])]
     calls = open_store(user_dir=tmp_path / "user").api_calls()  # every provider call kept, newest first, no prompt, no key
     assert [(c["provider"], c["ok"]) for c in reversed(calls)] == [("openai", True), ("anthropic", True), ("openai", True)]
     assert all(c["prompt"] is None and SENTINEL_KEY not in json.dumps(c) for c in calls)
