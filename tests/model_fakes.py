@@ -41,10 +41,13 @@ def chat_body(content: str | None, refusal: str | None = None, finish_reason: st
     }
 
 
-def anthropic_body(tool_input: dict | None, stop_reason: str = "tool_use", text: str = "") -> dict:
-    content = [{"type": "tool_use", "id": "toolu_1", "name": "submit", "input": tool_input}] if tool_input is not None else []
-    if text:
-        content.insert(0, {"type": "text", "text": text})
+def anthropic_body(data: object = None, stop_reason: str = "end_turn", text: str | None = None, thinking: bool = False) -> dict:
+    """A Messages answer as structured outputs give it: the JSON as a text block (``text`` sends other text instead),
+    after a thinking block when ``thinking`` (current models think adaptively by default); no text block when both are None."""
+    content: list[dict] = [{"type": "thinking", "thinking": "", "signature": "sig-1"}] if thinking else []
+    body = text if text is not None else (json.dumps(data) if data is not None else None)
+    if body is not None:
+        content.append({"type": "text", "text": body})
     return {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test", "content": content,
             "stop_reason": stop_reason, "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 10}}
 
@@ -63,6 +66,19 @@ def fake_answers(request_text: str) -> dict:
 
     questions = re.findall(r"(?:^|\\n|\n)(\d+)\. ", request_text)
     return {"answers": [{"question": f"q{n}", "verdict": "yes", "score": 0.75, "reason": "the fake judge sees it"} for n in questions]}
+
+
+def key_leaks(server, texts: dict[str, str]) -> list[str]:
+    """Where the sentinel key (or a fragment of it) appears: in ``texts`` (name -> text), the server's /history and
+    /queue, its log, and every file under its base directory (user dir with settings and database, outputs, temp)."""
+    places = dict(texts)
+    places.update({"/history": json.dumps(server.get_json("/history")), "/queue": json.dumps(server.get_json("/queue")),
+                   "server log": server.log()})
+    for path in server.base.rglob("*"):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            places[str(path)] = path.read_bytes().decode("latin-1")
+    fragments = (SENTINEL_KEY, SENTINEL_KEY[:12], SENTINEL_KEY[-8:])
+    return [where for where, text in places.items() if any(f in text for f in fragments)]
 
 
 def multipart_files(content_type: str, body: bytes) -> dict[str, bytes | str]:
@@ -117,10 +133,13 @@ class FakeImagesServer:
                                                                  "https://platform.openai.com/account/api-keys.", "invalid_api_key"))
                 elif self.path.endswith("/chat/completions") or self.path.endswith("/messages"):
                     req = json.loads(body)
-                    outer.requests.append({"path": self.path, "model": req.get("model")})
                     answers = fake_answers(json.dumps(req.get("messages")))
+                    outer.requests.append({
+                        "path": self.path, "model": req.get("model"), "questions": len(answers["answers"]),
+                        "format": ((req.get("output_config") or {}).get("format") or req.get("response_format") or {}).get("type"),
+                        "forced_tool": "tool_choice" in req, "sampling": sorted(k for k in ("temperature", "top_p", "top_k") if k in req)})
                     if self.path.endswith("/messages"):
-                        return self._json(200, anthropic_body(answers))
+                        return self._json(200, anthropic_body(answers, thinking=True))
                     return self._json(200, chat_body(json.dumps(answers)))
                 elif self.path.endswith("/images/generations"):
                     req = json.loads(body)

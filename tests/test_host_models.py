@@ -20,7 +20,7 @@ from PIL import Image
 from skimage import data
 
 from comfy_client import ExecutionFailed, PromptRejected
-from model_fakes import SENTINEL_KEY
+from model_fakes import SENTINEL_KEY, key_leaks
 from pakati_core.canvas import Canvas
 from pakati_core.regenerate import blend_mask, regeneration_mask
 from pakati_core.store import open_store
@@ -112,6 +112,9 @@ def test_generate_and_ask_vision_nodes(comfy, provider_env, tmp_path):
         _generate_and_ask(comfy)
     finally:
         folder_paths.set_user_directory(old_user_dir)
+    asks = [r for r in provider_env.requests if r["path"].endswith(("/messages", "/chat/completions"))][-2:]
+    assert [(r["model"], r["format"], r["forced_tool"], r["sampling"]) for r in asks] == [  # the shipped defaults, structured output
+        ("claude-sonnet-5-5", "json_schema", False, []), ("gpt-6.2-sol", "json_schema", False, [])]
     calls = open_store(user_dir=tmp_path / "user").api_calls()  # every provider call kept, newest first, no prompt, no key
     assert [(c["provider"], c["ok"]) for c in reversed(calls)] == [("openai", True), ("anthropic", True), ("openai", True)]
     assert all(c["prompt"] is None and SENTINEL_KEY not in json.dumps(c) for c in calls)
@@ -185,17 +188,9 @@ def test_server_edit_is_bit_identical_outside_the_band_and_the_key_appears_nowhe
     assert any(SENTINEL_KEY in h for h in fake_openai.auth_headers), "the sentinel key never reached the provider"
     png = Image.open(io.BytesIO(server.get_bytes(
         f"/view?filename={entry['outputs']['4']['images'][0]['filename']}&type=output&subfolder=")))
-    places = {
-        "API prompt": json.dumps(api), "saved workflow": json.dumps(ui_workflow),
-        "PNG metadata": json.dumps(dict(png.text)), "/history": json.dumps(server.get_json("/history")),
-        "/queue": json.dumps(server.get_json("/queue")), "server log": server.log(),
-        "exception text": error_text + json.dumps(rejected.value.body), "report": json.dumps(info),
-    }
-    for path in server.base.rglob("*"):  # user dir (settings, database), outputs, temp files
-        if path.is_file() and path.stat().st_size < 50_000_000:
-            places[str(path)] = path.read_bytes().decode("latin-1")
-    fragments = (SENTINEL_KEY, SENTINEL_KEY[:12], SENTINEL_KEY[-8:])
-    leaks = [where for where, text in places.items() if any(f in text for f in fragments)]
+    leaks = key_leaks(server, {
+        "API prompt": json.dumps(api), "saved workflow": json.dumps(ui_workflow), "PNG metadata": json.dumps(dict(png.text)),
+        "exception text": error_text + json.dumps(rejected.value.body), "report": json.dumps(info)})
     assert not leaks, f"the key (or a fragment of it) appears in: {leaks}"
     assert "workflow" in png.text and "prompt" in png.text
 

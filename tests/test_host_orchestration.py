@@ -125,3 +125,54 @@ def test_references_let_the_check_find_objects_and_judge_where_they_are(comfy):
     ok, bad = relation(scene(False)), relation(scene(True))
     assert (ok["verdict"], ok["source"]) == ("yes", "exemplar")
     assert bad["verdict"] == "no"
+
+
+@pytest.mark.parametrize("checker,model", [("anthropic", "claude-sonnet-5-5"), ("openai", "gpt-6.2-sol")])
+def test_check_with_a_vision_judge_through_the_server_keeps_the_key_out(provider_comfy_server, fake_openai, checker, model):
+    """PakatiCheckAlignment with a vision checker on the real server, its SDK pointed at the fake provider: what colour
+    cannot measure (existence, the relation) is answered by the judge, the same questions are only guessed offline,
+    and the sentinel key reaches the provider but nothing the server shows or writes."""
+    from PIL import Image
+
+    from model_fakes import SENTINEL_KEY, key_leaks
+
+    server = provider_comfy_server
+    img = np.zeros((128, 128, 3), np.uint8)
+    img[:, :64], img[:, 64:] = (217, 26, 26), (26, 77, 230)  # a red left half, a blue right half
+    (server.base / "input").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(server.base / "input" / "pakati_judge_check.png")
+
+    def check(which: str) -> tuple[dict, dict]:
+        prompt = {
+            "1": {"class_type": "LoadImage", "inputs": {"image": "pakati_judge_check.png"}},
+            "2": {"class_type": "PakatiCheckAlignment", "inputs": {"image": ["1", 0], "goal": GOAL, "checker": which, "model": "",
+                                                                   "remember": True}},
+            "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}},
+        }
+        entry = server.run(prompt, timeout=300)
+        return prompt, entry
+
+    sent_before, auth_before = len(fake_openai.requests), len(fake_openai.auth_headers)
+    prompt, entry = check(checker)
+    report = json.loads(entry["outputs"]["3"]["text"][0])
+    by_source: dict[str, list[dict]] = {}
+    for v in report["verdicts"]:
+        by_source.setdefault(v["source"], []).append(v)
+    judged = by_source.get("judge", [])
+    assert {v["kind"] for v in judged} >= {"exist", "relation"} and {v["kind"] for v in by_source["colour"]} == {"attribute"}
+    assert all((v["verdict"], v["score"], v["reason"]) == ("yes", 0.75, "the fake judge sees it") for v in judged)
+    calls = fake_openai.requests[sent_before:]
+    (call,) = calls  # one judge call for every question colour could not answer
+    assert call["path"].endswith("/messages" if checker == "anthropic" else "/chat/completions") and call["model"] == model
+    assert call["questions"] == len(judged) and call["format"] == "json_schema" and not call["forced_tool"] and call["sampling"] == []
+    assert any(SENTINEL_KEY in h for h in fake_openai.auth_headers[auth_before:]), "the sentinel key never reached the provider"
+    assert entry["outputs"]["2"]["text"][0].startswith(f"score {report['score']:.2f}") and "(judge)" in entry["outputs"]["2"]["text"][0]
+
+    _, offline = check("offline")  # the same questions without a judge: guessed, and the score is not the judge's
+    plain = {v["id"]: v for v in json.loads(offline["outputs"]["3"]["text"][0])["verdicts"]}
+    assert all(plain[v["id"]]["source"] in ("plan", "none") and plain[v["id"]]["verdict"] == "unsure" for v in judged)
+    assert len(fake_openai.requests) == sent_before + 1
+    assert report["score"] != json.loads(offline["outputs"]["3"]["text"][0])["score"]
+
+    leaks = key_leaks(server, {"API prompt": json.dumps(prompt), "report": json.dumps(report), "history entry": json.dumps(entry)})
+    assert not leaks, f"the key (or a fragment of it) appears in: {leaks}"

@@ -22,11 +22,12 @@ import httpx2  # noqa: E402  (the SDKs' HTTP library)
 from model_fakes import anthropic_body, anthropic_error, chat_body, images_body, openai_error, multipart_files, decode_png  # noqa: E402
 from pakati_core.models import (  # noqa: E402
     Answer, KeyFileInsecureError, KeyMissingError, KeyRejectedError, ListRecorder, MalformedResponseError, ModelRetiredError,
-    ProviderRefusedError, ProviderUnavailableError, RateLimitedError, Registry, Task, make_image_backend, make_judge,
+    ProviderRefusedError, ProviderRequestError, ProviderUnavailableError, RateLimitedError, Registry, Task, make_image_backend, make_judge,
     make_planner, resolve_key, select_model,
 )
 from pakati_core.models.protocols import CallRecord, ImageBackend, TextPlanner, VisionJudge  # noqa: E402
 from pakati_core.models.ratelimit import TokenBucket  # noqa: E402
+from pakati_core.models.registry import merge, shipped_config  # noqa: E402
 from pakati_core.models.retry import RetryPolicy  # noqa: E402
 
 SENTINEL = "sk-pakati-SENTINEL-5f2b9c1e7d3a4b6c8e0f"
@@ -156,6 +157,31 @@ def test_registry_defaults_and_user_override(env, monkeypatch):
     assert not unknown.spec.known and unknown.spec.sizes  # allowed, with the default's capabilities
 
 
+def test_shipped_defaults_are_current_models_and_legacy_ones_stay_usable():
+    """The defaults are the providers' current models (checked 2026-12-05); legacy models still resolve; retired ones
+    name their replacement; the selector takes a current model before a legacy one."""
+    reg = Registry.load()
+    assert reg.default("anthropic", "vision") == reg.default("anthropic", "text") == "claude-sonnet-5-5"
+    assert reg.default("openai", "vision") == reg.default("openai", "text") == "gpt-6.2-sol"
+    for provider, kinds in (("openai", ("image", "vision", "text")), ("anthropic", ("vision", "text"))):
+        for kind in kinds:
+            spec = reg.resolve(provider, kind).spec
+            assert spec.known and not spec.legacy and not spec.retired and spec.cost() is not None, (provider, kind)
+    for name in ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7", "gpt-5.4-mini", "gpt-4o"):
+        spec = reg.get(name)
+        assert spec.legacy and not spec.retired and reg.resolve(spec.provider, "vision", name).spec is spec
+    with pytest.raises(ModelRetiredError, match="claude-sonnet-5-5"):
+        reg.resolve("anthropic", "vision", "claude-sonnet-4-5-20250929", setting="PakatiAskVision input 'model'")
+    with pytest.raises(ModelRetiredError, match="gpt-image-2"):
+        reg.resolve("openai", "image", "gpt-image-1")
+    legacy_cheap = {"version": 1, "models": [{"name": "claude-haiku-4-5", "provider": "anthropic", "kinds": ["vision"], "legacy": True,
+                                              "cost_usd": {"call": 0.00001}}]}
+    pick = select_model(Task("vision", provider="anthropic"), Registry(merge(shipped_config(), legacy_cheap)), key_available=lambda p: True)
+    names = [n for n, _ in pick.ranked]
+    assert not pick.spec.legacy and names.index("claude-haiku-4-5") > max(names.index(n) for n in names if not reg.get(n).legacy)
+    assert "claude-haiku-4-5" not in pick.rejected  # legacy is ranked after the current models, never ruled out
+
+
 def test_retired_model_names_the_setting(env):
     reg = Registry.load()
     with pytest.raises(ModelRetiredError) as e:
@@ -219,19 +245,65 @@ def test_openai_planner_and_judge_structured_output():
     assert SENTINEL not in repr(planner) + repr(judge) + repr(rec.calls)
 
 
-def test_anthropic_planner_and_judge_forced_tool_use():
-    wire = Wire((200, anthropic_body({"regions": ["sky"]})), (200, anthropic_body(ANSWERS)))
+def _objects(schema: dict):
+    """Every object node of a JSON schema."""
+    if schema.get("type") == "object":
+        yield schema
+    for sub in [*(schema.get("properties") or {}).values(), *([schema["items"]] if "items" in schema else [])]:
+        yield from _objects(sub)
+
+
+def test_anthropic_planner_and_judge_use_structured_outputs():
+    """The request the SDK sent: ``output_config.format`` with the schema in the API's subset, no tool forcing, no sampling
+    parameters; the answer read from the text block (after a thinking block) and checked against the original schema."""
+    import anthropic
+
+    wire = Wire((200, anthropic_body({"regions": ["sky"]})), (200, anthropic_body(ANSWERS, thinking=True)))
     planner = make_planner("anthropic", **opts(wire))
     assert planner.complete_json("plan", "a sky", PLAN_SCHEMA) == {"regions": ["sky"]}
     sent = json.loads(wire.requests[0].content)
-    assert sent["tool_choice"] == {"type": "tool", "name": "submit"} and sent["tools"][0]["input_schema"] == PLAN_SCHEMA
+    assert sent["model"] == "claude-sonnet-5-5" and sent["max_tokens"] == 16000 and sent["system"] == "plan"
+    assert sent["output_config"] == {"format": {"type": "json_schema", "schema": anthropic.transform_schema(PLAN_SCHEMA)}}
+    assert sent["output_config"]["format"]["schema"]["additionalProperties"] is False  # PLAN_SCHEMA left it open; the API wants it closed
+    assert not {"tools", "tool_choice", "temperature", "top_p", "top_k", "output_format"} & set(sent)
     h = wire.requests[0].headers
     assert SENTINEL in (h.get("x-api-key", "") + h.get("authorization", ""))  # this SDK release sends the key as a bearer token
     judge = make_judge("anthropic", **opts(wire))
     answers = judge.ask(photo(), ["q1?", "q2?"])
-    assert [a.verdict for a in answers] == ["yes", "no"] and answers[0].question == "q1?"
-    img = json.loads(wire.requests[1].content)["messages"][0]["content"][0]
+    assert answers == [Answer("q1?", "yes", 0.9, "a cat is on the left"), Answer("q2?", "no", 0.1, "no dog is visible")]
+    sent = json.loads(wire.requests[1].content)
+    img = sent["messages"][0]["content"][0]
     assert img["type"] == "image" and img["source"]["media_type"] == "image/png"
+    schema = sent["output_config"]["format"]["schema"]
+    score = schema["properties"]["answers"]["items"]["properties"]["score"]
+    assert "minimum" not in score and "maximum" not in score and "maximum: 1" in score["description"]  # the range moves to the description
+    objects = list(_objects(schema))  # the answers object and each answer
+    assert len(objects) == 2 and all(o["additionalProperties"] is False for o in objects)
+    assert not {"tools", "tool_choice", "temperature"} & set(sent)
+
+
+def test_anthropic_failures_are_typed_and_name_provider_and_model():
+    too_long = Wire((200, anthropic_body(stop_reason="max_tokens", text='{"answers": [{"question": "q1", "verd')))
+    with pytest.raises(MalformedResponseError, match=r"anthropic ran out of tokens .*model 'claude-sonnet-5-5', max_tokens 16000.*"
+                                                     r"providers\.anthropic\.max_tokens") as e:
+        make_judge("anthropic", **opts(too_long)).ask(photo(), ["q?"])
+    assert e.value.provider == "anthropic" and len(too_long.requests) == 1  # not retried: the same request would run out again
+    prose = Wire((200, anthropic_body(text="Sure! Here it is.", thinking=True)))
+    with pytest.raises(MalformedResponseError, match=r"anthropic returned text that is not JSON for judge answers \(model 'claude-sonnet-5-5': "):
+        make_judge("anthropic", **opts(prose)).ask(photo(), ["q?"])
+    silent = Wire((200, anthropic_body(thinking=True)))  # a thinking block and no text block
+    with pytest.raises(MalformedResponseError, match=r"without the structured output for the plan \(model 'claude-sonnet-5-5', stop reason 'end_turn'\)"):
+        make_planner("anthropic", **opts(silent)).complete_json("s", "u", PLAN_SCHEMA)
+    refused = Wire((200, anthropic_body(stop_reason="refusal")))
+    with pytest.raises(ProviderRefusedError, match=r"anthropic refused to answer \(model 'claude-haiku-5-5'\)"):
+        make_judge("anthropic", "claude-haiku-5-5", **opts(refused)).ask(photo(), ["q?"])
+    wrong = Wire((200, anthropic_body({"answers": [{"question": "q", "verdict": "maybe", "score": 0.5, "reason": "r"}]})))
+    with pytest.raises(MalformedResponseError, match=r"does not match the schema at answers/0/verdict.*\(model 'claude-sonnet-5-5'\)"):
+        make_judge("anthropic", **opts(wrong)).ask(photo(), ["q?"])
+    untyped = Wire((200, anthropic_body({})))
+    with pytest.raises(ProviderRequestError, match=r"schema for the plan cannot be sent to provider anthropic \(model 'claude-sonnet-5-5'\)") as e:
+        make_planner("anthropic", **opts(untyped)).complete_json("s", "u", {"properties": {"a": {"type": "string"}}})
+    assert e.value.field == "schema" and untyped.requests == []  # refused before any call
 
 
 def test_base_url_env_is_honoured(monkeypatch):
@@ -348,11 +420,32 @@ def test_malformed_answers_are_typed():
         make_planner("anthropic", **opts(Wire((200, anthropic_body({"regions": "sky"}))))).complete_json("s", "u", PLAN_SCHEMA)
 
 
+def test_openai_request_fits_reasoning_models_and_its_failures_name_the_model():
+    """No ``max_tokens`` (deprecated, refused by reasoning models) and no sampling parameters; a completion cut by the
+    token limit, an empty answer and a schema mismatch are malformed answers naming provider and model."""
+    wire = Wire((200, chat_body(json.dumps(ANSWERS))))
+    make_judge("openai", **opts(wire)).ask(photo(), ["a?", "b?"])
+    sent = json.loads(wire.requests[0].content)
+    assert sent["model"] == "gpt-6.2-sol" and sent["response_format"]["json_schema"]["strict"] is True
+    assert not {"max_tokens", "temperature", "top_p", "n", "seed"} & set(sent)
+    cases = [
+        (chat_body("", finish_reason="length"), r"openai ran out of tokens before finishing judge answers \(model 'gpt-6.2-sol'\)"),
+        (chat_body('{"answers": [', finish_reason="length"), r"ran out of tokens"),
+        (chat_body(None), r"without the structured output for judge answers \(model 'gpt-6.2-sol', finish reason 'stop'\)"),
+        (chat_body("not json {"), r"not JSON for judge answers \(model 'gpt-6.2-sol': Expecting value at character 0\)"),
+        (chat_body(json.dumps({"answers": []})), r"answered 0 questions, but 1 were asked \(model 'gpt-6.2-sol'\)"),
+    ]
+    for body, message in cases:
+        with pytest.raises(MalformedResponseError, match=message) as e:
+            make_judge("openai", **opts(Wire((200, body)))).ask(photo(), ["q?"])
+        assert e.value.provider == "openai"
+
+
 def test_retired_at_the_provider_names_the_setting():
-    wire = Wire((404, openai_error(404, "The model `gpt-5.4-mini` does not exist or you do not have access to it.", "model_not_found")))
+    wire = Wire((404, openai_error(404, "The model `gpt-6.2-sol` does not exist or you do not have access to it.", "model_not_found")))
     with pytest.raises(ModelRetiredError, match=r"defaults\.openai\.text") as e:
         make_planner("openai", **opts(wire)).complete_json("s", "u", PLAN_SCHEMA)
-    assert "gpt-5.4-mini" in str(e.value) and len(wire.requests) == 1
+    assert "'gpt-6.2-sol'" in str(e.value) and len(wire.requests) == 1
     wire = Wire((404, anthropic_error("not_found_error", "model: claude-old")))
     with pytest.raises(ModelRetiredError, match="the 'model' input"):
         make_judge("anthropic", "claude-old", model_setting="the 'model' input", **opts(wire)).ask(photo(), ["q?"])

@@ -48,7 +48,9 @@ def answer(cat_box=(0.1, 0.4, 0.4, 0.8), pillow_box=(0.55, 0.45, 0.9, 0.8), cat_
             "relations": [{"subject": "cat", "relation": "left_of", "object": "pillow"}]}
 
 
-def test_anthropic_forced_tool_use_gives_a_valid_cached_plan(tmp_path):
+def test_anthropic_structured_output_gives_a_valid_cached_plan(tmp_path):
+    import anthropic
+
     from pakati_core.store import open_store
 
     store = open_store(f"sqlite:///{tmp_path / 'pakati.db'}")  # the plan cache is the database's cache table
@@ -57,7 +59,8 @@ def test_anthropic_forced_tool_use_gives_a_valid_cached_plan(tmp_path):
     assert p.planner == "llm:anthropic" and layout_violations(p) == []
     assert [r["id"] for r in p.canvas["regions"]] == ["background", "cat", "pillow"]
     sent = json.loads(wire.requests[0].content)
-    assert sent["tool_choice"]["type"] == "tool" and sent["tools"][0]["input_schema"] == LLM_SCHEMA
+    assert sent["output_config"]["format"] == {"type": "json_schema", "schema": anthropic.transform_schema(LLM_SCHEMA)}
+    assert "tool_choice" not in sent and "tools" not in sent
     again = plan(GOAL, 768, 512, planner="anthropic", cache=store, **opts(wire))
     assert len(wire.requests) == 1 and again.to_dict() == p.to_dict()
     assert len(llm._memory_cache) == 0, "a cache given is the only cache used"

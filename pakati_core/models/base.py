@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from .calls import CallContext, run_call
 from .credentials import normalise_name, resolve_key
-from .errors import OptionalPackageMissingError
+from .errors import MalformedResponseError, OptionalPackageMissingError
 from .protocols import CallRecorder
 from .recording import LoggingRecorder
 from .registry import Registry, default_registry
@@ -68,3 +68,10 @@ class ProviderModel:
     def _call(self, operation: str, send: Callable[[], Any], size: str | None = None, cost: float | None = None,
               prompt: str | None = None) -> Any:
         return run_call(self.ctx, operation, send, size=size, cost=cost, prompt=prompt)
+
+    def _checked(self, read: Callable[[], Any]) -> Any:
+        """``read()`` (schema checks of an answer), with the model named in a malformed-answer error."""
+        try:
+            return read()
+        except MalformedResponseError as e:
+            raise MalformedResponseError(f"{e.message} (model '{self.model}')", self.provider, field=e.field) from None

@@ -115,9 +115,12 @@ def cover(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 class _OpenAIChat(ProviderModel):
+    """Chat Completions with a ``json_schema`` response format. No ``max_tokens`` (deprecated, and not accepted by
+    reasoning models; the model's own output limit applies) and no sampling parameters (reasoning models refuse them)."""
+
     provider = "openai"
 
-    def _json(self, operation: str, system: str, content: list[dict], schema: dict, strict: bool, prompt: str) -> dict:
+    def _json(self, operation: str, system: str, content: list[dict], schema: dict, strict: bool, what: str, prompt: str) -> dict:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": content}]
         fmt = {"type": "json_schema", "json_schema": {"name": "pakati_output", "schema": schema, "strict": strict}}
         response = self._call(operation, lambda: self.client.chat.completions.create(model=self.model, messages=messages, response_format=fmt),
@@ -125,14 +128,20 @@ class _OpenAIChat(ProviderModel):
         choices = getattr(response, "choices", None) or []
         if not choices:
             raise MalformedResponseError(f"provider openai returned no choices (model '{self.model}')", "openai")
-        message = choices[0].message
-        if getattr(message, "refusal", None) or choices[0].finish_reason == "content_filter":
+        message, finish = choices[0].message, choices[0].finish_reason
+        if getattr(message, "refusal", None) or finish == "content_filter":
             raise ProviderRefusedError(f"provider openai refused to answer (model '{self.model}')", "openai")
+        if finish == "length":  # reasoning and visible tokens share the completion limit
+            raise MalformedResponseError(f"provider openai ran out of tokens before finishing {what} (model '{self.model}')", "openai")
         text = message.content or ""
+        if not text.strip():
+            raise MalformedResponseError(f"provider openai answered without the structured output for {what} "
+                                         f"(model '{self.model}', finish reason {finish!r})", "openai")
         try:
             return json.loads(text)
         except json.JSONDecodeError as e:
-            raise MalformedResponseError(f"provider openai returned text that is not JSON ({e.msg} at character {e.pos})", "openai") from None
+            raise MalformedResponseError(f"provider openai returned text that is not JSON for {what} "
+                                         f"(model '{self.model}': {e.msg} at character {e.pos})", "openai") from None
 
 
 class OpenAIVisionJudge(_OpenAIChat):
@@ -144,8 +153,8 @@ class OpenAIVisionJudge(_OpenAIChat):
         questions = list(questions)
         url = "data:image/png;base64," + b64_png(shrink_to(image, self.resolved.spec.max_side))
         content = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": judge_user_text(questions)}]
-        data = self._json("ask", JUDGE_SYSTEM, content, ANSWERS_SCHEMA, True, judge_user_text(questions))
-        return parse_answers(data, questions, "openai")
+        data = self._json("ask", JUDGE_SYSTEM, content, ANSWERS_SCHEMA, True, "judge answers", judge_user_text(questions))
+        return self._checked(lambda: parse_answers(data, questions, "openai"))
 
 
 class OpenAIPlanner(_OpenAIChat):
@@ -154,5 +163,5 @@ class OpenAIPlanner(_OpenAIChat):
     kind = "text"
 
     def complete_json(self, system: str, user: str, schema: dict) -> dict:
-        data = self._json("complete_json", system, [{"type": "text", "text": user}], schema, False, user)
-        return check_schema(data, schema, "openai", "the plan")
+        data = self._json("complete_json", system, [{"type": "text", "text": user}], schema, False, "the plan", user)
+        return self._checked(lambda: check_schema(data, schema, "openai", "the plan"))

@@ -36,6 +36,8 @@ class ModelSpec:
     requests_per_minute: float | None = None
     retired: bool = False
     replacement: str | None = None
+    legacy: bool = False  # still served, but not the provider's current model: chosen after current ones
+    note: str = ""
     known: bool = True
 
     def cost(self, quality: str | None = None) -> float | None:
@@ -92,6 +94,7 @@ def _spec(entry: dict, where: str) -> ModelSpec:
         qualities=tuple(entry.get("qualities", ())), cost_usd=dict(entry.get("cost_usd", {})),
         requests_per_minute=float(rpm) if rpm is not None else None,
         retired=bool(entry.get("retired", False)), replacement=entry.get("replacement"),
+        legacy=bool(entry.get("legacy", False)), note=str(entry.get("note") or ""),
     )
 
 

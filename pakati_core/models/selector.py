@@ -48,7 +48,8 @@ def success_stats(records: Iterable[CallRecord]) -> dict[str, tuple[int, int]]:
 
 def select_model(task: Task, registry: Registry | None = None, records: Iterable[CallRecord] = (),
                  key_available: Callable[[str], bool] = has_key) -> Selection:
-    """The best model for ``task``: capable, not retired, with a key; ranked by recorded success, then cost.
+    """The best model for ``task``: capable, not retired, with a key; ranked by recorded success, then current
+    before legacy, then cost.
 
     Success is the smoothed rate ``(ok + 1) / (calls + 2)``, so an untried model starts at 0.5
     and a model that keeps failing sinks below one that works.
@@ -59,7 +60,7 @@ def select_model(task: Task, registry: Registry | None = None, records: Iterable
     stats = success_stats(records)
     rejected: dict[str, str] = {}
     keys: dict[str, bool] = {}
-    scored: list[tuple[float, float, ModelSpec, str]] = []
+    scored: list[tuple[float, float, ModelSpec, str]] = []  # (rate, cost, spec, notes)
     for spec in reg.models.values():
         if task.kind not in spec.kinds:
             continue
@@ -93,10 +94,14 @@ def select_model(task: Task, registry: Registry | None = None, records: Iterable
             rate -= 0.05
         if spec.inpainting and task.inpainting:
             notes.insert(0, "edits with a mask")
+        if spec.legacy:
+            notes.append("legacy (still served; the provider has a newer model)")
+        if spec.note:
+            notes.append(spec.note)
         scored.append((rate, cost if cost is not None else float("inf"), spec, ", ".join(notes)))
     if not scored:
         detail = "; ".join(f"{k}: {v}" for k, v in rejected.items()) or "none configured"
         raise NoModelError(f"no configured model can do this {task.kind} task ({detail})", field="model")
-    scored.sort(key=lambda t: (-t[0], t[1], t[2].name))
+    scored.sort(key=lambda t: (-t[0], t[2].legacy, t[1], t[2].name))
     rate, _, spec, notes = scored[0]
     return Selection(spec, f"{notes}; score {rate:.2f}", [(s.name, round(r, 4)) for r, _, s, _ in scored], rejected)
