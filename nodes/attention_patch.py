@@ -22,6 +22,7 @@ from ..pakati_core.regional import grid_shape
 from .regional_patch import in_schedule_range
 
 WRAPPER_KEY = "pakati_capture"
+EXCITE_PASS_OPTION = "pakati_excite_pass"  # set in transformer_options of Attend-and-Excite's gradient passes: not recorded
 BLOCK_CHOICES = {
     "all": ("input", "middle", "output"),
     "input": ("input",),
@@ -92,7 +93,7 @@ class CaptureWrapper:
 
     def __call__(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
         model = executor.class_obj
-        if c_crossattn is None or not in_schedule_range(model, t, self.start_percent, self.end_percent):
+        if c_crossattn is None or transformer_options.get(EXCITE_PASS_OPTION) or not in_schedule_range(model, t, self.start_percent, self.end_percent):
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         unet = model.diffusion_model
         keys = self._keys.get(id(unet))

@@ -65,6 +65,8 @@ class RegionalAttn2:
         rows = lambda i: slice(i * per, (i + 1) * per)  # noqa: E731
         if self.inner is not None:
             out = self.inner(q, k, v, extra_options)
+            if out.requires_grad:  # a gradient pass (Attend-and-Excite): the in-place blend must not touch a saved output
+                out = out.clone()
             for i in regional:
                 where, delta = regional_delta(q[rows(i)], k[rows(i)], v[rows(i)], kx, vx, heads, plans[i])
                 if where is None:
@@ -74,6 +76,8 @@ class RegionalAttn2:
             return out
         if all(plans[i].base_index is None for i in regional):
             out = self._plain(q, k, v, heads, extra_options)  # the base prompt applies everywhere: ComfyUI's own attention, once
+            if out.requires_grad:  # a gradient pass (Attend-and-Excite): the in-place blend must not touch a saved output
+                out = out.clone()
         else:
             out = torch.empty_like(q)
             for i in range(len(chunks)):
