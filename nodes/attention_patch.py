@@ -18,8 +18,7 @@ import torch
 import comfy.ldm.modules.attention as comfy_attention
 
 from ..pakati_core.attention_maps import AttentionRecorder
-from ..pakati_core.regional import grid_shape
-from .regional_patch import in_schedule_range
+from .regional_patch import call_grid, in_schedule_range
 
 WRAPPER_KEY = "pakati_capture"
 EXCITE_PASS_OPTION = "pakati_excite_pass"  # set in transformer_options of Attend-and-Excite's gradient passes: not recorded
@@ -61,10 +60,7 @@ class CaptureAttn2:
                                                    transformer_options=extra_options)
 
     def _grid(self, extra_options: dict, tokens: int) -> tuple[int, int]:
-        shape = extra_options.get("activations_shape")
-        if shape is not None and len(shape) == 4 and shape[2] * shape[3] == tokens:
-            return int(shape[2]), int(shape[3])
-        return grid_shape(self.latent_hw, tokens)
+        return call_grid(extra_options, tokens, self.latent_hw)
 
 
 def attn2_keys(unet: torch.nn.Module) -> list[tuple[str, int, int]]:

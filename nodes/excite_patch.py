@@ -30,10 +30,10 @@ import comfy.utils
 from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, Upsample
 
 from ..pakati_core.attention_maps import ExciteMaps, ExciteSettings, ExciteTarget, PassComplete, excite_latent
-from ..pakati_core.regional import RegionalAttention, grid_shape
+from ..pakati_core.regional import RegionalAttention
 from .attention_patch import BLOCK_CHOICES, EXCITE_PASS_OPTION
 from .common import PakatiNodeError, checked
-from .regional_patch import attn2_blocks
+from .regional_patch import attn2_blocks, call_grid
 
 log = logging.getLogger("pakati")
 
@@ -75,13 +75,6 @@ def selected_blocks(unet: torch.nn.Module, blocks: str) -> list[tuple[tuple[str,
         deepest = max(levels.values(), default=0)
         return [(key, layer) for key, layer in found if levels[key] == deepest]
     return [(key, layer) for key, layer in found if key[0] in BLOCK_CHOICES[blocks]]
-
-
-def call_grid(extra_options: dict, tokens: int, latent_hw: tuple[int, int]) -> tuple[int, int]:
-    shape = extra_options.get("activations_shape")
-    if shape is not None and len(shape) == 4 and shape[2] * shape[3] == tokens:
-        return int(shape[2]), int(shape[3])
-    return grid_shape(latent_hw, tokens)
 
 
 class ExcitePass:

@@ -96,10 +96,15 @@ class RegionalAttn2:
         return comfy_attention.optimized_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options)
 
     def _grid(self, extra_options: dict, tokens: int) -> tuple[int, int]:
-        shape = extra_options.get("activations_shape")
-        if shape is not None and len(shape) == 4 and shape[2] * shape[3] == tokens:
-            return int(shape[2]), int(shape[3])
-        return grid_shape(self.state.latent_hw, tokens)
+        return call_grid(extra_options, tokens, self.state.latent_hw)
+
+
+def call_grid(extra_options: dict, tokens: int, latent_hw: tuple[int, int]) -> tuple[int, int]:
+    """The (h, w) token grid of an attn2 call: ComfyUI's activations shape, else derived from the latent size."""
+    shape = extra_options.get("activations_shape")
+    if shape is not None and len(shape) == 4 and shape[2] * shape[3] == tokens:
+        return int(shape[2]), int(shape[3])
+    return grid_shape(latent_hw, tokens)
 
 
 def attn2_blocks(unet: torch.nn.Module) -> list[tuple[tuple[str, int, int], torch.nn.Module]]:
