@@ -5,10 +5,14 @@ import numpy as np
 import torch
 from comfy_api.v0_0_2 import io
 
-from ..pakati_core.attention_maps import AttentionRecorder, mask_from_map, normalised_map, word_positions
+from ..pakati_core.attention_maps import AttentionRecorder, ExciteSettings, ExciteTarget, mask_from_map, normalised_map, subject_word, word_positions
+from ..pakati_core.attention_maps.excite import REDUCES
 from ..pakati_core.attention_maps.masks import MODES
+from ..pakati_core.attention_maps.tokens import parse_subject_lines
+from ..pakati_core.regional import RegionalAttention, RegionSet
+from . import excite_patch
 from .attention_patch import BLOCK_CHOICES, CaptureHandle, install
-from .common import PakatiNodeError, checked, node_name
+from .common import PakatiNodeError, RegionsType, checked, node_name
 
 AttentionCaptureType = io.Custom("PAKATI_ATTENTION")
 
@@ -26,6 +30,24 @@ def token_ids(clip, text: str, real_only: bool) -> dict[str, list[list[int]]]:
             ids.append([int(t[0]) if isinstance(t[0], int) else -1 for t in chunk if not real_only or t[2] != 0])
         out[enc] = ids
     return out
+
+
+def word_token_positions(clip, text: str) -> list[int]:
+    """Context positions of the prompt's real tokens (no start, end or padding), over every encoder and chunk."""
+    found: set[int] = set()
+    for chunks in clip.tokenize(text, return_word_ids=True).values():
+        offset = 0
+        for chunk in chunks:
+            found.update(offset + j for j, t in enumerate(chunk) if t[2] != 0)
+            offset += len(chunk)
+    return sorted(found)
+
+
+def word_target(node: str, input_name: str, clip, prompt: str, word: str, region: int | None, name: str) -> ExciteTarget:
+    """The target for ``word`` of ``prompt`` (as the CLIP tokenises both)."""
+    ids = token_ids(clip, prompt, real_only=False)
+    positions = checked(node, input_name, lambda: word_positions(ids, {e: c[0] if c else [] for e, c in token_ids(clip, word, real_only=True).items()}, input_name))
+    return checked(node, input_name, lambda: ExciteTarget(name, tuple(positions), tuple(word_token_positions(clip, prompt)), region))
 
 
 def latent_downscale(model) -> int:
@@ -140,4 +162,85 @@ class PakatiAttentionMask(io.ComfyNode):
         return io.NodeOutput(mask, preview)
 
 
-NODES = [PakatiCaptureAttention, PakatiAttentionMask]
+class PakatiAttendExcite(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PakatiAttendExcite",
+            display_name="Pakati Attend and Excite",
+            category="Pakati/attention",
+            description="Patch the model so that, during the first steps, the latent is nudged by gradient until every region's "
+            "subject word is attended inside its region (and named words of the base prompt anywhere): Attend-and-Excite, region-aware.",
+            inputs=[
+                io.Model.Input("model", tooltip="The SDXL model; Pakati Apply Regions may be applied before or after."),
+                io.Clip.Input("clip", tooltip="The CLIP that encoded the prompts (used only to find the subject words' tokens)."),
+                io.String.Input("text", multiline=True, default="", tooltip="The sampler's positive prompt exactly as encoded; needed for 'words'."),
+                io.String.Input("words", default="", tooltip="Comma-separated words of that prompt to excite over the whole image (plain Attend-and-Excite); may be empty when regions are given."),
+                io.String.Input("subjects", multiline=True, default="", tooltip="One 'region: word' line per region to name its subject (region name or number); "
+                                "regions not listed use the last noun of their prompt. A region made from CONDITIONING needs 'region: word | its prompt'."),
+                io.Combo.Input("blocks", options=list(excite_patch.EXCITE_BLOCKS), default=excite_patch.LOWEST,
+                               tooltip="Which cross-attention layers' maps to use: 'lowest resolution' is Attend-and-Excite's choice (SDXL's 32x32 grid at 1024 px)."),
+                io.Int.Input("steps", default=10, min=1, max=1000, tooltip="Excite during this many first sampler steps."),
+                io.Int.Input("iterations", default=3, min=1, max=50, tooltip="Gradient updates at most per excited step (fewer once every subject reaches the threshold)."),
+                io.Float.Input("scale", default=20.0, min=0.0, max=1000.0, step=0.5, tooltip="Step size of each update (Attend-and-Excite: 20, decaying to 14 over the run)."),
+                io.Float.Input("threshold", default=0.8, min=0.0, max=1.0, step=0.01, tooltip="Stop updating an image once every subject's attention (renormalised over the prompt's words) reaches this."),
+                io.Combo.Input("reduce", options=list(REDUCES), default="max", tooltip="A subject's attention inside its mask: the maximum (Attend-and-Excite) or the mean."),
+                RegionsType.Input("regions", optional=True, tooltip="The regions given to Pakati Apply Regions: each region's subject is excited inside its mask."),
+            ],
+            outputs=[io.Model.Output(display_name="model", tooltip="The exciting model (a clone); sample with it.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, subjects: str | None = None, blocks: str | None = None) -> bool | str:
+        if subjects is not None:
+            try:
+                checked("PakatiAttendExcite", "subjects", lambda: parse_subject_lines(subjects))
+            except PakatiNodeError as e:
+                return str(e)
+        if blocks is not None and blocks not in excite_patch.EXCITE_BLOCKS:
+            return f"PakatiAttendExcite: input 'blocks': unknown choice {blocks!r}"
+        return True
+
+    @classmethod
+    def execute(cls, model, clip, text: str, words: str, subjects: str, blocks: str, steps: int, iterations: int, scale: float,
+                threshold: float, reduce: str, regions: RegionSet | None = None) -> io.NodeOutput:
+        node = node_name(cls)
+        if clip is None:
+            raise PakatiNodeError(node, "clip", "no CLIP given (the checkpoint has no text encoder)")
+        if blocks not in excite_patch.EXCITE_BLOCKS:
+            raise PakatiNodeError(node, "blocks", f"unknown choice {blocks!r}; use one of {', '.join(excite_patch.EXCITE_BLOCKS)}")
+        settings = checked(node, "scale", lambda: ExciteSettings(scale=scale, steps=steps, iterations=iterations, threshold=threshold, reduce=reduce),
+                           ("scale", "steps", "iterations", "threshold", "reduce"))
+        found: list[excite_patch.Subject] = []
+        for w in split_words(words):
+            if not text.strip():
+                raise PakatiNodeError(node, "text", "give the sampler's positive prompt to find the words in")
+            found.append(excite_patch.Subject(word_target(node, "words", clip, text, w, None, w)))
+        lines = checked(node, "subjects", lambda: parse_subject_lines(subjects))
+        used: set[str] = set()
+        for i, r in enumerate(regions.regions if regions is not None else ()):
+            keys = [k for k in (r.name.lower(), str(i + 1)) if k in lines]
+            word, prompt = lines[keys[0]] if keys else (None, None)
+            used.update(keys)
+            if prompt is None and r.canvas is not None:
+                prompt = r.canvas.regions[r.canvas_index].prompt
+            if prompt is None:
+                raise PakatiNodeError(node, "subjects", f"region '{r.name}' (number {i + 1}) was made from CONDITIONING, so its prompt is not "
+                                      f"known here: add the line '{r.name}: word | the prompt it was encoded from'")
+            word = word or checked(node, "subjects", lambda: subject_word(prompt))
+            target = word_target(node, "subjects", clip, prompt, word, i, f"{r.name}: {word}")
+            if max(target.text_positions) >= r.cond.shape[1]:
+                raise PakatiNodeError(node, "subjects", f"region '{r.name}': the prompt has more tokens than its conditioning ({r.cond.shape[1]}): "
+                                      "give the prompt the region was encoded from")
+            found.append(excite_patch.Subject(target, r.cond.reshape(1, r.cond.shape[-2], r.cond.shape[-1])))
+        unknown = sorted(set(lines) - used)
+        if unknown:
+            names = ", ".join(repr(r.name) for r in regions.regions) if regions is not None else "none connected"
+            raise PakatiNodeError(node, "subjects", f"no region {', '.join(repr(u) for u in unknown)} (regions: {names})")
+        if not found:
+            raise PakatiNodeError(node, "words", "nothing to excite: name words of the prompt or connect regions")
+        core = checked(node, "regions", lambda: RegionalAttention(regions)) if regions is not None and len(regions) else None
+        return io.NodeOutput(excite_patch.install(model, found, settings, blocks, core))
+
+
+NODES = [PakatiCaptureAttention, PakatiAttentionMask, PakatiAttendExcite]

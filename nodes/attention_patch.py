@@ -18,10 +18,10 @@ import torch
 import comfy.ldm.modules.attention as comfy_attention
 
 from ..pakati_core.attention_maps import AttentionRecorder
-from ..pakati_core.regional import grid_shape
-from .regional_patch import in_schedule_range
+from .regional_patch import call_grid, in_schedule_range
 
 WRAPPER_KEY = "pakati_capture"
+EXCITE_PASS_OPTION = "pakati_excite_pass"  # set in transformer_options of Attend-and-Excite's gradient passes: not recorded
 BLOCK_CHOICES = {
     "all": ("input", "middle", "output"),
     "input": ("input",),
@@ -60,10 +60,7 @@ class CaptureAttn2:
                                                    transformer_options=extra_options)
 
     def _grid(self, extra_options: dict, tokens: int) -> tuple[int, int]:
-        shape = extra_options.get("activations_shape")
-        if shape is not None and len(shape) == 4 and shape[2] * shape[3] == tokens:
-            return int(shape[2]), int(shape[3])
-        return grid_shape(self.latent_hw, tokens)
+        return call_grid(extra_options, tokens, self.latent_hw)
 
 
 def attn2_keys(unet: torch.nn.Module) -> list[tuple[str, int, int]]:
@@ -92,7 +89,7 @@ class CaptureWrapper:
 
     def __call__(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
         model = executor.class_obj
-        if c_crossattn is None or not in_schedule_range(model, t, self.start_percent, self.end_percent):
+        if c_crossattn is None or transformer_options.get(EXCITE_PASS_OPTION) or not in_schedule_range(model, t, self.start_percent, self.end_percent):
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         unet = model.diffusion_model
         keys = self._keys.get(id(unet))

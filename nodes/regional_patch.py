@@ -69,6 +69,8 @@ class RegionalAttn2:
         rows = lambda i: slice(i * per, (i + 1) * per)  # noqa: E731
         if self.inner is not None:
             out = self.inner(q, k, v, extra_options)
+            if out.requires_grad:  # a gradient pass (Attend-and-Excite): the in-place blend must not touch a saved output
+                out = out.clone()
             for i in regional:
                 where, delta = regional_delta(q[rows(i)], k[rows(i)], v[rows(i)], kx, vx, heads, plans[i])
                 if where is None:
@@ -78,6 +80,8 @@ class RegionalAttn2:
             return out
         if all(plans[i].base_index is None for i in regional):
             out = self._plain(q, k, v, heads, extra_options)  # the base prompt applies everywhere: ComfyUI's own attention, once
+            if out.requires_grad:  # a gradient pass (Attend-and-Excite): the in-place blend must not touch a saved output
+                out = out.clone()
         else:
             out = torch.empty_like(q)
             for i in range(len(chunks)):
@@ -96,10 +100,15 @@ class RegionalAttn2:
         return comfy_attention.optimized_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options)
 
     def _grid(self, extra_options: dict, tokens: int) -> tuple[int, int]:
-        shape = extra_options.get("activations_shape")
-        if shape is not None and len(shape) == 4 and shape[2] * shape[3] == tokens:
-            return int(shape[2]), int(shape[3])
-        return grid_shape(self.state.latent_hw, tokens)
+        return call_grid(extra_options, tokens, self.state.latent_hw)
+
+
+def call_grid(extra_options: dict, tokens: int, latent_hw: tuple[int, int]) -> tuple[int, int]:
+    """The (h, w) token grid of an attn2 call: ComfyUI's activations shape, else derived from the latent size."""
+    shape = extra_options.get("activations_shape")
+    if shape is not None and len(shape) == 4 and shape[2] * shape[3] == tokens:
+        return int(shape[2]), int(shape[3])
+    return grid_shape(latent_hw, tokens)
 
 
 def attn2_blocks(unet: torch.nn.Module) -> list[tuple[tuple[str, int, int], torch.nn.Module]]:

@@ -224,3 +224,172 @@ def test_wraps_diffusers_ip_adapter_processor_instead_of_dropping_it(pipe, ip_pi
     finally:
         ip_pipe.set_ip_adapter_scale(1.0)
     assert np.abs(zero - without).max() <= 1e-4, "at scale 0 the result is Pakati's alone: regions are kept, not dropped"
+
+
+# -- attention capture and Attend-and-Excite in the diffusers backend --------------------------------
+
+
+def attn2_layers(pipe):
+    return {n[: -len(".processor")]: m for n, m in ((name, pipe.unet.get_submodule(name[: -len(".processor")])) for name in pipe.unet.attn_processors)
+            if ".attn2" in n}
+
+
+class InputHooks:
+    """Each attn2 call's inputs (hidden states, text), from forward pre-hooks: the maps are recomputed from them here."""
+
+    def __init__(self, pipe):
+        self.layers = attn2_layers(pipe)
+        self.calls = {name: [] for name in self.layers}
+
+    def __enter__(self):
+        def make(name):
+            def pre(module, args, kwargs):
+                h = args[0] if args else kwargs["hidden_states"]
+                text = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
+                if not h.requires_grad:  # the sampler's own calls, not Attend-and-Excite's gradient passes
+                    self.calls[name].append((h.detach().clone(), text.detach().clone()))
+            return pre
+        self.handles = [m.register_forward_pre_hook(make(n), with_kwargs=True) for n, m in self.layers.items()]
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+
+    def probabilities(self, name, contexts=None):
+        """Per call, head-averaged softmax(q k^T / sqrt(d)) of the conditional rows, float64: [calls] of [B, Q, T]."""
+        attn = self.layers[name]
+        out = []
+        for h, text in self.calls[name]:
+            rows = slice(h.shape[0] // 2, h.shape[0])
+            with torch.no_grad():
+                q = torch.nn.functional.linear(h[rows].double(), attn.to_q.weight.double())
+                ctx = text[rows] if contexts is None else contexts.expand(q.shape[0], -1, -1)
+                k = torch.nn.functional.linear(ctx.double(), attn.to_k.weight.double())
+            b, n, c = q.shape
+            d = c // attn.heads
+            qh, kh = q.view(b, n, attn.heads, d).transpose(1, 2), k.view(b, -1, attn.heads, d).transpose(1, 2)
+            out.append(torch.softmax(qh @ kh.transpose(-1, -2) / d ** 0.5, -1).mean(1))
+        return out
+
+
+@pytest.mark.parametrize("width,height,images", [(SIZE, SIZE, 1), (56, 40, 2)])
+def test_captured_map_equals_softmax_of_hooked_inputs_at_every_layer(pipe, width, height, images):
+    from pakati_core.attention_maps import AttentionRecorder
+    from pakati_core.attention_maps.diffusers_backend import capture_attention, word_positions_in
+
+    prompt = "a red apple on a table"
+    positions = [word_positions_in(pipe, prompt, w) for w in ("apple", "table")]
+    rec = AttentionRecorder(["apple", "table"], positions)
+    latent = (height // 2, width // 2)
+    kw = dict(num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np", width=width, height=height,
+              num_images_per_prompt=images)
+    with InputHooks(pipe) as hooks, capture_attention(pipe.unet, rec, latent):
+        captured = pipe(prompt, **kw).images
+    assert sorted(rec.layers) == sorted(name + ".processor" for name in hooks.layers)
+    for name in hooks.layers:
+        probs = hooks.probabilities(name)
+        for w, pos in enumerate(positions):
+            want = torch.stack([p[..., pos].sum(-1) for p in probs]).mean(0)  # [B, Q]
+            got = rec.layer_map(name + ".processor")[w].reshape(images, -1).double()
+            assert torch.allclose(got, want, atol=1e-5, rtol=0), (name, w, (got - want).abs().max())
+    assert rec.maps().shape == (2, images, *latent)
+    plain = pipe(prompt, **(kw | {"generator": torch.Generator().manual_seed(0)})).images
+    assert np.array_equal(captured, plain), "the capture leaves the images bit-identical"
+    assert not any(type(p).__name__ == "CaptureProcessor" for p in pipe.unet.attn_processors.values())
+
+
+@pytest.fixture(scope="module")
+def sharp_pipe(pipe):
+    """The tiny pipeline with its cross-attention queries scaled x10: random weights attend almost uniformly, which
+    no nudge can move (a trained model's attention is peaked); scaled queries give peaked attention."""
+    sp = diffusers.StableDiffusionXLPipeline(**pipe.components)
+    sp.unet = type(pipe.unet).from_config(pipe.unet.config)
+    sp.unet.load_state_dict(pipe.unet.state_dict())
+    with torch.no_grad():
+        for name, p in sp.unet.named_parameters():
+            if "attn2.to_q" in name:
+                p.mul_(10.0)
+    return sp
+
+
+def sharpened_share(probs, text_positions, subject_positions, coverage):
+    """Attend-and-Excite's measure recomputed from hooked inputs: per call and image, the subject's share of the
+    words' attention (softmax(100 p) over the word tokens), max over the cells at least half covered; mean over calls."""
+    cols = [text_positions.index(p) for p in subject_positions]
+    vals = []
+    for p in probs:  # [B, Q, T]
+        share = torch.softmax(100.0 * p[..., text_positions], -1)[..., cols].sum(-1)  # [B, Q]
+        vals.append(share[:, coverage >= 0.5].amax(1) if coverage is not None else share.amax(1))
+    return torch.stack(vals).mean(0)  # [B]
+
+
+def test_regional_excite_raises_each_region_subjects_attention_inside_its_mask(sharp_pipe):
+    from pakati_core.attention_maps import ExciteSettings
+    from pakati_core.attention_maps.diffusers_backend import cross_attention_names
+    from pakati_core.regional import RegionalAttention
+
+    settings = ExciteSettings(scale=200.0, steps=2, iterations=3, threshold=0.99)
+    pipe = sharp_pipe
+    canvas = halves()
+    lowest = [n[: -len(".processor")] for n in cross_attention_names(pipe.unet, "lowest resolution")]
+    worst = {}
+    for seed in (0, 1, 2):
+        for name, excite in (("off", None), ("on", settings)):
+            rsdxl = RegionalSDXL(pipe)
+            regions = rsdxl.regions_from_canvas(canvas)
+            targets = rsdxl.subjects(canvas)
+            with InputHooks(pipe) as hooks:
+                out = rsdxl(canvas, "a photo", excite=excite, num_inference_steps=2, generator=torch.Generator().manual_seed(seed), output_type="np").images
+            assert np.isfinite(out).all()
+            masks = RegionalAttention(regions).grid_masks(SIZE // 2, SIZE // 2, SIZE // 4, SIZE // 4)
+            vals = []
+            for t in targets:
+                per_layer = [sharpened_share(hooks.probabilities(layer, regions.regions[t.region].cond), list(t.text_positions), list(t.positions),
+                                             masks[t.region]) for layer in lowest]
+                vals.append(float(torch.stack(per_layer).mean()))
+            worst.setdefault(seed, {})[name] = min(vals)
+        assert [t.name for t in targets] == ["a: apple", "b: sea"]
+        assert [step for step, _ in rsdxl.exciter.history] == [0, 1]
+    assert all(w["on"] > w["off"] + 0.02 for w in worst.values()), worst
+
+
+def test_plain_attend_and_excite_measured_by_the_capture_and_bit_identical_when_met(sharp_pipe):
+    from pakati_core.attention_maps import AttentionRecorder, ExciteSettings
+    from pakati_core.attention_maps.diffusers_backend import attend_and_excite, capture_attention, text_positions_in, word_positions_in
+
+    pipe = sharp_pipe
+    prompt = "a cat and a dog"
+    words = text_positions_in(pipe, prompt)
+    rec = AttentionRecorder([str(p) for p in words], [[p] for p in words])  # every word token on its own: the renormalisation set
+    subjects = [[words.index(p) for p in word_positions_in(pipe, prompt, w)] for w in ("cat", "dog")]
+    kw = dict(num_inference_steps=2, output_type="np", width=SIZE, height=SIZE)
+    worst = {}
+    for seed in (0, 1):
+        for name, settings in (("off", ExciteSettings(scale=200.0, steps=2, threshold=0.0)), ("on", ExciteSettings(scale=200.0, steps=2, threshold=0.99))):
+            with capture_attention(pipe.unet, rec, (SIZE // 2, SIZE // 2), blocks="lowest resolution"):
+                out = attend_and_excite(pipe, prompt, ["cat", "dog"], settings, generator=torch.Generator().manual_seed(seed), **kw).images
+            assert np.isfinite(out).all()
+            share = torch.softmax(100.0 * rec.maps()[:, 0], 0)  # [words, h, w]
+            worst.setdefault(seed, {})[name] = min(float(share[cols].sum(0).max()) for cols in subjects)
+            if name == "off":  # threshold 0: the gradient passes ran, nothing moved: the pipeline's own result
+                plain = pipe(prompt, generator=torch.Generator().manual_seed(seed), **kw).images
+                assert np.array_equal(out, plain)
+    assert all(w["on"] > w["off"] + 0.02 for w in worst.values()), worst
+    assert not any(type(p).__name__ in ("ExciteProcessor", "CaptureProcessor") for p in pipe.unet.attn_processors.values())
+
+
+def test_regional_excite_off_is_bit_identical_and_errors_name_the_field(pipe):
+    from pakati_core.attention_maps import ExciteSettings
+    from pakati_core.attention_maps.diffusers_backend import attend_and_excite
+
+    want = run(pipe, halves())
+    met = RegionalSDXL(pipe, RegionalOptions(base_weight=0.3))(halves(), "a photo", excite=ExciteSettings(steps=2, threshold=0.0), num_inference_steps=2,
+                                                               generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert np.array_equal(met, want)
+    with pytest.raises(ValueError, match="subjects: the word does not occur"):
+        RegionalSDXL(pipe)(halves(), "a photo", excite=ExciteSettings(), subjects={"a": "pear"}, num_inference_steps=1)
+    with pytest.raises(ValueError, match="pipe_kwargs: .*leave out latents"):
+        attend_and_excite(pipe, "a cat", ["cat"], latents=torch.zeros(1, 4, 32, 32), num_inference_steps=1)
+    with pytest.raises(ValueError, match="words: give at least one word"):
+        attend_and_excite(pipe, "a cat", [], num_inference_steps=1)

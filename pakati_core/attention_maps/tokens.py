@@ -40,3 +40,39 @@ def word_positions(prompt: Mapping[str, Sequence[Sequence[int]]], word: Mapping[
     if not found:
         raise AttentionMapError("the word does not occur in the prompt (its tokens are found in no encoder's tokenisation)", field)
     return sorted(found)
+
+
+def subject_word(prompt: str, field: str = "subjects") -> str:
+    """The prompt's last noun (the orchestration parser's last object, else its setting): a region's default subject."""
+    from ..orchestration.errors import GoalError
+    from ..orchestration.parse import parse_goal, tokenize
+
+    try:
+        goal = parse_goal(prompt)
+    except GoalError as e:
+        raise AttentionMapError(f"no noun found in {prompt!r} ({e.message}); name the subject word", field) from e
+    words = tokenize(prompt)
+    nouns = [o.noun for o in goal.objects] or ([goal.background.noun] if goal.background is not None else [])
+    nouns = [n for n in nouns if n in words]
+    if not nouns:
+        raise AttentionMapError(f"no noun found in {prompt!r}; name the subject word", field)
+    return max(nouns, key=lambda n: len(words) - 1 - words[::-1].index(n))
+
+
+def parse_subject_lines(text: str, field: str = "subjects") -> dict[str, tuple[str, str | None]]:
+    """``region: word`` lines (``region: word | the region's prompt`` where the prompt is not known) ->
+    {region (lower case): (word, prompt or None)}. Blank lines and ``#`` comments are skipped."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, rest = line.partition(":")
+        word, bar, prompt = rest.partition("|")
+        name, word, prompt = name.strip(), word.strip(), prompt.strip()
+        if not sep or not name or not word or (bar and not prompt):
+            raise AttentionMapError(f"line {n} {line!r} is not 'region: word' (or 'region: word | the region's prompt')", field)
+        if name.lower() in out:
+            raise AttentionMapError(f"line {n} names region '{name}' a second time", field)
+        out[name.lower()] = (word, prompt or None)
+    return out

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
+from ..attention_maps.excite import ExciteSettings, ExciteTarget
+from ..attention_maps.tokens import subject_word
 from ..canvas import Canvas
 from ..errors import RegionalConditioningError
 from .attention import RegionalAttention, RegionalOptions, grid_shape
@@ -76,6 +78,8 @@ class PakatiAttnProcessor:
             passed = {"temb": temb, "ip_adapter_masks": ip_adapter_masks, **kwargs}
             out = self.inner(attn, hidden_states, encoder_hidden_states=encoder_hidden_states, attention_mask=attention_mask,
                              **{name: value for name, value in passed.items() if value is not None})
+            if out.requires_grad:  # a gradient pass (Attend-and-Excite): in-place updates must not touch a saved output
+                out = out.clone()
             k, v = attn.to_k(text), attn.to_v(text)
             zero = attn.to_out[0](q.new_zeros(1, 1, q.shape[-1]))
             for plan, rows in plans:
@@ -96,6 +100,8 @@ class PakatiAttnProcessor:
             for rows in ([slice(0, b // 2), slice(b // 2, b)] if self.state.cfg else [slice(0, b)]):
                 plan = restricted.get(rows.start)
                 out[rows] = sdpa(q[rows], k[rows], v[rows], heads) if plan is None else base_where_needed(q[rows], k[rows], v[rows], heads, plan)
+        if out.requires_grad:  # a gradient pass (Attend-and-Excite): the in-place blend must not touch a saved output
+            out = out.clone()
         for plan, rows in plans:
             blend(out[rows], q[rows], kx, vx, heads, plan)
         out = attn.to_out[1](attn.to_out[0](out))
@@ -133,6 +139,7 @@ class RegionalSDXL:
 
     def __init__(self, pipe, options: RegionalOptions = RegionalOptions()):
         self.pipe, self.options = pipe, options
+        self.exciter = None  # the last excited run's Exciter (its history), for inspection
 
     def encode(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(embeddings [1, 77, dim], pooled) with the pipeline's own two text encoders."""
@@ -148,7 +155,21 @@ class RegionalSDXL:
             regions.append(RegionPrompt(name=r.label, cond=self.encode(r.prompt)[0], strength=r.strength, negative=negative, canvas=canvas, canvas_index=i))
         return RegionSet(tuple(regions))
 
-    def __call__(self, canvas: Canvas, prompt: str, negative_prompt: str = "", **pipe_kwargs: Any):
+    def subjects(self, canvas: Canvas, words: Mapping[str, str] | None = None) -> list[ExciteTarget]:
+        """Attend-and-Excite targets: each region's word (``words`` by region id or label, else its prompt's last noun)."""
+        from ..attention_maps.diffusers_backend import excite_target
+
+        words = {k.lower(): v for k, v in (words or {}).items()}
+        out = []
+        for i, r in enumerate(canvas.regions):
+            word = words.get(r.id.lower()) or words.get(r.label.lower()) or subject_word(r.prompt, f"regions[{i}].prompt")
+            out.append(excite_target(self.pipe, r.prompt, word, region=i, name=f"{r.label}: {word}"))
+        return out
+
+    def __call__(self, canvas: Canvas, prompt: str, negative_prompt: str = "", excite: ExciteSettings | None = None,
+                 subjects: Mapping[str, str] | None = None, **pipe_kwargs: Any):
+        """Render ``canvas``; with ``excite``, Attend-and-Excite on each region's subject inside its mask
+        (``subjects``: region id or label -> word; default the last noun of the region's prompt)."""
         pos, pooled = self.encode(prompt)
         if not negative_prompt and getattr(self.pipe.config, "force_zeros_for_empty_prompt", False):
             neg, neg_pooled = torch.zeros_like(pos), torch.zeros_like(pooled)  # as the pipeline does itself
@@ -156,12 +177,17 @@ class RegionalSDXL:
             neg, neg_pooled = self.encode(negative_prompt)
         pipe_kwargs.setdefault("width", canvas.width)
         pipe_kwargs.setdefault("height", canvas.height)
-        return self.generate(self.regions_from_canvas(canvas), pos, pooled, neg, neg_pooled, **pipe_kwargs)
+        targets = self.subjects(canvas, subjects) if excite is not None else ()
+        return self.generate(self.regions_from_canvas(canvas), pos, pooled, neg, neg_pooled, excite=excite, targets=targets, **pipe_kwargs)
 
     def generate(self, regions: RegionSet, prompt_embeds: torch.Tensor, pooled_prompt_embeds: torch.Tensor,
                  negative_prompt_embeds: torch.Tensor, negative_pooled_prompt_embeds: torch.Tensor, *,
-                 width: int, height: int, guidance_scale: float = 5.0, **pipe_kwargs: Any):
-        """Run the pipeline with precomputed embeddings (the pooled vectors come from the base prompt)."""
+                 width: int, height: int, guidance_scale: float = 5.0, excite: ExciteSettings | None = None,
+                 targets: Sequence[ExciteTarget] = (), blocks: str = "lowest resolution", **pipe_kwargs: Any):
+        """Run the pipeline with precomputed embeddings (the pooled vectors come from the base prompt).
+
+        With ``excite``, Attend-and-Excite on ``targets`` (``ExciteTarget``: a region's word, or a
+        base-prompt word with ``region=None``) at the ``blocks`` layers."""
         if len(regions) == 0:
             raise RegionalConditioningError("no regions to render", field="regions")
         if prompt_embeds.shape != negative_prompt_embeds.shape:
@@ -178,11 +204,31 @@ class RegionalSDXL:
         latent_hw = (height // f, width // f)
         core.reference_masks(*latent_hw)  # aspect check before any sampling
         state = _CallState(latent_hw, cfg=guidance_scale > 1.0)
+        embeds = dict(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds, pooled_prompt_embeds=pooled_prompt_embeds,
+                      negative_pooled_prompt_embeds=negative_pooled_prompt_embeds, guidance_scale=guidance_scale)
         with regional_processors(self.pipe.unet, core, state):
-            return self.pipe(
-                prompt_embeds=prompt_embeds,
-                negative_prompt_embeds=negative_prompt_embeds,
-                pooled_prompt_embeds=pooled_prompt_embeds,
-                negative_pooled_prompt_embeds=negative_pooled_prompt_embeds,
-                width=width, height=height, guidance_scale=guidance_scale, **pipe_kwargs,
-            )
+            if excite is None:
+                return self.pipe(width=width, height=height, **embeds, **pipe_kwargs)
+            from ..attention_maps.diffusers_backend import Exciter, run_excited, time_ids
+
+            if not targets:
+                raise RegionalConditioningError("Attend-and-Excite needs at least one target", field="targets")
+            for t in targets:
+                if t.region is not None and not 0 <= t.region < len(regions):
+                    raise RegionalConditioningError(f"target '{t.name}' names region {t.region} of {len(regions)}", field="targets")
+
+            @contextmanager
+            def cond_rows_only():  # a gradient pass runs the conditional rows alone
+                saved, state.cfg = state.cfg, False
+                try:
+                    yield
+                finally:
+                    state.cfg = saved
+
+            contexts = [None if t.region is None else regions.regions[t.region].cond for t in targets]
+            exciter = Exciter(self.pipe, targets, contexts, excite, prompt_embeds, pooled_prompt_embeds,
+                              time_ids(self.pipe, width, height, pipe_kwargs), latent_hw,
+                              coverage=lambda region, grid: core.grid_masks(*latent_hw, *grid)[region], blocks=blocks,
+                              pass_context=cond_rows_only)
+            self.exciter = exciter  # its history, for inspection
+            return run_excited(self.pipe, exciter, width, height, **embeds, **pipe_kwargs)

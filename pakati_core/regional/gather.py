@@ -154,7 +154,7 @@ def add_segments(target: torch.Tensor, q: torch.Tensor, k_extra: torch.Tensor, v
         vh = vh.expand(n, b, t, hd).reshape(n, b, t, heads, d).permute(0, 1, 3, 2, 4).reshape(n * b, heads, t, d)
         out = F.scaled_dot_product_attention(qh, kh, vh)  # [G*B, heads, L, d]
         out = out.view(n, b, heads, grp.length, d).permute(1, 0, 3, 2, 4).reshape(b, n * grp.length, hd)
-        out.mul_(grp.weight)
+        out = out * grp.weight if out.requires_grad else out.mul_(grp.weight)  # autograd keeps SDPA's output
         where = grp.local if local else grp.index
         if deterministic and n > 1:
             for start, count in grp.exact:
@@ -198,5 +198,6 @@ def regional_delta(q: torch.Tensor, kb: torch.Tensor, vb: torch.Tensor, k_extra:
     qc = q if plan.covered is None else q.index_select(1, plan.covered)
     if qc.shape[1] == 0:
         return plan.covered, qc
-    delta = sdpa(qc, kb, vb, heads).mul_(plan.covered_base_weight - 1.0)
+    delta = sdpa(qc, kb, vb, heads)
+    delta = delta * (plan.covered_base_weight - 1.0) if delta.requires_grad else delta.mul_(plan.covered_base_weight - 1.0)
     return plan.covered, add_segments(delta, q, k_extra, v_extra, heads, plan, local=True)
