@@ -270,7 +270,7 @@ def test_excite_runs_in_a_graph_through_the_server(comfy_server):
             n["inputs"].update(steps=2, iterations=2, scale=1000.0, threshold=0.99)
     excite_id = next(k for k, v in prompt.items() if v["class_type"] == "PakatiAttendExcite")
     sampler = next(v for v in prompt.values() if v["class_type"] == "KSampler")
-    save = next(k for k, v in prompt.items() if v["class_type"] == "SaveImage")
+    save = next(k for k, v in prompt.items() if v["class_type"] == "PakatiSaveImage")
     entry = comfy_server.run(prompt)
     assert entry["status"]["status_str"] == "success"
     (excited,) = comfy_server.images(entry, save)
