@@ -6,7 +6,9 @@ No browser is ever downloaded: Playwright launches the system ``/usr/bin/chromiu
 """
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,11 @@ class FrontEnd:
             self.browser.close()
         finally:
             self._pw.stop()
+
+
+def doc_picture(name: str) -> Path:
+    """Where a test writes the README picture ``name``: ``docs/`` when PAKATI_UPDATE_DOCS=1 (to
+    refresh the README's pictures), else a temporary folder, so a test run changes no tracked file."""
+    folder = Path(__file__).resolve().parent.parent / "docs" if os.environ.get("PAKATI_UPDATE_DOCS") == "1" else Path(tempfile.gettempdir()) / "pakati-docs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from browser import FrontEnd
+from browser import FrontEnd, doc_picture
 
 pytestmark = [pytest.mark.host, pytest.mark.browser]
 
-REPO = Path(__file__).resolve().parent.parent
-SCREENSHOT = REPO / "docs" / "editor.png"
+SCREENSHOT = doc_picture("editor.png")  # the README's picture of the editor, made by this test
 POLYGON = [(60, 60), (220, 40), (260, 200), (80, 230)]
 RECT = ((300, 96), (480, 320))
 

@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from store_helpers import REPO, call, node_of, put_inputs, queue_as, refine_prompt, regional_prompt
+from browser import doc_picture
+from store_helpers import call, node_of, put_inputs, queue_as, refine_prompt, regional_prompt
 
-SCREENSHOT = REPO / "docs" / "history.png"  # the README's picture of the tab, made by this test
+SCREENSHOT = doc_picture("history.png")  # the README's picture of the tab, made by this test
 
 pytestmark = [pytest.mark.host, pytest.mark.browser]
 
