@@ -18,7 +18,6 @@ Needs the ComfyUI host ($COMFYUI_PATH or ~/comfy/ComfyUI). Weights are random: t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shlex
@@ -30,9 +29,8 @@ from pathlib import Path
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
 REPO = Path(__file__).resolve().parent.parent
-HOST = Path(os.environ.get("COMFYUI_PATH", Path.home() / "comfy" / "ComfyUI")).expanduser()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_regional import UNETS, build_model, cpu_name, cpu_peak  # noqa: E402  (one builder of the bench models)
+from bench_regional import UNETS, build_model, cpu_name, cpu_peak, load_host  # noqa: E402  (one builder of the bench models)
 
 PROMPT = "a cat and a dog on a sofa, living room, soft daylight"
 
@@ -53,20 +51,9 @@ def main() -> None:
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     args = ap.parse_args()
 
-    sys.path[:0] = [str(HOST), str(REPO / "tests" / "host_nodes")]
-    import torch
-    from comfy.cli_args import args as comfy_args
-
-    if not torch.cuda.is_available():
-        comfy_args.cpu = True
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch, nodes = load_host(args.threads)
     import comfy.model_management
-    import comfy.utils
-    import nodes
 
-    comfy.utils.PROGRESS_BAR_ENABLED = False
-    asyncio.run(nodes.load_custom_node(str(REPO)))
     N = nodes.NODE_CLASS_MAPPINGS
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     model, clip, params = build_model(args.unet, args.channels, dtype)

@@ -16,19 +16,15 @@ Needs the ComfyUI host ($COMFYUI_PATH or ~/comfy/ComfyUI). Weights are random: t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-HOST = Path(os.environ.get("COMFYUI_PATH", Path.home() / "comfy" / "ComfyUI")).expanduser()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_regional import build_model  # noqa: E402  (one builder of the bench models)
+from bench_regional import build_model, load_host  # noqa: E402  (one builder of the bench models)
 
 PROMPT = "a woman in a red shirt and a straw hat standing in a park, golden hour"
 
@@ -46,22 +42,10 @@ def main() -> None:
     ap.add_argument("--markdown", action="store_true", help="print the README table (with command and conditions)")
     args = ap.parse_args()
 
-    sys.path[:0] = [str(HOST), str(REPO / "tests" / "host_nodes")]
-    import torch
-    from comfy.cli_args import args as comfy_args
-
-    if not torch.cuda.is_available():
-        comfy_args.cpu = True
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    torch, nodes = load_host(args.threads)
     import comfy.model_management
-    import comfy.utils
-    import nodes
 
-    comfy.utils.PROGRESS_BAR_ENABLED = False
-
-    asyncio.run(nodes.load_custom_node(str(REPO)))
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     N = nodes.NODE_CLASS_MAPPINGS
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     model, clip, params = build_model(args.unet, args.channels, dtype)

@@ -73,6 +73,26 @@ def build_model(unet: str, channels: int, dtype):
     return model, build_clip(1), sum(p.numel() for p in base_model.diffusion_model.parameters()) / 1e6
 
 
+def load_host(threads: int | None = None):
+    """ComfyUI imported from HOST (on the CPU where there is no CUDA), torch's thread count set,
+    progress bars off, and the pack loaded through ComfyUI's own loader: ``(torch, nodes)``.
+    Shared by the benches."""
+    sys.path[:0] = [str(HOST), str(REPO / "tests" / "host_nodes")]
+    import torch
+    from comfy.cli_args import args as comfy_args
+
+    if not torch.cuda.is_available():
+        comfy_args.cpu = True
+    if threads:
+        torch.set_num_threads(threads)
+    import comfy.utils
+    import nodes
+
+    comfy.utils.PROGRESS_BAR_ENABLED = False
+    asyncio.run(nodes.load_custom_node(str(REPO)))
+    return torch, nodes
+
+
 def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--unet", choices=sorted(UNETS), default="16m")
@@ -103,22 +123,11 @@ def parse() -> argparse.Namespace:
 
 def main() -> None:
     args = parse()
-    sys.path[:0] = [str(HOST), str(REPO / "tests" / "host_nodes")]
-    import torch
-    from comfy.cli_args import args as comfy_args
-
-    if not torch.cuda.is_available():
-        comfy_args.cpu = True
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
-    import comfy.model_management
-    import comfy.utils
-    import nodes
-
     load = (os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"))
-    comfy.utils.PROGRESS_BAR_ENABLED = False
-    asyncio.run(nodes.load_custom_node(str(REPO)))
+    torch, nodes = load_host(args.threads)
+    import comfy.model_management
+
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     N = nodes.NODE_CLASS_MAPPINGS
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     model, clip, params = build_model(args.unet, args.channels, dtype)
