@@ -13,6 +13,18 @@ def attn2_keys(model) -> list[tuple[str, int, int]]:
     return loaded_pack().nodes.regional_patch.attn2_block_keys(model.model.diffusion_model)
 
 
+def attn2_modules(model) -> dict[tuple, torch.nn.Module]:
+    """(block, id, index) -> BasicTransformerBlock, walking the UNet independently of the pack."""
+    unet = model.model.diffusion_model
+    out = {}
+    for name, blocks in (("input", unet.input_blocks), ("middle", [unet.middle_block]), ("output", unet.output_blocks)):
+        for i, block in enumerate(blocks):
+            for module in block:
+                for j, tb in enumerate(getattr(module, "transformer_blocks", [])):
+                    out[(name, i, j)] = tb
+    return out
+
+
 @functools.lru_cache(maxsize=1)
 def tiny_controlnet():
     """A real comfy.controlnet.ControlNet over a tiny cldm.ControlNet with seeded random weights."""

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from regional_helpers import attn2_modules
 
 pytestmark = pytest.mark.host
 
@@ -28,18 +29,6 @@ def encode(comfy, clip, text):
 def sample(comfy, model, pos, neg, hw=(11, 13), seed=3, steps=2, cfg=5.0, batch=1, latent=None, denoise=1.0):
     latent = latent if latent is not None else torch.zeros(batch, 4, *hw)
     return comfy.common_ksampler(model, seed, steps, cfg, "euler", "normal", pos, neg, {"samples": latent}, denoise=denoise)[0]["samples"]
-
-
-def attn2_modules(model) -> dict[tuple, torch.nn.Module]:
-    """(block, id, index) -> BasicTransformerBlock, walking the UNet independently of the pack."""
-    unet = model.model.diffusion_model
-    out = {}
-    for name, blocks in (("input", unet.input_blocks), ("middle", [unet.middle_block]), ("output", unet.output_blocks)):
-        for i, block in enumerate(blocks):
-            for module in block:
-                for j, tb in enumerate(getattr(module, "transformer_blocks", [])):
-                    out[(name, i, j)] = tb
-    return out
 
 
 class QKHooks:
@@ -136,8 +125,6 @@ def test_blocks_and_step_range_limit_what_is_recorded(comfy, tiny):
     patched, handle = capture(comfy, model, clip, start=0.0, end=0.4)
     with QKHooks(patched) as hooks:
         sample(comfy, patched, pos, neg, steps=3)
-    key = handle.recorder.layers[0]
-    first = QKHooks.expected(hooks, key, handle.recorder.positions[0]) if False else None  # noqa: F841
     hooks.calls = {k: v[:1] for k, v in hooks.calls.items()}  # euler calls the model once per step; the first of 3 steps is < 40 %
     for k in handle.recorder.layers:
         assert torch.allclose(handle.recorder.layer_map(k)[0].reshape(1, -1).double(), hooks.expected(k, handle.recorder.positions[0]), atol=1e-5)

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from regional_helpers import attn2_modules
 
 pytestmark = pytest.mark.host
 
@@ -67,17 +68,6 @@ def excite_wrapper(model):
     return model.wrappers["predict_noise"]["pakati_excite"][0]
 
 
-def transformer_blocks(model) -> dict[tuple, torch.nn.Module]:
-    unet = model.model.diffusion_model
-    out = {}
-    for name, blocks in (("input", unet.input_blocks), ("middle", [unet.middle_block]), ("output", unet.output_blocks)):
-        for i, block in enumerate(blocks):
-            for module in block:
-                for j, tb in enumerate(getattr(module, "transformer_blocks", [])):
-                    out[(name, i, j)] = tb
-    return out
-
-
 def real_tokens(clip, text):
     """(context positions of the prompt's word tokens, their count per encoder)."""
     toks = clip.tokenize(text, return_word_ids=True)
@@ -93,7 +83,7 @@ class SubjectMeter:
         from conftest import loaded_pack
 
         self.recorder_cls = loaded_pack().pakati_core.attention_maps.AttentionRecorder
-        self.blocks = transformer_blocks(model)
+        self.blocks = attn2_modules(model)
         self.contexts = contexts
         self.recorders = [self.recorder_cls([str(p) for p in w], [[p] for p in w]) for w in words]
 

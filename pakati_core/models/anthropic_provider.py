@@ -10,7 +10,6 @@ the description) and the answer is validated against the caller's original schem
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 import numpy as np
@@ -52,14 +51,7 @@ class _AnthropicJSON(ProviderModel):
                                          f"max_tokens {self.settings.max_tokens}: raise providers.anthropic.max_tokens)", "anthropic")
         # thinking blocks may come first (adaptive thinking is on by default on current models): read text blocks only
         text = "".join(getattr(b, "text", "") or "" for b in getattr(response, "content", None) or [] if getattr(b, "type", None) == "text")
-        if not text.strip():
-            raise MalformedResponseError(f"provider anthropic answered without the structured output for {what} "
-                                         f"(model '{self.model}', stop reason {stop!r})", "anthropic")
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise MalformedResponseError(f"provider anthropic returned text that is not JSON for {what} "
-                                         f"(model '{self.model}': {e.msg} at character {e.pos})", "anthropic") from None
+        return self._json_answer(text, what, f"stop reason {stop!r}")
 
 
 class AnthropicVisionJudge(_AnthropicJSON):

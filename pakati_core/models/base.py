@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 from typing import Any, Callable
 
 from .calls import CallContext, run_call
@@ -68,6 +69,18 @@ class ProviderModel:
     def _call(self, operation: str, send: Callable[[], Any], size: str | None = None, cost: float | None = None,
               prompt: str | None = None) -> Any:
         return run_call(self.ctx, operation, send, size=size, cost=cost, prompt=prompt)
+
+    def _json_answer(self, text: str, what: str, ended: str) -> Any:
+        """The structured output's JSON text parsed; an empty or non-JSON answer is a malformed
+        response naming the provider, the model and how the answer ended (``ended``)."""
+        if not text.strip():
+            raise MalformedResponseError(f"provider {self.provider} answered without the structured output for {what} "
+                                         f"(model '{self.model}', {ended})", self.provider)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise MalformedResponseError(f"provider {self.provider} returned text that is not JSON for {what} "
+                                         f"(model '{self.model}': {e.msg} at character {e.pos})", self.provider) from None
 
     def _checked(self, read: Callable[[], Any]) -> Any:
         """``read()`` (schema checks of an answer), with the model named in a malformed-answer error."""

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -133,15 +132,7 @@ class _OpenAIChat(ProviderModel):
             raise ProviderRefusedError(f"provider openai refused to answer (model '{self.model}')", "openai")
         if finish == "length":  # reasoning and visible tokens share the completion limit
             raise MalformedResponseError(f"provider openai ran out of tokens before finishing {what} (model '{self.model}')", "openai")
-        text = message.content or ""
-        if not text.strip():
-            raise MalformedResponseError(f"provider openai answered without the structured output for {what} "
-                                         f"(model '{self.model}', finish reason {finish!r})", "openai")
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise MalformedResponseError(f"provider openai returned text that is not JSON for {what} "
-                                         f"(model '{self.model}': {e.msg} at character {e.pos})", "openai") from None
+        return self._json_answer(message.content or "", what, f"finish reason {finish!r}")
 
 
 class OpenAIVisionJudge(_OpenAIChat):
