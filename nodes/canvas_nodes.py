@@ -1,13 +1,16 @@
-"""Canvas nodes: the Region JSON widget, masks from regions, and an overlay preview."""
+"""Canvas nodes: the Region JSON widget, masks from regions, regions from masks, and an overlay preview."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import torch
 from comfy_api.v0_0_2 import io, ui
 
 from ..pakati_core.canvas import Canvas, exclusive_masks
+from ..pakati_core.mask_region import add_mask_region
 from ..pakati_core.preview import draw_overlay
-from .common import CanvasType, canvas_validation_error, checked, node_name, parse_canvas
+from .common import CanvasType, PakatiNodeError, canvas_validation_error, checked, node_name, parse_canvas
 
 EMPTY_REGIONS = '{"version": 1, "width": 1024, "height": 1024, "regions": []}'
 
@@ -75,6 +78,46 @@ class PakatiRegionMask(io.ComfyNode):
         return io.NodeOutput(torch.from_numpy(np.ascontiguousarray(mask))[None])
 
 
+class PakatiRegionFromMask(io.ComfyNode):
+    """A MASK (from attention, a segmenter, a painted mask) as a polygon region on top of a canvas."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PakatiRegionFromMask",
+            display_name="Pakati Region From Mask",
+            category="Pakati/canvas",
+            description="Outline a MASK as a polygon region (the largest blob above the threshold, simplified) and add it on top of "
+            "a canvas, with its own prompt. The region is ordinary Region JSON: it renders, edits and saves like a drawn one.",
+            inputs=[
+                CanvasType.Input("canvas", tooltip="The canvas to add the region to (its other regions are kept)."),
+                io.Mask.Input("mask", tooltip="One mask with the canvas's aspect ratio, e.g. from Pakati Attention Mask."),
+                io.String.Input("name", default="from mask", tooltip="The new region's name (its id is made from it, unique on the canvas)."),
+                io.String.Input("prompt", multiline=True, default="", tooltip="The new region's prompt."),
+                io.String.Input("negative", multiline=True, default="", tooltip="The new region's negative prompt (may be empty)."),
+                io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.05, tooltip="The new region's weight against the base prompt."),
+                io.Float.Input("feather", default=16.0, min=0.0, max=512.0, step=0.5, tooltip="The new region's edge softness in canvas pixels."),
+                io.Float.Input("threshold", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="Mask values at or above this are inside the region."),
+                io.Int.Input("max_points", default=32, min=3, max=256, tooltip="At most this many polygon vertices (the outline is simplified until it fits)."),
+            ],
+            outputs=[CanvasType.Output(display_name="canvas", tooltip="The canvas with the new region on top."),
+                     io.String.Output(display_name="region_json", tooltip="The new region as Region JSON (paste it into a canvas to edit it there).")],
+        )
+
+    @classmethod
+    def execute(cls, canvas: Canvas, mask: torch.Tensor, name: str, prompt: str, negative: str, strength: float, feather: float,
+                threshold: float, max_points: int) -> io.NodeOutput:
+        node = node_name(cls)
+        if mask.ndim == 3 and mask.shape[0] != 1:
+            raise PakatiNodeError(node, "mask", f"a batch of {mask.shape[0]} masks: one region comes from one mask")
+        m = mask.reshape(mask.shape[-2], mask.shape[-1]).detach().float().cpu().numpy()
+        out, region = checked(node, "mask", lambda: add_mask_region(canvas, m, name=name, prompt=prompt, negative=negative,
+                                                                     strength=strength, feather=feather, threshold=threshold,
+                                                                     max_points=max_points),
+                              ("mask", "threshold", "max_points", "name", "prompt", "strength", "feather"))
+        return io.NodeOutput(out, json.dumps(region))
+
+
 class PakatiCanvasPreview(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -99,4 +142,4 @@ class PakatiCanvasPreview(io.ComfyNode):
         return io.NodeOutput(out, ui=ui.PreviewImage(out, cls=cls))
 
 
-NODES = [PakatiCanvas, PakatiRegionMask, PakatiCanvasPreview]
+NODES = [PakatiCanvas, PakatiRegionMask, PakatiRegionFromMask, PakatiCanvasPreview]

@@ -288,10 +288,59 @@ def test_capture_sample_mask_crop_regenerate_through_the_server(comfy_server):
     assert changed[core > 0].mean() > 0.5, "inside the attention mask the region was regenerated"
 
 
+def test_attention_mask_becomes_a_region_for_a_second_regional_pass_through_the_server(comfy_server):
+    """capture -> sample -> attention mask -> Pakati Region From Mask -> regional conditioning -> a second pass, on /prompt:
+    the region's own mask (from the canvas it made) matches the attention mask, and the regional pass renders."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    prompt = json.loads((repo / "workflows" / "api" / "attention_mask_edit.json").read_text())
+    for n in prompt.values():
+        if n["class_type"] == "CheckpointLoaderSimple":
+            n["class_type"], n["inputs"] = "PakatiTestTinySDXL", {"seed": 0, "model_channels": 32}
+        if n["class_type"] == "EmptyLatentImage":
+            n["inputs"].update(width=128, height=96)
+        if n["class_type"] == "KSampler":
+            n["inputs"]["steps"] = 2
+    mask_id = next(k for k, v in prompt.items() if v["class_type"] == "PakatiAttentionMask")
+    prompt[mask_id]["inputs"].update(mode="top fraction", value=0.3, dilate=4, blur=2.0, output="binary")
+    base = "a woman in a shirt and a hat"
+    empty = json.dumps({"version": 1, "width": 128, "height": 96, "regions": []})
+    prompt.update({
+        "30": {"class_type": "PakatiCanvas", "inputs": {"width": 128, "height": 96, "regions": empty}},
+        "31": {"class_type": "PakatiRegionFromMask", "inputs": {"canvas": ["30", 0], "mask": [mask_id, 0], "name": "shirt",
+                                                               "prompt": "a shirt printed with apples", "negative": "", "strength": 1.0,
+                                                               "feather": 0.0, "threshold": 0.5, "max_points": 64}},
+        "32": {"class_type": "PakatiRegionMask", "inputs": {"canvas": ["31", 0], "region": "shirt", "feather": 0.0, "exclusive": False}},
+        "33": {"class_type": "MaskToImage", "inputs": {"mask": ["32", 0]}},
+        "34": {"class_type": "SaveImage", "inputs": {"images": ["33", 0], "filename_prefix": "region"}},
+        "35": {"class_type": "MaskToImage", "inputs": {"mask": [mask_id, 0]}},
+        "36": {"class_type": "SaveImage", "inputs": {"images": ["35", 0], "filename_prefix": "attention"}},
+        "37": {"class_type": "PakatiRegionalConditioning", "inputs": {"clip": ["1", 1], "canvas": ["31", 0], "base_prompt": base, "base_negative": ""}},
+        "38": {"class_type": "PakatiApplyRegions", "inputs": {"model": ["1", 0], "regions": ["37", 0], "base_weight": 0.3, "auto_negative": 0.0,
+                                                             "start_percent": 0.0, "end_percent": 1.0}},
+        "39": {"class_type": "KSampler", "inputs": {"model": ["38", 0], "positive": ["37", 1], "negative": ["37", 2], "latent_image": ["5", 0],
+                                                   "seed": 7, "steps": 2, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+        "40": {"class_type": "VAEDecode", "inputs": {"samples": ["39", 0], "vae": ["1", 2]}},
+        "41": {"class_type": "SaveImage", "inputs": {"images": ["40", 0], "filename_prefix": "second_pass"}},
+    })
+    entry = comfy_server.run(prompt)
+    assert entry["status"]["status_str"] == "success"
+    (region,), (attention,), (second,) = (comfy_server.images(entry, k) for k in ("34", "36", "41"))
+    import cv2
+
+    want, got = attention[..., 0] > 127, region[..., 0] > 127
+    assert 0.05 < want.mean() < 0.8
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(want.astype(np.uint8), connectivity=8)
+    blob = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))  # the region outlines the mask's largest blob
+    assert (got & blob).sum() / (got | blob).sum() >= 0.85
+    assert second.shape == (96, 128, 3) and second.std() > 1.0
+
+
 def test_nodes_have_category_and_tooltips(comfy):
-    for name in ("PakatiCaptureAttention", "PakatiAttentionMask"):
+    for name in ("PakatiCaptureAttention", "PakatiAttentionMask", "PakatiRegionFromMask"):
         info = comfy.NODE_CLASS_MAPPINGS[name].GET_NODE_INFO_V1()
-        assert info["category"] == "Pakati/attention"
+        assert info["category"] == ("Pakati/canvas" if name == "PakatiRegionFromMask" else "Pakati/attention")
         for section in ("required", "optional"):
             for input_name, spec in info["input"].get(section, {}).items():
                 assert spec[1].get("tooltip"), f"{name}.{input_name} has no tooltip"

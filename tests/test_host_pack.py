@@ -80,7 +80,7 @@ def test_missing_optional_package_only_drops_its_nodes(comfy, caplog):
     pack = loaded_pack().nodes
     with caplog.at_level(logging.WARNING, logger="pakati"):
         classes = pack.load_node_classes([(".canvas_nodes", {}), ("pakati_missing_dep_probe", {"openai_probe_absent": "openai"})])
-    assert {c.__name__ for c in classes} == {"PakatiCanvas", "PakatiRegionMask", "PakatiCanvasPreview"}
+    assert {c.__name__ for c in classes} == {"PakatiCanvas", "PakatiRegionMask", "PakatiRegionFromMask", "PakatiCanvasPreview"}
     assert "optional package 'openai_probe_absent' is missing; install it with: pip install openai" in caplog.text
 
 
