@@ -88,7 +88,8 @@ class PakatiRegionFromMask(io.ComfyNode):
             display_name="Pakati Region From Mask",
             category="Pakati/canvas",
             description="Outline a MASK as a polygon region (the largest blob above the threshold, simplified) and add it on top of "
-            "a canvas, with its own prompt. The region is ordinary Region JSON: it renders, edits and saves like a drawn one.",
+            "a canvas, with its own prompt. The region is ordinary Region JSON: it renders, edits and saves like a drawn one. After a run, "
+            "'Add to the Pakati Canvas' puts it into the canvas editor upstream and bypasses this node.",
             inputs=[
                 CanvasType.Input("canvas", tooltip="The canvas to add the region to (its other regions are kept)."),
                 io.Mask.Input("mask", tooltip="One mask with the canvas's aspect ratio, e.g. from Pakati Attention Mask."),
@@ -115,7 +116,8 @@ class PakatiRegionFromMask(io.ComfyNode):
                                                                      strength=strength, feather=feather, threshold=threshold,
                                                                      max_points=max_points),
                               ("mask", "threshold", "max_points", "name", "prompt", "strength", "feather"))
-        return io.NodeOutput(out, json.dumps(region))
+        # the front end's "Add to the Pakati Canvas" button puts the region into the editor upstream (web/js/pakati_canvas.js)
+        return io.NodeOutput(out, json.dumps(region), ui={"pakati_region": [{"region": region, "width": out.width, "height": out.height}]})
 
 
 class PakatiCanvasPreview(io.ComfyNode):

@@ -309,3 +309,57 @@ def test_save_reload_queue_and_screenshot(fe, comfy_server):
     shot = np.asarray(Image.open(SCREENSHOT).convert("RGB"), float)
     assert shot.shape[0] > 300 and shot.std() > 10
     assert not fe.errors, fe.errors
+
+
+def test_a_region_outlined_from_a_mask_is_added_to_the_canvas_editor(fe):
+    """Pakati Region From Mask, run by the front end's own queue: its button puts the outlined region into
+    the Pakati Canvas that feeds it (the editor shows it, the Region JSON holds it) and bypasses itself."""
+    fe.fresh()
+    fe.watch()
+    target = add_canvas(fe, 512, 384)
+    source = add_canvas(fe, 512, 384, pos=(120, 700), clear=False)
+    rect = {"version": 1, "width": 512, "height": 384, "regions": [
+        {"id": "shirt", "shape": "rect", "points": [[100, 80], [300, 260]], "prompt": "a shirt"}]}
+    node = fe.js(
+        """([target, source, doc]) => {
+            const src = app.graph.getNodeById(source);
+            const w = src.widgets.find(x => x.name === 'regions');
+            w.value = JSON.stringify(doc); w.callback?.(w.value);
+            const add = (type, pos) => { const n = LiteGraph.createNode(type); n.pos = pos; app.graph.add(n); return n; };
+            const mask = add('PakatiRegionMask', [700, 700]);
+            const outline = add('PakatiRegionFromMask', [700, 140]);
+            const preview = add('PakatiCanvasPreview', [1050, 140]);
+            src.connect(0, mask, 0);
+            app.graph.getNodeById(target).connect(0, outline, outline.findInputSlot('canvas'));
+            mask.connect(0, outline, outline.findInputSlot('mask'));
+            outline.connect(0, preview, 0);
+            outline.widgets.find(x => x.name === 'prompt').value = 'a shirt printed with apples';
+            outline.widgets.find(x => x.name === 'name').value = 'shirt';
+            app.canvas.setDirty(true, true);
+            return outline.id;
+        }""",
+        [target, source, rect],
+    )
+    fe.js("async () => { await app.queuePrompt(0, 1); }")
+    fe.page.wait_for_function(f"() => !!app.graph.getNodeById({node}).pakatiRegion", timeout=120_000)
+    assert regions(fe, target)["regions"] == [], "nothing is added before the button is pressed"
+    # press the button where the front end draws it on the graph canvas
+    x, y = fe.js(
+        """(id) => {
+            const n = app.graph.getNodeById(id);
+            const b = n.widgets.find(w => w.type === 'button');
+            const rect = app.canvas.canvas.getBoundingClientRect();
+            const [cx, cy] = app.canvas.ds.convertOffsetToCanvas([n.pos[0] + n.size[0] / 2, n.pos[1] + (b.last_y ?? b.y) + 10]);
+            return [rect.left + cx, rect.top + cy];
+        }""",
+        node,
+    )
+    fe.page.mouse.click(x, y)
+    fe.page.wait_for_function(f"() => app.graph.getNodeById({node}).mode === 4")
+    doc = regions(fe, target)
+    assert [r["name"] for r in doc["regions"]] == ["shirt"] and doc["regions"][0]["prompt"] == "a shirt printed with apples"
+    xs = [p[0] for p in doc["regions"][0]["points"]]
+    ys = [p[1] for p in doc["regions"][0]["points"]]
+    assert abs(min(xs) - 100) <= 2 and abs(max(xs) - 300) <= 2 and abs(min(ys) - 80) <= 2 and abs(max(ys) - 260) <= 2
+    assert fe.js("(id) => app.graph.getNodeById(id).pakatiEditor.doc.regions.length", target) == 1, "the editor shows it"
+    assert not fe.errors and not fe.toasts()

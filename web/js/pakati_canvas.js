@@ -699,3 +699,56 @@ app.registerExtension({
     });
   },
 });
+
+/**
+ * Pakati Region From Mask: after a run, "Add to the Pakati Canvas" copies the region it outlined
+ * into the Pakati Canvas that feeds its `canvas` input, where the editor shows it and it can be
+ * edited like a drawn one; the node is then bypassed, so the next run uses the edited region
+ * instead of outlining the mask again.
+ */
+function addMaskRegionToCanvas(node) {
+  const found = node.pakatiRegion;
+  if (!found) return "Run the workflow first: the region is outlined when this node executes.";
+  const slot = node.findInputSlot("canvas");
+  const origin = slot >= 0 ? node.getInputNode(slot) : null;
+  if (!origin || origin.type !== NODE_TYPE) return "The canvas input does not come straight from a Pakati Canvas node.";
+  const widget = origin.widgets?.find((w) => w.name === "regions");
+  let doc;
+  try {
+    doc = JSON.parse(widget.value);
+  } catch (e) {
+    return `The Pakati Canvas holds Region JSON that does not parse: ${e.message}`;
+  }
+  const sx = doc.width / found.width, sy = doc.height / found.height;
+  const taken = new Set((doc.regions ?? []).map((r) => r.id));
+  let id = found.region.id;
+  for (let n = 2; taken.has(id); n++) id = `${found.region.id}-${n}`;
+  const region = { ...found.region, id, points: found.region.points.map(([x, y]) => [x * sx, y * sy]) };
+  doc.regions = [...(doc.regions ?? []), region];
+  widget.value = JSON.stringify(doc);
+  widget.callback?.(widget.value);
+  origin.pakatiEditor?.load();
+  node.mode = 4; // bypass: the canvas passes through unchanged from now on
+  node.graph?.setDirtyCanvas(true, true);
+  return null;
+}
+
+app.registerExtension({
+  name: "pakati.regionFromMask",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData.name !== "PakatiRegionFromMask") return;
+
+    chainCallback(nodeType.prototype, "onNodeCreated", function () {
+      const button = this.addWidget("button", "Add to the Pakati Canvas", null, () => {
+        const problem = addMaskRegionToCanvas(this);
+        this.pakatiStatus = problem ?? `Added region '${this.pakatiRegion.region.name}' to the Pakati Canvas; this node is now bypassed.`;
+        if (problem) app.extensionManager?.toast?.add({ severity: "warn", summary: "Pakati Region From Mask", detail: problem, life: 6000 });
+      }, { serialize: false });
+      button.serialize = false;
+    });
+
+    chainCallback(nodeType.prototype, "onExecuted", function (message) {
+      this.pakatiRegion = message?.pakati_region?.[0] ?? null;
+    });
+  },
+});
