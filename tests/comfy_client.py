@@ -5,6 +5,7 @@ Used by the host tests and the workflow checks: queue API-format prompts on /pro
 """
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -161,3 +162,27 @@ class ComfyServer:
             q = urllib.parse.urlencode({"filename": img["filename"], "subfolder": img.get("subfolder", ""), "type": img["type"]})
             out.append(np.array(Image.open(io.BytesIO(self.get_bytes(f"/view?{q}")))))
         return out
+
+
+MAX_STEPS = 3  # sampler steps of a template run by the tests
+
+
+def for_the_test_host(prompt: dict) -> dict:
+    """The API prompt with the tiny model in place of the checkpoint and at most MAX_STEPS steps."""
+    out = copy.deepcopy(prompt)
+    for node in out.values():
+        if node["class_type"] == "CheckpointLoaderSimple":
+            node["class_type"] = "PakatiTestTinySDXL"
+            node["inputs"] = {"seed": 0, "model_channels": 32}
+        steps = node["inputs"].get("steps")
+        if isinstance(steps, int) and steps > MAX_STEPS:
+            node["inputs"]["steps"] = MAX_STEPS
+            if isinstance(node["inputs"].get("end_at_step"), int):
+                node["inputs"]["end_at_step"] = min(node["inputs"]["end_at_step"], MAX_STEPS)
+    return out
+
+
+def api_template(name: str) -> dict:
+    """``workflows/api/<name>.json`` ready for the test host (see ``for_the_test_host``)."""
+    path = Path(__file__).resolve().parent.parent / "workflows" / "api" / f"{name}.json"
+    return for_the_test_host(json.loads(path.read_text()))

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from comfy_client import api_template
 from regional_helpers import attn2_modules
 
 pytestmark = pytest.mark.host
@@ -249,13 +250,8 @@ def test_planted_token_mask_covers_its_region(comfy, tiny, seed):
 
 def test_capture_sample_mask_crop_regenerate_through_the_server(comfy_server):
     """The template's chain queued on /prompt: only pixels inside the attention mask (grown and feathered) change."""
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parent.parent
-    prompt = json.loads((repo / "workflows" / "api" / "attention_mask_edit.json").read_text())
+    prompt = api_template("attention_mask_edit")
     for n in prompt.values():
-        if n["class_type"] == "CheckpointLoaderSimple":
-            n["class_type"], n["inputs"] = "PakatiTestTinySDXL", {"seed": 0, "model_channels": 32}
         if n["class_type"] == "EmptyLatentImage":
             n["inputs"].update(width=128, height=96)
         if n["class_type"] == "PakatiCropRegion":
@@ -291,13 +287,8 @@ def test_capture_sample_mask_crop_regenerate_through_the_server(comfy_server):
 def test_attention_mask_becomes_a_region_for_a_second_regional_pass_through_the_server(comfy_server):
     """capture -> sample -> attention mask -> Pakati Region From Mask -> regional conditioning -> a second pass, on /prompt:
     the region's own mask (from the canvas it made) matches the attention mask, and the regional pass renders."""
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parent.parent
-    prompt = json.loads((repo / "workflows" / "api" / "attention_mask_edit.json").read_text())
+    prompt = api_template("attention_mask_edit")
     for n in prompt.values():
-        if n["class_type"] == "CheckpointLoaderSimple":
-            n["class_type"], n["inputs"] = "PakatiTestTinySDXL", {"seed": 0, "model_channels": 32}
         if n["class_type"] == "EmptyLatentImage":
             n["inputs"].update(width=128, height=96)
         if n["class_type"] == "KSampler":

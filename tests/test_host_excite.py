@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from comfy_client import api_template
 from regional_helpers import attn2_modules
 
 pytestmark = pytest.mark.host
@@ -245,13 +246,8 @@ def test_excite_errors_name_node_and_input(comfy, tiny):
 def test_excite_runs_in_a_graph_through_the_server(comfy_server):
     """The regional template's graph with Pakati Attend and Excite between Apply Regions and the sampler, on /prompt
     (the server executes under torch.inference_mode: the gradient passes must still work)."""
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parent.parent
-    prompt = json.loads((repo / "workflows" / "api" / "attend_excite_regions.json").read_text())
+    prompt = api_template("attend_excite_regions")
     for n in prompt.values():
-        if n["class_type"] == "CheckpointLoaderSimple":
-            n["class_type"], n["inputs"] = "PakatiTestTinySDXL", {"seed": 0, "model_channels": 32}
         if n["class_type"] == "EmptyLatentImage":
             n["inputs"].update(width=256, height=256)
         if n["class_type"] == "KSampler":

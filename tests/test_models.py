@@ -35,10 +35,12 @@ FAST = {"version": 1, "providers": {p: {"requests_per_minute": 60000, "burst": 1
 PLAN_SCHEMA = {"type": "object", "properties": {"regions": {"type": "array", "items": {"type": "string"}}}, "required": ["regions"]}
 
 
-@pytest.fixture(autouse=True)
-def env(monkeypatch, tmp_path):
+def isolate_provider_env(monkeypatch, tmp_path) -> None:
+    """No key, endpoint, key file or database from the machine: the sentinel key for both providers,
+    the FAST registry and a user directory under ``tmp_path`` (the model-layer tests' environment)."""
     for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "PAKATI_API_KEY_OPENAI", "PAKATI_API_KEY_ANTHROPIC", "OPENAI_BASE_URL",
-                "ANTHROPIC_BASE_URL", "PAKATI_KEY_FILE", "PAKATI_USER_DIR", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE"):
+                "ANTHROPIC_BASE_URL", "PAKATI_KEY_FILE", "PAKATI_USER_DIR", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE",
+                "PAKATI_DATABASE_URL"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
     monkeypatch.setenv("ANTHROPIC_API_KEY", SENTINEL)
@@ -46,6 +48,11 @@ def env(monkeypatch, tmp_path):
     models.write_text(json.dumps(FAST))
     monkeypatch.setenv("PAKATI_MODELS_FILE", str(models))
     monkeypatch.setenv("PAKATI_USER_DIR", str(tmp_path / "user"))
+
+
+@pytest.fixture(autouse=True)
+def env(monkeypatch, tmp_path):
+    isolate_provider_env(monkeypatch, tmp_path)
     return tmp_path
 
 

@@ -15,7 +15,7 @@ pytest.importorskip("anthropic")
 import httpx2  # noqa: E402
 
 from model_fakes import anthropic_body, chat_body  # noqa: E402
-from test_models import FAST, SENTINEL, Wire, opts  # noqa: E402  (the model layer's own transport helpers)
+from test_models import SENTINEL, Wire, isolate_provider_env, opts  # noqa: E402  (the model layer's own transport helpers)
 
 from pakati_core.cache import MemoryCache  # noqa: E402
 from pakati_core.models import ProviderRefusedError, ProviderUnavailableError  # noqa: E402
@@ -29,14 +29,7 @@ GOAL = "a black cat on the left of a white pillow"
 
 @pytest.fixture(autouse=True)
 def keys(monkeypatch, tmp_path):
-    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "PAKATI_API_KEY_OPENAI", "PAKATI_API_KEY_ANTHROPIC", "OPENAI_BASE_URL",
-                "ANTHROPIC_BASE_URL", "PAKATI_KEY_FILE", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", SENTINEL)
-    (tmp_path / "models.json").write_text(json.dumps(FAST))
-    monkeypatch.setenv("PAKATI_MODELS_FILE", str(tmp_path / "models.json"))
-    monkeypatch.setenv("PAKATI_USER_DIR", str(tmp_path / "user"))
+    isolate_provider_env(monkeypatch, tmp_path)
     monkeypatch.setattr(llm, "_memory_cache", MemoryCache())  # each test asks afresh
 
 

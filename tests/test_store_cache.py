@@ -16,7 +16,7 @@ pytest.importorskip("openai")
 pytest.importorskip("anthropic")
 
 from model_fakes import anthropic_body, chat_body  # noqa: E402
-from test_models import FAST, SENTINEL, Wire, opts, photo  # noqa: E402
+from test_models import SENTINEL, Wire, isolate_provider_env, opts, photo  # noqa: E402
 from test_orch_llm_planner import GOAL, answer  # noqa: E402
 
 from pakati_core.models import CachedJudge, make_judge  # noqa: E402
@@ -32,14 +32,7 @@ QUESTIONS = ["Is there a cat on the left?", "Is there a dog?"]
 
 @pytest.fixture(autouse=True)
 def keys(monkeypatch, tmp_path):
-    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "PAKATI_API_KEY_OPENAI", "PAKATI_API_KEY_ANTHROPIC", "OPENAI_BASE_URL",
-                "ANTHROPIC_BASE_URL", "PAKATI_KEY_FILE", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE", "PAKATI_DATABASE_URL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", SENTINEL)
-    (tmp_path / "models.json").write_text(json.dumps(FAST))
-    monkeypatch.setenv("PAKATI_MODELS_FILE", str(tmp_path / "models.json"))
-    monkeypatch.setenv("PAKATI_USER_DIR", str(tmp_path / "user"))
+    isolate_provider_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -12,13 +12,14 @@ at a local fake endpoint with a sentinel key (no network, no real key).
 """
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from comfy_client import for_the_test_host
 
 
 pytestmark = pytest.mark.host
@@ -27,7 +28,6 @@ REPO = Path(__file__).resolve().parent.parent
 UI_WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 API_WORKFLOWS = sorted((REPO / "workflows" / "api").glob("*.json"))
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
-MAX_STEPS = 3
 NON_NODE_TYPES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 PROVIDER_NODES = {"PakatiOpenAIGenerate", "PakatiOpenAIEditRegion", "PakatiAskVision"}
 
@@ -89,21 +89,6 @@ def test_ui_workflow_loads_in_the_front_end(fe, comfy_server, path):
             assert got == [r["id"] for r in want["regions"]], path.name
             assert want["regions"], f"{path.name}: the template's canvas has no drawn regions"
     assert not fe.errors, f"{path.name}: page errors while loading:\n" + "\n".join(fe.errors)
-
-
-def for_the_test_host(prompt: dict) -> dict:
-    """The API prompt with the tiny model in place of the checkpoint and at most MAX_STEPS steps."""
-    out = copy.deepcopy(prompt)
-    for node in out.values():
-        if node["class_type"] == "CheckpointLoaderSimple":
-            node["class_type"] = "PakatiTestTinySDXL"
-            node["inputs"] = {"seed": 0, "model_channels": 32}
-        steps = node["inputs"].get("steps")
-        if isinstance(steps, int) and steps > MAX_STEPS:
-            node["inputs"]["steps"] = MAX_STEPS
-            if isinstance(node["inputs"].get("end_at_step"), int):
-                node["inputs"]["end_at_step"] = min(node["inputs"]["end_at_step"], MAX_STEPS)
-    return out
 
 
 def provide_input_images(prompt: dict, input_dir: Path) -> None:
