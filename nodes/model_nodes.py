@@ -33,7 +33,7 @@ from ..pakati_core.models.errors import (
 )
 from ..pakati_core.models.region_edit import edit_region
 from ..pakati_core.regenerate import regeneration_mask
-from .common import CanvasType, PakatiNodeError, mask_to_numpy, node_name
+from .common import CanvasType, PakatiNodeError, mask_to_numpy, node_error, node_name
 from .persistence import BestEffortRecorder, user_cache, user_fingerprint
 
 set_user_dir(folder_paths.get_user_directory())
@@ -52,14 +52,20 @@ def _interrupt() -> None:
     comfy.model_management.throw_exception_if_processing_interrupted()
 
 
-def _input_of(e: PakatiError, default: str) -> str:
+def _input_of(e: PakatiError) -> str | None:
+    """The node input a model-layer error type blames, whatever its field."""
     if isinstance(e, (KeyMissingError, KeyRejectedError)):
         return "credential"
     if isinstance(e, (ModelRetiredError, ModelConfigError)):
         return "model"
     if isinstance(e, ProviderRefusedError):
         return "prompt"
-    return default
+    return None
+
+
+def _describe(e: PakatiError) -> str:
+    """The error's message, with the provider named where the message does not already name it."""
+    return e.message + (f" [provider {e.provider}]" if isinstance(e, ProviderError) and e.provider not in e.message else "")
 
 
 def _run(node: str, default_input: str, fn: Callable[[], T]) -> T:
@@ -67,8 +73,7 @@ def _run(node: str, default_input: str, fn: Callable[[], T]) -> T:
     try:
         return fn()
     except PakatiError as e:
-        provider = f" [provider {e.provider}]" if isinstance(e, ProviderError) and e.provider not in e.message else ""
-        err = PakatiNodeError(node, _input_of(e, default_input), f"{e.message}{provider}")
+        err = node_error(node, e, default_input, input_of=_input_of, describe=_describe)
     raise err
 
 
@@ -81,7 +86,7 @@ def queue_check(node: str, provider: str, kind: str, model: str, credential: str
     except OptionalPackageMissingError as e:
         return f"{node}: {e.message}"
     except PakatiError as e:
-        return str(PakatiNodeError(node, _input_of(e, "model"), e.message))
+        return str(node_error(node, e, "model", input_of=_input_of, describe=lambda err: err.message))
     return True
 
 

@@ -10,25 +10,26 @@ from __future__ import annotations
 import logging
 import time
 
-import numpy as np
-import torch
-from comfy_api.v0_0_2 import io, ui
-
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
+import numpy as np
+import torch
+from comfy_api.v0_0_2 import io, ui
 
-from ..pakati_core.box import Box, mask_box
 from ..pakati_core.canvas import Canvas, same_aspect
 from ..pakati_core.delta import analyse
-from ..pakati_core.finite import strict_json
 from ..pakati_core.fuzzy import MamdaniEngine, load_rulebase
+from ..pakati_core.geometry import Box, mask_box, snapped_box
+from ..pakati_core.images import resize_image
+from ..pakati_core.jsonutil import strict_json
+from ..pakati_core.masks import resize_mask
 from ..pakati_core.references import ASPECTS, Reference
 from ..pakati_core.refine import RefineInterrupted, RefineSettings, RegenParams, WhatWorkedStore, refine
 from ..pakati_core.store import StoreError
-from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy, node_name, require_finite_tensor, validation_result
 from ..pakati_core.store.from_prompt import canvas_from_prompt, model_name
+from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy, node_name, require_finite_tensor, validation_result
 from .persistence import pakati_store, record_history, user_fingerprint
 from .regional_patch import WRAPPER_KEY
 
@@ -64,9 +65,7 @@ def region_mask(node: str, shape: tuple[int, int], mask: torch.Tensor | None, ca
             if not same_aspect(m.shape[1], m.shape[0], w, h):
                 raise PakatiNodeError(node, "mask", f"the mask is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h}; "
                                       "their aspect ratios differ, so the mask cannot be placed on the image")
-            import cv2
-
-            m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+            m = resize_mask(m, w, h)
         if not (m > 0).any():
             raise PakatiNodeError(node, "mask", "the mask is empty: there is no region to work on")
         return np.clip(m, 0.0, 1.0).astype(np.float32)
@@ -183,17 +182,7 @@ class HostRegenerator:
     def crop_box(mask: np.ndarray) -> Box:
         """The mask's bounding box plus padding, sides multiples of 8, inside the image."""
         h, w = mask.shape
-        tight = mask_box(mask)
-
-        def span(lo: int, hi: int, size: int) -> tuple[int, int]:
-            lo, hi = max(0, lo - CROP_PADDING), min(size, hi + CROP_PADDING)
-            length = min(-(-(hi - lo) // 8) * 8, size // 8 * 8)
-            lo = max(0, min(lo, size - length))
-            return lo, lo + length
-
-        y0, y1 = span(tight.y0, tight.y1, h)
-        x0, x1 = span(tight.x0, tight.x1, w)
-        return Box(x0, y0, x1, y1)
+        return snapped_box(mask_box(mask), CROP_PADDING, w, h)
 
     def conditioning(self, terms: tuple[tuple[str, float], ...]) -> list:
         """The positive prompt with the fuzzy rules' prompt terms appended (as ConditioningConcat does)."""
@@ -237,9 +226,7 @@ class HostRegenerator:
         decoded = self.vae.decode(samples)[0, ..., :3].detach().float().cpu().numpy()
         require_finite_tensor(self.node, "vae", decoded, "the VAE-decoded region")
         if decoded.shape[:2] != (box.height, box.width):
-            import cv2
-
-            decoded = cv2.resize(decoded, (box.width, box.height), interpolation=cv2.INTER_LINEAR)
+            decoded = resize_image(decoded, box.width, box.height, enlarge="linear")
         # raw pixels in the box; the core's loop pastes them through the mask, once
         out = image.copy()
         out[box.slices] = np.clip(decoded, 0.0, 1.0)

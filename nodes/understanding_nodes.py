@@ -3,21 +3,20 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-import torch
-from comfy_api.v0_0_2 import io, ui
-from PIL import Image
-
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
+import numpy as np
+import torch
+from comfy_api.v0_0_2 import io, ui
 
+from ..pakati_core.images import fit_to_grid, image_hash
+from ..pakati_core.jsonutil import strict_json
 from ..pakati_core.store import StoreError
-from ..pakati_core.understanding import LearnSettings, UnderstandingStore, get_strategy, image_hash, learn, parse_strategies
+from ..pakati_core.understanding import LearnSettings, UnderstandingStore, get_strategy, learn, parse_strategies
 from ..pakati_core.understanding.grid import preview_grid
 from ..pakati_core.understanding.transfer import Understanding, parse_aspects, transfer
-from ..pakati_core.finite import strict_json
 from .common import PakatiNodeError, checked, require_finite_tensor, validation_result
 from .persistence import pakati_store, user_fingerprint
 
@@ -25,17 +24,6 @@ log = logging.getLogger("pakati")
 NODE = "PakatiLearnReference"
 UnderstandingType = io.Custom("PAKATI_UNDERSTANDING")
 ReferencesType = io.Custom("PAKATI_REFERENCES")
-
-
-def fit_to_grid(image: np.ndarray, max_side: int) -> np.ndarray:
-    """Resize so the long side is at most ``max_side`` and both sides are multiples of 16."""
-    h, w = image.shape[:2]
-    s = min(1.0, max_side / max(h, w))
-    nh, nw = max(32, int(round(h * s / 16)) * 16), max(32, int(round(w * s / 16)) * 16)
-    if (nh, nw) == (h, w):
-        return image.astype(np.float32)
-    pil = Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
-    return np.asarray(pil.resize((nw, nh), Image.Resampling.LANCZOS), np.float32) / 255.0
 
 
 class HostReconstructor:

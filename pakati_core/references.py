@@ -12,6 +12,7 @@ import numpy as np
 
 from .errors import PakatiError
 from .finite import require_finite
+from .images import unit_float
 
 ASPECTS = ("color", "texture", "composition", "lighting", "style", "general")
 
@@ -33,7 +34,7 @@ class Reference:
     _hash: str = field(default="", init=False, repr=False)
 
     def __post_init__(self) -> None:
-        image = np.asarray(self.image, dtype=np.float32)
+        image = unit_float(self.image, "image", "the reference image")
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=2)
         if image.ndim != 3 or image.shape[2] < 3 or min(image.shape[:2]) < 8:

@@ -9,7 +9,7 @@ import pytest
 import skimage.data
 from scipy.ndimage import gaussian_filter
 
-from pakati_core.box import Box
+from pakati_core.geometry import Box
 from pakati_core.delta import DELTA_SPECS, analyse, compare, image_view, region_features
 from pakati_core.delta.view import DeltaInputError
 from pakati_core.references import Reference, ReferenceError
@@ -142,7 +142,7 @@ def test_features_are_deterministic_and_views_weight_the_mask():
     a = photo("rocket")
     v1, box = image_view(a)
     v2, _ = image_view(a.copy())
-    assert box == Box(0, 0, a.shape[1], a.shape[0])  # pakati_core.box: the one (x0, y0, x1, y1) convention
+    assert box == Box(0, 0, a.shape[1], a.shape[0])  # pakati_core.geometry: the one (x0, y0, x1, y1) convention
     f1, f2 = region_features(v1), region_features(v2)
     assert all(d.value == 0.0 for d in compare(f1, f2))
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from pakati_core.canvas import Canvas, Region, polygon_area
+from pakati_core.canvas import Canvas, Region
+from pakati_core.geometry import polygon_area
 from pakati_core.regenerate import (
     EmptyMaskError,
     LockedRegionError,

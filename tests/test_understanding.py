@@ -9,9 +9,8 @@ from skimage import data
 from skimage.transform import resize
 
 from pakati_core.store import StoreError, open_store
-from pakati_core.understanding import (
-    STRATEGIES, LearnSettings, MaskingError, UnderstandingStore, get_strategy, image_hash, learn, parse_strategies, score,
-)
+from pakati_core.understanding import STRATEGIES, LearnSettings, MaskingError, UnderstandingStore, get_strategy, learn, parse_strategies, score
+from pakati_core.images import image_hash
 from pakati_core.understanding import baselines
 from pakati_core.understanding.grid import preview_grid
 from pakati_core.understanding.masking import CELL, Level, register_strategy

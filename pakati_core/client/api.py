@@ -26,6 +26,7 @@ import requests
 import websocket
 from PIL import Image
 
+from ..images import png_bytes
 from .errors import (
     ClientError,
     ExecutionError,
@@ -111,7 +112,8 @@ def normalise_url(url: str) -> str:
 
 
 def encode_png(image: Any) -> bytes:
-    """PNG bytes of a path, bytes, PIL image or array (uint8, or float in [0, 1])."""
+    """PNG bytes of a path, bytes, PIL image or array (uint8 grey/RGB/RGBA as it is, or float RGB in [0, 1];
+    NaN/Inf refused with :class:`~pakati_core.errors.NonFiniteError`)."""
     if isinstance(image, (bytes, bytearray)):
         return bytes(image)
     if isinstance(image, (str, Path)):
@@ -122,10 +124,8 @@ def encode_png(image: Any) -> bytes:
         arr = np.asarray(image)
         if arr.ndim == 4 and arr.shape[0] == 1:
             arr = arr[0]
-        if arr.dtype != np.uint8:
-            if not np.isfinite(arr).all():
-                raise ClientError("image to upload holds NaN or Inf")
-            arr = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        if arr.dtype != np.uint8:  # float in [0, 1] (alpha dropped): the core's one conversion and NaN policy
+            return png_bytes(arr, field="image")
         pil = Image.fromarray(arr)
     buf = io.BytesIO()
     pil.save(buf, format="PNG")

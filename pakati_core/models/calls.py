@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
-from .credentials import env_names, redact
+from ..redaction import redact
+from .credentials import env_names
 from .errors import (
     KeyRejectedError,
     ProviderError,

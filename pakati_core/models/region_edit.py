@@ -12,9 +12,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..geometry import fit_box, pad_box
 from ..refine.correct import paste_masked
 from ..regenerate.blend import band_radius, blend_mask
-from ..regenerate.box import fit_box, pad_box, support_box
+from ..regenerate.box import support_box
 from ..regenerate.errors import MaskSizeError
 from .images import nearest_size
 from .protocols import ImageBackend
@@ -62,7 +63,7 @@ def edit_region(backend: ImageBackend, image: np.ndarray, mask: np.ndarray, prom
     else:
         edited, sent = backend.edit(crop, crop_mask, prompt), [box.width, box.height]
     if edited.shape[:2] != crop.shape[:2]:
-        from ..regenerate.resize import resize_image
+        from ..images import resize_image
 
         notes.append(f"the backend returned {edited.shape[1]}x{edited.shape[0]} for a {box.width}x{box.height} crop; resized")
         edited = resize_image(edited, box.width, box.height)
