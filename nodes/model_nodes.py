@@ -31,8 +31,9 @@ from ..pakati_core.models.errors import (
     ProviderError,
     ProviderRefusedError,
 )
-from ..pakati_core.models.region_edit import edit_region
+from ..pakati_core.models.judging import questions_from
 from ..pakati_core.regenerate import regeneration_mask
+from ..pakati_core.regenerate.provider_edit import edit_region
 from .common import CanvasType, PakatiNodeError, mask_to_numpy, node_error, node_name
 from .persistence import BestEffortRecorder, user_cache, user_fingerprint
 
@@ -241,16 +242,9 @@ class PakatiAskVision(io.ComfyNode):
         )
 
     @classmethod
-    def _questions(cls, questions: str, goal: str) -> list[str]:
-        qs = [q.strip() for q in questions.splitlines() if q.strip()]
-        if not qs and goal.strip():
-            qs = [f"Does the image show this: {goal.strip()}?"]
-        return qs
-
-    @classmethod
     def validate_inputs(cls, questions: str | None = None, goal: str | None = None, provider: str | None = None,
                         model: str | None = None, credential: str | None = None) -> bool | str:
-        if questions is not None and goal is not None and not cls._questions(questions, goal):
+        if questions is not None and goal is not None and not questions_from(questions, goal):
             return f"{node_name(cls)}: input 'questions': give at least one question (one per line) or a goal"
         return queue_check(node_name(cls), provider or "anthropic", "vision", model or "", credential or "default")
 
@@ -262,7 +256,7 @@ class PakatiAskVision(io.ComfyNode):
     @classmethod
     def execute(cls, image: torch.Tensor, questions: str, goal: str, provider: str, model: str, credential: str) -> io.NodeOutput:
         name = node_name(cls)
-        qs = cls._questions(questions, goal)
+        qs = questions_from(questions, goal)
         if not qs:
             raise PakatiNodeError(name, "questions", "give at least one question (one per line) or a goal")
         frames = image.detach().float().cpu().numpy()

@@ -7,7 +7,6 @@ so the same region gives a mask at canvas, latent or UNet-token-grid size.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import numbers
@@ -29,7 +28,7 @@ from .errors import (
     UnsupportedVersionError,
 )
 from .geometry import clip_polygon, find_self_intersection, mask_box, polygon_area, polygon_centroid
-from .jsonutil import strict_json
+from .jsonutil import parse_json, strict_json
 from .masks import exclusive_masks, feather_mask, rasterize_polygon, resize_mask
 
 log = logging.getLogger("pakati")
@@ -266,11 +265,7 @@ class Canvas:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Canvas":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise CanvasError(f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})", field="regions") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text, CanvasError, "regions"))
 
     @classmethod
     def from_dict(cls, data: Any) -> "Canvas":

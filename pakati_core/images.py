@@ -3,8 +3,9 @@
 Pakati computes on float32 ``H x W x 3`` RGB in [0, 1]. What callers hand in varies: ComfyUI
 tensors and the core's own results are float in [0, 1], while PIL, OpenCV and the client's
 ``.array()`` give 8-bit arrays in 0..255. Every public core function that takes an image reads it
-through :func:`as_rgb`, which accepts both and refuses what it cannot tell apart (a float image
-in 0..255, a 16-bit image) with :class:`ImageInputError` instead of clipping it to white.
+through :func:`as_rgb`, which accepts both (uint8 is divided by 255, never clipped to white) and
+refuses what it cannot read (booleans, 16-bit values past 255, other dtypes) with
+:class:`ImageInputError`. Float pixels are taken as 0..1 and clipped to it.
 
 One NaN policy: non-finite pixels are refused with :class:`NonFiniteError` (naming the input)
 everywhere an image is read, converted to 8 bits, hashed or encoded; nothing maps NaN to black.
@@ -22,16 +23,12 @@ from PIL import Image
 from .errors import ImageInputError
 from .finite import require_finite
 
-# A float image whose values reach past this is 0..255 data in a float array, not 0..1 data that
-# overshot (resampling and VAE decodes overshoot by a few hundredths at most).
-FLOAT_IMAGE_MAX = 2.0
-
 
 def unit_float(pixels: Any, field: str = "image", what: str = "the image") -> np.ndarray:
     """Pixels of either convention, any shape, as float32 in the 0..1 convention (not clipped, not copied
     when already float32): uint8 (or any integer array in 0..255) / 255; float as it is. Refuses
-    booleans, other dtypes, integers outside 0..255 and floats past :data:`FLOAT_IMAGE_MAX` with
-    :class:`ImageInputError`, NaN/Inf with :class:`NonFiniteError`."""
+    booleans, other dtypes and integers outside 0..255 with :class:`ImageInputError`, NaN/Inf with
+    :class:`NonFiniteError`."""
     a = np.asarray(pixels)
     kind = a.dtype.kind
     if kind == "b":
@@ -45,9 +42,6 @@ def unit_float(pixels: Any, field: str = "image", what: str = "the image") -> np
         raise ImageInputError(f"{what} has dtype {a.dtype}; give 8-bit (0..255) or float (0..1) pixels", field)
     f = a.astype(np.float32, copy=False)
     require_finite(f, what, field)
-    if f.size and float(np.abs(f).max()) > FLOAT_IMAGE_MAX:
-        raise ImageInputError(f"{what} is a float array with values up to {float(f.max()):g}: float pixels are 0..1; "
-                              "divide 0..255 values by 255 (or pass a uint8 array)", field)
     return f
 
 
@@ -55,9 +49,8 @@ def as_rgb(image: Any, field: str = "image", min_side: int = 1, what: str = "the
     """Any image Pakati accepts as float32 ``H x W x 3`` RGB in [0, 1] (a new array).
 
     Accepts ``H x W`` (grey), ``H x W x 1`` and ``H x W x 3/4`` (alpha dropped) arrays that are
-    uint8 (or any integer array in 0..255, read as 8-bit) or float in [0, 1] (clipped: a slight
-    resampling overshoot is no error). Refuses other shapes, sides under ``min_side``, float
-    values past :data:`FLOAT_IMAGE_MAX` (0..255 data in a float array) with
+    uint8 (or any integer array in 0..255, read as 8-bit) or float in [0, 1] (values outside are
+    clipped). Refuses other shapes, sides under ``min_side`` and unreadable dtypes with
     :class:`ImageInputError`, and NaN/Inf with :class:`NonFiniteError`.
     """
     a = np.asarray(image)
@@ -151,7 +144,7 @@ def fit_to_grid(image: np.ndarray, max_side: int) -> np.ndarray:
     image = as_rgb(image)
     h, w = image.shape[:2]
     s = min(1.0, max_side / max(h, w))
-    nh, nw = max(32, int(round(h * s / 16)) * 16), max(32, int(round(w * s / 16)) * 16)
+    nh, nw = max(32, round(h * s / 16) * 16), max(32, round(w * s / 16) * 16)
     if (nh, nw) == (h, w):
         return image
     pil = Image.fromarray(to_uint8(image))

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NonFiniteError
+from .errors import NonFiniteError, PakatiError
 from .finite import count_non_finite
 
 
@@ -40,3 +40,11 @@ def strict_json(obj: Any, what: str = "record", field: str | None = None, **kwar
     if where is not None:
         raise NonFiniteError(f"{what} holds a NaN/infinite number at {where}; nothing was written", field)
     return json.dumps(obj, allow_nan=False, **kwargs)
+
+
+def parse_json(text: str | bytes, error: type[PakatiError], field: str) -> Any:
+    """``json.loads(text)``; text that is not JSON raises ``error`` (a typed core error) saying where it broke."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})", field=field) from None

@@ -123,3 +123,12 @@ def grow_mask(mask: np.ndarray, grow: int) -> np.ndarray:
     if grow < 0:
         return cv2.erode(m, _disc(-grow), borderType=cv2.BORDER_REPLICATE)
     return m
+
+
+def paste_masked(base: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``base`` with ``edited`` blended in by ``mask``; pixels where mask == 0 are copied untouched."""
+    out = np.array(base, dtype=np.float32, copy=True)
+    idx = mask > 0
+    w = mask[idx][:, None]
+    out[idx] = base[idx] + w * (np.asarray(edited, np.float32)[idx] - base[idx])
+    return out

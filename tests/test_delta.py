@@ -12,7 +12,7 @@ from scipy.ndimage import gaussian_filter
 from pakati_core.geometry import Box
 from pakati_core.delta import DELTA_SPECS, analyse, compare, image_view, region_features
 from pakati_core.delta.view import DeltaInputError
-from pakati_core.references import Reference, ReferenceError
+from pakati_core.references import Reference, ReferenceInputError
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "camera"]
 
@@ -149,9 +149,9 @@ def test_features_are_deterministic_and_views_weight_the_mask():
 
 def test_bad_inputs_are_typed_errors_naming_the_field():
     a = photo("astronaut")
-    with pytest.raises(ReferenceError, match="aspect"):
+    with pytest.raises(ReferenceInputError, match="aspect"):
         Reference(a, aspect="smell")
-    with pytest.raises(ReferenceError, match="weight"):
+    with pytest.raises(ReferenceInputError, match="weight"):
         Reference(a, weight=0)
     with pytest.raises(DeltaInputError, match="mask: the mask is empty"):
         analyse(a, [Reference(a)], np.zeros(a.shape[:2], np.float32))

@@ -95,6 +95,15 @@ class Workflow:
             raise WorkflowError(f"{self.name}: no node with id or title {ref!r}", ref)
         raise WorkflowError(f"{self.name}: several nodes are titled {ref!r} ({', '.join(hits)}); use a node id", ref)
 
+    def find_image_node(self, ref: str) -> str:
+        """The image-loader node ``ref`` names (an id or a title); ``"*"`` names the one LoadImage node there must be."""
+        if ref != "*":
+            return self.find(ref)
+        if len(self.image_nodes) != 1:
+            raise WorkflowError(f"{self.name}: an image without a node name needs exactly one LoadImage node, "
+                                f"found {len(self.image_nodes)} ({', '.join(self.image_nodes)})", "images")
+        return self.image_nodes[0]
+
     @property
     def canvas_nodes(self) -> list[str]:
         return self.nodes_of(CANVAS_NODE)
@@ -169,13 +178,7 @@ class Workflow:
             self._set_seeds(out, seed)
 
         for ref, name in (images or {}).items():
-            if ref == "*":
-                if len(self.image_nodes) != 1:
-                    raise WorkflowError(f"{self.name}: an image without a node name needs exactly one LoadImage node, "
-                                        f"found {len(self.image_nodes)} ({', '.join(self.image_nodes)})", "images")
-                nid = self.image_nodes[0]
-            else:
-                nid = self.find(ref)
+            nid = self.find_image_node(ref)
             key = IMAGE_NODES.get(out[nid]["class_type"])
             if key is None:
                 raise WorkflowError(f"{self.name}: node {nid} is a {out[nid]['class_type']}, not an image loader", ref)

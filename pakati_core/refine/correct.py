@@ -16,15 +16,6 @@ from ..lab import lab_to_rgb, rgb_to_lab
 CHANNELS = ("brightness", "contrast", "warmth", "tint", "saturation")
 
 
-def paste_masked(base: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``base`` with ``edited`` blended in by ``mask``; pixels where mask == 0 are copied untouched."""
-    out = np.array(base, dtype=np.float32, copy=True)
-    idx = mask > 0
-    w = mask[idx][:, None]
-    out[idx] = base[idx] + w * (np.asarray(edited, np.float32)[idx] - base[idx])
-    return out
-
-
 def tone_colour_deltas(image: np.ndarray, mask: np.ndarray | None, reference: np.ndarray, reference_mask: np.ndarray | None = None) -> dict[str, float]:
     """The five correctable deltas of a region against a reference, at full resolution (the
     definitions are delta analysis's :func:`tone_deltas`)."""

@@ -23,8 +23,9 @@ from ..finite import NAN_HINT, require_finite
 from ..fuzzy import MamdaniEngine, load_rulebase
 from ..fuzzy.engine import Inference
 from ..images import as_rgb
+from ..masks import paste_masked
 from ..references import Reference
-from .correct import correct_region, paste_masked
+from .correct import correct_region
 from .protocols import RefineInterrupted, Regenerator, RegenParams
 from .store import WhatWorkedStore
 
