@@ -128,7 +128,7 @@ def test_check_alignment_gives_uint8_the_verdicts_of_its_float_twin():
 
 
 @FEW
-@given(st.integers(8, 16).flatmap(lambda s: arrays(np.float32, (s, s, 3), elements=st.floats(-1e30, 1e30, width=32))))
+@given(st.integers(8, 16).flatmap(lambda s: arrays(np.float32, (s, s, 3), elements=st.floats(-1e6, 1e6, width=32))))
 def test_float_images_are_read_as_0_to_1_and_clipped(a):
     """Float pixels are 0..1 by contract (documented): values outside are clipped, never NaN, never rescaled."""
     rgb = as_rgb(a)
