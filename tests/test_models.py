@@ -28,7 +28,7 @@ from pakati_core.models import (  # noqa: E402
 from pakati_core.models.protocols import CallRecord, ImageBackend, TextPlanner, VisionJudge  # noqa: E402
 from pakati_core.models.ratelimit import TokenBucket  # noqa: E402
 from pakati_core.models.registry import merge, shipped_config  # noqa: E402
-from pakati_core.models.retry import RetryPolicy  # noqa: E402
+from pakati_core.retry import RetryPolicy  # noqa: E402
 
 SENTINEL = "sk-pakati-SENTINEL-5f2b9c1e7d3a4b6c8e0f"
 FAST = {"version": 1, "providers": {p: {"requests_per_minute": 60000, "burst": 1000} for p in ("openai", "anthropic")}}

@@ -2,7 +2,7 @@
 
 - no import cycle between pakati_core's packages (each subpackage and each top-level module is one node);
 - no package imports another package's private (underscore) names or modules;
-- the shared base (errors, finite, jsonutil, images, masks, geometry, redaction, prompts) imports nothing but the base;
+- the shared base (errors, finite, jsonutil, images, masks, geometry, redaction, prompts, retry) imports nothing but the base;
 - pakati_core never imports ComfyUI (``comfy``, ``comfy_api``, ``comfy_extras``, ``folder_paths``, ``server``, ``nodes``).
 
 Every import statement counts, also one inside a function: a lazy import dodges a cycle at run time
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE = {"errors", "finite", "jsonutil", "images", "masks", "geometry", "redaction", "prompts"}
+BASE = {"errors", "finite", "jsonutil", "images", "masks", "geometry", "redaction", "prompts", "retry"}
 COMFY = {"comfy", "comfy_api", "comfy_extras", "folder_paths", "server", "nodes", "execution"}
 
 
