@@ -140,7 +140,7 @@ def test_core_imports_without_the_sdks():
             "from pakati_core.models import make_planner, make_image_backend, OptionalPackageMissingError\n"
             "for make, p in ((make_planner, 'anthropic'), (make_image_backend, 'openai')):\n"
             "    try:\n        make(p)\n    except OptionalPackageMissingError as e:\n        print(e.message)\n")
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
                          env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(repo), "OPENAI_API_KEY": "x", "ANTHROPIC_API_KEY": "x"})
     assert out.stdout.splitlines() == [f"the optional package '{p}' is not installed; install it with: pip install {p}"

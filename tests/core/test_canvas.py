@@ -217,7 +217,7 @@ def test_core_imports_without_comfyui():
     two lists must cover every file."""
     from pathlib import Path
 
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parents[2]
     files = sorted(".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
                    for p in (root / "pakati_core").rglob("*.py"))
     code = (

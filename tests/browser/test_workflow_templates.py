@@ -24,7 +24,7 @@ from comfy_client import for_the_test_host
 
 pytestmark = pytest.mark.host
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 UI_WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 API_WORKFLOWS = sorted((REPO / "workflows" / "api").glob("*.json"))
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
