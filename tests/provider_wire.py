@@ -1,7 +1,7 @@
 """The model layer's test transport: the real OpenAI/Anthropic SDK clients over an ``httpx2.MockTransport``.
 
-Shared by the model-layer, planner and cache tests (tests/core/test_models.py, test_orch_llm_planner.py,
-test_store_cache.py): a sentinel key and an isolated provider environment, ``Wire`` (a scripted
+Shared by the model-layer, planner and cache tests (tests/core/test_models.py, core/test_orch_llm_planner.py,
+core/test_store_cache.py): a sentinel key and an isolated provider environment, ``Wire`` (a scripted
 transport that keeps every request), ``opts`` (client, retry policy with recorded sleeps, recorder),
 a real photograph, and a scripted LLM planner answer for one goal.
 """
