@@ -16,7 +16,7 @@ from pakati_core.orchestration import (
 )
 from pakati_core.store import StoreError, open_store
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_store_round_trip_and_protocol(db_url):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pakati_core.store.from_prompt import generation_fields, looks_secret, upstream
 
-API = Path(__file__).resolve().parent.parent / "workflows" / "api"
+API = Path(__file__).resolve().parents[2] / "workflows" / "api"
 
 
 def twin(name: str) -> dict:

@@ -265,7 +265,7 @@ def test_regional_workflow_twin_runs_and_bad_percent_is_refused_at_queue_time(co
 
     from comfy_client import PromptRejected
 
-    prompt = json.loads((Path(__file__).parent.parent / "workflows" / "api" / "regional_sdxl.json").read_text())
+    prompt = json.loads((Path(__file__).parents[2] / "workflows" / "api" / "regional_sdxl.json").read_text())
     prompt["1"] = {"class_type": "PakatiTestTinySDXL", "inputs": {"seed": 0, "model_channels": 32}}
     prompt["5"]["inputs"].update(width=256, height=256)
     prompt["6"]["inputs"]["steps"] = 2

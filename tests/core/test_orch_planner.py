@@ -10,7 +10,7 @@ from pakati_core.orchestration import GoalError, Plan, PlanError, plan
 from pakati_core.orchestration.parse import parse_goal
 from pakati_core.orchestration.rules import centre, layout_violations, relation_holds
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "t2i-compbench"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "t2i-compbench"
 if not DATA.is_dir():
     DATA = Path("/work/shared/data/t2i-compbench")
 

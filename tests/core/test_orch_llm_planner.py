@@ -15,7 +15,7 @@ pytest.importorskip("anthropic")
 import httpx2  # noqa: E402
 
 from model_fakes import anthropic_body, chat_body  # noqa: E402
-from test_models import SENTINEL, Wire, isolate_provider_env, opts  # noqa: E402  (the model layer's own transport helpers)
+from provider_wire import GOAL, SENTINEL, Wire, answer, isolate_provider_env, opts  # noqa: E402  (the model layer's own transport helpers)
 
 from pakati_core.cache import MemoryCache  # noqa: E402
 from pakati_core.models import ProviderRefusedError, ProviderUnavailableError  # noqa: E402
@@ -24,21 +24,11 @@ from pakati_core.orchestration import llm  # noqa: E402
 from pakati_core.orchestration.llm import LLM_SCHEMA  # noqa: E402
 from pakati_core.orchestration.rules import layout_violations  # noqa: E402
 
-GOAL = "a black cat on the left of a white pillow"
-
 
 @pytest.fixture(autouse=True)
 def keys(monkeypatch, tmp_path):
     isolate_provider_env(monkeypatch, tmp_path)
     monkeypatch.setattr(llm, "_memory_cache", MemoryCache())  # each test asks afresh
-
-
-def answer(cat_box=(0.1, 0.4, 0.4, 0.8), pillow_box=(0.55, 0.45, 0.9, 0.8), cat_phrase="black cat", pillow_phrase="white pillow"):
-    return {"base_prompt": "a black cat and a white pillow, soft light", "base_negative": "blurry", "background": "living room",
-            "objects": [{"id": "cat", "noun": "cat", "phrase": cat_phrase, "attributes": [{"kind": "colour", "value": "black"}], "box": list(cat_box)},
-                        {"id": "pillow", "noun": "pillow", "phrase": pillow_phrase, "attributes": [{"kind": "colour", "value": "white"}],
-                         "box": list(pillow_box)}],
-            "relations": [{"subject": "cat", "relation": "left_of", "object": "pillow"}]}
 
 
 def test_anthropic_structured_output_gives_a_valid_cached_plan(tmp_path):

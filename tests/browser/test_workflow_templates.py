@@ -17,17 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from comfy_client import for_the_test_host
+from comfy_client import for_the_test_host, provide_input_images
 
 
 pytestmark = pytest.mark.host
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 UI_WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 API_WORKFLOWS = sorted((REPO / "workflows" / "api").glob("*.json"))
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 NON_NODE_TYPES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 PROVIDER_NODES = {"PakatiOpenAIGenerate", "PakatiOpenAIEditRegion", "PakatiAskVision"}
 
@@ -89,20 +87,6 @@ def test_ui_workflow_loads_in_the_front_end(fe, comfy_server, path):
             assert got == [r["id"] for r in want["regions"]], path.name
             assert want["regions"], f"{path.name}: the template's canvas has no drawn regions"
     assert not fe.errors, f"{path.name}: page errors while loading:\n" + "\n".join(fe.errors)
-
-
-def provide_input_images(prompt: dict, input_dir: Path) -> None:
-    """Put a real photograph (skimage.data) under every file name a LoadImage node asks for."""
-    from skimage import data
-
-    input_dir.mkdir(parents=True, exist_ok=True)
-    names = sorted({n["inputs"]["image"] for n in prompt.values() if n["class_type"] in ("LoadImage", "LoadImageMask")})
-    for i, name in enumerate(names):
-        target = input_dir / name
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            photo = getattr(data, PHOTOS[i % len(PHOTOS)])()
-            Image.fromarray(photo if photo.ndim == 3 else np.stack([photo] * 3, -1)).convert("RGB").save(target)
 
 
 @pytest.mark.parametrize("path", API_WORKFLOWS, ids=ids(API_WORKFLOWS))

@@ -21,7 +21,7 @@ from pakati_core.client import (
     parse_seeds,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 REGIONAL = REPO / "workflows" / "api" / "regional_sdxl.json"
 
 

@@ -18,7 +18,7 @@ from pakati_core.store import (Store, StoreError, StoreUnavailableError, Templat
                                get_engine, head_revision, image_hash, import_legacy, migrate, open_store, resolve_url)
 from pakati_core.store.schema import Base
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CANVAS = {"version": 1, "width": 64, "height": 64,
           "regions": [{"id": "r1", "name": "sky", "shape": "rect", "points": [[0, 0], [64, 24]], "prompt": "blue sky"}]}
 

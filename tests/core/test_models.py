@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import stat
 from pathlib import Path
 
@@ -19,6 +18,7 @@ pytest.importorskip("openai")
 pytest.importorskip("anthropic")
 import httpx2  # noqa: E402  (the SDKs' HTTP library)
 
+from provider_wire import SENTINEL, Wire, isolate_provider_env, opts, photo  # noqa: E402
 from model_fakes import anthropic_body, anthropic_error, chat_body, images_body, openai_error, multipart_files, decode_png  # noqa: E402
 from pakati_core.models import (  # noqa: E402
     Answer, KeyFileInsecureError, KeyMissingError, KeyRejectedError, ListRecorder, MalformedResponseError, ModelRetiredError,
@@ -28,63 +28,14 @@ from pakati_core.models import (  # noqa: E402
 from pakati_core.models.protocols import CallRecord, ImageBackend, TextPlanner, VisionJudge  # noqa: E402
 from pakati_core.models.ratelimit import TokenBucket  # noqa: E402
 from pakati_core.models.registry import merge, shipped_config  # noqa: E402
-from pakati_core.retry import RetryPolicy  # noqa: E402
 
-SENTINEL = "sk-pakati-SENTINEL-5f2b9c1e7d3a4b6c8e0f"
-FAST = {"version": 1, "providers": {p: {"requests_per_minute": 60000, "burst": 1000} for p in ("openai", "anthropic")}}
 PLAN_SCHEMA = {"type": "object", "properties": {"regions": {"type": "array", "items": {"type": "string"}}}, "required": ["regions"]}
-
-
-def isolate_provider_env(monkeypatch, tmp_path) -> None:
-    """No key, endpoint, key file or database from the machine: the sentinel key for both providers,
-    the FAST registry and a user directory under ``tmp_path`` (the model-layer tests' environment)."""
-    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "PAKATI_API_KEY_OPENAI", "PAKATI_API_KEY_ANTHROPIC", "OPENAI_BASE_URL",
-                "ANTHROPIC_BASE_URL", "PAKATI_KEY_FILE", "PAKATI_USER_DIR", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE",
-                "PAKATI_DATABASE_URL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", SENTINEL)
-    models = tmp_path / "models.json"
-    models.write_text(json.dumps(FAST))
-    monkeypatch.setenv("PAKATI_MODELS_FILE", str(models))
-    monkeypatch.setenv("PAKATI_USER_DIR", str(tmp_path / "user"))
 
 
 @pytest.fixture(autouse=True)
 def env(monkeypatch, tmp_path):
     isolate_provider_env(monkeypatch, tmp_path)
     return tmp_path
-
-
-class Wire:
-    """A mocked transport answering from a script; keeps every request the SDK sent."""
-
-    def __init__(self, *answers):
-        self.answers = list(answers)
-        self.requests: list[httpx2.Request] = []
-
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
-        self.requests.append(request)
-        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        if isinstance(answer, Exception):
-            raise answer
-        status, body, headers = answer if len(answer) == 3 else (*answer, {})
-        return httpx2.Response(status, json=body, headers=headers, request=request)
-
-    def client(self) -> httpx2.Client:
-        return httpx2.Client(transport=httpx2.MockTransport(self))
-
-
-def opts(wire: Wire, sleeps: list | None = None, recorder=None) -> dict:
-    policy = RetryPolicy(max_calls=3, backoff_s=1.0, cap_s=30.0, sleep=(sleeps if sleeps is not None else []).append, rng=random.Random(0))
-    return {"http_client": wire.client(), "policy": policy, "recorder": recorder if recorder is not None else ListRecorder()}
-
-
-def photo(h=96, w=128) -> np.ndarray:
-    from skimage import data
-    import cv2
-
-    return cv2.resize(data.astronaut(), (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
 
 
 ANSWERS = {"answers": [{"question": "q1", "verdict": "yes", "score": 0.9, "reason": "a cat is on the left"},
@@ -140,7 +91,7 @@ def test_core_imports_without_the_sdks():
             "from pakati_core.models import make_planner, make_image_backend, OptionalPackageMissingError\n"
             "for make, p in ((make_planner, 'anthropic'), (make_image_backend, 'openai')):\n"
             "    try:\n        make(p)\n    except OptionalPackageMissingError as e:\n        print(e.message)\n")
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
                          env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(repo), "OPENAI_API_KEY": "x", "ANTHROPIC_API_KEY": "x"})
     assert out.stdout.splitlines() == [f"the optional package '{p}' is not installed; install it with: pip install {p}"

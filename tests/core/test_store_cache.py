@@ -16,8 +16,7 @@ pytest.importorskip("openai")
 pytest.importorskip("anthropic")
 
 from model_fakes import anthropic_body, chat_body  # noqa: E402
-from test_models import SENTINEL, Wire, isolate_provider_env, opts, photo  # noqa: E402
-from test_orch_llm_planner import GOAL, answer  # noqa: E402
+from provider_wire import GOAL, SENTINEL, Wire, answer, isolate_provider_env, opts, photo  # noqa: E402
 
 from pakati_core.models import CachedJudge, make_judge  # noqa: E402
 from pakati_core.models.judging import JUDGE_CACHE_NAMESPACE  # noqa: E402

@@ -27,7 +27,7 @@ from pakati_core.store import open_store
 
 pytestmark = pytest.mark.host
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RED = np.array([230, 20, 30], np.float32) / 255.0
 MODEL_NODES = ("PakatiOpenAIGenerate", "PakatiOpenAIEditRegion", "PakatiAskVision")
 

@@ -17,7 +17,7 @@ from pakati_core.regenerate import crop_region, regeneration_mask
 
 pytestmark = pytest.mark.host
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SIZE = 128
 
 

@@ -111,7 +111,7 @@ def test_mastery_declared_for_the_original_pasted_back(comfy, tiny, user_dir, mo
     assert all(e["mastered"] for e in report["strategies"].values())
 
 
-REPO_WORKFLOW = __import__("pathlib").Path(__file__).resolve().parent.parent / "workflows" / "api" / "reference_understanding.json"
+REPO_WORKFLOW = __import__("pathlib").Path(__file__).resolve().parents[2] / "workflows" / "api" / "reference_understanding.json"
 
 
 def small_prompt(image_name: str) -> dict:

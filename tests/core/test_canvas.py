@@ -106,7 +106,7 @@ def test_points_outside_canvas_are_clipped_with_a_warning():
 
 def test_a_polygon_drawn_across_the_border_is_clipped_not_refused():
     """Moving each outside point onto the border folded most such polygons onto themselves
-    (found by tests/test_fuzz.py); the exact cut keeps them simple and round-trips."""
+    (found by tests/core/test_input_properties.py); the exact cut keeps them simple and round-trips."""
     star = [[-40 + 70 * np.cos(a) * (1.3 if i % 2 else 0.8), 30 + 70 * np.sin(a) * (1.3 if i % 2 else 0.8)]
             for i, a in enumerate(np.linspace(0, 2 * np.pi, 24, endpoint=False))]
     with pytest.warns(RegionClippedWarning):
@@ -219,7 +219,7 @@ def test_core_imports_without_comfyui():
     two lists must cover every file."""
     from pathlib import Path
 
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parents[2]
     files = sorted(".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
                    for p in (root / "pakati_core").rglob("*.py"))
     code = (

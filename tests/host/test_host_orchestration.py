@@ -75,9 +75,9 @@ def test_llm_planner_without_a_key_plans_offline_with_a_note(comfy, monkeypatch)
 
 
 def test_plan_and_check_through_the_server_show_text_and_remember(comfy_server):
-    """Through /prompt (the full template run is in test_workflows): the plan JSON and preview on
+    """Through /prompt (the full template run is in test_workflow_templates): the plan JSON and preview on
     PakatiPlan, the check's summary on PakatiCheckAlignment, and both remembered under the user folder."""
-    from test_workflows import provide_input_images
+    from comfy_client import provide_input_images
 
     prompt = {
         "1": {"class_type": "PakatiPlan", "inputs": {"goal": "a red cat next to a white pillow on a sofa", "width": 256, "height": 256,

@@ -16,7 +16,7 @@ from pakati_core.store import open_store
 
 pytestmark = pytest.mark.host
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NODES = ("PakatiReference", "PakatiDeltaAnalysis", "PakatiRefine")
 STOP_REASONS = {"target", "converged", "oscillating", "max_passes", "interrupted"}
 

@@ -31,7 +31,7 @@ from pakati_core.client import (
 
 pytestmark = pytest.mark.host
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FAST = {"timeout": 10.0, "retries": 2, "backoff": 0.2, "poll_interval": 0.5}
 
 

@@ -15,7 +15,7 @@ from pakati_core.delta.view import reference_view
 from pakati_core.understanding.learner import reference_statistics
 from pakati_core.understanding.transfer import Understanding, transfer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def photo(name: str, side: int) -> np.ndarray:
