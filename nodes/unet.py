@@ -8,7 +8,7 @@ another pack put there for them to wrap.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, Upsample

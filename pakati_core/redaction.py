@@ -10,13 +10,13 @@ import re
 from typing import Any
 
 # Field names that hold secrets (an input named ``api_key``, a header ``Authorization``).
-SECRET_NAME = re.compile(r"(api[_-]?key|secret|token|password|authori[sz]ation|credential|cookie)", re.I)
+SECRET_NAME = re.compile(r"(api[_-]?key|secret|token|password|authori[sz]ation|credential|cookie)", re.IGNORECASE)
 # Values shaped like a key or a bearer token, wherever they stand in the text; and what providers
 # echo back about a key ("Incorrect API key provided: sk-...", "x-api-key: ...").
 SECRET_VALUE = re.compile(
     r"((?<![A-Za-z0-9])(?:sk-|sk_|xai-|AIza)[A-Za-z0-9_\-*.]{4,}|Bearer\s+\S+|Incorrect API key provided:\s*\S+"
     r"|x-api-key[\"']?\s*[:=]\s*\S+)",
-    re.I,
+    re.IGNORECASE,
 )
 REDACTED = "[redacted]"
 

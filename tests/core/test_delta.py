@@ -9,9 +9,9 @@ import pytest
 import skimage.data
 from scipy.ndimage import gaussian_filter
 
-from pakati_core.geometry import Box
 from pakati_core.delta import DELTA_SPECS, analyse, compare, image_view, region_features
 from pakati_core.delta.view import DeltaInputError
+from pakati_core.geometry import Box
 from pakati_core.references import Reference, ReferenceInputError
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "camera"]

@@ -89,8 +89,7 @@ def test_rasterisation_block_counts_equal_opencvs_area_average():
     for star shapes, self-intersecting polygons and polygons crossing the border."""
     import cv2
 
-    from pakati_core.masks import _SUBPIXEL_BITS
-    from pakati_core.masks import rasterize_polygon
+    from pakati_core.masks import _SUBPIXEL_BITS, rasterize_polygon
 
     rng = np.random.default_rng(3)
     cases = [(300, 260, 4, "star"), (90, 70, 16, "star")]
