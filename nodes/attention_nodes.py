@@ -10,10 +10,11 @@ from ..pakati_core.attention_maps.excite import REDUCES
 from ..pakati_core.attention_maps.masks import MODES
 from ..pakati_core.attention_maps.subjects import SubjectRegion, region_subjects
 from ..pakati_core.attention_maps.tokens import parse_subject_lines
+from ..pakati_core.errors import PakatiError
 from ..pakati_core.regional import RegionalAttention, RegionSet
 from . import excite_patch
 from .attention_patch import BLOCK_CHOICES, CaptureHandle, install
-from .common import PakatiNodeError, RegionsType, checked, node_name
+from .common import PakatiNodeError, RegionsType, checked, node_error, node_name
 
 AttentionCaptureType = io.Custom("PAKATI_ATTENTION")
 
@@ -220,7 +221,11 @@ class PakatiAttendExcite(io.ComfyNode):
         lines = checked(node, "subjects", lambda: parse_subject_lines(subjects))
         sources = [SubjectRegion(r.name, None, r.canvas.regions[r.canvas_index].prompt if r.canvas is not None else None)
                    for r in (regions.regions if regions is not None else ())]
-        for s in checked(node, "subjects", lambda: region_subjects(sources, lines)):
+        try:
+            chosen = region_subjects(sources, lines)
+        except PakatiError as e:
+            raise node_error(node, e, "subjects", describe=lambda err: err.message) from e
+        for s in chosen:
             r = regions.regions[s.index]
             target = word_target(node, "subjects", clip, s.prompt, s.word, s.index, f"{r.name}: {s.word}")
             if max(target.text_positions) >= r.cond.shape[1]:
