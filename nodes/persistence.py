@@ -106,7 +106,7 @@ def record_history(node: str, **fields) -> int | None:
     """Keep a run in the history, best effort: a database that cannot be written is logged with
     the reason, and the generation that called this still returns its result."""
     try:
-        return pakati_store().record_run(node, prompt_id=executing_prompt_id(), **fields)
+        return pakati_store().runs.add(node, prompt_id=executing_prompt_id(), **fields)
     except (StoreError, OSError) as e:
         log.error("Pakati: the history of this %s run was not recorded (the result is unaffected): %s", node, e)
         return None
@@ -123,7 +123,8 @@ def user_store_or_none(what: str) -> Store | None:
 
 def user_cache(what: str) -> BestEffortCache:
     """The current user's content-hash cache (the database); a broken database means no cache, never a failure."""
-    return BestEffortCache(user_store_or_none(what))
+    store = user_store_or_none(what)
+    return BestEffortCache(store.cache if store is not None else None)
 
 
 class BestEffortContext:
@@ -140,13 +141,13 @@ class BestEffortContext:
     def save_record(self, goal_key: str, kind: str, record: dict) -> None:
         try:
             if self.store is not None:
-                self.store.save_record(goal_key, kind, record)
+                self.store.context.save_record(goal_key, kind, record)
         except StoreError as e:
             log.error("Pakati: this %s was not remembered (the result is unaffected): %s", kind, e)
 
     def load_records(self, goal_key: str, kind: str | None = None) -> list[dict]:
         try:
-            return self.store.load_records(goal_key, kind) if self.store is not None else []
+            return self.store.context.load_records(goal_key, kind) if self.store is not None else []
         except StoreError as e:
             log.error("Pakati: earlier plans and checks cannot be read, planning without them: %s", e)
             return []
@@ -166,6 +167,6 @@ class BestEffortRecorder:
     def record(self, call) -> None:
         self.log.record(call)
         try:
-            pakati_store(self.user).record(call)
+            pakati_store(self.user).calls.record(call)
         except StoreError as e:
             log.error("Pakati: a %s call record was not kept (the call is unaffected): %s", getattr(call, "provider", "provider"), e)

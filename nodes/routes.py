@@ -91,7 +91,7 @@ def install(server) -> None:
         try:
             def read() -> tuple[list[dict], int]:
                 store = pakati_store(user)
-                return store.list_runs(limit, offset), store.count_runs()
+                return store.runs.newest(limit, offset), store.runs.count()
 
             runs, total = await asyncio.to_thread(read)
         except StoreError as e:
@@ -102,7 +102,7 @@ def install(server) -> None:
     async def get_templates(request: web.Request) -> web.Response:
         user = _user(request, server)
         try:
-            return web.json_response({"templates": pakati_store(user).template_names()})
+            return web.json_response({"templates": pakati_store(user).templates.names()})
         except StoreError as e:
             return _store_error(e, 503)
 
@@ -111,7 +111,7 @@ def install(server) -> None:
         """?name=...: the template as a JSON document to share (import it with POST /pakati/templates/import)."""
         user = _user(request, server)
         try:
-            doc = pakati_store(user).export_template(request.query.get("name", ""))
+            doc = pakati_store(user).templates.export(request.query.get("name", ""))
         except TemplateNotFoundError as e:
             return _store_error(e, 404)
         except StoreError as e:
@@ -128,7 +128,7 @@ def install(server) -> None:
         except ValueError as e:
             return web.json_response({"error": f"the body is not JSON: {e}"}, status=400)
         try:
-            saved = pakati_store(user).import_template(doc, overwrite=request.query.get("overwrite") in ("1", "true"))
+            saved = pakati_store(user).templates.import_document(doc, overwrite=request.query.get("overwrite") in ("1", "true"))
         except StoreError as e:
             return _store_error(e)
         return web.json_response({"name": saved["name"]})

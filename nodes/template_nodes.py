@@ -95,14 +95,14 @@ class PakatiSaveTemplate(io.ComfyNode):
         try:
             store = pakati_store(user)
             if references:
-                values = dict(values, references=[{"image_hash": store.put_reference(r.image, r.aspect, r.description, r.weight),
+                values = dict(values, references=[{"image_hash": store.references.put(r.image, r.aspect, r.description, r.weight),
                                                    "aspect": r.aspect, "description": r.description, "weight": r.weight}
                                                   for r in references])
-            saved = store.save_template(name, canvas.to_dict(), values, description, thumb)
-            doc = store.export_template(saved["name"])
+            saved = store.templates.save(name, canvas.to_dict(), values, description, thumb)
+            doc = store.templates.export(saved["name"])
             where = ""
             if export_json:
-                where = str(store.export_template_file(saved["name"], export_directory(user)))
+                where = str(store.templates.export_file(saved["name"], export_directory(user)))
         except StoreError as e:
             raise PakatiNodeError(node, "name" if e.field == "name" else "canvas", str(e)) from e
         text = f"Saved template '{saved['name']}' ({len(canvas.regions)} regions" + (f", {len(references)} references" if references else "") + ")"
@@ -115,7 +115,7 @@ class PakatiLoadTemplate(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         try:
-            names = pakati_store().template_names()
+            names = pakati_store().templates.names()
         except StoreError:
             names = []
         return io.Schema(
@@ -142,7 +142,7 @@ class PakatiLoadTemplate(io.ComfyNode):
         if name == NO_TEMPLATES:
             return "PakatiLoadTemplate: input 'name': no template is saved yet (save one with Pakati Save Template)"
         try:
-            checked("PakatiLoadTemplate", "name", lambda: pakati_store().load_template(name))
+            checked("PakatiLoadTemplate", "name", lambda: pakati_store().templates.load(name))
         except PakatiNodeError as e:
             return str(e)
         return True
@@ -151,7 +151,7 @@ class PakatiLoadTemplate(io.ComfyNode):
     def fingerprint_inputs(cls, name: str) -> str:
         """A template saved again under the same name is loaded again; each user loads their own."""
         try:
-            return user_fingerprint(pakati_store().load_template(name)["updated_at"] or "")
+            return user_fingerprint(pakati_store().templates.load(name)["updated_at"] or "")
         except StoreError:
             return user_fingerprint("")
 
@@ -160,7 +160,7 @@ class PakatiLoadTemplate(io.ComfyNode):
         node = "PakatiLoadTemplate"
         store = pakati_store()
         try:
-            t = store.load_template(name)
+            t = store.templates.load(name)
         except TemplateNotFoundError as e:
             raise PakatiNodeError(node, "name", f"{e} (for user '{store.owner}')") from e
         except StoreError as e:
@@ -168,7 +168,7 @@ class PakatiLoadTemplate(io.ComfyNode):
         canvas = checked(node, "name", lambda: Canvas.from_dict(t["canvas"]))
         refs = []
         for r in t["settings"].get("references", []):
-            img = store.reference_image(r["image_hash"])
+            img = store.references.image(r["image_hash"])
             if img is None:
                 raise PakatiNodeError(node, "name", f"template '{name}' names a reference image {r['image_hash'][:12]}… that is not in the store")
             refs.append(Reference(img, r.get("description", ""), r.get("aspect", "general"), None, r.get("weight", 1.0)))

@@ -94,7 +94,7 @@ def test_plan_and_check_through_the_server_show_text_and_remember(comfy_server):
     from pakati_core.store import open_store
 
     store = open_store(user_dir=comfy_server.base / "user")  # the server's own database (SQLite default)
-    kinds = sorted({r["kind"] for r in store.load_records(goal_key(plan["goal"], 256, 256))})
+    kinds = sorted({r["kind"] for r in store.context.load_records(goal_key(plan["goal"], 256, 256))})
     assert kinds == ["check", "plan"]
 
 

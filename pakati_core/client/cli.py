@@ -95,9 +95,9 @@ def cmd_run_goal(args: argparse.Namespace) -> int:
     if not args.no_database:
         from ..store import default_user_dir, open_store
 
-        store = open_store(args.database, user_dir=default_user_dir())  # the Store is the ContextStore and the plan cache
+        store = open_store(args.database, user_dir=default_user_dir())  # its context and cache repositories: ContextStore and plan cache
         if args.planner != "offline":
-            planner_options["cache"] = store
+            planner_options["cache"] = store.cache
     progress = _Progress(args.rounds * len(variants), not args.quiet)
 
     def on_round(rnd) -> None:
@@ -108,7 +108,7 @@ def cmd_run_goal(args: argparse.Namespace) -> int:
     try:
         run = run_goal(args.goal, Workflow.load(args.workflow), servers=args.server, width=args.width, height=args.height,
                        planner=args.planner, rounds=args.rounds, variants=variants, target=args.target, seed=args.seed,
-                       output_node=args.output_node, out_dir=args.out, context=store, backend=args.backend,
+                       output_node=args.output_node, out_dir=args.out, context=store.context if store is not None else None, backend=args.backend,
                        max_inflight=args.max_inflight, timeout=args.timeout, on_event=progress.event, on_result=progress.result,
                        on_round=on_round, client_options={"timeout": args.http_timeout, "retries": args.retries},
                        ray_options={"address": args.ray_address} if args.ray_address else None, planner_options=planner_options)
