@@ -14,7 +14,7 @@ from ..pakati_core.canvas import Canvas
 from ..pakati_core.references import Reference
 from ..pakati_core.store import StoreError, TemplateNotFoundError, validate_template_name
 from .common import CanvasType, PakatiNodeError, checked
-from .persistence import current_user, pakati_store, user_fingerprint
+from .persistence import SCHEMA_WAIT_S, UNKNOWN_USER, current_user, pakati_store, user_fingerprint
 
 ReferencesType = io.Custom("PAKATI_REFERENCES")
 NO_TEMPLATES = "(no templates saved yet)"
@@ -53,7 +53,7 @@ class PakatiSaveTemplate(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 CanvasType.Input("canvas", tooltip="The canvas of regions to keep."),
-                io.String.Input("name", default="my template", tooltip="The template's name (1-128 characters; no '/', '\\', leading '.', NUL or control characters). Saving under an existing name replaces it."),
+                io.String.Input("name", default="my template", tooltip="The template's name: 1-128 letters or digits of any script, spaces and - _ . ( ) , (not starting with '.'). Saving under an existing name replaces it."),
                 io.String.Input("description", default="", multiline=True, tooltip="What the template is for."),
                 io.String.Input("settings", default="", multiline=True, optional=True, tooltip="Optional JSON object of settings to keep with it, for example {\"refine\": {\"target\": 0.9, \"strategy\": \"adaptive\"}}."),
                 ReferencesType.Input("references", optional=True, tooltip="Optional references (from Pakati Reference) to keep with the template; their images are stored, their masks are not."),
@@ -65,6 +65,8 @@ class PakatiSaveTemplate(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, name: str | None = None, settings: str | None = None, **_) -> bool | str:
+        if current_user() is None:
+            return f"PakatiSaveTemplate: input 'name': {UNKNOWN_USER}"
         if name is not None:
             try:
                 checked("PakatiSaveTemplate", "name", lambda: validate_template_name(name))
@@ -104,7 +106,7 @@ class PakatiSaveTemplate(io.ComfyNode):
             if export_json:
                 where = str(store.templates.export_file(saved["name"], export_directory(user)))
         except StoreError as e:
-            raise PakatiNodeError(node, "name" if e.field == "name" else "canvas", str(e)) from e
+            raise PakatiNodeError(node, "name" if e.field in ("name", "user") else "canvas", str(e)) from e
         text = f"Saved template '{saved['name']}' ({len(canvas.regions)} regions" + (f", {len(references)} references" if references else "") + ")"
         if where:
             text += f"; exported to {where}"
@@ -114,9 +116,9 @@ class PakatiSaveTemplate(io.ComfyNode):
 class PakatiLoadTemplate(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        try:
-            names = pakati_store().templates.names()
-        except StoreError:
+        try:  # /object_info runs this on the server's event loop: a locked database lists nothing rather than wait
+            names = pakati_store(wait_s=SCHEMA_WAIT_S).templates.names()
+        except StoreError:  # an unknown user under --multi-user included: they see no one's templates
             names = []
         return io.Schema(
             node_id="PakatiLoadTemplate",
@@ -141,6 +143,8 @@ class PakatiLoadTemplate(io.ComfyNode):
             return True
         if name == NO_TEMPLATES:
             return "PakatiLoadTemplate: input 'name': no template is saved yet (save one with Pakati Save Template)"
+        if current_user() is None:
+            return f"PakatiLoadTemplate: input 'name': {UNKNOWN_USER}"
         try:
             checked("PakatiLoadTemplate", "name", lambda: pakati_store().templates.load(name))
         except PakatiNodeError as e:
@@ -158,8 +162,8 @@ class PakatiLoadTemplate(io.ComfyNode):
     @classmethod
     def execute(cls, name: str) -> io.NodeOutput:
         node = "PakatiLoadTemplate"
-        store = pakati_store()
         try:
+            store = pakati_store()
             t = store.templates.load(name)
         except TemplateNotFoundError as e:
             raise PakatiNodeError(node, "name", f"{e} (for user '{store.owner}')") from e

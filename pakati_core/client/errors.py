@@ -28,6 +28,12 @@ class ServerUnavailableError(ClientError):
     """
 
 
+class UnsafeOutputError(ClientError):
+    """The server named an output the client will not fetch or write: a node id outside
+    ``[0-9A-Za-z_.:-]{1,64}``, a file that is not .png/.jpg/.jpeg/.webp, or a path that would
+    land outside the output folder."""
+
+
 class PromptRejectedError(ClientError):
     """/prompt answered 400: ComfyUI's validation refused the prompt (``error``, ``node_errors``)."""
 

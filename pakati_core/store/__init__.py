@@ -14,7 +14,7 @@ from .calls import CallRepository
 from .context import CONTEXT_KINDS, ContextRepository
 from .database import DEFAULT_OWNER, Database
 from .engine import ENV_URL, current_revision, default_user_dir, dispose_all, get_engine, head_revision, migrate, redacted, resolve_url
-from .errors import StoreError, StoreUnavailableError, TemplateNameError, TemplateNotFoundError
+from .errors import StoreError, StoreUnavailableError, TemplateNameError, TemplateNotFoundError, UnknownUserError
 from .images import content_key, image_hash
 from .legacy import import_context_dir, import_legacy, import_understanding_dir, import_what_worked_file
 from .references import ReferenceRepository
@@ -31,8 +31,8 @@ class Store(Database):
     checks: the orchestration's ContextStore), ``calls`` (the model layer's CallRecorder), ``cache``
     (the content-hash ResultCache) and ``templates``."""
 
-    def __init__(self, engine, owner: str = DEFAULT_OWNER, record_prompts: bool | None = None):
-        super().__init__(engine, owner, record_prompts)
+    def __init__(self, engine, owner: str = DEFAULT_OWNER, record_prompts: bool | None = None, busy_ms: int | None = None):
+        super().__init__(engine, owner, record_prompts, busy_ms)
         self.runs = RunRepository(self)
         self.references = ReferenceRepository(self)
         self.understandings = UnderstandingRepository(self)
@@ -47,11 +47,14 @@ class Store(Database):
 
 
 
-def open_store(url: str | None = None, user_dir: str | os.PathLike | None = None, owner: str = DEFAULT_OWNER) -> Store:
-    """The store for ``owner`` on the resolved database, migrated to the current schema."""
+def open_store(url: str | None = None, user_dir: str | os.PathLike | None = None, owner: str = DEFAULT_OWNER,
+               wait_s: float | None = None) -> Store:
+    """The store for ``owner`` on the resolved database, migrated to the current schema; with
+    ``wait_s``, every transaction (the migration included) waits at most that long for a lock."""
     engine = get_engine(resolve_url(url, user_dir))
-    migrate(engine)
-    return Store(engine, owner)
+    busy_ms = max(1, int(wait_s * 1000)) if wait_s else None
+    migrate(engine, busy_ms=busy_ms)
+    return Store(engine, owner, busy_ms=busy_ms)
 
 
 __all__ = [

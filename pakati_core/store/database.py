@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .engine import explain
+from .engine import BUSY_OPTION, READ_OPTION, explain
 from .errors import StoreError, StoreUnavailableError
 from .images import content_key
 from .schema import Blob, utcnow
@@ -66,13 +66,16 @@ def finite(value: Any, field: str) -> Any:
 class Database:
     """The engine seen by one owner. Cheap to copy (``for_user``): the engine is shared."""
 
-    def __init__(self, engine: Engine, owner: str = DEFAULT_OWNER, record_prompts: bool | None = None):
+    def __init__(self, engine: Engine, owner: str = DEFAULT_OWNER, record_prompts: bool | None = None, busy_ms: int | None = None):
         if not owner or not isinstance(owner, str) or len(owner) > 128:
-            raise StoreError(f"not a user id: {owner!r}", "user")
+            raise StoreError(f"not a user id: {str(owner)[:140]!r}", "user")
         self.engine = engine
         self.owner = owner
         self.record_prompts = os.environ.get(RECORD_PROMPTS_ENV, "") == "1" if record_prompts is None else record_prompts
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.busy_ms = busy_ms
+        busy = {BUSY_OPTION: int(busy_ms)} if busy_ms else {}
+        self._sessions = sessionmaker(engine.execution_options(**busy) if busy else engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(engine.execution_options(**{READ_OPTION: True}, **busy), expire_on_commit=False)
 
     @property
     def url(self) -> str:
@@ -80,9 +83,10 @@ class Database:
 
     @contextmanager
     def session(self, write: bool = True) -> Iterator[Session]:
-        """One transaction; errors become StoreErrors that say what failed and where."""
+        """One transaction (``write=False``: it only reads, and never takes the write lock); errors
+        become StoreErrors that say what failed and where."""
         try:
-            with self._sessions() as session, session.begin():
+            with (self._sessions if write else self._read_sessions)() as session, session.begin():
                 yield session
         except StoreError:
             raise
