@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -30,13 +32,13 @@ HOSTILE = {
 
 
 class Hostile(BaseHTTPRequestHandler):
-    outputs: dict = {}
-    views: list = []
+    outputs: ClassVar[dict] = {}
+    views: ClassVar[list] = []
 
     def log_message(self, *args):
         pass
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         url = urlparse(self.path)
         if url.path.startswith("/history/"):
             pid = url.path.rsplit("/", 1)[1]
@@ -93,7 +95,7 @@ def test_safe_outputs_are_fetched_and_saved_inside_the_folder(hostile_server, tm
     assert [im.node_id for im in images] == ["9", "sampler:12"]
     files = save_result(TaskResult("t1", "done", {}, server=client.url, images=images), tmp_path / "out")
     assert [p.rsplit("/", 1)[1] for p in files] == ["t1_node9_0.png", "t1_nodesampler:12_0.webp"]
-    assert all((tmp_path / "out").resolve() in p.resolve().parents for p in map(__import__("pathlib").Path, files))
+    assert all((tmp_path / "out").resolve() in Path(p).resolve().parents for p in files)
 
 
 def test_a_task_id_that_would_leave_the_folder_is_refused(tmp_path):
