@@ -43,7 +43,12 @@ class Store(Database):
         self.templates = TemplateRepository(self)
 
     def for_user(self, owner: str) -> Store:
-        return Store(self.engine, owner, self.record_prompts)
+        return Store(self.engine, owner, self.record_prompts, self.busy_ms)
+
+    def waiting_at_most(self, seconds: float) -> Store:
+        """The same store whose transactions wait at most ``seconds`` for a lock (then StoreUnavailableError):
+        what a server uses while answering a request, so a busy database never holds the request long."""
+        return Store(self.engine, self.owner, self.record_prompts, max(1, int(seconds * 1000)))
 
 
 

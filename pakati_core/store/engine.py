@@ -223,7 +223,7 @@ def explain(e: OperationalError, url: str, write: bool) -> str:
         why = "the disk is full"
     elif "unable to open" in low:
         why = "the database file cannot be opened (missing directory or no permission)"
-    elif "locked" in low or "busy" in low:
+    elif "locked" in low or "busy" in low or "lock timeout" in low or "statement timeout" in low:
         why = "another process held the database lock longer than the busy timeout"
     elif "connection" in low or "could not connect" in low:
         why = "the database server cannot be reached"

@@ -111,20 +111,18 @@ def test_deeply_nested_documents_are_refused_not_a_recursion_error(store):
 
 HOLD = textwrap.dedent("""
     import sqlite3, sys, time
-    c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=0)
-    if sys.argv[2] == "exclusive":
-        c.execute("PRAGMA locking_mode=EXCLUSIVE")
+    c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=5)
     c.execute("BEGIN IMMEDIATE")
     c.execute("INSERT INTO templates (owner, name, description, canvas, settings, created_at, updated_at) "
               "VALUES ('holder', 'h', '', '{}', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)")
     print("locked", flush=True)
-    time.sleep(float(sys.argv[3]))
+    time.sleep(float(sys.argv[2]))
     c.execute("ROLLBACK")
 """)
 
 
-def hold_lock(path, mode: str, seconds: float) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), mode, str(seconds)], stdout=subprocess.PIPE, text=True)
+def hold_lock(path, seconds: float) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
@@ -133,7 +131,7 @@ def test_reads_do_not_wait_for_another_process_holding_the_write_lock(tmp_path):
     db = tmp_path / "pakati.db"
     store = open_store(f"sqlite:///{db}")
     store.templates.save("mine", CANVAS)
-    proc = hold_lock(db, "normal", 5)
+    proc = hold_lock(db, 5)
     try:
         t0 = time.monotonic()
         assert store.templates.names() == ["mine"] and store.runs.count() == 0
@@ -146,16 +144,20 @@ def test_reads_do_not_wait_for_another_process_holding_the_write_lock(tmp_path):
         proc.wait(timeout=30)
 
 
-def test_a_bounded_read_gives_up_with_a_clear_error_when_the_database_is_held_exclusively(tmp_path):
-    db = tmp_path / "pakati.db"
-    store = open_store(f"sqlite:///{db}")
+def test_a_bounded_read_gives_up_with_a_clear_error_when_another_session_locks_the_table(postgres_server):
+    """On PostgreSQL a read can wait for a lock (ACCESS EXCLUSIVE from another session): a store that waits at most
+    0.3 s gives up with StoreUnavailableError, as a route then answers 503. (SQLite in WAL mode never makes a read wait.)"""
+    from sqlalchemy import create_engine
+
+    url = postgres_server.new_database()
+    store = open_store(url)
     store.templates.save("mine", CANVAS)
-    proc = hold_lock(db, "exclusive", 5)
-    try:
+    other = create_engine(url)
+    with other.connect() as conn, conn.begin():
+        conn.execute(text("LOCK TABLE templates IN ACCESS EXCLUSIVE MODE"))
         t0 = time.monotonic()
         with pytest.raises(StoreUnavailableError, match="another process held the database lock"):
             store.waiting_at_most(0.3).templates.names()
         assert time.monotonic() - t0 < 1.5
-    finally:
-        proc.wait(timeout=30)
+    other.dispose()
     assert store.templates.names() == ["mine"]
