@@ -81,6 +81,7 @@ __all__ = [
     "TemplateNotFoundError",
     "TemplateRepository",
     "UnderstandingRepository",
+    "UnknownUserError",
     "WhatWorkedRepository",
     "content_key",
     "current_revision",
