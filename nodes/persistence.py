@@ -155,8 +155,17 @@ def install_secret(directory: str | os.PathLike) -> bytes:
 
 
 def user_hash(user: str | None) -> str:
-    """HMAC-SHA256 of the user id under this install's secret (16 hex digits): names no user outside this server."""
-    secret = install_secret(Path(folder_paths.get_user_directory()) / "pakati")
+    """HMAC-SHA256 of the user id under this install's secret (16 hex digits): names no user outside this server.
+    Where the secret cannot be written (a read-only user directory) a secret of this process is used, logged once."""
+    directory = Path(folder_paths.get_user_directory()) / "pakati"
+    try:
+        secret = install_secret(directory)
+    except (OSError, StoreError) as e:
+        with _lock:
+            if "process" not in _secret:
+                log.warning("Pakati: cannot keep the user-hash secret under %s (%s); using one for this process only", directory, e)
+                _secret["process"] = secrets.token_bytes(32)
+            secret = _secret["process"]
     return hmac.new(secret, ("pakati-user:" + (user or "")).encode(), hashlib.sha256).hexdigest()[:16]
 
 

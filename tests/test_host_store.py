@@ -103,15 +103,17 @@ def test_two_servers_writing_one_database_at_once_lose_nothing(comfy_server, sec
     ids: list[tuple] = []
     lock = threading.Lock()
 
-    def queue_many(server, tag, seed):
+    writer = call(server_b, "POST", "/users", {"username": "writer"})[1]  # --multi-user: a prompt of an unknown user is refused
+
+    def queue_many(server, tag, seed, user):
         prompts = [template_prompt(f"{tag}-{i}") for i in range(20)] + ([refine_prompt(seed)] if seed is not None else [])
         for p in prompts:
-            pid = queue_as(server, p, None)
+            pid = queue_as(server, p, user)
             with lock:
                 ids.append((server, pid))
 
-    threads = [threading.Thread(target=queue_many, args=(comfy_server, "A", 100)),
-               threading.Thread(target=queue_many, args=(server_b, "B", None))]
+    threads = [threading.Thread(target=queue_many, args=(comfy_server, "A", 100, None)),
+               threading.Thread(target=queue_many, args=(server_b, "B", None, writer))]
     for t in threads:
         t.start()
     for t in threads:
@@ -121,7 +123,8 @@ def test_two_servers_writing_one_database_at_once_lose_nothing(comfy_server, sec
     runs = store.runs.newest(limit=200, thumbnails=False)
     assert store.runs.count() == before + 1
     assert runs[0]["prompt_id"] in {pid for _, pid in ids}
-    assert {f"{t}-{i}" for t in "AB" for i in range(20)} <= set(store.templates.names())
+    assert {f"A-{i}" for i in range(20)} <= set(store.templates.names())
+    assert {f"B-{i}" for i in range(20)} <= set(store.for_user(writer).templates.names())
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
 

@@ -119,3 +119,12 @@ def test_the_user_hash_is_an_hmac_under_a_0600_secret_beside_the_database(persis
     keyed = hmac.new(secret_file.read_bytes(), b"pakati-user:default", hashlib.sha256).hexdigest()[:16]
     assert fp == [keyed, "x"] and keyed != plain
     assert json.loads(persistence.user_fingerprint("x")) == fp  # stable: the secret is made once
+
+
+def test_an_unwritable_secret_location_still_fingerprints(persistence, user_dir):
+    """The secret cannot be written (here <user dir>/pakati is a file, which stops root too): a secret of this
+    process is used, and nodes never fail for it."""
+    user_dir.mkdir(parents=True, exist_ok=True)
+    (user_dir / "pakati").write_text("not a directory")
+    fp = json.loads(persistence.user_fingerprint())
+    assert len(fp[0]) == 16 and json.loads(persistence.user_fingerprint()) == fp
