@@ -10,8 +10,6 @@ import json
 
 import pytest
 
-pytest.importorskip("openai")
-pytest.importorskip("anthropic")
 import httpx2  # noqa: E402
 
 from model_fakes import anthropic_body, chat_body  # noqa: E402

@@ -12,8 +12,6 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("openai")
-pytest.importorskip("anthropic")
 
 from model_fakes import anthropic_body, chat_body  # noqa: E402
 from provider_wire import GOAL, SENTINEL, Wire, answer, isolate_provider_env, opts, photo  # noqa: E402
