@@ -12,9 +12,18 @@ import sys
 
 import pytest
 
-from harness import HOST, HOST_NODES, NO_HOST_REASON, REPO, find_host, missing  # noqa: F401  (HOST_NODES, find_host: for helpers)
-from harness import (  # noqa: F401  (the harness's hooks)
-    pytest_collection_modifyitems, pytest_configure, pytest_itemcollected, pytest_report_header, pytest_terminal_summary,
+from harness import (  # noqa: F401  (the harness's hooks, and names the fixtures and test helpers use)
+    HOST,
+    HOST_NODES,
+    NO_HOST_REASON,
+    REPO,
+    find_host,
+    missing,
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_itemcollected,
+    pytest_report_header,
+    pytest_terminal_summary,
 )
 
 

@@ -13,6 +13,7 @@ for a fixture or a test to skip for a missing tool; nothing else in tests/ calls
 tests/conftest.py re-exports the hooks below; ``python -m pytest -p harness`` loads them alone
 (tests/core/test_harness.py runs it so, on a tiny test, to check the harness itself).
 """
+
 from __future__ import annotations
 
 import functools
@@ -56,8 +57,10 @@ HOST = find_host()
 if os.environ.get("COMFYUI_PATH"):
     NO_HOST_REASON = f"NO COMFYUI HOST: host tests skipped (COMFYUI_PATH={os.environ['COMFYUI_PATH']} holds no ComfyUI main.py)"
 else:
-    NO_HOST_REASON = ("NO COMFYUI HOST: host tests skipped (set COMFYUI_PATH, or install Pakati into a ComfyUI's custom_nodes/, "
-                      "or lay one out with ../shared/host/setup.sh; see docs/developers.md)")
+    NO_HOST_REASON = (
+        "NO COMFYUI HOST: host tests skipped (set COMFYUI_PATH, or install Pakati into a ComfyUI's custom_nodes/, "
+        "or lay one out with ../shared/host/setup.sh; see docs/developers.md)"
+    )
 
 
 def missing(reason: str) -> None:
@@ -114,9 +117,11 @@ def _stop(first: dict[str, str]) -> None:
 
 
 def pytest_configure(config):
-    for line in ("host: needs a real ComfyUI host (skipped, with one line saying why, where none exists)",
-                 "browser: drives the real ComfyUI front end in headless Chromium",
-                 "postgresql: needs a real PostgreSQL server (initdb, pg_ctl)"):
+    for line in (
+        "host: needs a real ComfyUI host (skipped, with one line saying why, where none exists)",
+        "browser: drives the real ComfyUI front end in headless Chromium",
+        "postgresql: needs a real PostgreSQL server (initdb, pg_ctl)",
+    ):
         config.addinivalue_line("markers", line)
 
 

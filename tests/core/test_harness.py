@@ -3,6 +3,7 @@
 Each check runs pytest (or Python) in a child process on a tiny test in a temporary folder, with
 the harness loaded alone (``-p harness``), so the answer does not depend on this machine's host.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
 
-TINY = textwrap.dedent('''
+TINY = textwrap.dedent("""
     import pytest
 
 
@@ -25,7 +26,7 @@ TINY = textwrap.dedent('''
     @pytest.mark.host
     def test_needs_the_host():
         assert len("host") == 4
-''')
+""")
 
 
 def run_pytest(tmp_path: Path, *args: str, **env) -> subprocess.CompletedProcess:
@@ -34,8 +35,14 @@ def run_pytest(tmp_path: Path, *args: str, **env) -> subprocess.CompletedProcess
     child_env = {k: v for k, v in os.environ.items() if k not in ("PAKATI_REQUIRE_HOST", "COMFYUI_PATH", "PYTEST_ADDOPTS")}
     child_env["PYTHONPATH"] = os.pathsep.join([str(TESTS), child_env.get("PYTHONPATH", "")])
     child_env.update(env)
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", *args, "test_tiny.py"], cwd=tmp_path, env=child_env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", *args, "test_tiny.py"],
+        cwd=tmp_path,
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_require_host_with_no_host_fails_before_any_test_runs(tmp_path):

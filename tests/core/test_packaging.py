@@ -5,6 +5,7 @@ Built from a copy of the checkout (so no build/ or *.egg-info lands in it), offl
 --no-build-isolation`` use this environment's setuptools. Everything installed is then used from
 another directory, where the checkout is not on the path.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DATA_FILES = ("pakati_core/models/models.json", "pakati_core/fuzzy/rules/default.json", "pakati_core/orchestration/plan.schema.json",
-              "pakati_core/store/migrations/script.py.mako", "pakati_core/store/migrations/env.py")
+DATA_FILES = (
+    "pakati_core/models/models.json",
+    "pakati_core/fuzzy/rules/default.json",
+    "pakati_core/orchestration/plan.schema.json",
+    "pakati_core/store/migrations/script.py.mako",
+    "pakati_core/store/migrations/env.py",
+)
 
 # Run by the installed copy: its data files load, and its migrations build a SQLite database.
 USE_INSTALLED = """
@@ -44,8 +50,13 @@ def pip(*args: str, python: str = sys.executable) -> None:
 def source(tmp_path_factory) -> Path:
     """A copy of the checkout without its caches and git data."""
     dst = tmp_path_factory.mktemp("src") / "pakati"
-    shutil.copytree(REPO, dst, ignore=shutil.ignore_patterns(".git", "__pycache__", "build", "dist", "*.egg-info", ".hypothesis",
-                                                             ".pytest_cache", "artifacts", "results"))
+    shutil.copytree(
+        REPO,
+        dst,
+        ignore=shutil.ignore_patterns(
+            ".git", "__pycache__", "build", "dist", "*.egg-info", ".hypothesis", ".pytest_cache", "artifacts", "results"
+        ),
+    )
     return dst
 
 
@@ -61,8 +72,9 @@ def test_the_wheel_holds_pakati_core_its_data_and_the_pakati_command_only(source
     pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source))
     (wheel,) = (tmp_path / "dist").glob("pakati-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {n.split("/")[0] for n in names} == {"pakati_core", next(n.split("/")[0] for n in names if ".dist-info/" in n)}, \
+    assert {n.split("/")[0] for n in names} == {"pakati_core", next(n.split("/")[0] for n in names if ".dist-info/" in n)}, (
         "only pakati_core is installed: no nodes/, web/, tests/ or the pack's root __init__.py"
+    )
     assert not [n for n in names if n.endswith(".pyc")]
     for data in DATA_FILES:
         assert data in names, f"{data} missing from the wheel"
@@ -89,10 +101,12 @@ def test_an_editable_install_imports_from_any_directory_and_leaves_the_comfyui_s
     elsewhere.mkdir()
     out = run_elsewhere([python, "-c", USE_INSTALLED, str(tmp_path / "pakati.db")], elsewhere)
     assert Path(json.loads(out.stdout.strip().splitlines()[-1])["file"]).resolve().is_relative_to(source.resolve())
-    code = ("import importlib.util as u, sys\n"
-            "for m in ('nodes', 'web', 'tests', 'pakati'):\n"
-            "    s = u.find_spec(m)\n"
-            "    print(m, [str(p) for p in (s.submodule_search_locations or [s.origin])] if s else [])")
+    code = (
+        "import importlib.util as u, sys\n"
+        "for m in ('nodes', 'web', 'tests', 'pakati'):\n"
+        "    s = u.find_spec(m)\n"
+        "    print(m, [str(p) for p in (s.submodule_search_locations or [s.origin])] if s else [])"
+    )
     found = dict(line.split(" ", 1) for line in run_elsewhere([python, "-c", code], elsewhere).stdout.strip().splitlines())
     assert not [m for m, where in found.items() if str(source) in where], f"the ComfyUI side must not be importable: {found}"
     helped = run_elsewhere([str(venv / "bin" / "pakati"), "run-goal", "--help"], elsewhere)
