@@ -69,7 +69,7 @@ def test_ui_workflow_loads_in_the_front_end(fe, comfy_server, path):
     assert fe.missing_node_types() == [], f"{path.name}: node types the server does not know"
     # every widget holds a value of its own kind (a template whose values are shifted against the
     # node's widgets, e.g. by a seed's control_after_generate, loads without error but wrong)
-    misfits = fe.js("""() => app.graph._nodes.flatMap(n => (n.widgets || []).filter(w => {
+    misfits = fe.js(r"""() => app.graph._nodes.flatMap(n => (n.widgets || []).filter(w => {
         if (w.type === 'number') return typeof w.value !== 'number';
         if (w.type === 'toggle') return typeof w.value !== 'boolean';
         // file combos (checkpoints, input images) list what this test server holds, not what a user has

@@ -357,8 +357,11 @@ def test_url_resolution(tmp_path, monkeypatch):
 def test_command_line_upgrades_and_reports(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO)
     env.pop("PAKATI_DATABASE_URL", None)
-    run = lambda *a: subprocess.run([sys.executable, "-m", "pakati_core.store", *a, "--user-dir", str(tmp_path)],
-                                    capture_output=True, text=True, env=env, cwd=REPO)
+
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "pakati_core.store", *a, "--user-dir", str(tmp_path)],
+                              capture_output=True, text=True, env=env, cwd=REPO)
+
     assert json.loads(run("current").stdout)["revision"] is None
     assert json.loads(run("upgrade").stdout)["revision"] == head_revision()
     bad = run("upgrade", "--url", "nope://x")
