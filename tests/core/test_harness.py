@@ -97,3 +97,25 @@ def test_the_comfyui_holding_the_checkout_comes_before_home_and_comfyui_path_bef
     assert host_found(checkout_tests, home, COMFYUI_PATH=str(tmp_path / "empty")) == "None", "no fall-back when COMFYUI_PATH names no host"
     shutil.rmtree(holder / "comfy")
     assert host_found(checkout_tests, home) == str(in_home.resolve())
+
+
+def test_test_files_have_unique_basenames_and_import_no_other_test_file():
+    """pytest's default import mode imports test files by basename, so two test_x.py in different
+    folders would collide; shared helpers live in support modules, never in another test file."""
+    import ast
+
+    files = sorted(TESTS.rglob("test_*.py"))
+    names = [f.name for f in files]
+    assert len(files) > 40 and len(set(names)) == len(names), sorted({n for n in names if names.count(n) > 1})
+    imports = []
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            mods = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            imports += [f"{f.relative_to(TESTS)}: {m}" for m in mods if m.split(".")[0].startswith("test_")]
+    assert imports == []
