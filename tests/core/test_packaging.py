@@ -78,6 +78,8 @@ def test_the_wheel_holds_pakati_core_its_data_and_the_pakati_command_only(source
     assert not [n for n in names if n.endswith(".pyc")]
     for data in DATA_FILES:
         assert data in names, f"{data} missing from the wheel"
+    in_tree = {f.relative_to(source).as_posix() for f in (source / "pakati_core").rglob("*") if f.is_file()}
+    assert in_tree - set(names) == set(), "every file of pakati_core is in the wheel (a new data file type needs package-data)"
     assert any(n.startswith("pakati_core/store/migrations/versions/") and n.endswith(".py") for n in names)
     entry_points = next(zipfile.ZipFile(wheel).read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "pakati = pakati_core.client.cli:main" in entry_points
