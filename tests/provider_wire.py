@@ -15,7 +15,7 @@ import httpx2  # the SDKs' HTTP library
 import numpy as np
 
 from pakati_core.models import ListRecorder
-from pakati_core.models.retry import RetryPolicy
+from pakati_core.retry import RetryPolicy
 
 SENTINEL = "sk-pakati-SENTINEL-5f2b9c1e7d3a4b6c8e0f"
 FAST = {"version": 1, "providers": {p: {"requests_per_minute": 60000, "burst": 1000} for p in ("openai", "anthropic")}}

@@ -24,7 +24,9 @@ from pakati_core import (
     UnsupportedVersionError,
     mask_region,
 )
-from pakati_core.canvas import REGION_JSON_VERSION, polygon_area, rasterize_polygon
+from pakati_core.canvas import REGION_JSON_VERSION
+from pakati_core.geometry import polygon_area
+from pakati_core.masks import rasterize_polygon
 
 
 def doc(regions, width=1024, height=1024, **extra):

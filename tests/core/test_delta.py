@@ -9,10 +9,10 @@ import pytest
 import skimage.data
 from scipy.ndimage import gaussian_filter
 
-from pakati_core.box import Box
 from pakati_core.delta import DELTA_SPECS, analyse, compare, image_view, region_features
 from pakati_core.delta.view import DeltaInputError
-from pakati_core.references import Reference, ReferenceError
+from pakati_core.geometry import Box
+from pakati_core.references import Reference, ReferenceInputError
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "camera"]
 
@@ -142,16 +142,16 @@ def test_features_are_deterministic_and_views_weight_the_mask():
     a = photo("rocket")
     v1, box = image_view(a)
     v2, _ = image_view(a.copy())
-    assert box == Box(0, 0, a.shape[1], a.shape[0])  # pakati_core.box: the one (x0, y0, x1, y1) convention
+    assert box == Box(0, 0, a.shape[1], a.shape[0])  # pakati_core.geometry: the one (x0, y0, x1, y1) convention
     f1, f2 = region_features(v1), region_features(v2)
     assert all(d.value == 0.0 for d in compare(f1, f2))
 
 
 def test_bad_inputs_are_typed_errors_naming_the_field():
     a = photo("astronaut")
-    with pytest.raises(ReferenceError, match="aspect"):
+    with pytest.raises(ReferenceInputError, match="aspect"):
         Reference(a, aspect="smell")
-    with pytest.raises(ReferenceError, match="weight"):
+    with pytest.raises(ReferenceInputError, match="weight"):
         Reference(a, weight=0)
     with pytest.raises(DeltaInputError, match="mask: the mask is empty"):
         analyse(a, [Reference(a)], np.zeros(a.shape[:2], np.float32))

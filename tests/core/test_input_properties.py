@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from pakati_core import Canvas, PakatiError
-from pakati_core.canvas import RegionClippedWarning, find_self_intersection
+from pakati_core.canvas import RegionClippedWarning
 from pakati_core.delta import DELTA_SPECS, analyse
+from pakati_core.geometry import find_self_intersection
 from pakati_core.references import Reference
 from pakati_core.understanding import score
 

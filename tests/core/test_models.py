@@ -20,7 +20,7 @@ from provider_wire import SENTINEL, Wire, isolate_provider_env, opts, photo  # n
 from model_fakes import anthropic_body, anthropic_error, chat_body, images_body, openai_error, multipart_files, decode_png  # noqa: E402
 from pakati_core.models import (  # noqa: E402
     Answer, KeyFileInsecureError, KeyMissingError, KeyRejectedError, ListRecorder, MalformedResponseError, ModelRetiredError,
-    ProviderRefusedError, ProviderRequestError, ProviderUnavailableError, RateLimitedError, Registry, Task, make_image_backend, make_judge,
+    ProviderRefusedError, ProviderRequestError, ProviderUnavailableError, RateLimitedError, Registry, ModelNeeds, make_image_backend, make_judge,
     make_planner, resolve_key, select_model,
 )
 from pakati_core.models.protocols import CallRecord, ImageBackend, TextPlanner, VisionJudge  # noqa: E402
@@ -132,7 +132,7 @@ def test_shipped_defaults_are_current_models_and_legacy_ones_stay_usable():
         reg.resolve("openai", "image", "gpt-image-1")
     legacy_cheap = {"version": 1, "models": [{"name": "claude-haiku-4-5", "provider": "anthropic", "kinds": ["vision"], "legacy": True,
                                               "cost_usd": {"call": 0.00001}}]}
-    pick = select_model(Task("vision", provider="anthropic"), Registry(merge(shipped_config(), legacy_cheap)), key_available=lambda p: True)
+    pick = select_model(ModelNeeds("vision", provider="anthropic"), Registry(merge(shipped_config(), legacy_cheap)), key_available=lambda p: True)
     names = [n for n, _ in pick.ranked]
     assert not pick.spec.legacy and names.index("claude-haiku-4-5") > max(names.index(n) for n in names if not reg.get(n).legacy)
     assert "claude-haiku-4-5" not in pick.rejected  # legacy is ranked after the current models, never ruled out
@@ -150,14 +150,14 @@ def test_retired_model_names_the_setting(env):
 
 def test_selector_explains_and_learns_from_records():
     reg = Registry.load()
-    first = select_model(Task("image", size=(1024, 1024), inpainting=True), reg)
+    first = select_model(ModelNeeds("image", size=(1024, 1024), inpainting=True), reg)
     assert first.spec.inpainting and "edits with a mask" in first.reason
     assert "dall-e-2" in first.rejected and "retired" in first.rejected["dall-e-2"]
     failing = [CallRecord("openai", first.spec.name, "edit", 1.0, ok=False, error_kind="unavailable") for _ in range(6)]
-    second = select_model(Task("image", size=(1024, 1024), inpainting=True), reg, records=failing)
+    second = select_model(ModelNeeds("image", size=(1024, 1024), inpainting=True), reg, records=failing)
     assert second.spec.name != first.spec.name and second.spec.inpainting
     assert second.ranked[-1] == (first.spec.name, pytest.approx(1 / 8))  # 0 of 6 calls worked: (0 + 1) / (6 + 2)
-    only_anthropic = select_model(Task("vision"), reg, key_available=lambda p: p == "anthropic")
+    only_anthropic = select_model(ModelNeeds("vision"), reg, key_available=lambda p: p == "anthropic")
     assert only_anthropic.spec.provider == "anthropic"
     assert any("no key configured for openai" in why for why in only_anthropic.rejected.values())
     assert "chose anthropic:" in only_anthropic.explain()

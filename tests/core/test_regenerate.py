@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 from skimage import data
 
-from pakati_core.canvas import Canvas, Region, polygon_area
+from pakati_core.canvas import Canvas, Region
+from pakati_core.geometry import polygon_area
+from pakati_core.lab import lab_to_rgb as from_lab
+from pakati_core.lab import rgb_to_lab as to_lab
 from pakati_core.regenerate import (
     EmptyMaskError,
     LockedRegionError,
@@ -24,7 +27,6 @@ from pakati_core.regenerate import (
     stitch_region,
     target_size,
 )
-from pakati_core.lab import lab_to_rgb as from_lab, rgb_to_lab as to_lab
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 

@@ -15,7 +15,7 @@ transformers = need_module("transformers", "a test dependency: pip install -e '.
 
 from pakati_core import Canvas  # noqa: E402
 from pakati_core.regional import RegionalOptions, RegionPrompt, RegionSet  # noqa: E402
-from pakati_core.regional.diffusers_backend import RegionalSDXL  # noqa: E402
+from pakati_core.diffusers import RegionalSDXL  # noqa: E402
 
 SIZE = 64  # image pixels; the tiny VAE downsamples by 2, so the latent is 32x32
 
@@ -139,7 +139,7 @@ def test_processor_equals_the_dense_path(pipe, inner_name, negatives):
     from diffusers.models import attention_processor as ap
 
     from pakati_core.regional import RegionalAttention, grid_shape
-    from pakati_core.regional.diffusers_backend import PakatiAttnProcessor, _CallState
+    from pakati_core.diffusers.regional import PakatiAttnProcessor, _CallState
     from pakati_core.regional.projections import ProjectionCache
 
     inner = ap.SlicedAttnProcessor(3) if inner_name == "SlicedAttnProcessor" else ap.AttnProcessor2_0()
@@ -278,7 +278,7 @@ class InputHooks:
 @pytest.mark.parametrize("width,height,images", [(SIZE, SIZE, 1), (56, 40, 2)])
 def test_captured_map_equals_softmax_of_hooked_inputs_at_every_layer(pipe, width, height, images):
     from pakati_core.attention_maps import AttentionRecorder
-    from pakati_core.attention_maps.diffusers_backend import capture_attention, word_positions_in
+    from pakati_core.diffusers import capture_attention, word_positions_in
 
     prompt = "a red apple on a table"
     positions = [word_positions_in(pipe, prompt, w) for w in ("apple", "table")]
@@ -328,7 +328,7 @@ def sharpened_share(probs, text_positions, subject_positions, coverage):
 
 def test_regional_excite_raises_each_region_subjects_attention_inside_its_mask(sharp_pipe):
     from pakati_core.attention_maps import ExciteSettings
-    from pakati_core.attention_maps.diffusers_backend import cross_attention_names
+    from pakati_core.diffusers import cross_attention_names
     from pakati_core.regional import RegionalAttention
 
     settings = ExciteSettings(scale=200.0, steps=2, iterations=3, threshold=0.99)
@@ -358,7 +358,7 @@ def test_regional_excite_raises_each_region_subjects_attention_inside_its_mask(s
 
 def test_plain_attend_and_excite_measured_by_the_capture_and_bit_identical_when_met(sharp_pipe):
     from pakati_core.attention_maps import AttentionRecorder, ExciteSettings
-    from pakati_core.attention_maps.diffusers_backend import attend_and_excite, capture_attention, text_positions_in, word_positions_in
+    from pakati_core.diffusers import attend_and_excite, capture_attention, text_positions_in, word_positions_in
 
     pipe = sharp_pipe
     prompt = "a cat and a dog"
@@ -383,7 +383,7 @@ def test_plain_attend_and_excite_measured_by_the_capture_and_bit_identical_when_
 
 def test_regional_excite_off_is_bit_identical_and_errors_name_the_field(pipe):
     from pakati_core.attention_maps import ExciteSettings
-    from pakati_core.attention_maps.diffusers_backend import attend_and_excite
+    from pakati_core.diffusers import attend_and_excite
 
     want = run(pipe, halves())
     met = RegionalSDXL(pipe, RegionalOptions(base_weight=0.3))(halves(), "a photo", excite=ExciteSettings(steps=2, threshold=0.0), num_inference_steps=2,

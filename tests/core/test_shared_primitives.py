@@ -7,7 +7,7 @@ from skimage import data
 from skimage.color import rgb2lab
 from skimage.metrics import structural_similarity
 
-from pakati_core.box import Box, mask_box
+from pakati_core.geometry import Box, mask_box
 from pakati_core.lab import lab_to_rgb, mean_ciede2000, rgb_to_lab
 from pakati_core.ssim import masked_ssim, ssim_map
 from pakati_core.texture import LBP_CODES, chi_squared, lbp_histogram, uniform_lbp
@@ -58,7 +58,7 @@ def test_lbp_codes_histogram_and_distance():
 
 def test_exclusive_masks_sum_to_at_most_one_and_later_regions_win():
     from pakati_core import Canvas, Region
-    from pakati_core.canvas import exclusive_masks
+    from pakati_core.masks import exclusive_masks
 
     own = np.stack([np.full((4, 4), 0.8, np.float32), np.full((4, 4), 0.5, np.float32)])
     ex = exclusive_masks(own)
@@ -89,7 +89,7 @@ def test_rasterisation_block_counts_equal_opencvs_area_average():
     for star shapes, self-intersecting polygons and polygons crossing the border."""
     import cv2
 
-    from pakati_core.canvas import _SUBPIXEL_BITS, rasterize_polygon
+    from pakati_core.masks import _SUBPIXEL_BITS, rasterize_polygon
 
     rng = np.random.default_rng(3)
     cases = [(300, 260, 4, "star"), (90, 70, 16, "star")]

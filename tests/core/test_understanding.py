@@ -8,11 +8,19 @@ import pytest
 from skimage import data
 from skimage.transform import resize
 
+from pakati_core.images import image_hash
 from pakati_core.store import StoreError, open_store
 from pakati_core.understanding import (
-    STRATEGIES, LearnSettings, MaskingError, UnderstandingStore, get_strategy, image_hash, learn, parse_strategies, score,
+    STRATEGIES,
+    LearnSettings,
+    MaskingError,
+    UnderstandingStore,
+    baselines,
+    get_strategy,
+    learn,
+    parse_strategies,
+    score,
 )
-from pakati_core.understanding import baselines
 from pakati_core.understanding.grid import preview_grid
 from pakati_core.understanding.masking import CELL, Level, register_strategy
 
@@ -254,7 +262,8 @@ def test_store_round_trip_versioned_and_keyed_by_content(tmp_path, astronaut):
 
 
 def test_new_strategies_join_through_the_registry(astronaut):
-    from pakati_core.understanding.masking import STRATEGIES as reg, _Spatial
+    from pakati_core.understanding.masking import STRATEGIES as reg
+    from pakati_core.understanding.masking import _Spatial
 
     class LeftHalf(_Spatial):
         name = "left_half_test"

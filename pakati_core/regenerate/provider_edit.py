@@ -3,21 +3,24 @@
 The provider may repaint anything it is sent, so its result only enters the image through the
 blend mask (the region grown and feathered, exactly 0 beyond its band): every pixel outside
 mask + band is the input's, bit for bit. Reuses the region-regeneration geometry
-(``regenerate.box``, ``regenerate.blend``) and the exact masked paste (``refine.paste_masked``).
+(``geometry``, ``regenerate.blend``) and the exact masked paste (``masks.paste_masked``). A region-
+editing feature, so it lives with region regeneration; the provider layer only supplies the backend.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from ..refine.correct import paste_masked
-from ..regenerate.blend import band_radius, blend_mask
-from ..regenerate.box import fit_box, pad_box, support_box
-from ..regenerate.errors import MaskSizeError
-from .images import nearest_size
-from .protocols import ImageBackend
+from ..geometry import fit_box, pad_box
+from ..images import resize_image, unit_float
+from ..masks import paste_masked
+from ..models.images import nearest_size
+from ..models.protocols import ImageBackend
+from .blend import band_radius, blend_mask
+from .box import support_box
+from .errors import MaskSizeError
 
 
 @dataclass
@@ -34,9 +37,10 @@ def edit_region(backend: ImageBackend, image: np.ndarray, mask: np.ndarray, prom
 
     The crop sent is the region's box plus ``context`` pixels, grown to the aspect of the
     nearest size the model takes, so the provider's fitting is a plain rescale. ``keep`` (1 =
-    locked, e.g. a canvas's locked regions) is taken out of the blend mask.
+    locked, e.g. a canvas's locked regions) is taken out of the blend mask. ``image`` is uint8 (0..255)
+    or float (0..1); the result is float32 in [0, 1].
     """
-    image = np.asarray(image, np.float32)[..., :3]
+    image = unit_float(image)[..., :3]
     mask = np.asarray(mask, np.float32)
     h, w = image.shape[:2]
     if mask.shape != (h, w):
@@ -62,8 +66,6 @@ def edit_region(backend: ImageBackend, image: np.ndarray, mask: np.ndarray, prom
     else:
         edited, sent = backend.edit(crop, crop_mask, prompt), [box.width, box.height]
     if edited.shape[:2] != crop.shape[:2]:
-        from ..regenerate.resize import resize_image
-
         notes.append(f"the backend returned {edited.shape[1]}x{edited.shape[0]} for a {box.width}x{box.height} crop; resized")
         edited = resize_image(edited, box.width, box.height)
     full = image.copy()

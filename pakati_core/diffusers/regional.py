@@ -12,7 +12,7 @@ rows too where a region has a negative prompt or auto-negative is on.
 
     from diffusers import StableDiffusionXLPipeline
     from pakati_core import Canvas
-    from pakati_core.regional.diffusers_backend import RegionalSDXL
+    from pakati_core.diffusers import RegionalSDXL
 
     pipe = StableDiffusionXLPipeline.from_pretrained(...)
     images = RegionalSDXL(pipe)(Canvas.from_json(layout), "a city at dusk", num_inference_steps=30).images
@@ -21,20 +21,27 @@ Needs the optional ``diffusers`` package (``pip install diffusers``).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 
 from ..attention_maps.excite import ExciteSettings, ExciteTarget
-from ..attention_maps.tokens import subject_word
+from ..attention_maps.subjects import SubjectRegion, region_subjects
 from ..canvas import Canvas
 from ..errors import RegionalConditioningError
-from .attention import RegionalAttention, RegionalOptions, grid_shape
-from .gather import base_where_needed, blend, regional_delta, sdpa
-from .projections import ProjectionCache
-from .regions import RegionPrompt, RegionSet
+from ..regional.attention import RegionalAttention, RegionalOptions, grid_shape
+from ..regional.from_canvas import regions_from_canvas
+from ..regional.gather import base_where_needed, blend, regional_delta, sdpa
+from ..regional.projections import ProjectionCache
+from ..regional.regions import RegionSet
+from .excite import Exciter, run_excited, time_ids
+from .processors import cross_attention_names, plain_processor_types, wrapped_processors
+from .tokens import excite_target
+
+DEFAULT_OPTIONS = RegionalOptions()
 
 
 @dataclass
@@ -43,19 +50,12 @@ class _CallState:
     cfg: bool  # the batch is [uncond rows, cond rows] (diffusers' order)
 
 
-def _plain_processor_types() -> tuple[type, ...]:
-    """diffusers processors that compute exactly softmax(q k^T / sqrt(d)) v over the prompt, nothing else."""
-    from diffusers.models import attention_processor as ap
-
-    return tuple(getattr(ap, name) for name in ("AttnProcessor2_0", "AttnProcessor") if hasattr(ap, name))
-
-
 class PakatiAttnProcessor:
     """Cross-attention processor: the regional blend around the layer's own processor."""
 
     def __init__(self, core: RegionalAttention, state: _CallState, inner, projections: ProjectionCache):
         self.core, self.state, self.inner, self.projections = core, state, inner, projections
-        self.own = isinstance(inner, _plain_processor_types())
+        self.own = isinstance(inner, plain_processor_types())
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Any = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
@@ -123,21 +123,18 @@ class PakatiAttnProcessor:
 @contextmanager
 def regional_processors(unet: torch.nn.Module, core: RegionalAttention, state: _CallState) -> Iterator[ProjectionCache]:
     """Wrap every ``attn2`` processor of a diffusers UNet with Pakati's for the duration of the block."""
-    saved = dict(unet.attn_processors)
     projections = ProjectionCache()
-    unet.set_attn_processor({name: PakatiAttnProcessor(core, state, proc, projections) if ".attn2." in name else proc
-                             for name, proc in saved.items()})
     try:
-        yield projections
+        with wrapped_processors(unet, cross_attention_names(unet), lambda name, inner: PakatiAttnProcessor(core, state, inner, projections)):
+            yield projections
     finally:
-        unet.set_attn_processor(saved)
         projections.clear()
 
 
 class RegionalSDXL:
     """Render a canvas with a diffusers SDXL pipeline, one UNet pass per step."""
 
-    def __init__(self, pipe, options: RegionalOptions = RegionalOptions()):
+    def __init__(self, pipe, options: RegionalOptions = DEFAULT_OPTIONS):
         self.pipe, self.options = pipe, options
         self.exciter = None  # the last excited run's Exciter (its history), for inspection
 
@@ -147,24 +144,14 @@ class RegionalSDXL:
         return cond, pooled
 
     def regions_from_canvas(self, canvas: Canvas) -> RegionSet:
-        regions = []
-        for i, r in enumerate(canvas.regions):
-            if not r.prompt.strip():
-                raise RegionalConditioningError(f"region '{r.label}' has an empty prompt", field=f"regions[{i}].prompt")
-            negative = self.encode(r.negative)[0] if r.negative.strip() else None
-            regions.append(RegionPrompt(name=r.label, cond=self.encode(r.prompt)[0], strength=r.strength, negative=negative, canvas=canvas, canvas_index=i))
-        return RegionSet(tuple(regions))
+        return regions_from_canvas(canvas, lambda text: self.encode(text)[0])
 
     def subjects(self, canvas: Canvas, words: Mapping[str, str] | None = None) -> list[ExciteTarget]:
-        """Attend-and-Excite targets: each region's word (``words`` by region id or label, else its prompt's last noun)."""
-        from ..attention_maps.diffusers_backend import excite_target
-
-        words = {k.lower(): v for k, v in (words or {}).items()}
-        out = []
-        for i, r in enumerate(canvas.regions):
-            word = words.get(r.id.lower()) or words.get(r.label.lower()) or subject_word(r.prompt, f"regions[{i}].prompt")
-            out.append(excite_target(self.pipe, r.prompt, word, region=i, name=f"{r.label}: {word}"))
-        return out
+        """Attend-and-Excite targets: each region's word (``words`` by region label, id or number, else its prompt's
+        last noun: the rule of :func:`pakati_core.attention_maps.subjects.region_subjects`)."""
+        given = {k: (v, None) for k, v in (words or {}).items()}
+        chosen = region_subjects([SubjectRegion(r.label, r.id, r.prompt) for r in canvas.regions], given)
+        return [excite_target(self.pipe, s.prompt, s.word, region=s.index, name=f"{s.name}: {s.word}") for s in chosen]
 
     def __call__(self, canvas: Canvas, prompt: str, negative_prompt: str = "", excite: ExciteSettings | None = None,
                  subjects: Mapping[str, str] | None = None, **pipe_kwargs: Any):
@@ -204,13 +191,11 @@ class RegionalSDXL:
         latent_hw = (height // f, width // f)
         core.reference_masks(*latent_hw)  # aspect check before any sampling
         state = _CallState(latent_hw, cfg=guidance_scale > 1.0)
-        embeds = dict(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds, pooled_prompt_embeds=pooled_prompt_embeds,
-                      negative_pooled_prompt_embeds=negative_pooled_prompt_embeds, guidance_scale=guidance_scale)
+        embeds = {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds, "pooled_prompt_embeds": pooled_prompt_embeds,
+                  "negative_pooled_prompt_embeds": negative_pooled_prompt_embeds, "guidance_scale": guidance_scale}
         with regional_processors(self.pipe.unet, core, state):
             if excite is None:
                 return self.pipe(width=width, height=height, **embeds, **pipe_kwargs)
-            from ..attention_maps.diffusers_backend import Exciter, run_excited, time_ids
-
             if not targets:
                 raise RegionalConditioningError("Attend-and-Excite needs at least one target", field="targets")
             for t in targets:

@@ -1,13 +1,4 @@
-"""Attention capture and (region-aware) Attend-and-Excite for diffusers' ``StableDiffusionXLPipeline``.
-
-The same ``AttentionRecorder`` and ``ExciteMaps`` as the ComfyUI nodes, as attention
-processors that wrap whatever processor each cross-attention layer (``attn2``) has (diffusers'
-own, IP-Adapter's, Pakati's regional one), for the duration of a block:
-
-    rec = AttentionRecorder(["cat"], [word_positions_in(pipe, prompt, "cat")])
-    with capture_attention(pipe.unet, rec, latent_hw=(128, 128)):
-        pipe(prompt, num_inference_steps=30)
-    rec.word_map("cat")                      # [B, 128, 128]
+"""(Region-aware) Attend-and-Excite for diffusers' ``StableDiffusionXLPipeline``.
 
     images = attend_and_excite(pipe, "a cat and a dog", ["cat", "dog"], ExciteSettings()).images
     RegionalSDXL(pipe)(canvas, "a living room", excite=ExciteSettings())   # each region's last noun, in its mask
@@ -21,141 +12,19 @@ layer. Needs the optional ``diffusers`` package.
 """
 from __future__ import annotations
 
-import contextvars
-from contextlib import contextmanager, nullcontext
-from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 import torch
 
+from ..attention_maps.excite import ExciteMaps, ExciteSettings, ExciteTarget, PassComplete, excite_latent
 from ..errors import AttentionMapError
 from ..regional.attention import grid_shape
-from .excite import ExciteMaps, ExciteSettings, ExciteTarget, PassComplete, excite_latent
-from .recorder import AttentionRecorder
-from .tokens import word_positions
+from .processors import IN_EXCITE_PASS, cross_attention_names, query_key, text_of, wrapped_processors
+from .tokens import excite_target
 
-BLOCKS = {"lowest resolution": None, "all": ("input", "middle", "output"), "input": ("input",), "middle": ("middle",),
-          "output": ("output",), "middle+output": ("middle", "output")}
-_IN_EXCITE_PASS: contextvars.ContextVar[bool] = contextvars.ContextVar("pakati_excite_pass", default=False)
-
-
-# -- tokens ---------------------------------------------------------------------------------------
-
-
-def _tokenizers(pipe) -> dict[str, Any]:
-    return {name: tok for name, tok in (("l", getattr(pipe, "tokenizer", None)), ("g", getattr(pipe, "tokenizer_2", None))) if tok is not None}
-
-
-def prompt_token_ids(pipe, text: str) -> dict[str, list[list[int]]]:
-    """Per tokenizer, the ids of the prompt as ``encode_prompt`` tokenises it (one padded chunk)."""
-    return {name: [list(tok(text, padding="max_length", max_length=tok.model_max_length, truncation=True).input_ids)]
-            for name, tok in _tokenizers(pipe).items()}
-
-
-def word_positions_in(pipe, text: str, word: str, field: str = "words") -> list[int]:
-    """Context positions of ``word``'s sub-tokens in ``text`` (both tokenizers)."""
-    words = {name: list(tok(word, add_special_tokens=False).input_ids) for name, tok in _tokenizers(pipe).items()}
-    return word_positions(prompt_token_ids(pipe, text), words, field)
-
-
-def text_positions_in(pipe, text: str) -> list[int]:
-    """Context positions of the prompt's word tokens (no start, end or padding)."""
-    found: set[int] = set()
-    for name, tok in _tokenizers(pipe).items():
-        n = len(tok(text, add_special_tokens=False, truncation=True, max_length=tok.model_max_length - 2).input_ids)
-        found.update(range(1, 1 + n))
-    return sorted(found)
-
-
-def excite_target(pipe, text: str, word: str, region: int | None = None, name: str | None = None) -> ExciteTarget:
-    """The target for ``word`` of ``text`` (a region's prompt with ``region``, else the base prompt)."""
-    positions = word_positions_in(pipe, text, word, "subjects")
-    return ExciteTarget(name or word, tuple(positions), tuple(text_positions_in(pipe, text)), region)
-
-
-# -- layers ---------------------------------------------------------------------------------------
-
-
-def _block_of(name: str) -> tuple[str, int]:
-    """('input' | 'middle' | 'output', index of the down/up block) from a processor's name."""
-    if name.startswith("down_blocks."):
-        return "input", int(name.split(".")[1])
-    if name.startswith("up_blocks."):
-        return "output", int(name.split(".")[1])
-    return "middle", 0
-
-
-def cross_attention_names(unet: torch.nn.Module, blocks: str = "all") -> list[str]:
-    """Processor names of the chosen ``attn2`` layers, in forward order; 'lowest resolution' = the deepest level."""
-    if blocks not in BLOCKS:
-        raise AttentionMapError(f"unknown blocks {blocks!r}; use one of {', '.join(BLOCKS)}", "blocks")
-    names = [n for n in unet.attn_processors if ".attn2." in n]
-    depth = len(unet.config.block_out_channels) - 1
-
-    def level(name: str) -> int:
-        kind, i = _block_of(name)
-        return depth if kind == "middle" else (i if kind == "input" else depth - i)
-
-    if BLOCKS[blocks] is None:
-        deepest = max((level(n) for n in names), default=0)
-        return [n for n in names if level(n) == deepest]
-    return [n for n in names if _block_of(n)[0] in BLOCKS[blocks]]
-
-
-def _qk(attn, hidden_states: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if attn.norm_cross:
-        text = attn.norm_encoder_hidden_states(text)
-    return attn.to_q(hidden_states), attn.to_k(text)
-
-
-def _text(encoder_hidden_states: Any) -> torch.Tensor | None:
-    return encoder_hidden_states[0] if isinstance(encoder_hidden_states, tuple) else encoder_hidden_states
-
-
-@contextmanager
-def wrapped_processors(unet: torch.nn.Module, names: Sequence[str], make: Callable[[str, Any], Any]) -> Iterator[None]:
-    """Wrap the processors ``names`` with ``make(name, inner)`` for the duration of the block."""
-    saved = dict(unet.attn_processors)
-    chosen = set(names)
-    unet.set_attn_processor({n: make(n, p) if n in chosen else p for n, p in saved.items()})
-    try:
-        yield
-    finally:
-        unet.set_attn_processor(saved)
-
-
-# -- capture --------------------------------------------------------------------------------------
-
-
-class CaptureProcessor:
-    """Records the conditional rows' cross-attention of the watched words, then runs the wrapped processor unchanged."""
-
-    def __init__(self, recorder: AttentionRecorder, name: str, inner, latent_hw: tuple[int, int], cfg: bool):
-        self.recorder, self.name, self.inner, self.latent_hw, self.cfg = recorder, name, inner, latent_hw, cfg
-
-    def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Any = None, attention_mask=None, **kwargs: Any):
-        text = _text(encoder_hidden_states)
-        if text is not None and not _IN_EXCITE_PASS.get() and hidden_states.ndim == 3:
-            b = hidden_states.shape[0]
-            rows = slice(b // 2, b) if self.cfg else slice(0, b)  # diffusers batches [uncond, cond]
-            with torch.no_grad():
-                q, k = _qk(attn, hidden_states[rows], text[rows])
-            self.recorder.record(self.name, q, k, attn.heads, 1, grid_shape(self.latent_hw, q.shape[1]), self.latent_hw)
-        return self.inner(attn, hidden_states, encoder_hidden_states=encoder_hidden_states, attention_mask=attention_mask, **kwargs)
-
-
-@contextmanager
-def capture_attention(unet: torch.nn.Module, recorder: AttentionRecorder, latent_hw: tuple[int, int], cfg: bool = True,
-                      blocks: str = "all") -> Iterator[AttentionRecorder]:
-    """Record into ``recorder`` (a fresh run) during the block; ``cfg``: the pipeline batches [uncond, cond] (guidance > 1)."""
-    recorder.begin_run()
-    try:
-        with wrapped_processors(unet, cross_attention_names(unet, blocks), lambda n, p: CaptureProcessor(recorder, n, p, latent_hw, cfg)):
-            yield recorder
-    finally:
-        recorder.end_run()
-
-
-# -- Attend-and-Excite ----------------------------------------------------------------------------
+DEFAULT_SETTINGS = ExciteSettings()
 
 
 class _Pass:
@@ -167,14 +36,14 @@ class _Pass:
 class ExciteProcessor:
     """Inside a gradient pass: hands q and the subjects' keys to the maps, stops after the last selected layer; otherwise only the wrapped processor."""
 
-    def __init__(self, exciter: "Exciter", name: str, inner):
+    def __init__(self, exciter: Exciter, name: str, inner):
         self.exciter, self.name, self.inner = exciter, name, inner
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Any = None, attention_mask=None, **kwargs: Any):
         state = self.exciter.current
-        text = _text(encoder_hidden_states)
+        text = text_of(encoder_hidden_states)
         if state is not None and text is not None:
-            q, k = _qk(attn, hidden_states, text)
+            q, k = query_key(attn, hidden_states, text)
             keys = [k if ctx is None else self.exciter.region_keys(attn, i, ctx, k) for i, ctx in enumerate(self.exciter.contexts)]
             state.maps.add(self.name, grid_shape(self.exciter.latent_hw, q.shape[1]), q, keys, attn.heads)
             state.seen.add(self.name)
@@ -191,7 +60,7 @@ class Exciter:
     def __init__(self, pipe, targets: Sequence[ExciteTarget], contexts: Sequence[torch.Tensor | None], settings: ExciteSettings,
                  prompt_embeds: torch.Tensor, pooled: torch.Tensor, time_ids: torch.Tensor, latent_hw: tuple[int, int],
                  coverage: Callable[[int, tuple[int, int]], torch.Tensor] | None = None, blocks: str = "lowest resolution",
-                 pass_context: Callable[[], ContextManager] = nullcontext):
+                 pass_context: Callable[[], AbstractContextManager] = nullcontext):
         if len(targets) != len(contexts):
             raise AttentionMapError("one context per target", "subjects")
         if any(t.region is not None for t in targets) and coverage is None:
@@ -215,7 +84,7 @@ class Exciter:
         return self._keys[key]
 
     @contextmanager
-    def installed(self) -> Iterator["Exciter"]:
+    def installed(self) -> Iterator[Exciter]:
         """The excite processors around the UNet's current ones, for one pipeline call."""
         with wrapped_processors(self.pipe.unet, self.names, lambda n, p: ExciteProcessor(self, n, p)):
             yield self
@@ -226,7 +95,7 @@ class Exciter:
         x_in = self.pipe.scheduler.scale_model_input(latents, t)
         cond = {"text_embeds": self.pooled.to(x_in.device, x_in.dtype).expand(b, -1), "time_ids": self.time_ids.to(x_in.device, x_in.dtype).expand(b, -1)}
         self.current = _Pass(self.targets, set(self.names))
-        token = _IN_EXCITE_PASS.set(True)
+        token = IN_EXCITE_PASS.set(True)
         try:
             with self.pass_context():
                 unet(x_in, t, encoder_hidden_states=self.prompt_embeds.to(x_in.device, x_in.dtype).expand(b, -1, -1),
@@ -234,7 +103,7 @@ class Exciter:
         except PassComplete:
             pass
         finally:
-            _IN_EXCITE_PASS.reset(token)
+            IN_EXCITE_PASS.reset(token)
             state, self.current = self.current, None
         coverage = self.coverage or (lambda region, grid: None)
         return state.maps.values(self.settings, coverage)
@@ -302,7 +171,7 @@ def run_excited(pipe, exciter: Exciter, width: int, height: int, num_inference_s
                     callback_on_step_end_tensor_inputs=inputs, **pipe_kwargs)
 
 
-def attend_and_excite(pipe, prompt: str, words: Sequence[str], settings: ExciteSettings = ExciteSettings(), negative_prompt: str = "",
+def attend_and_excite(pipe, prompt: str, words: Sequence[str], settings: ExciteSettings = DEFAULT_SETTINGS, negative_prompt: str = "",
                       width: int | None = None, height: int | None = None, blocks: str = "lowest resolution", **pipe_kwargs: Any):
     """Plain Attend-and-Excite: ``words`` of ``prompt`` excited over the whole image."""
     if not words:

@@ -1,10 +1,12 @@
-"""Bounded retries: at most ``max_calls`` calls, exponential backoff with full jitter, ``Retry-After`` honoured."""
+"""Bounded retries, the one retry loop of the core: at most ``max_calls`` calls, exponential backoff (with full
+jitter by default), a server's ``Retry-After`` honoured. Provider calls and the ComfyUI client both retry through it."""
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -25,13 +27,17 @@ class RetryPolicy:
     cap_s: float = 30.0
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random | None = None
+    jitter: bool = True  # False: exactly backoff_s * 2 ** (attempt - 1) (capped)
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds before call ``attempt + 1``: the server's Retry-After when given, else jittered backoff."""
         if retry_after is not None and retry_after >= 0:
             return min(float(retry_after), self.cap_s)
+        ceiling = min(self.cap_s, self.backoff_s * (2 ** (attempt - 1)))
+        if not self.jitter:
+            return ceiling
         rng = self.rng or random
-        return rng.uniform(0.0, min(self.cap_s, self.backoff_s * (2 ** (attempt - 1))))
+        return rng.uniform(0.0, ceiling)
 
 
 def call_with_retries(attempt: Callable[[int], T], policy: RetryPolicy,
