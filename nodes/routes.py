@@ -46,9 +46,11 @@ def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int
     try:
         value = int(raw)
     except ValueError:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"{name} must be an integer, got {raw[:40]!r}"}), content_type="application/json")
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"{name} must be an integer, got {raw[:40]!r}"}),
+                                 content_type="application/json") from None
     if not lo <= value <= hi:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"{name} must be in [{lo}, {hi}], got {value}"}), content_type="application/json")
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"{name} must be in [{lo}, {hi}], got {value}"}),
+                                 content_type="application/json")
     return value
 
 

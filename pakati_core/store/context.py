@@ -1,4 +1,5 @@
 """Orchestration context (plans, alignment checks, generations per goal): the orchestration's ``ContextStore``."""
+
 from __future__ import annotations
 
 from sqlalchemy import select

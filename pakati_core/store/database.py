@@ -5,6 +5,7 @@ seen as another user. Every repository method opens a short session and commits 
 returns, so a record is either fully there or not at all; a database that cannot be written
 raises ``StoreUnavailableError`` saying why (read-only file system, full disk, server down).
 """
+
 from __future__ import annotations
 
 import json
@@ -50,6 +51,7 @@ def epoch(dt: datetime) -> float:
 
 def finite(value: Any, field: str) -> Any:
     """``value`` unchanged, or a StoreError naming the first NaN/Inf inside it."""
+
     def walk(v: Any, path: str) -> None:
         if isinstance(v, float) and not math.isfinite(v):
             raise StoreError(f"{path} is {v}: only finite numbers can be stored", path)
@@ -59,6 +61,7 @@ def finite(value: Any, field: str) -> Any:
         elif isinstance(v, (list, tuple)):
             for i, x in enumerate(v):
                 walk(x, f"{path}[{i}]")
+
     walk(value, field)
     return value
 

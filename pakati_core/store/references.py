@@ -1,4 +1,5 @@
 """Reference images someone refined towards (kept once per image, aspect and description)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,16 +20,35 @@ class ReferenceRepository:
         key = image_hash(image)
         with self.db.session() as s:
             blob = self.db.put_blob(s, png_bytes(image))
-            self.db.insert_ignore(s, ReferenceImage, {"owner": self.db.owner, "image_hash": key, "aspect": aspect, "description": description,
-                                                      "weight": float(weight), "image": blob, "created_at": utcnow()},
-                                  ["owner", "image_hash", "aspect", "description"])
+            self.db.insert_ignore(
+                s,
+                ReferenceImage,
+                {
+                    "owner": self.db.owner,
+                    "image_hash": key,
+                    "aspect": aspect,
+                    "description": description,
+                    "weight": float(weight),
+                    "image": blob,
+                    "created_at": utcnow(),
+                },
+                ["owner", "image_hash", "aspect", "description"],
+            )
         return key
 
     def all(self) -> list[dict]:
         with self.db.session(write=False) as s:
             rows = s.scalars(select(ReferenceImage).where(ReferenceImage.owner == self.db.owner).order_by(ReferenceImage.id)).all()
-            return [{"image_hash": r.image_hash, "aspect": r.aspect, "description": r.description, "weight": r.weight,
-                     "created_at": iso(r.created_at)} for r in rows]
+            return [
+                {
+                    "image_hash": r.image_hash,
+                    "aspect": r.aspect,
+                    "description": r.description,
+                    "weight": r.weight,
+                    "created_at": iso(r.created_at),
+                }
+                for r in rows
+            ]
 
     def image(self, key: str) -> np.ndarray | None:
         with self.db.session(write=False) as s:

@@ -1,5 +1,6 @@
 """The content-hash result cache: expensive results (JSON and/or bytes) keyed by the hash of their inputs
 (``pakati_core.cache.ResultCache``)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,5 +23,9 @@ class CacheRepository:
         """Keep a result; a second writer of the same key (same inputs, same result) is a no-op."""
         finite(value, "value")
         with self.db.session() as s:
-            self.db.insert_ignore(s, CacheEntry, {"owner": self.db.owner, "namespace": namespace, "key": key, "value": value, "data": data,
-                                                "created_at": utcnow()}, ["owner", "namespace", "key"])
+            self.db.insert_ignore(
+                s,
+                CacheEntry,
+                {"owner": self.db.owner, "namespace": namespace, "key": key, "value": value, "data": data, "created_at": utcnow()},
+                ["owner", "namespace", "key"],
+            )

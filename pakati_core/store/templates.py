@@ -7,6 +7,7 @@ characters; never starting with '.'. Rows written by earlier builds under anothe
 listed and loaded under a safe display name (never dropped). Pakati relies on no front end's
 escaping for it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -44,15 +45,20 @@ def _name_char(c: str, first: bool) -> bool:
 
 def is_safe_template_name(name: str) -> bool:
     """True when ``name`` is in the safe alphabet (what validate_template_name accepts, already stripped)."""
-    return (isinstance(name, str) and 0 < len(name) <= TEMPLATE_NAME_MAX and name == name.strip() and not name.startswith(".")
-            and all(_name_char(c, i == 0) for i, c in enumerate(name)))
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= TEMPLATE_NAME_MAX
+        and name == name.strip()
+        and not name.startswith(".")
+        and all(_name_char(c, i == 0) for i, c in enumerate(name))
+    )
 
 
 def display_name(stored: str, taken: set[str]) -> str:
     """A safe name for a row an earlier build stored under an unsafe one: each character outside the
     alphabet becomes '_', and a number is added where that collides with a name in ``taken``."""
     base = "".join(c if _name_char(c, i == 0) else "_" for i, c in enumerate(stored.strip() or "_")).lstrip(".") or "_"
-    base = base[:TEMPLATE_NAME_MAX - 8].strip() or "_"
+    base = base[: TEMPLATE_NAME_MAX - 8].strip() or "_"
     name, n = base, 1
     while name in taken:
         n += 1
@@ -139,14 +145,13 @@ def validate_settings(settings) -> dict:
     return settings
 
 
-
-
 class TemplateRepository:
     def __init__(self, db: Database):
         self.db = db
 
-    def save(self, name: str, canvas: dict, settings: dict | None = None, description: str = "",
-                      thumbnail: np.ndarray | bytes | None = None) -> dict:
+    def save(
+        self, name: str, canvas: dict, settings: dict | None = None, description: str = "", thumbnail: np.ndarray | bytes | None = None
+    ) -> dict:
         """Insert or replace this user's template ``name``."""
         name = validate_template_name(name)
         validate_canvas(canvas)
@@ -167,8 +172,14 @@ class TemplateRepository:
             return self._dict(s, row, thumbnail=False)
 
     def _dict(self, s: Session, row: Template, thumbnail: bool, name: str | None = None) -> dict:
-        out = {"name": name or row.name, "description": row.description, "canvas": row.canvas, "settings": row.settings,
-               "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
+        out = {
+            "name": name or row.name,
+            "description": row.description,
+            "canvas": row.canvas,
+            "settings": row.settings,
+            "created_at": iso(row.created_at),
+            "updated_at": iso(row.updated_at),
+        }
         if thumbnail:
             data = self.db.blob(s, row.thumbnail)
             out["thumbnail_png"] = data
@@ -214,16 +225,24 @@ class TemplateRepository:
         """The template as a self-contained JSON document (thumbnail as base64 PNG)."""
         t = self.load(name)
         thumb = t.pop("thumbnail_png")
-        return {"format": TEMPLATE_FORMAT, "version": TEMPLATE_VERSION, "name": t["name"], "description": t["description"],
-                "canvas": t["canvas"], "settings": t["settings"],
-                "thumbnail_png_base64": base64.b64encode(thumb).decode() if thumb else None}
+        return {
+            "format": TEMPLATE_FORMAT,
+            "version": TEMPLATE_VERSION,
+            "name": t["name"],
+            "description": t["description"],
+            "canvas": t["canvas"],
+            "settings": t["settings"],
+            "thumbnail_png_base64": base64.b64encode(thumb).decode() if thumb else None,
+        }
 
     def import_document(self, document: dict, name: str | None = None, overwrite: bool = False) -> dict:
         """Store a document made by ``export_template`` (under ``name`` if given)."""
         if not isinstance(document, dict) or document.get("format") != TEMPLATE_FORMAT:
             raise StoreError(f"not a Pakati template: the document's format must be {TEMPLATE_FORMAT!r}", "document")
         if document.get("version") != TEMPLATE_VERSION:
-            raise StoreError(f"template version {str(document.get('version'))[:40]!r}; this build reads version {TEMPLATE_VERSION}", "document")
+            raise StoreError(
+                f"template version {str(document.get('version'))[:40]!r}; this build reads version {TEMPLATE_VERSION}", "document"
+            )
         _depth(document, DOCUMENT_DEPTH_MAX + 2, "document")
         raw_name = name if name is not None else document.get("name", "")
         if not isinstance(raw_name, str):

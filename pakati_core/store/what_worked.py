@@ -1,4 +1,5 @@
 """What worked: each tried refinement action and how much it moved the score (rows are only ever added)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -19,9 +20,17 @@ class WhatWorkedRepository:
         if "action" not in rec:
             raise StoreError("a what-worked record needs an 'action'", "action")
         finite(rec, "record")
-        return {"owner": owner, "run": str(rec.get("run", "")), "pass_index": int(rec.get("pass", 0)), "action": str(rec["action"]),
-                "gain": float(rec.get("gain", 0.0)), "kept": bool(rec.get("kept", False)), "record": rec,
-                "import_key": import_key, "created_at": utcnow()}
+        return {
+            "owner": owner,
+            "run": str(rec.get("run", "")),
+            "pass_index": int(rec.get("pass", 0)),
+            "action": str(rec["action"]),
+            "gain": float(rec.get("gain", 0.0)),
+            "kept": bool(rec.get("kept", False)),
+            "record": rec,
+            "import_key": import_key,
+            "created_at": utcnow(),
+        }
 
     def append(self, records: Iterable[dict]) -> int:
         rows = [self.row(self.db.owner, dict(r)) for r in records]
@@ -44,6 +53,9 @@ class WhatWorkedRepository:
     def gains(self) -> dict[str, tuple[int, float]]:
         """action -> (number of records, mean gain), computed in the database."""
         with self.db.session(write=False) as s:
-            rows = s.execute(select(WhatWorked.action, func.count(), func.avg(WhatWorked.gain))
-                             .where(WhatWorked.owner == self.db.owner).group_by(WhatWorked.action)).all()
+            rows = s.execute(
+                select(WhatWorked.action, func.count(), func.avg(WhatWorked.gain))
+                .where(WhatWorked.owner == self.db.owner)
+                .group_by(WhatWorked.action)
+            ).all()
         return {a: (int(n), float(g)) for a, n, g in rows}

@@ -6,14 +6,15 @@
 2. Pakati's own front-end extension stays text-only for every string it shows: a payload in a region
    name and prompt (canvas editor), a history entry (sidebar), an error message (sidebar) and a plan
    text box is shown as text; no element is made from it and no handler runs."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-from store_helpers import call
 
 from pakati_core.store import open_store
+from store_helpers import call
 
 pytestmark = [pytest.mark.host, pytest.mark.browser]
 
@@ -39,12 +40,22 @@ def test_a_markup_name_is_refused_at_import_and_an_old_one_reaches_the_dropdown_
     fe.fresh()
     fe.js("() => { window.__pakati_scripts_at_start = document.querySelectorAll('img[src=\"x\"], script:not([src]):not([type])').length; }")
     fe.watch()
-    doc = {"format": "pakati.template", "version": 1, "name": XSS_NAME, "description": "",
-           "canvas": {"version": 1, "width": 64, "height": 64, "regions": []}, "settings": {}}
-    status, body = fe.js("""async (doc) => {
-        const r = await fetch('/pakati/templates/import', {method: 'POST', headers: {'Content-Type': 'text/plain'}, body: JSON.stringify(doc)});
+    doc = {
+        "format": "pakati.template",
+        "version": 1,
+        "name": XSS_NAME,
+        "description": "",
+        "canvas": {"version": 1, "width": 64, "height": 64, "regions": []},
+        "settings": {},
+    }
+    status, body = fe.js(
+        """async (doc) => {
+        const r = await fetch('/pakati/templates/import',
+                              {method: 'POST', headers: {'Content-Type': 'text/plain'}, body: JSON.stringify(doc)});
         return [r.status, await r.json()];
-    }""", doc)
+    }""",
+        doc,
+    )
     assert status == 400 and body["field"] == "name" and "letters, digits, spaces" in body["error"], body
     assert XSS_NAME not in call(comfy_server, "GET", "/pakati/templates")[1]["templates"]
 
@@ -53,9 +64,13 @@ def test_a_markup_name_is_refused_at_import_and_an_old_one_reaches_the_dropdown_
 
     with store.engine.begin() as conn:
         conn.execute(text("DELETE FROM templates WHERE owner = 'default' AND name = :n"), {"n": XSS_NAME})
-        conn.execute(text("INSERT INTO templates (owner, name, description, canvas, settings, created_at, updated_at) "
-                          "VALUES ('default', :n, '', :c, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
-                     {"n": XSS_NAME, "c": json.dumps(doc["canvas"])})
+        conn.execute(
+            text(
+                "INSERT INTO templates (owner, name, description, canvas, settings, created_at, updated_at) "
+                "VALUES ('default', :n, '', :c, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            ),
+            {"n": XSS_NAME, "c": json.dumps(doc["canvas"])},
+        )
     shown = "_img src_x onerror_window.__pakati_xss_1_"
     assert shown in call(comfy_server, "GET", "/pakati/templates")[1]["templates"]
 
@@ -73,13 +88,16 @@ def test_a_markup_name_is_refused_at_import_and_an_old_one_reaches_the_dropdown_
     options = fe.js("(id) => app.graph.getNodeById(id).widgets.find(w => w.name === 'name').options.values", node)
     assert shown in options and XSS_NAME not in options
     fe.page.wait_for_timeout(300)
-    x, y = fe.js("""(id) => {
+    x, y = fe.js(
+        """(id) => {
         const n = app.graph.getNodeById(id);
         const w = n.widgets.find(w => w.name === 'name');
         const rect = app.canvas.canvas.getBoundingClientRect();
         const [cx, cy] = app.canvas.ds.convertOffsetToCanvas([n.pos[0] + n.size[0] / 2, n.pos[1] + (w.last_y ?? w.y) + 10]);
         return [rect.left + cx, rect.top + cy];
-    }""", node)
+    }""",
+        node,
+    )
     fe.page.mouse.click(x, y)
     menu = fe.page.locator(".litecontextmenu")
     menu.wait_for()
@@ -93,11 +111,22 @@ def test_a_markup_name_is_refused_at_import_and_an_old_one_reaches_the_dropdown_
 
 def test_the_extension_shows_every_string_as_text(comfy_server, fe):
     store = database(comfy_server)
-    canvas = {"version": 1, "width": 256, "height": 256,
-              "regions": [{"id": "r1", "name": PAYLOAD, "shape": "rect", "points": [[16, 16], [200, 200]], "prompt": PAYLOAD,
-                           "negative": PAYLOAD}]}
-    run_id = store.runs.add(PAYLOAD, canvas=canvas, prompts={"base": PAYLOAD}, params={"sampler": PAYLOAD, "scheduler": PAYLOAD, "steps": 3},
-                            model_name=PAYLOAD, scores={"overall": 0.5, "stop_reason": PAYLOAD})
+    canvas = {
+        "version": 1,
+        "width": 256,
+        "height": 256,
+        "regions": [
+            {"id": "r1", "name": PAYLOAD, "shape": "rect", "points": [[16, 16], [200, 200]], "prompt": PAYLOAD, "negative": PAYLOAD}
+        ],
+    }
+    run_id = store.runs.add(
+        PAYLOAD,
+        canvas=canvas,
+        prompts={"base": PAYLOAD},
+        params={"sampler": PAYLOAD, "scheduler": PAYLOAD, "steps": 3},
+        model_name=PAYLOAD,
+        scores={"overall": 0.5, "stop_reason": PAYLOAD},
+    )
     fe.fresh()
     fe.js("() => { window.__pakati_scripts_at_start = document.querySelectorAll('img[src=\"x\"], script:not([src]):not([type])').length; }")
     fe.watch()
@@ -116,14 +145,16 @@ def test_the_extension_shows_every_string_as_text(comfy_server, fe):
     fe.js("() => app.graph.clear()")
     item.locator(".pakati-history-load").click()
     values = fe.js("""() => { const n = app.graph._nodes.find((n) => n.type === 'PakatiCanvas');
-                              return [...document.querySelectorAll('.pakati-name, .pakati-prompt, .pakati-negative')].map((e) => e.value); }""")
+                              const boxes = document.querySelectorAll('.pakati-name, .pakati-prompt, .pakati-negative');
+                              return [...boxes].map((e) => e.value); }""")
     assert values.count(PAYLOAD) == 3, values
     fe.page.wait_for_timeout(300)  # the editor has drawn the region (its name goes to the canvas with fillText)
     assert injected(fe) == (0, 0)
 
     # an error message from the server, in the sidebar
-    page.route("**/pakati/history**", lambda route: route.fulfill(status=503, content_type="application/json",
-                                                                   body=json.dumps({"error": PAYLOAD})))
+    page.route(
+        "**/pakati/history**", lambda route: route.fulfill(status=503, content_type="application/json", body=json.dumps({"error": PAYLOAD}))
+    )
     page.locator(".pakati-history-tab-button").click()  # close
     page.locator(".pakati-history-tab-button").click()  # open again: a new request, answered with the error
     status = page.locator(".pakati-history-status")
@@ -133,12 +164,15 @@ def test_the_extension_shows_every_string_as_text(comfy_server, fe):
     assert injected(fe) == (0, 0)
 
     # a plan node's text box (what PakatiPlan / PakatiAlignmentCheck show after a run)
-    shown = fe.js("""(payload) => {
+    shown = fe.js(
+        """(payload) => {
         const n = LiteGraph.createNode('PakatiPlan');
         app.graph.add(n);
         n.onExecuted({text: [payload]});
         return n.pakatiText.value;
-    }""", PAYLOAD)
+    }""",
+        PAYLOAD,
+    )
     assert shown == PAYLOAD
     assert injected(fe) == (0, 0)
     assert fe.errors == [], fe.errors

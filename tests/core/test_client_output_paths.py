@@ -3,6 +3,7 @@
 A real local HTTP server answers /history with hostile node ids and file names and /view with
 bytes; the client's fetch and save path must refuse each with an UnsafeOutputError that names
 the server, and write nothing outside (or inside) the folder."""
+
 from __future__ import annotations
 
 import json
@@ -88,8 +89,10 @@ def test_hostile_history_is_refused_with_the_server_named_and_nothing_written(ho
 
 
 def test_safe_outputs_are_fetched_and_saved_inside_the_folder(hostile_server, tmp_path):
-    Hostile.outputs = {"9": {"images": [{"filename": "ComfyUI_00001_.PNG", "subfolder": "", "type": "output"}]},
-                       "sampler:12": {"images": [{"filename": "b.webp", "subfolder": "", "type": "temp"}]}}
+    Hostile.outputs = {
+        "9": {"images": [{"filename": "ComfyUI_00001_.PNG", "subfolder": "", "type": "output"}]},
+        "sampler:12": {"images": [{"filename": "b.webp", "subfolder": "", "type": "temp"}]},
+    }
     client = ComfyClient(hostile_server, retries=0)
     images = client.fetch_images(client.history("p1")["p1"])
     assert [im.node_id for im in images] == ["9", "sampler:12"]

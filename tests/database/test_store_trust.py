@@ -3,6 +3,7 @@ template names are a safe alphabet at save, at import and when old rows are read
 document is validated whole (canvas, settings, references, depth) and gives typed errors, never
 AttributeError/KeyError/RecursionError; reads never take SQLite's write lock, and a store that
 waits at most N seconds gives up with StoreUnavailableError instead of hanging."""
+
 from __future__ import annotations
 
 import subprocess
@@ -18,8 +19,12 @@ from sqlalchemy import text
 from pakati_core.store import StoreError, StoreUnavailableError, TemplateNameError, open_store, validate_template_name
 from pakati_core.store.templates import is_safe_template_name
 
-CANVAS = {"version": 1, "width": 64, "height": 64,
-          "regions": [{"id": "r1", "name": "sky", "shape": "rect", "points": [[0, 0], [64, 24]], "prompt": "blue sky"}]}
+CANVAS = {
+    "version": 1,
+    "width": 64,
+    "height": 64,
+    "regions": [{"id": "r1", "name": "sky", "shape": "rect", "points": [[0, 0], [64, 24]], "prompt": "blue sky"}],
+}
 XSS = "<img src=x onerror=alert(1)>"
 
 
@@ -52,9 +57,13 @@ def test_old_rows_with_unsafe_names_are_listed_under_a_safe_display_name_never_d
     store.templates.save("kept", CANVAS)
     with store.engine.begin() as conn:
         for raw in (XSS, "<b>bold</b>", "_b_bold__b_"):
-            conn.execute(text("INSERT INTO templates (owner, name, description, canvas, settings, created_at, updated_at) "
-                              "VALUES (:o, :n, '', :c, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
-                         {"o": store.owner, "n": raw, "c": '{"version": 1, "width": 64, "height": 64, "regions": []}'})
+            conn.execute(
+                text(
+                    "INSERT INTO templates (owner, name, description, canvas, settings, created_at, updated_at) "
+                    "VALUES (:o, :n, '', :c, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"o": store.owner, "n": raw, "c": '{"version": 1, "width": 64, "height": 64, "regions": []}'},
+            )
     names = store.templates.names()
     assert len(names) == 4 and "kept" in names and "_b_bold__b_" in names
     assert all(is_safe_template_name(n) and validate_template_name(n) == n for n in names), names
@@ -72,27 +81,34 @@ def test_every_listed_name_is_safe_whatever_was_stored(store, raw):
     """Property: whatever an earlier build stored, validate_template_name accepts each listed name and nothing else is unsafe."""
     with store.engine.begin() as conn:
         conn.execute(text("DELETE FROM templates WHERE owner = :o"), {"o": store.owner})
-        conn.execute(text("INSERT INTO templates (owner, name, description, canvas, settings, created_at, updated_at) "
-                          "VALUES (:o, :n, '', :c, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
-                     {"o": store.owner, "n": raw.replace("\x00", "")[:128] or "x", "c": '{"version": 1, "width": 8, "height": 8, "regions": []}'})
+        conn.execute(
+            text(
+                "INSERT INTO templates (owner, name, description, canvas, settings, created_at, updated_at) "
+                "VALUES (:o, :n, '', :c, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            ),
+            {"o": store.owner, "n": raw.replace("\x00", "")[:128] or "x", "c": '{"version": 1, "width": 8, "height": 8, "regions": []}'},
+        )
     (name,) = store.templates.names()
     assert validate_template_name(name) == name
     assert not set(name) & set("<>\"'&=/\\`;{}") and is_safe_template_name(name)
     assert store.templates.load(name)["name"] == name
 
 
-@pytest.mark.parametrize("bad, field", [
-    (doc(settings=[1, 2]), "settings"),
-    (doc(settings={"references": "nope"}), "settings.references"),
-    (doc(settings={"references": [{"image_hash": "../../x"}]}), "settings.references[0]"),
-    (doc(settings={"references": [{"image_hash": "a" * 64, "weight": "heavy"}]}), "settings.references[0]"),
-    (doc(canvas={"version": 1, "width": "wide", "regions": 7}), "canvas"),
-    (doc(canvas={"version": 1, "width": 64, "height": 64, "regions": [{"shape": "blob"}]}), "canvas"),
-    (doc(canvas="garbage"), "canvas"),
-    (doc(description=["not", "text"]), "description"),
-    (doc(name=["x"]), "name"),
-    (doc(thumbnail_png_base64=12), "thumbnail_png_base64"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        (doc(settings=[1, 2]), "settings"),
+        (doc(settings={"references": "nope"}), "settings.references"),
+        (doc(settings={"references": [{"image_hash": "../../x"}]}), "settings.references[0]"),
+        (doc(settings={"references": [{"image_hash": "a" * 64, "weight": "heavy"}]}), "settings.references[0]"),
+        (doc(canvas={"version": 1, "width": "wide", "regions": 7}), "canvas"),
+        (doc(canvas={"version": 1, "width": 64, "height": 64, "regions": [{"shape": "blob"}]}), "canvas"),
+        (doc(canvas="garbage"), "canvas"),
+        (doc(description=["not", "text"]), "description"),
+        (doc(name=["x"]), "name"),
+        (doc(thumbnail_png_base64=12), "thumbnail_png_base64"),
+    ],
+)
 def test_an_import_is_validated_whole(store, bad, field):
     with pytest.raises(StoreError) as e:
         store.templates.import_document(bad)

@@ -1,6 +1,7 @@
 """Issue 20 in-process (ComfyUI imported, the pack loaded by its own loader): prompt-id bookkeeping is
 bounded and never overwritten, unknown users under --multi-user are nobody (never "default"), and
 the user hash ComfyUI writes into PNG metadata is an HMAC under a per-install 0600 secret."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,12 +12,17 @@ import sys
 import tracemalloc
 
 import pytest
+
 from conftest import loaded_pack
 
 pytestmark = pytest.mark.host
 
-CANVAS = {"version": 1, "width": 64, "height": 64,
-          "regions": [{"id": "r1", "name": "sky", "shape": "rect", "points": [[0, 0], [64, 24]], "prompt": "blue sky"}]}
+CANVAS = {
+    "version": 1,
+    "width": 64,
+    "height": 64,
+    "regions": [{"id": "r1", "name": "sky", "shape": "rect", "points": [[0, 0], [64, 24]], "prompt": "blue sky"}],
+}
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ prompt id, a database locked by another process never freezes the server, unknow
 and the routes cap, validate and word their answers (RFC 5987 download names, 413 over 2 MB, 400 for
 JSON nested too deep, 503 without paths, hosts or SQL). Last, a Hypothesis property over every
 /pakati/* route: never a 500, never slower than 1 s, never a change to another user's rows."""
+
 from __future__ import annotations
 
 import http.client
@@ -18,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
-from store_helpers import CANVAS, REPO, call, put_inputs, refine_prompt, template_prompt
 
 from pakati_core.store import open_store
+from store_helpers import CANVAS, REPO, call, put_inputs, refine_prompt, template_prompt
 
 pytestmark = pytest.mark.host
 
@@ -34,8 +35,9 @@ def server(tmp_path_factory):
     if HOST is None:
         pytest.skip(NO_HOST_REASON)
     base = tmp_path_factory.mktemp("comfy_trust")
-    srv = ComfyServer(HOST, base, packs={"pakati": REPO, "pakati_test_nodes": HOST_NODES / "pakati_test_nodes"},
-                      extra_args=["--multi-user"])
+    srv = ComfyServer(
+        HOST, base, packs={"pakati": REPO, "pakati_test_nodes": HOST_NODES / "pakati_test_nodes"}, extra_args=["--multi-user"]
+    )
     srv.start()
     put_inputs(base)
     srv.alice = call(srv, "POST", "/users", {"username": "alice"})[1]
@@ -61,7 +63,9 @@ def request(server, method: str, path: str, body: bytes | None = None, headers: 
 
 def test_a_user_cannot_take_over_another_users_run_by_its_prompt_id(server):
     prompt = refine_prompt(500)
-    status, body = call(server, "POST", "/prompt", {"prompt": prompt, "prompt_id": "alice-run-1", "client_id": server.client_id}, server.alice)
+    status, body = call(
+        server, "POST", "/prompt", {"prompt": prompt, "prompt_id": "alice-run-1", "client_id": server.client_id}, server.alice
+    )
     assert status == 200 and body["prompt_id"] == "alice-run-1"
     # bob read the id from /queue; a prompt ComfyUI refuses, then one it accepts, both naming alice's id
     assert call(server, "POST", "/prompt", {"prompt": {}, "prompt_id": "alice-run-1"}, server.bob)[0] == 400
@@ -132,11 +136,17 @@ def test_a_write_lock_held_by_another_process_never_freezes_the_server(server):
 def test_export_names_the_download_with_rfc_5987(server):
     doc = {"format": "pakati.template", "version": 1, "name": "Ünïcode (1), v2", "description": "", "canvas": CANVAS, "settings": {}}
     assert call(server, "POST", "/pakati/templates/import", doc, server.alice)[1] == {"name": "Ünïcode (1), v2"}
-    status, headers, _ = request(server, "GET", "/pakati/templates/export?" + urllib.parse.urlencode({"name": "Ünïcode (1), v2"}),
-                                 headers={"comfy-user": server.alice})
+    status, headers, _ = request(
+        server,
+        "GET",
+        "/pakati/templates/export?" + urllib.parse.urlencode({"name": "Ünïcode (1), v2"}),
+        headers={"comfy-user": server.alice},
+    )
     assert status == 200
-    assert headers["Content-Disposition"] == ("attachment; filename=\"_n_code (1), v2.pakati-template.json\"; "
-                                              "filename*=UTF-8''%C3%9Cn%C3%AFcode%20%281%29%2C%20v2.pakati-template.json")
+    assert headers["Content-Disposition"] == (
+        'attachment; filename="_n_code (1), v2.pakati-template.json"; '
+        "filename*=UTF-8''%C3%9Cn%C3%AFcode%20%281%29%2C%20v2.pakati-template.json"
+    )
 
 
 def test_import_bodies_are_capped_validated_and_never_a_500(server):
@@ -148,9 +158,12 @@ def test_import_bodies_are_capped_validated_and_never_a_500(server):
     assert status == 400 and b"nested too deeply" in body
     status, _, body = request(server, "POST", "/pakati/templates/import", b'{"format": "pakati.template", "name": "\xff\xfe"}', user)
     assert status == 400 and b"not UTF-8" in body
-    for bad, field in (({"settings": [1, 2]}, "settings"), ({"canvas": "garbage"}, "canvas"),
-                       ({"settings": {"references": [{"image_hash": "../x"}]}}, "settings.references[0]"),
-                       ({"name": "<img src=x onerror=alert(1)>"}, "name")):
+    for bad, field in (
+        ({"settings": [1, 2]}, "settings"),
+        ({"canvas": "garbage"}, "canvas"),
+        ({"settings": {"references": [{"image_hash": "../x"}]}}, "settings.references[0]"),
+        ({"name": "<img src=x onerror=alert(1)>"}, "name"),
+    ):
         doc = {"format": "pakati.template", "version": 1, "name": "bad", "canvas": CANVAS, "settings": {}} | bad
         status, body = call(server, "POST", "/pakati/templates/import", doc, server.alice)
         assert status == 400 and body["field"] == field, body
@@ -159,16 +172,25 @@ def test_import_bodies_are_capped_validated_and_never_a_500(server):
 
 def test_503_bodies_name_no_path_host_or_user(server):
     config = server.base / "user" / "pakati" / "database.json"
-    secrets = {"postgresql+psycopg://pakati_secret_role:pw@127.0.0.1:9/pakati_secret_db": ["pakati_secret_role", "127.0.0.1", "pakati_secret_db", ":9"],
-               "sqlite:////proc/pakati_secret_dir/pakati.db": ["/proc", "pakati_secret_dir"]}
+    secrets = {
+        "postgresql+psycopg://pakati_secret_role:pw@127.0.0.1:9/pakati_secret_db": [
+            "pakati_secret_role",
+            "127.0.0.1",
+            "pakati_secret_db",
+            ":9",
+        ],
+        "sqlite:////proc/pakati_secret_dir/pakati.db": ["/proc", "pakati_secret_dir"],
+    }
     try:
         for url, words in secrets.items():
             config.write_text(json.dumps({"url": url}))
             for path in ("/pakati/templates", "/pakati/history", "/pakati/templates/export?name=x"):
                 status, _, body = request(server, "GET", path, headers={"comfy-user": server.alice})
                 assert status == 503, (path, body)
-                assert json.loads(body) == {"error": "Pakati's database cannot be used right now (it is busy, locked or unreachable); "
-                                                     "the server log says why", "field": "database"}
+                assert json.loads(body) == {
+                    "error": "Pakati's database cannot be used right now (it is busy, locked or unreachable); the server log says why",
+                    "field": "database",
+                }
                 assert not any(w.encode() in body for w in words) and b"SELECT" not in body and b"sqlite" not in body.lower()
     finally:
         config.unlink()
@@ -178,9 +200,11 @@ def test_503_bodies_name_no_path_host_or_user(server):
 # -- the property: every /pakati/* route ----------------------------------------------------------------------------
 
 PATHS = ["/pakati/history", "/pakati/templates", "/pakati/templates/export", "/pakati/templates/import", "/pakati/nothing"]
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-                           max_leaves=20)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
 
 
 @st.composite
@@ -191,9 +215,14 @@ def bodies(draw):
     if kind == "json":
         return json.dumps(draw(json_values)).encode()
     if kind == "template":
-        doc = {"format": "pakati.template", "version": draw(st.sampled_from([1, 2, "1"])), "name": draw(st.text(max_size=140)),
-               "canvas": draw(st.sampled_from([CANVAS, {"version": 1}, None])) if draw(st.booleans()) else draw(json_values),
-               "settings": draw(json_values), "description": draw(json_values)}
+        doc = {
+            "format": "pakati.template",
+            "version": draw(st.sampled_from([1, 2, "1"])),
+            "name": draw(st.text(max_size=140)),
+            "canvas": draw(st.sampled_from([CANVAS, {"version": 1}, None])) if draw(st.booleans()) else draw(json_values),
+            "settings": draw(json_values),
+            "description": draw(json_values),
+        }
         return json.dumps(doc).encode()
     if kind == "deep":
         n = draw(st.integers(0, 6000))
@@ -207,8 +236,13 @@ def bodies(draw):
 def requests_(draw, users):
     method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]))
     path = draw(st.sampled_from(PATHS))
-    query = draw(st.dictionaries(st.sampled_from(["name", "limit", "offset", "overwrite", "x"]),
-                                 st.text(max_size=30) | st.sampled_from(["1", "-1", "9" * 30, "alice's", "0"]), max_size=3))
+    query = draw(
+        st.dictionaries(
+            st.sampled_from(["name", "limit", "offset", "overwrite", "x"]),
+            st.text(max_size=30) | st.sampled_from(["1", "-1", "9" * 30, "alice's", "0"]),
+            max_size=3,
+        )
+    )
     headers = {}
     user = draw(st.sampled_from(users))
     if user is not None:
@@ -220,15 +254,21 @@ def requests_(draw, users):
 
 def rows_of(db, owner: str) -> list:
     with open_store(f"sqlite:///{db}").engine.connect() as conn:
-        tpl = conn.execute(text("SELECT name, description, canvas, settings, updated_at FROM templates WHERE owner = :o ORDER BY id"),
-                           {"o": owner}).all()
+        tpl = conn.execute(
+            text("SELECT name, description, canvas, settings, updated_at FROM templates WHERE owner = :o ORDER BY id"), {"o": owner}
+        ).all()
         runs = conn.execute(text("SELECT id, prompt_id, canvas FROM runs WHERE owner = :o ORDER BY id"), {"o": owner}).all()
     return [tuple(r) for r in tpl] + [tuple(r) for r in runs]
 
 
 def test_no_request_to_a_pakati_route_gives_a_500_takes_over_1_s_or_touches_another_users_rows(server):
-    call(server, "POST", "/pakati/templates/import",
-         {"format": "pakati.template", "version": 1, "name": "alice keeps this", "canvas": CANVAS, "settings": {}}, server.alice)
+    call(
+        server,
+        "POST",
+        "/pakati/templates/import",
+        {"format": "pakati.template", "version": 1, "name": "alice keeps this", "canvas": CANVAS, "settings": {}},
+        server.alice,
+    )
     before = rows_of(server.db, server.alice)
     assert before
     users = [server.bob, "nobody", "", "x" * 300, "default", None]
