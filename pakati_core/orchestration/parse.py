@@ -58,13 +58,19 @@ class ParsedObject:
     attributes: list[tuple[str, str]] = field(default_factory=list)
     background: bool = False
     mention: int = 0
+    kind: str = "thing"  # thing, or a band: ground, sky, backdrop (lexicon.KINDS)
+    category: str = "object"
+    extras: list[str] = field(default_factory=list)  # owned phrases ("with a white beard", "wearing a cap")
+    hint: str = ""  # left, right, center
+    depth: str = ""  # foreground, background
+    elevated: bool = False  # flying: placed in the air
 
 
 @dataclass
 class ParsedGoal:
     goal: str
     objects: list[ParsedObject]
-    relations: list[tuple[int, str, int, str]]  # (subject index, relation, object index, phrase)
+    relations: list[tuple[int, str, int, str]]  # (subject index, relation, object index, phrase); also "riding", "between"
     background: ParsedObject | None
 
 
@@ -273,6 +279,9 @@ def parse_goal(goal: str) -> ParsedGoal:
         elif rel:
             items.append(("rel", rel[0], " ".join(tokens[i:i + rel[1]])))
             i += rel[1]
+        elif t in lx.ATTACH_VERBS and not (i > 0 and tokens[i - 1] in lx.DETERMINERS):
+            items.append(("verb", lx.ATTACH_VERBS[t], t))
+            i += 1
         elif t in lx.CONJUNCTIONS:
             items.append(("conj", t))
             i += 1
@@ -294,22 +303,44 @@ def parse_goal(goal: str) -> ParsedGoal:
     return _bind(goal, items)
 
 
-def _bind(goal: str, items: list[tuple]) -> ParsedGoal:
+def noun_info(noun: str) -> lx.NounInfo:
+    """The lexicon's entry for ``noun`` (or its singular); an unknown noun is a medium-sized thing."""
+    table = lx.noun_table()
+    return table.get(noun) or table.get(singular(noun)) or lx.UNKNOWN_THING
+
+
+# Prepositions after which a setting noun is the background ("at the beach", "through the forest").
+_LOCATIVE = ("at", "across", "through", "along", "around", "within", "into", "against", "off", "from", "up", "down", "past", "to")
+_ATTACH_CATEGORIES = frozenset("carried topping eyewear headwear footwear jewellery clothing body".split())
+ATTACHED = -1  # np_index value of a phrase that went into its owner's prompt
+
+
+def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one branch per grammar rule, each commented
     objects: list[ParsedObject] = []
     relations: list[tuple[int, str, int, str]] = []
     scene_parts: list[tuple[str, list[tuple[str, str]]]] = []
-    np_index: dict[int, int | None] = {}  # item index -> object index (None: dropped or background)
+    np_index: dict[int, int | None] = {}  # item index -> object index (None: dropped or background; ATTACHED: in its owner)
+
+    def info(k: int) -> lx.NounInfo:
+        return noun_info(items[k][1].noun)
+
+    def placement_word(k: int) -> bool:
+        n = items[k][1].noun
+        return (n in lx.DIRECTIONS or n in lx.DEPTHS) and not items[k][1].modifiers
 
     def obj_for(k: int, as_scene: bool) -> int | None:
         if k in np_index:
-            return np_index[k]
+            v = np_index[k]
+            return None if v == ATTACHED else v
         np_ = items[k][1]
         noun = np_.noun
-        if noun in lx.NON_OBJECTS or noun in lx.PRONOUNS or len(noun) < 2 or noun.isdigit():
-            np_index[k] = None
+        kind = noun_info(noun).kind
+        if noun in lx.NON_OBJECTS or noun in lx.PRONOUNS or len(noun) < 2 or noun.isdigit() or kind == "non-object" or placement_word(k):
+            np_index[k] = None  # times, weather, light, directions, framing: they stay in the base prompt
             return None
         first_scene = not scene_parts or scene_parts[0][0].split()[-1] == noun
-        if (as_scene or (noun in lx.SCENES and not _in_relation(items, k))) and first_scene:
+        scene_like = (noun in lx.SCENES or kind == "setting") and kind not in lx.BANDS
+        if ((as_scene and kind not in lx.BANDS) or (scene_like and not _in_relation(items, k))) and first_scene:
             scene_parts.append((_phrase(np_), _attributes(np_)))
             np_index[k] = None
             return None
@@ -320,9 +351,32 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:
                 if same and np_.count is None:
                     np_index[k] = j
                     return j
-        objects.append(ParsedObject(noun, _phrase(np_), np_.count or 1, attrs, mention=len(objects)))
+        objects.append(ParsedObject(noun, _phrase(np_), np_.count or 1, attrs, mention=len(objects),
+                                    kind=kind if kind in lx.BANDS else "thing", category=noun_info(noun).category))
         np_index[k] = len(objects) - 1
         return len(objects) - 1
+
+    def attach(owner: int, k: int, lead: str) -> None:
+        """The phrase at ``k`` belongs to ``owner``: it goes into the owner's prompt, with no region of its own."""
+        np_index[k] = ATTACHED
+        objects[owner].extras.append(f"{lead} {_phrase(items[k][1])}".strip())
+
+    def hint(subjects: list[int], k: int) -> None:
+        n = items[k][1].noun
+        np_index[k] = None
+        for s_ in subjects:
+            if n in lx.DIRECTIONS:
+                objects[s_].hint = lx.DIRECTIONS[n]
+            else:
+                objects[s_].depth = lx.DEPTHS[n]
+
+    def subjects_of(k: int | None) -> list[int]:
+        if k is None:
+            return []
+        return [o for o in (obj_for(s_, False) for s_ in _subject_group(items, k)) if o is not None]
+
+    def animate(o: int) -> bool:
+        return objects[o].category in lx.ANIMATE_CATEGORIES
 
     last_np: int | None = None
     k = 0
@@ -334,36 +388,124 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:
         elif kind == "np":
             obj_for(k, False)
             last_np = k
+        elif kind == "verb":
+            # "wearing a cap", "holding an umbrella": into the owner's prompt; "riding a horse"; "flying a kite"
+            targets = _following_nps(items, k + 1)
+            owner = obj_for(last_np, False) if last_np is not None else None
+            for t in targets:
+                if owner is None or objects[owner].kind != "thing":
+                    obj_for(t, False)
+                elif it[1] == "attach" and info(t).kind not in lx.BANDS:
+                    attach(owner, t, it[2])
+                elif it[1] == "riding":
+                    o = obj_for(t, False)
+                    if o is not None and o != owner:
+                        relations.append((owner, "on" if objects[o].kind in lx.BANDS else "riding", o, it[2]))
+                elif it[1] == "flying":
+                    o = obj_for(t, False)
+                    if o is not None and o != owner:
+                        objects[o].elevated = True
+                        relations.append((o, "above", owner, it[2]))
+            if it[1] == "flying" and not targets and owner is not None:
+                objects[owner].elevated = True
+            if targets:
+                k = targets[-1]
         elif kind == "prep":
-            # "at the beach", "through the forest": a setting after a locative word
-            if k + 1 < len(items) and items[k + 1][0] == "np" and items[k + 1][1].noun in lx.SCENES and it[1] in ("at", "across", "through", "along", "around", "within", "into", "against", "off", "from", "up", "down"):
-                obj_for(k + 1, True)
-                k += 1
+            targets = _following_nps(items, k + 1)
+            owner = obj_for(last_np, False) if last_np is not None else None
+            if not targets:
+                pass
+            elif it[1] == "with" and owner is not None and objects[owner].kind == "thing":
+                for t in targets:
+                    ti = info(t)
+                    if placement_word(t) or ti.kind == "non-object":
+                        obj_for(t, False)
+                    elif ti.kind in ("part", "wearable") or (ti.category in _ATTACH_CATEGORIES and animate(owner)):
+                        attach(owner, t, "with")
+                    elif objects[owner].category in lx.CONTAINER_CATEGORIES and ti.kind == "thing":
+                        o = obj_for(t, False)  # "a bowl of ramen with two eggs": contained, and named in the bowl's prompt
+                        if o is not None and o != owner:
+                            objects[owner].extras.append("with " + _phrase(items[t][1]))
+                            relations.append((o, "inside", owner, "with"))
+                    else:
+                        o = obj_for(t, False)  # "a man with a dog": beside; "with mountains": a band of its own
+                        if o is not None and o != owner and objects[o].kind == "thing":
+                            relations.append((o, "near", owner, "with"))
+                k = targets[-1]
+                last_np = targets[-1] if np_index.get(targets[-1]) not in (None, ATTACHED) else last_np
+            elif it[1] in ("to", "at") and placement_word(targets[0]):
+                hint(subjects_of(last_np), targets[0])
+                k = targets[0]
+            elif it[1] in _LOCATIVE:
+                for t in targets:
+                    ti = info(t)
+                    if ti.kind in lx.BANDS:
+                        o = obj_for(t, False)
+                        if owner is not None and o is not None and it[1] in ("across", "through", "along", "around") and ti.kind == "ground":
+                            relations.append((owner, "on", o, it[1]))
+                    elif items[t][1].noun in lx.SCENES or ti.kind == "setting":
+                        obj_for(t, True)
+                    else:
+                        obj_for(t, False)
+                k = targets[-1]
         elif kind == "rel":
             rel, phrase = it[1], it[2]
             targets = _following_nps(items, k + 1)
-            if targets and rel in ("inside", "on", "near") and items[targets[0]][1].noun in lx.SCENES:
+            subj_k = last_np
+            subjects = subjects_of(subj_k)
+            if targets and placement_word(targets[0]) and rel in ("on", "inside", "near"):
+                hint(subjects, targets[0])  # "on the left", "in the background"
+                k = targets[0]
+            elif targets and all(info(t).kind == "non-object" or items[t][1].noun in lx.NON_OBJECTS for t in targets):
+                for t in targets:
+                    obj_for(t, False)  # "in the rain", "at night", "on a sunny day"
+                k = targets[-1]
+            elif targets and rel in ("inside", "on", "near") and info(targets[0]).kind not in lx.BANDS \
+                    and (items[targets[0]][1].noun in lx.SCENES or (info(targets[0]).kind == "setting" and rel == "inside")):
                 for t in targets:
                     obj_for(t, True)
                 k = targets[-1]
-            elif last_np is not None and targets:
+            elif targets and rel == "inside" and info(targets[0]).kind == "wearable" and subjects and objects[subjects[-1]].kind == "thing":
+                attach(subjects[-1], targets[0], "in")  # "a woman in a yellow raincoat"
+                for t in targets[1:]:
+                    attach(subjects[-1], t, "and")
+                k = targets[-1]
+            elif subjects and targets:
                 objs = [obj_for(t, False) for t in targets]
-                for subj in [obj_for(s, False) for s in _subject_group(items, last_np)]:
-                    if subj is None:
-                        continue
+                if rel in ("on", "inside"):
+                    # "a cup next to a croissant on a table": both rest on the table
+                    subjects = subjects + [a for a, r_, b, _ in relations if r_ == "near" and b in subjects and a not in subjects]
+                for subj in subjects:
                     if rel == "between":
                         real = [o for o in objs if o is not None and o != subj]
                         if len(real) >= 2:
                             relations.append((subj, "right_of", real[0], phrase))
                             relations.append((subj, "left_of", real[1], phrase))
+                        elif real and objects[real[0]].count >= 2:
+                            relations.append((subj, "between", real[0], phrase))  # "between two palm trees"
                         elif real:
                             relations.append((subj, "near", real[0], phrase))
-                    else:
-                        for o in objs:
-                            if o is not None and o != subj:
-                                relations.append((subj, rel, o, phrase))
+                        continue
+                    for o in objs:
+                        if o is None or o == subj:
+                            continue
+                        band = objects[o].kind in lx.BANDS
+                        if band and objects[subj].kind == "thing":
+                            if rel in ("on", "inside"):
+                                relations.append((subj, "on", o, phrase))  # rests in the band
+                            elif rel == "above" and objects[o].kind == "ground":
+                                relations.append((subj, "above", o, phrase))
+                            continue
+                        if objects[subj].kind in lx.BANDS:
+                            continue  # a band's place is fixed
+                        if rel == "on" and objects[o].category in lx.MOUNT_CATEGORIES and animate(subj) \
+                                and objects[subj].category == "person":
+                            relations.append((subj, "riding", o, phrase))  # "a cowboy on a horse"
+                        else:
+                            relations.append((subj, rel, o, phrase))
                 k = targets[-1]
-                last_np = targets[0] if rel != "between" else last_np
+                if rel != "between" and objs and objs[0] is not None and objects[objs[0]].kind == "thing":
+                    last_np = targets[0]
             elif targets:
                 for t in targets:
                     obj_for(t, False)
@@ -373,13 +515,14 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:
     for k2, it in enumerate(items):
         if it[0] == "np":
             obj_for(k2, False)
+    for o in objects:
+        if o.extras:
+            o.phrase = " ".join([o.phrase] + o.extras)
     background = None
     if scene_parts:
         phrase = ", ".join(dict.fromkeys(p for p, _ in scene_parts))
         attrs = [a for _, aa in scene_parts for a in aa]
-        background = ParsedObject(phrase.split(",")[0].split()[-1], phrase, 1, attrs, True, -1)
-    if not objects and background is None:
-        raise GoalError(f"found nothing to draw in {goal!r}; name at least one object or setting", field="goal")
+        background = ParsedObject(phrase.split(",")[0].split()[-1], phrase, 1, attrs, True, -1, kind="setting")
     return ParsedGoal(goal, objects, relations, background)
 
 
