@@ -5,7 +5,8 @@ Run: python bench/bench_scene_planner.py [--data bench/data/scene_goals.txt] [--
 The goals (people, animals, food, vehicles, landscapes, written as a person types them) and
 their constraints are in ``bench/data/scene_goals.txt``; the file's header says what each
 constraint means. The goals and constraints were written before the scene grammar was tuned;
-the ``held`` split was never looked at while tuning. A goal is fully right when every one of its
+``held`` was measured once after the first grammar pass (its misses were seen and
+general fixes followed), ``held2`` was written after that and never tuned on. A goal is fully right when every one of its
 constraints holds. Constraints are judged on the plan only (objects, region prompts, boxes,
 z-order), by this script's own checks, not by the planner's rules module.
 Timing: planning time per goal (median, p95, max) over 20 rounds, in the same run.
@@ -42,7 +43,7 @@ def read_goals(path: Path) -> list[tuple[str, str, list[list[str]]]]:
         if not line or line.startswith("#"):
             continue
         head, _, rest = line.partition(": ")
-        if head in ("dev", "held") and rest:
+        if head in ("dev", "held", "held2") and rest:
             goals.append((head, rest, []))
         else:
             goals[-1][2].append(line.split())
@@ -58,6 +59,7 @@ class View:
         self.z = {r["id"]: i for i, r in enumerate(p.canvas["regions"])}
 
     def objs(self, noun: str) -> list:
+        noun = sing(noun)
         return [o for o in self.p.objects if not o.background and (sing(o.noun) == noun or o.noun == noun)]
 
     def box(self, o) -> tuple[float, float, float, float]:
@@ -210,7 +212,7 @@ def evaluate(goals, width: int, height: int, show_misses: bool = False) -> dict[
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--split", choices=("dev", "held", "all"), default="all")
+    ap.add_argument("--split", choices=("dev", "held", "held2", "all"), default="all")
     ap.add_argument("--misses", action="store_true", help="print every goal that is not fully right and what it missed")
     ap.add_argument("--size", default="1024x1024", help="canvas WxH")
     ap.add_argument("--rounds", type=int, default=20, help="timing rounds over all goals")

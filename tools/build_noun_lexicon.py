@@ -9,8 +9,8 @@ common it is. Neither is needed at run time: the planner reads only the TSV this
     python tools/build_noun_lexicon.py [--wordnet /usr/share/wordnet] [--out pakati_core/orchestration/data/nouns.tsv]
 
 For each single-word noun, its most frequent concrete sense (WordNet lists senses by frequency;
-the first of the first three whose lexicographer file is concrete: animal, artifact, body, food,
-object, person, plant, location, phenomenon, substance, time) is walked up its hypernyms
+the first of the first four whose lexicographer file is drawable: animal, artifact, body, food,
+object, person, plant, location; else phenomenon, substance, time) is walked up its hypernyms
 breadth-first to the nearest *anchor* below (a WordNet synset named by lemma and sense number),
 which gives the row: kind (thing, ground, sky, backdrop, setting, part, wearable, non-object),
 category, size (typical height relative to a standing adult, 1.0) and aspect (width / height).
@@ -25,6 +25,7 @@ from collections import deque
 from pathlib import Path
 
 CONCRETE_FILES = {"05", "06", "08", "13", "15", "17", "18", "19", "20", "27", "28"}
+DRAWABLE_FILES = ("05", "06", "08", "13", "17", "18", "20")  # with places ("15"), preferred over phenomena, substances, times
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "pakati_core" / "orchestration" / "data" / "nouns.tsv"
 
@@ -68,7 +69,7 @@ ANCHORS: list[tuple[str, int, str, str, float, float]] = [
     ("aircraft", 1, "thing", "aircraft", 2.5, 2.4), ("sled", 1, "thing", "vehicle", 0.5, 2.0), ("wagon", 1, "thing", "vehicle", 1.1, 2.0),
     ("skateboard", 1, "thing", "mount", 0.07, 4.0), ("surfboard", 1, "thing", "mount", 0.06, 4.0),
     # buildings and structures
-    ("structure", 1, "thing", "structure", 3.0, 1.2), ("building", 1, "thing", "building", 5.0, 1.2), ("house", 1, "thing", "building", 4.0, 1.3),
+    ("structure", 1, "thing", "structure", 3.0, 1.2), ("facility", 1, "thing", "building", 3.0, 1.6), ("building", 1, "thing", "building", 5.0, 1.2), ("house", 1, "thing", "building", 4.0, 1.3),
     ("tower", 1, "thing", "building", 12.0, 0.35), ("bridge", 1, "thing", "structure", 4.0, 3.5), ("fence", 1, "thing", "structure", 0.7, 4.0),
     ("tent", 1, "thing", "structure", 1.3, 1.5), ("fountain", 2, "thing", "structure", 1.5, 1.2), ("statue", 1, "thing", "structure", 1.5, 0.5),
     ("lighthouse", 1, "thing", "building", 8.0, 0.3), ("castle", 2, "thing", "building", 10.0, 1.5), ("window", 1, "thing", "fixture", 0.8, 0.9),
@@ -118,7 +119,7 @@ ANCHORS: list[tuple[str, int, str, str, float, float]] = [
     ("atmospheric_phenomenon", 1, "non-object", "weather", 0.0, 0.0), ("weather", 1, "non-object", "weather", 0.0, 0.0),
     ("light", 1, "non-object", "light", 0.0, 0.0), ("light", 2, "non-object", "light", 0.0, 0.0), ("natural_phenomenon", 1, "non-object", "phenomenon", 0.0, 0.0),
     ("physical_phenomenon", 1, "non-object", "phenomenon", 0.0, 0.0), ("precipitation", 3, "non-object", "weather", 0.0, 0.0),
-    ("substance", 1, "non-object", "substance", 0.0, 0.0), ("material", 1, "non-object", "substance", 0.0, 0.0),
+    ("substance", 1, "thing", "material", 0.1, 1.0), ("material", 1, "thing", "material", 0.1, 1.0),
     ("fire", 1, "thing", "phenomenon", 0.3, 1.0), ("smoke", 1, "non-object", "phenomenon", 0.0, 0.0),
 ]
 
@@ -147,7 +148,9 @@ OVERRIDES: dict[str, tuple[str, str, float, float]] = {
     "hat": ("wearable", "headwear", 0.1, 1.4), "helmet": ("wearable", "headwear", 0.12, 1.1), "tie": ("wearable", "clothing", 0.25, 0.25),
     "suit": ("wearable", "clothing", 0.8, 0.5), "dress": ("wearable", "clothing", 0.6, 0.5), "coat": ("wearable", "clothing", 0.55, 0.6),
     "scarf": ("wearable", "clothing", 0.2, 1.0), "hoodie": ("wearable", "clothing", 0.4, 0.9), "candle": ("thing", "object", 0.08, 0.3),
-    "egg": ("thing", "food", 0.04, 0.8), "pepperoni": ("part", "topping", 0.01, 1.0), "olive": ("thing", "food", 0.02, 1.0),
+    "egg": ("thing", "food", 0.04, 0.8), "cake": ("thing", "food", 0.12, 1.3), "teddy": ("thing", "toy", 0.3, 0.8), "teddy bear": ("thing", "toy", 0.3, 0.8), "lime": ("thing", "food", 0.04, 1.0), "lemon": ("thing", "food", 0.05, 0.9),
+    "rose": ("thing", "plant", 0.15, 0.8), "cherry": ("thing", "food", 0.02, 1.0), "peach": ("thing", "food", 0.05, 1.0),
+    "oak": ("thing", "tree", 4.0, 0.9), "palm": ("thing", "tree", 4.0, 0.6), "maple": ("thing", "tree", 4.0, 0.9), "pepperoni": ("part", "topping", 0.01, 1.0), "olive": ("thing", "food", 0.02, 1.0),
     "kite": ("thing", "flying", 0.4, 0.8), "balloon": ("thing", "carried", 0.15, 0.8), "cup": ("thing", "container", 0.06, 1.0),
     "mug": ("thing", "container", 0.07, 1.1), "glass": ("thing", "container", 0.09, 0.6), "plate": ("thing", "container", 0.03, 3.5),
     "bowl": ("thing", "container", 0.07, 2.0), "table": ("thing", "furniture", 0.45, 1.8), "bench": ("thing", "furniture", 0.5, 2.6),
@@ -195,7 +198,7 @@ def read_wordnet(root: Path) -> tuple[dict[str, list[str]], dict[str, tuple[str,
     return index, data
 
 
-def build(root: Path, min_zipf: float) -> list[tuple[str, str, str, float, float, str]]:
+def build(root: Path, min_zipf: float, min_zipf_compound: float) -> list[tuple[str, str, str, float, float, str]]:
     from wordfreq import zipf_frequency
 
     index, data = read_wordnet(root)
@@ -205,17 +208,22 @@ def build(root: Path, min_zipf: float) -> list[tuple[str, str, str, float, float
         if len(offs) >= sense:
             anchors[offs[sense - 1]] = (kind, cat, size, aspect)
     rows = []
-    for word, offs in index.items():
-        if not word.isalpha() or not word.islower():
+    for key, offs in index.items():
+        parts = key.split("_")
+        if not all(p.isalpha() and p.islower() for p in parts) or len(parts) > 3:
             continue
+        word = " ".join(parts)  # compounds ("teddy bear", "gas station") are looked up before their head
         z = zipf_frequency(word, "en")
-        if z < min_zipf:
+        if z < (min_zipf if len(parts) == 1 else min_zipf_compound):
             continue
         if word in OVERRIDES:
             kind, cat, size, aspect = OVERRIDES[word]
             rows.append((word, kind, cat, size, aspect, "override"))
             continue
-        sense = next((o for o in offs[:3] if data[o][0] in CONCRETE_FILES), None)
+        food = next((o for o in offs[:2] if data[o][0] == "13"), None)  # "a peach" is the fruit, not the tree
+        sense = (food if food and data[offs[0]][0] in ("20", "27", "13") else None) or \
+            next((o for o in offs[:4] if data[o][0] in DRAWABLE_FILES + ("15",)), None) or \
+            next((o for o in offs[:3] if data[o][0] in CONCRETE_FILES), None)
         if sense is None or data[sense][3]:  # abstract, or a proper name (an instance: "tunis", "saturn")
             continue
         seen, queue, found = {sense}, deque([sense]), None
@@ -246,8 +254,9 @@ def main() -> int:
     ap.add_argument("--wordnet", type=Path, default=Path("/usr/share/wordnet"))
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--min-zipf", type=float, default=2.3, help="keep nouns at least this common (wordfreq Zipf scale)")
+    ap.add_argument("--min-zipf-compound", type=float, default=3.6, help="the same for two- and three-word compounds")
     args = ap.parse_args()
-    rows = build(args.wordnet, args.min_zipf)
+    rows = build(args.wordnet, args.min_zipf, args.min_zipf_compound)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as f:
         f.write("# Generated by tools/build_noun_lexicon.py from Princeton WordNet 3.0 (first concrete sense, nearest anchor\n")

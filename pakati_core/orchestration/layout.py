@@ -39,7 +39,7 @@ LAYOUT = {
     "depth_overlap": 0.3,  # a box in front overlaps the one behind by this fraction of its height
     "on_sink": 0.15,  # "A on B": A's bottom this fraction of B's height below B's top (resting on its surface)
     "ride_sink": 0.5,  # "A riding B": A's bottom this far into the mount's height
-    "size_power": 0.6,  # visual size = lexicon size ** this (a mouse next to an elephant stays visible)
+    "size_power": 0.7,  # visual size = lexicon size ** this (a mouse next to an elephant stays visible)
     "min_size": 0.04,  # lexicon sizes below this are drawn at this size
     "aspect_range": (0.25, 4.0),
     "horizon": 0.5,  # of the height: the top of the ground when there is ground
@@ -51,7 +51,8 @@ LAYOUT = {
     "ground_line": 0.95,  # where things stand when there is no ground band
     "ground_line_in_band": 0.93,
     "elevated_bottom": 0.45,  # a flying thing's lowest edge
-    "over_ground": 0.05,  # "over the valley": the bottom edge this far above the horizon
+    "over_ground": 0.05,  # "flying over the valley": the bottom edge this far above the horizon
+    "over_ground_standing": 0.25,  # "a bridge over a river": standing this far down the band
     "foreground_bottom": 0.98, "foreground_scale": 1.25,
     "background_scale": 0.55, "background_above_horizon": -0.06,
     "top_margin": 0.03, "width_fill": 0.94,
@@ -209,8 +210,8 @@ def _join(cols: Columns, upper: str, lower: str, size: dict[str, tuple[float, fl
     kind, f = cols.joins.get(frozenset((upper, lower)), ("gap", 0.0))
     if kind == "sink":
         return -f * size[lower][1]
-    if kind == "depth":
-        return -f * size[upper][1] + gap
+    if kind == "depth":  # the one in front overlaps the one behind, and still ends lower
+        return -min(f * size[upper][1], 0.6 * size[lower][1]) + gap
     return gap
 
 
@@ -249,7 +250,7 @@ def ground_levels(cols: Columns, items: dict[str, Item], relations: list[tuple[s
                   height: int) -> dict[str, float]:
     """The y of each column's bottom edge."""
     horizon = LAYOUT["horizon"] * height if any(items[b].kind == "ground" for b in bands) else None
-    on_band = {a: b for a, rel, b in relations if rel == "on" and b in bands}
+    on_band = {a: b for a, rel, b in relations if rel == "on" and b in bands and items[b].kind != "backdrop"}  # "in the mountains": at their foot
     over_band = {a: b for a, rel, b in relations if rel == "above" and b in bands}
     out = {}
     for c, ids in cols.members.items():
@@ -264,10 +265,13 @@ def ground_levels(cols: Columns, items: dict[str, Item], relations: list[tuple[s
         elif band is not None and items[band].kind == "ground":
             b = bands[band]
             y = b[1] + LAYOUT["stand_in_band"] * (b[3] - b[1])
+        elif over is not None and any(items[i].elevated for i in ids):
+            y = bands[over][1] - LAYOUT["over_ground"] * height
         elif band is not None or items[bottom_id].elevated or any(items[i].elevated for i in ids):
             y = LAYOUT["elevated_bottom"] * height
         elif over is not None:
-            y = bands[over][1] - LAYOUT["over_ground"] * height
+            b = bands[over]
+            y = b[1] + LAYOUT["over_ground_standing"] * (b[3] - b[1])
         else:
             y = (LAYOUT["ground_line_in_band"] if horizon is not None else LAYOUT["ground_line"]) * height
         out[c] = y
@@ -361,6 +365,40 @@ def z_order(items: list[Item], relations: list[tuple[str, str, str]], bands: dic
     return sky_first + ordered
 
 
+# -- 3b. several things on one surface -------------------------------------------------------------
+def surfaces(relations: list[tuple[str, str, str]], size: dict[str, tuple[float, float]], rank: dict[str, int],
+             gap_units: float) -> tuple[list[tuple[str, str, str]], dict[str, list[str]]]:
+    """Things resting on the same surface ("a cup and a croissant on a table") stand side by side on it: each such
+    group becomes one row item (``on:<surface>``) resting on the surface; returns the rewritten relations and the rows."""
+    on: dict[str, list[str]] = {}
+    for a, rel, b in relations:
+        if rel == "on" and a in size and b in size and a != b and a not in on.get(b, []):
+            on.setdefault(b, []).append(a)
+    rows = {f"on:{b}": sorted(set(a_), key=rank.__getitem__) for b, a_ in on.items() if len(set(a_)) >= 2}
+    if not rows:
+        return relations, {}
+    grouped = {(a, b.split(":", 1)[1]) for b, a_ in rows.items() for a in a_}
+    out = [(a, rel, b) for a, rel, b in relations if not (rel == "on" and (a, b) in grouped)]
+    for row, members in rows.items():
+        size[row] = (sum(size[a][0] for a in members) + gap_units * (len(members) - 1), max(size[a][1] for a in members))
+        rank[row] = min(rank[a] for a in members)
+        out.append((row, "on", row.split(":", 1)[1]))
+    return out, rows
+
+
+def spread(boxes: dict[str, Box], rows: dict[str, list[str]], size: dict[str, tuple[float, float]]) -> None:
+    """Replace each surface row's box by its members' boxes, side by side, bottoms aligned."""
+    for row, members in rows.items():
+        x0, y0, x1, y1 = boxes.pop(row)
+        s = (y1 - y0) / size[row][1]
+        gap = ((x1 - x0) - sum(size[a][0] * s for a in members)) / max(len(members) - 1, 1)
+        x = x0
+        for a in members:
+            w, h = size[a][0] * s, size[a][1] * s
+            boxes[a] = (x, y1 - h, x + w, y1)
+            x += w + gap
+
+
 def place(items: list[Item], relations: list[tuple[str, str, str]], width: int, height: int) -> tuple[dict[str, Box], list[str]]:
     """Boxes for every item and the z-order (bottom first): the steps above, in order."""
     side = min(width, height)
@@ -371,7 +409,12 @@ def place(items: list[Item], relations: list[tuple[str, str, str]], width: int, 
     things = [it for it in items if it.id not in bands]
     size = thing_sizes(things)
     inside = {a: b for a, rel, b in relations if rel == "inside" and a != b and a in size}
-    standing = [it.id for it in things if it.id not in inside]
+    on_rows: dict[str, list[str]] = {}
+    all_relations = relations
+    relations, on_rows = surfaces(relations, size, rank, LAYOUT["gap"] * 0.5)
+    for row, members in on_rows.items():
+        by_id[row] = Item(row, row, rank[row], hint=next((by_id[a].hint for a in members if by_id[a].hint), ""))
+    standing = [it.id for it in things if it.id not in inside and not any(it.id in m for m in on_rows.values())] + list(on_rows)
     cols = columns(standing, relations, rank)
     order = row_order(cols, relations, by_id, rank)
     related = any(rel in ("left_of", "right_of", "near") for _, rel, _ in relations)
@@ -382,5 +425,6 @@ def place(items: list[Item], relations: list[tuple[str, str, str]], width: int, 
         bottoms = ground_levels(cols, by_id, relations, bands, height)
         s = fit_scale(cols, rows, size, bottoms, width, height, gap)
         boxes.update(stand(cols, rows, size, bottoms, by_id, s, width, height, gap))
+    spread(boxes, on_rows, size)
     contain(boxes, inside, size, rank, width, height)
-    return boxes, z_order(items, relations, bands, rank)
+    return boxes, z_order(items, all_relations, bands, rank)

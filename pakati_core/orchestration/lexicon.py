@@ -75,7 +75,7 @@ for _phrase, _rel in [
     ("on the top of", "above"), ("on top of", "above"), ("at the top of", "above"), ("above", "above"), ("over", "above"),
     ("atop", "above"), ("on the bottom of", "below"), ("at the bottom of", "below"), ("on bottom of", "below"),
     ("below", "below"), ("under", "below"), ("underneath", "below"), ("beneath", "below"),
-    ("next to", "near"), ("near", "near"), ("beside", "near"), ("besides", "near"), ("by", "near"), ("on side of", "near"),
+    ("crossing", "on"), ("next to", "near"), ("near", "near"), ("beside", "near"), ("besides", "near"), ("by", "near"), ("on side of", "near"),
     ("on the side of", "near"), ("at the side of", "near"), ("alongside", "near"), ("close to", "near"), ("adjacent to", "near"),
     ("nearby", "near"), ("against", "near"),
     ("in front of", "in_front_of"), ("in the front of", "in_front_of"),

@@ -87,7 +87,7 @@ def build_plan(parsed: ParsedGoal, width: int, height: int, seed: int = 0, base_
         scale = 1.0
         for _, v in o.attributes:
             scale *= lx.SIZE_SCALE.get(v, 1.0)
-        info = noun_info(noun)
+        info = o.lex or noun_info(noun)
         items.append(Item(oid, noun, len(items), scale, o.kind, info.category, info.size, info.aspect, o.hint, o.depth, o.elevated))
     bands = {it.id for it in items if it.kind in lx.BANDS}
     layout_triples = [(a, r, b) for a, r, b, _ in rels]

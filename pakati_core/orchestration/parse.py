@@ -64,6 +64,7 @@ class ParsedObject:
     hint: str = ""  # left, right, center
     depth: str = ""  # foreground, background
     elevated: bool = False  # flying: placed in the air
+    lex: "lx.NounInfo | None" = None  # the lexicon entry (of the compound when there is one)
 
 
 @dataclass
@@ -140,14 +141,16 @@ def _is_break(tokens: list[str], i: int, have: list[str]) -> bool:
             return True  # "the glass bottles clink together": plural head, then a bare verb
         if not is_plural(have[-1]) and t.endswith("s") and not t.endswith("ss") and not is_plural_noun_like(t) and not lx.attribute_kind(have[-1]):
             return True  # "the rubber ball bounces off"
-    if have and have[-1] in lx.SIZE_OF and t not in lx.SIZE_OF and singular(t) not in lx.SIZE_OF and not lx.attribute_kind(t) \
+    if have and known_noun(have[-1]) and not known_noun(t) and not lx.attribute_kind(t) \
             and (nxt in lx.PREPOSITIONS or nxt in lx.ADVERBS_NON_LY or nxt in lx.RELATION_STARTERS or _adverb(nxt, "", ["x"])):
         return True  # "the sports car drove past": a known noun, then a word before a preposition
     if t in lx.VERBS:
         return not (t in lx.MODIFIER_PARTICIPLES and content_next) and not (t.endswith("ing") and not have and content_next)
     if have and t.endswith("ed") and t not in lx.SIZE_OF and not content_next:
         return True
-    if have and t.endswith("ing") and t not in lx.SIZE_OF and have[-1] in lx.SIZE_OF and not lx.attribute_kind(have[-1]):
+    if have and t.endswith("ing") and known_noun(have[-1]) and not lx.attribute_kind(have[-1]) and nxt in ("a", "an", "the", "her", "his", "their"):
+        return True  # "two children building a sandcastle": a participle taking an object
+    if have and t.endswith("ing") and t not in lx.SIZE_OF and known_noun(have[-1]) and not lx.attribute_kind(have[-1]):
         return True  # "the sun casting shadows": a known noun then a participle
     return False
 
@@ -309,6 +312,27 @@ def noun_info(noun: str) -> lx.NounInfo:
     return table.get(noun) or table.get(singular(noun)) or lx.UNKNOWN_THING
 
 
+def phrase_info(np_: NounPhrase) -> lx.NounInfo:
+    """The entry for the longest compound ending in the phrase's noun ("teddy bear", "gas station"), else the noun's."""
+    table = lx.noun_table()
+    if np_.noun == np_.head:
+        words = [w for w in np_.modifiers if w.isalpha()] + [singular(np_.head)]
+        for n in (3, 2):
+            if len(words) >= n:
+                hit = table.get(" ".join(words[-n:]))
+                if hit is not None:
+                    return hit
+    return noun_info(np_.noun)
+
+
+def known_noun(word: str) -> bool:
+    """A noun the size list or the lexicon knows as a thing or stuff (not a place, time or part)."""
+    if word in lx.SIZE_OF or singular(word) in lx.SIZE_OF:
+        return True
+    hit = lx.noun_table().get(word) or lx.noun_table().get(singular(word))
+    return hit is not None and hit.kind != "non-object" and not word.endswith(("ing", "ed", "ly"))
+
+
 # Prepositions after which a setting noun is the background ("at the beach", "through the forest").
 _LOCATIVE = ("at", "across", "through", "along", "around", "within", "into", "against", "off", "from", "up", "down", "past", "to")
 _ATTACH_CATEGORIES = frozenset("carried topping eyewear headwear footwear jewellery clothing body".split())
@@ -322,7 +346,7 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
     np_index: dict[int, int | None] = {}  # item index -> object index (None: dropped or background; ATTACHED: in its owner)
 
     def info(k: int) -> lx.NounInfo:
-        return noun_info(items[k][1].noun)
+        return phrase_info(items[k][1])
 
     def placement_word(k: int) -> bool:
         n = items[k][1].noun
@@ -334,13 +358,16 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
             return None if v == ATTACHED else v
         np_ = items[k][1]
         noun = np_.noun
-        kind = noun_info(noun).kind
+        lex = phrase_info(np_)
+        kind = lex.kind
+        if kind == "non-object" and np_.modifiers and lex.category in ("direction", "light"):
+            kind = "thing"  # "a glass top", "a pendant light"
         if noun in lx.NON_OBJECTS or noun in lx.PRONOUNS or len(noun) < 2 or noun.isdigit() or kind == "non-object" or placement_word(k):
             np_index[k] = None  # times, weather, light, directions, framing: they stay in the base prompt
             return None
-        first_scene = not scene_parts or scene_parts[0][0].split()[-1] == noun
-        scene_like = (noun in lx.SCENES or kind == "setting") and kind not in lx.BANDS
-        if ((as_scene and kind not in lx.BANDS) or (scene_like and not _in_relation(items, k))) and first_scene:
+        first_scene = not scene_parts or scene_parts[0][0].split()[-1] == noun or kind == "setting"
+        scene_like = kind == "setting" or (noun in lx.SCENES and kind not in lx.BANDS and kind != "thing")
+        if ((as_scene and kind not in lx.BANDS) or (scene_like and (kind == "setting" or not _in_relation(items, k)))) and first_scene:
             scene_parts.append((_phrase(np_), _attributes(np_)))
             np_index[k] = None
             return None
@@ -352,13 +379,16 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
                     np_index[k] = j
                     return j
         objects.append(ParsedObject(noun, _phrase(np_), np_.count or 1, attrs, mention=len(objects),
-                                    kind=kind if kind in lx.BANDS else "thing", category=noun_info(noun).category))
+                                    kind=kind if kind in lx.BANDS else "thing", category=lex.category, lex=lex))
         np_index[k] = len(objects) - 1
         return len(objects) - 1
+
+    owner_of: dict[int, int] = {}
 
     def attach(owner: int, k: int, lead: str) -> None:
         """The phrase at ``k`` belongs to ``owner``: it goes into the owner's prompt, with no region of its own."""
         np_index[k] = ATTACHED
+        owner_of[k] = owner
         objects[owner].extras.append(f"{lead} {_phrase(items[k][1])}".strip())
 
     def hint(subjects: list[int], k: int) -> None:
@@ -373,7 +403,8 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
     def subjects_of(k: int | None) -> list[int]:
         if k is None:
             return []
-        return [o for o in (obj_for(s_, False) for s_ in _subject_group(items, k)) if o is not None]
+        out = [owner_of[s_] if s_ in owner_of else obj_for(s_, False) for s_ in _subject_group(items, k)]
+        return list(dict.fromkeys(o for o in out if o is not None))
 
     def animate(o: int) -> bool:
         return objects[o].category in lx.ANIMATE_CATEGORIES
@@ -416,6 +447,10 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
             if not targets:
                 pass
             elif it[1] == "with" and owner is not None and objects[owner].kind == "thing":
+                while targets[-1] + 2 < len(items) and items[targets[-1] + 1][0] == "conj" and items[targets[-1] + 1][1] == "and" \
+                        and items[targets[-1] + 2][0] == "np" and info(targets[-1] + 2).kind in ("part", "wearable", "thing") \
+                        and not _relation_follows(items, targets[-1] + 2, "near"):
+                    targets.append(targets[-1] + 2)  # "with pepperoni and olives on a table": both toppings
                 for t in targets:
                     ti = info(t)
                     if placement_word(t) or ti.kind == "non-object":
@@ -425,6 +460,7 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
                     elif objects[owner].category in lx.CONTAINER_CATEGORIES and ti.kind == "thing":
                         o = obj_for(t, False)  # "a bowl of ramen with two eggs": contained, and named in the bowl's prompt
                         if o is not None and o != owner:
+                            owner_of[t] = owner
                             objects[owner].extras.append("with " + _phrase(items[t][1]))
                             relations.append((o, "inside", owner, "with"))
                     else:
@@ -443,7 +479,7 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
                         o = obj_for(t, False)
                         if owner is not None and o is not None and it[1] in ("across", "through", "along", "around") and ti.kind == "ground":
                             relations.append((owner, "on", o, it[1]))
-                    elif items[t][1].noun in lx.SCENES or ti.kind == "setting":
+                    elif (items[t][1].noun in lx.SCENES and ti.kind != "thing") or ti.kind == "setting":
                         obj_for(t, True)
                     else:
                         obj_for(t, False)
@@ -461,7 +497,8 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
                     obj_for(t, False)  # "in the rain", "at night", "on a sunny day"
                 k = targets[-1]
             elif targets and rel in ("inside", "on", "near") and info(targets[0]).kind not in lx.BANDS \
-                    and (items[targets[0]][1].noun in lx.SCENES or (info(targets[0]).kind == "setting" and rel == "inside")):
+                    and ((items[targets[0]][1].noun in lx.SCENES and info(targets[0]).kind != "thing")
+                         or (info(targets[0]).kind == "setting" and rel == "inside")):
                 for t in targets:
                     obj_for(t, True)
                 k = targets[-1]
@@ -524,6 +561,10 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
         attrs = [a for _, aa in scene_parts for a in aa]
         background = ParsedObject(phrase.split(",")[0].split()[-1], phrase, 1, attrs, True, -1, kind="setting")
     return ParsedGoal(goal, objects, relations, background)
+
+
+def _relation_follows(items: list[tuple], k: int, rel: str) -> bool:
+    return k + 1 < len(items) and items[k + 1][0] == "rel" and items[k + 1][1] == rel
 
 
 def _in_relation(items: list[tuple], k: int) -> bool:
