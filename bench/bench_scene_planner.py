@@ -23,8 +23,8 @@ import inflect
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from pakati_core.orchestration import plan  # noqa: E402
-from pakati_core.orchestration.rules import has_word, relation_holds  # noqa: E402
+from pakati_core.orchestration import plan
+from pakati_core.orchestration.rules import has_word, relation_holds
 
 DATA = REPO / "bench" / "data" / "scene_goals.txt"
 _inflect = inflect.engine()
@@ -89,7 +89,7 @@ def pairs(v: View, a: str, b: str):
     return [(x, y) for x in A for y in B if x.id != y.id]
 
 
-def holds(v: View, c: list[str]) -> bool:  # noqa: C901 - one branch per constraint kind
+def holds(v: View, c: list[str]) -> bool:
     kind, args = c[0], c[1:]
     W, H = v.w, v.h
     if kind == "region":
@@ -156,7 +156,7 @@ def holds(v: View, c: list[str]) -> bool:  # noqa: C901 - one branch per constra
 def _pair(v: View, kind: str, x, y, W: int, H: int) -> bool:
     a, b = v.box(x), v.box(y)
     acx, acy = (a[0] + a[2]) / 2, (a[1] + a[3]) / 2
-    bcx, bcy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+    bcy = (b[1] + b[3]) / 2
     overlap_x = min(a[2], b[2]) - max(a[0], b[0]) > 0
     if kind == "on":
         if v.is_band(y):
@@ -195,7 +195,7 @@ def evaluate(goals, width: int, height: int, show_misses: bool = False) -> dict[
         try:
             v = View(plan(goal, width, height))
             kept = [holds(v, c) for c in constraints]
-        except Exception as e:  # a goal that errors keeps nothing
+        except Exception as e:  # noqa: BLE001 - a goal that errors keeps nothing, whatever the error
             kept = [False] * len(constraints)
             if show_misses:
                 print(f"  ERROR {goal!r}: {type(e).__name__}: {e}")
@@ -235,7 +235,7 @@ def main() -> int:
             t0 = time.perf_counter()
             try:
                 plan(goal, width, height)
-            except Exception:  # noqa: BLE001 - timing only; errors were reported above
+            except Exception:  # noqa: BLE001, S110 - timing only; errors were reported above
                 pass
             times.append(time.perf_counter() - t0)
     times.sort()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 from .rules import Box
 
@@ -41,6 +42,7 @@ LAYOUT = {
     "ride_sink": 0.5,  # "A riding B": A's bottom this far into the mount's height
     "size_power": 0.7,  # visual size = lexicon size ** this (a mouse next to an elephant stays visible)
     "min_size": 0.04,  # lexicon sizes below this are drawn at this size
+    "min_share": 0.12,  # no thing is drawn smaller than this share of the scene's largest thing (a mouse by a train)
     "aspect_range": (0.25, 4.0),
     "horizon": 0.5,  # of the height: the top of the ground when there is ground
     "near_ground_step": 0.15,  # each nearer ground band starts this much lower
@@ -154,6 +156,10 @@ def thing_sizes(items: list[Item]) -> dict[str, tuple[float, float]]:
         elif it.depth == "background":
             h *= LAYOUT["background_scale"]
         out[it.id] = (h * min(max(it.aspect, lo), hi), h)
+    largest = max((max(w, h) for w, h in out.values()), default=0.0)
+    for i, (w, h) in out.items():
+        f = max(1.0, LAYOUT["min_share"] * largest / min(w, h))
+        out[i] = (w * f, h * f)
     return out
 
 
@@ -195,8 +201,8 @@ def columns(things: list[str], relations: list[tuple[str, str, str]], rank: dict
     members: dict[str, list[str]] = {}
     for i in things:
         members.setdefault(find(i), []).append(i)
-    for c in members:
-        order = _topo(members[c], edges, rank)
+    for c, ids in members.items():
+        order = _topo(ids, edges, rank)
         for a, b in rests:  # what rests on something sits right on it ("a cat on a sofa under a window")
             if a in order and b in order and order.index(a) != order.index(b) - 1:
                 order.remove(a)
@@ -219,7 +225,7 @@ def column_dims(cols: Columns, c: str, size: dict[str, tuple[float, float]], s: 
     ids = cols.members[c]
     w = max(size[i][0] for i in ids) * s
     h = size[ids[0]][1] * s
-    for up, lo in zip(ids, ids[1:]):
+    for up, lo in pairwise(ids):
         h += size[lo][1] * s + _join(cols, up, lo, size, gap / max(s, 1e-9)) * s
     return w, h
 
@@ -284,14 +290,15 @@ def fit_scale(cols: Columns, rows: list[list[str]], size: dict[str, tuple[float,
     """The largest scale (pixels per person height) at which every column and row fits."""
     s = float(height)
     top = LAYOUT["top_margin"] * height
-    for _ in range(3):  # the gaps do not scale, so settle in a few rounds
+    for _ in range(4):  # the gaps do not scale, so settle in a few rounds; up or down, so a lone subject fills the frame
         widths = [sum(column_dims(cols, c, size, s, gap)[0] for c in r) + gap * (len(r) - 1) for r in rows]
-        s *= min(1.0, LAYOUT["width_fill"] * width / max(max(widths), 1e-6))
+        f = LAYOUT["width_fill"] * width / max(max(widths), 1e-6)
         if len(rows) > 1:
             total_h = sum(max(column_dims(cols, c, size, s, gap)[1] for c in r) for r in rows) + gap * (len(rows) - 1)
-            s *= min(1.0, 0.9 * height / max(total_h, 1e-6))
+            f = min(f, 0.9 * height / max(total_h, 1e-6))
         else:
-            s *= min([1.0] + [(bottoms[c] - top) / max(column_dims(cols, c, size, s, gap)[1], 1e-6) for c in rows[0]])
+            f = min([f] + [(bottoms[c] - top) / max(column_dims(cols, c, size, s, gap)[1], 1e-6) for c in rows[0]])
+        s *= f
     return s
 
 

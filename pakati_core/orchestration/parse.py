@@ -365,9 +365,12 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
         if noun in lx.NON_OBJECTS or noun in lx.PRONOUNS or len(noun) < 2 or noun.isdigit() or kind == "non-object" or placement_word(k):
             np_index[k] = None  # times, weather, light, directions, framing: they stay in the base prompt
             return None
-        first_scene = not scene_parts or scene_parts[0][0].split()[-1] == noun or kind == "setting"
+        first_scene = not scene_parts or scene_parts[0][0].split()[-1] == noun or (kind == "setting" and not scene_parts[0][0].endswith(noun))
         scene_like = kind == "setting" or (noun in lx.SCENES and kind not in lx.BANDS and kind != "thing")
-        if ((as_scene and kind not in lx.BANDS) or (scene_like and (kind == "setting" or not _in_relation(items, k)))) and first_scene:
+        on_it = k > 0 and items[k - 1][0] == "rel" and items[k - 1][1] == "on"  # "a towel on the bar": a surface, not a place
+        setting = kind == "setting" and not on_it
+        scene_like = scene_like and not (on_it and kind == "setting")
+        if ((as_scene and kind not in lx.BANDS) or (scene_like and (setting or not _in_relation(items, k)))) and first_scene:
             scene_parts.append((_phrase(np_), _attributes(np_)))
             np_index[k] = None
             return None
