@@ -29,8 +29,8 @@ from .persistence import BestEffortContext, BestEffortRecorder, user_cache, user
 
 PlanType = io.Custom("PAKATI_PLAN")
 ReferencesType = io.Custom("PAKATI_REFERENCES")
-PLANNERS = ["offline", "anthropic", "openai"]
-CHECKERS = ["offline", "anthropic", "openai"]
+PLANNERS = ["offline", "anthropic", "openai", "local"]
+CHECKERS = ["offline", "anthropic", "openai", "local"]
 PREVIEW_SIDE = 384
 
 
@@ -61,8 +61,10 @@ class PakatiPlan(io.ComfyNode):
                 io.Int.Input("height", default=1024, min=64, max=16384, step=8, tooltip="Canvas height in pixels (a multiple of 8)."),
                 io.Combo.Input("planner", options=PLANNERS, default="offline",
                                tooltip="offline: deterministic, no network. anthropic/openai: an LLM fills the plan schema (key from the "
-                               "environment or the 0600 key file; without one the offline planner is used and the plan says so)."),
-                io.String.Input("model", default="", tooltip="LLM model name for the anthropic/openai planner; empty uses the configured default."),
+                               "environment or the 0600 key file; without one the offline planner is used and the plan says so). local: an "
+                               "OpenAI-compatible server on your machine (Ollama, llama.cpp, vLLM, LM Studio) at PAKATI_LOCAL_LLM_URL; no key."),
+                io.String.Input("model", default="", tooltip="LLM model name for the anthropic/openai planner (empty: the configured default); "
+                                "for local, the model name the server lists (empty: PAKATI_LOCAL_LLM_MODEL)."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed recorded in the plan's generate task (same goal and seed give the same plan)."),
                 io.Boolean.Input("remember", default=True, tooltip="Keep plans and checks per goal under the ComfyUI user folder and start "
                                  "from the best-scoring earlier plan for the same goal."),
@@ -132,8 +134,10 @@ class PakatiCheckAlignment(io.ComfyNode):
                 io.String.Input("goal", multiline=True, default="", optional=True, tooltip="The goal, when no plan is connected (or to check against another goal)."),
                 CanvasType.Input("canvas", optional=True, tooltip="A canvas whose region boxes replace the planned ones (regions matched by id)."),
                 io.Combo.Input("checker", options=CHECKERS, default="offline",
-                               tooltip="offline: colours and the plan's geometry only. anthropic/openai: a vision model answers what cannot be measured."),
-                io.String.Input("model", default="", optional=True, tooltip="Vision model name for the anthropic/openai checker; empty uses the configured default."),
+                               tooltip="offline: colours and the plan's geometry only. anthropic/openai: a vision model answers what cannot be measured. "
+                               "local: a vision model on an OpenAI-compatible server on your machine (PAKATI_LOCAL_LLM_URL; no key)."),
+                io.String.Input("model", default="", optional=True, tooltip="Vision model name for the anthropic/openai checker (empty: the "
+                                "configured default); for local, the model name the server lists (empty: PAKATI_LOCAL_LLM_MODEL)."),
                 ReferencesType.Input("references", optional=True, tooltip="Optional: Pakati References whose description names an object "
                                      "(\"a cat\"): the object is then found in the image by its look, and relations are judged where it really is."),
                 io.Boolean.Input("remember", default=True, optional=True, tooltip="Keep this check with its plan under the ComfyUI user folder, so "
@@ -177,7 +181,8 @@ class PakatiCheckAlignment(io.ComfyNode):
             try:
                 from ..pakati_core.models.credentials import resolve_key
 
-                resolve_key(checker)
+                if checker != "local":  # a local endpoint needs no key
+                    resolve_key(checker)
                 judge = CachedJudge(make_judge(checker, model.strip() or None, recorder=BestEffortRecorder()), user_cache("judging"))
             except KeyMissingError as e:
                 notes.append(f"checked offline: no API key is configured for {e.provider}")

@@ -183,7 +183,7 @@ def check_alignment(image: np.ndarray, plan: Plan, goal: str | None = None, judg
                     exemplars: dict[str, np.ndarray] | None = None) -> CheckResult:
     """Score ``image`` against ``plan`` (and ``goal`` when it differs from the plan's)."""
     if goal and goal.strip() and goal.strip() != plan.goal.strip():
-        from . import plan as make_plan
+        from .planning import plan as make_plan
 
         plan = make_plan(goal, plan.width, plan.height)
     try:
