@@ -221,23 +221,18 @@ class PakatiCheckAlignment(io.ComfyNode):
 
 
 def _resolve_plan(node: str, plan_in: Plan | None, goal: str, canvas: Canvas | None, shape: tuple[int, int]) -> Plan:
-    if plan_in is not None and not (goal.strip() and goal.strip() != plan_in.goal.strip()):
-        the_plan = plan_in
-    else:
-        if not goal.strip():
-            raise PakatiNodeError(node, "plan", "connect a plan from Pakati Plan, or give a goal")
-        w, h = (canvas.width, canvas.height) if canvas is not None else (max(8, shape[1] // 8 * 8), max(8, shape[0] // 8 * 8))
-        the_plan = checked(node, "goal", lambda: plan(goal, w, h))
-    if canvas is not None:
-        data = the_plan.to_dict()
-        given = canvas if (canvas.width, canvas.height) == (the_plan.width, the_plan.height) else canvas.scaled(the_plan.width, the_plan.height)
-        by_id = {r.id: r for r in given.regions}
-        for r in data["canvas"]["regions"]:
-            if r["id"] in by_id and by_id[r["id"]].shape != "mask":
-                r["points"] = [list(p) for p in by_id[r["id"]].points]
-                r["shape"] = by_id[r["id"]].shape
-        the_plan = checked(node, "canvas", lambda: Plan.from_dict(data))
-    return the_plan
+    """The core's ``plan_to_check``, its errors named after this node's inputs."""
+    from ..pakati_core.orchestration.errors import GoalError
+    from ..pakati_core.orchestration.planning import plan_to_check
+
+    if plan_in is None and not (goal or "").strip():
+        raise PakatiNodeError(node, "plan", "connect a plan from Pakati Plan, or give a goal")
+    try:
+        return plan_to_check(plan_in, goal, canvas, shape)
+    except GoalError as e:
+        raise PakatiNodeError(node, "goal", e.message) from e
+    except PakatiError as e:
+        raise PakatiNodeError(node, "canvas" if canvas is not None else "goal", str(e)) from e
 
 
 NODES = [PakatiPlan, PakatiCheckAlignment]
