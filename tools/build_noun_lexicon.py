@@ -165,7 +165,7 @@ OVERRIDES: dict[str, tuple[str, str, float, float]] = {
     "autumn": ("non-object", "time", 0.0, 0.0), "spring": ("non-object", "time", 0.0, 0.0), "fall": ("non-object", "time", 0.0, 0.0),
     "sailor": ("thing", "person", 1.0, 0.42), "toddler": ("thing", "person", 0.5, 0.45), "man": ("thing", "person", 1.0, 0.42),
     "woman": ("thing", "person", 0.97, 0.42), "girl": ("thing", "person", 0.8, 0.42), "boy": ("thing", "person", 0.8, 0.42),
-    "mouse": ("thing", "animal", 0.04, 1.6), "cat": ("thing", "animal", 0.3, 1.25), "kitten": ("thing", "animal", 0.18, 1.2),
+    "mouse": ("thing", "animal", 0.04, 1.6), "cat": ("thing", "animal", 0.3, 1.0), "kitten": ("thing", "animal", 0.18, 1.0),
     "puppy": ("thing", "animal", 0.22, 1.2), "wave": ("ground", "water", 0.0, 0.0), "meadow": ("ground", "land", 0.0, 0.0),
     "valley": ("ground", "land", 0.0, 0.0), "canyon": ("ground", "land", 0.0, 0.0), "house": ("thing", "building", 4.0, 1.3),
     "barn": ("thing", "building", 4.0, 1.3), "castle": ("thing", "building", 10.0, 1.5), "mountains": ("backdrop", "landform", 0.0, 0.0),

@@ -42,7 +42,7 @@ LAYOUT = {
     "ride_sink": 0.5,  # "A riding B": A's bottom this far into the mount's height
     "size_power": 0.7,  # visual size = lexicon size ** this (a mouse next to an elephant stays visible)
     "min_size": 0.04,  # lexicon sizes below this are drawn at this size
-    "min_share": 0.12,  # no thing is drawn smaller than this share of the scene's largest thing (a mouse by a train)
+    "min_share": 0.3,  # no thing is drawn smaller than this share of the scene's largest thing: a small region renders badly
     "aspect_range": (0.25, 4.0),
     "horizon": 0.5,  # of the height: the top of the ground when there is ground
     "near_ground_step": 0.15,  # each nearer ground band starts this much lower
