@@ -11,6 +11,7 @@ constraints holds. Constraints are judged on the plan only (objects, region prom
 z-order), by this script's own checks, not by the planner's rules module.
 Timing: planning time per goal (median, p95, max) over 20 rounds, in the same run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,8 @@ import inflect
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from pakati_core.orchestration import plan
-from pakati_core.orchestration.rules import has_word, relation_holds
+from pakati_core.orchestration import plan  # noqa: E402
+from pakati_core.orchestration.rules import has_word, relation_holds  # noqa: E402
 
 DATA = REPO / "bench" / "data" / "scene_goals.txt"
 _inflect = inflect.engine()
@@ -240,8 +241,10 @@ def main() -> int:
             times.append(time.perf_counter() - t0)
     times.sort()
     p95 = times[int(0.95 * (len(times) - 1))]
-    print(f"planning time per goal: median {1000 * statistics.median(times):.2f} ms, p95 {1000 * p95:.2f} ms, max {1000 * times[-1]:.2f} ms "
-          f"({len(times)} plans)")
+    print(
+        f"planning time per goal: median {1000 * statistics.median(times):.2f} ms, p95 {1000 * p95:.2f} ms, max {1000 * times[-1]:.2f} ms "
+        f"({len(times)} plans)"
+    )
     return 0
 
 

@@ -62,8 +62,10 @@ class PakatiPlan(io.ComfyNode):
                 io.Combo.Input("planner", options=PLANNERS, default="offline",
                                tooltip="offline: deterministic, no network. anthropic/openai: an LLM fills the plan schema (key from the "
                                "environment or the 0600 key file; without one the offline planner is used and the plan says so). local: an "
-                               "OpenAI-compatible server on your machine (Ollama, llama.cpp, vLLM, LM Studio) at PAKATI_LOCAL_LLM_URL; no key."),
-                io.String.Input("model", default="", tooltip="LLM model name for the anthropic/openai planner (empty: the configured default); "
+                               "OpenAI-compatible server on your machine (Ollama, llama.cpp, vLLM, LM Studio) at "
+                               "PAKATI_LOCAL_LLM_URL; no key."),
+                io.String.Input("model", default="",
+                                tooltip="LLM model name for the anthropic/openai planner (empty: the configured default); "
                                 "for local, the model name the server lists (empty: PAKATI_LOCAL_LLM_MODEL)."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed recorded in the plan's generate task (same goal and seed give the same plan)."),
                 io.Boolean.Input("remember", default=True, tooltip="Keep plans and checks per goal under the ComfyUI user folder and start "
@@ -134,9 +136,11 @@ class PakatiCheckAlignment(io.ComfyNode):
                 io.String.Input("goal", multiline=True, default="", optional=True, tooltip="The goal, when no plan is connected (or to check against another goal)."),
                 CanvasType.Input("canvas", optional=True, tooltip="A canvas whose region boxes replace the planned ones (regions matched by id)."),
                 io.Combo.Input("checker", options=CHECKERS, default="offline",
-                               tooltip="offline: colours and the plan's geometry only. anthropic/openai: a vision model answers what cannot be measured. "
+                               tooltip="offline: colours and the plan's geometry only. anthropic/openai: a vision model answers what "
+                               "cannot be measured. "
                                "local: a vision model on an OpenAI-compatible server on your machine (PAKATI_LOCAL_LLM_URL; no key)."),
-                io.String.Input("model", default="", optional=True, tooltip="Vision model name for the anthropic/openai checker (empty: the "
+                io.String.Input("model", default="", optional=True,
+                                tooltip="Vision model name for the anthropic/openai checker (empty: the "
                                 "configured default); for local, the model name the server lists (empty: PAKATI_LOCAL_LLM_MODEL)."),
                 ReferencesType.Input("references", optional=True, tooltip="Optional: Pakati References whose description names an object "
                                      "(\"a cat\"): the object is then found in the image by its look, and relations are judged where it really is."),

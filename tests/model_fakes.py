@@ -211,7 +211,8 @@ class FakeLocalChatServer:
                 if outer.mode in ("schema", "json_mode"):
                     return self._json(200, chat_body(data))
                 if outer.mode == "prose":
-                    return self._json(200, chat_body(f"Sure! Here is what you asked for:\n```json\n{data}\n```\nLet me know if you need more."))
+                    text = f"Sure! Here is what you asked for:\n```json\n{data}\n```\nLet me know if you need more."
+                    return self._json(200, chat_body(text))
                 return self._json(200, chat_body("I think the picture should show the things in a pleasant arrangement."))
 
             def _json(self, status: int, body: dict) -> None:

@@ -5,6 +5,7 @@
 Each panel is ``pakati_core.preview.draw_overlay`` (what the Pakati Canvas Preview node draws) of the plan's
 canvas on a grey board, with the goal written under it.
 """
+
 from __future__ import annotations
 
 import sys
@@ -16,9 +17,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from pakati_core.canvas import Canvas
-from pakati_core.orchestration import plan
-from pakati_core.preview import draw_overlay
+from pakati_core.canvas import Canvas  # noqa: E402
+from pakati_core.orchestration import plan  # noqa: E402
+from pakati_core.preview import draw_overlay  # noqa: E402
 
 GOALS = [
     "portrait of an old sailor with a white beard and a wool cap",

@@ -9,6 +9,7 @@ prompt); an answer that is not valid JSON for the schema is repaired at most twi
 JSON inside prose or a fenced block is read out of it. Every call goes through the same call context as the
 cloud providers (token bucket, retries, one call record each).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,15 +21,16 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from ..images import shrink_to
+from ..retry import RetryPolicy
 from .base import ProviderModel, import_sdk
 from .calls import CallContext
 from .errors import MalformedResponseError, ModelConfigError, ProviderRefusedError, ProviderRequestError
-from .images import b64_png, shrink_to
+from .images import b64_png
 from .judging import ANSWERS_SCHEMA, JUDGE_SYSTEM, check_schema, judge_user_text, parse_answers
 from .protocols import Answer, CallRecorder
 from .recording import LoggingRecorder
 from .registry import ModelSpec, Registry, Resolved, default_registry
-from .retry import RetryPolicy
 
 URL_ENV, MODEL_ENV, KEY_ENV = "PAKATI_LOCAL_LLM_URL", "PAKATI_LOCAL_LLM_MODEL", "PAKATI_LOCAL_LLM_KEY"
 MAX_REPAIRS = 2
@@ -64,7 +66,7 @@ def extract_json(text: str) -> Any:
             elif ch == "}":
                 depth -= 1
                 if depth == 0:
-                    candidates.append(text[start:i + 1])
+                    candidates.append(text[start : i + 1])
                     break
     for c in candidates:
         try:
@@ -77,32 +79,57 @@ def extract_json(text: str) -> Any:
 class _LocalChat(ProviderModel):
     provider = "local"
 
-    def __init__(self, model: str | None = None, credential: str | None = None, recorder: CallRecorder | None = None, *,
-                 registry: Registry | None = None, http_client: Any = None, record_prompts: bool = False,
-                 model_setting: str | None = None, policy: RetryPolicy | None = None,
-                 check_interrupt: Callable[[], None] | None = None, base_url: str | None = None):
+    def __init__(
+        self,
+        model: str | None = None,
+        credential: str | None = None,
+        recorder: CallRecorder | None = None,
+        *,
+        registry: Registry | None = None,
+        http_client: Any = None,
+        record_prompts: bool = False,
+        model_setting: str | None = None,
+        policy: RetryPolicy | None = None,
+        check_interrupt: Callable[[], None] | None = None,
+        base_url: str | None = None,
+    ):
         self.sdk = import_sdk("openai")
         self.registry = registry or default_registry()
         self.base_url = local_endpoint(base_url)
         name = (model or os.environ.get(MODEL_ENV, "")).strip()
         if not name:
             raise ModelConfigError(f"no local model named: give the model name (as the server lists it) or set {MODEL_ENV}", field="model")
-        self.resolved = Resolved(ModelSpec(name=name, provider="local", kinds=(self.kind,), known=False), model_setting or "the 'model' setting")
+        self.resolved = Resolved(
+            ModelSpec(name=name, provider="local", kinds=(self.kind,), known=False), model_setting or "the 'model' setting"
+        )
         self.credential_name = "local"
         self.settings = self.registry.settings("local")
-        self.ctx = CallContext(provider="local", resolved=self.resolved, credential_name="local", key=os.environ.get(KEY_ENV, ""),
-                               settings=self.settings, recorder=recorder if recorder is not None else LoggingRecorder(),
-                               record_prompts=record_prompts, policy=policy, check_interrupt=check_interrupt)
+        self.ctx = CallContext(
+            provider="local",
+            resolved=self.resolved,
+            credential_name="local",
+            key=os.environ.get(KEY_ENV, ""),
+            settings=self.settings,
+            recorder=recorder if recorder is not None else LoggingRecorder(),
+            record_prompts=record_prompts,
+            policy=policy,
+            check_interrupt=check_interrupt,
+        )
         self.schema_supported = True  # until the server shows otherwise
-        kwargs: dict[str, Any] = {"api_key": self.ctx.key or "not-needed", "base_url": self.base_url, "max_retries": 0,
-                                  "timeout": self.settings.timeout_s}
+        kwargs: dict[str, Any] = {
+            "api_key": self.ctx.key or "not-needed",
+            "base_url": self.base_url,
+            "max_retries": 0,
+            "timeout": self.settings.timeout_s,
+        }
         if http_client is not None:
             kwargs["http_client"] = http_client
         self.client = self.sdk.OpenAI(**kwargs)
 
     def _send(self, operation: str, messages: list[dict], fmt: dict, prompt: str) -> str:
-        response = self._call(operation, lambda: self.client.chat.completions.create(model=self.model, messages=messages, response_format=fmt),
-                              prompt=prompt)
+        response = self._call(
+            operation, lambda: self.client.chat.completions.create(model=self.model, messages=messages, response_format=fmt), prompt=prompt
+        )
         choices = getattr(response, "choices", None) or []
         if not choices:
             raise MalformedResponseError(f"the local model '{self.model}' returned no choices", "local")
@@ -111,8 +138,9 @@ class _LocalChat(ProviderModel):
             raise ProviderRefusedError(f"the local model '{self.model}' refused to answer", "local")
         return message.content or ""
 
-    def _json(self, operation: str, system: str, content: list[dict], schema: dict, what: str, prompt: str,
-              check: Callable[[Any], Any]) -> Any:
+    def _json(
+        self, operation: str, system: str, content: list[dict], schema: dict, what: str, prompt: str, check: Callable[[Any], Any]
+    ) -> Any:
         """A schema-checked answer: structured output where the server takes it, else JSON mode and at most two repairs."""
         messages: list[dict] = [{"role": "system", "content": system}, {"role": "user", "content": content}]
         if self.schema_supported:
@@ -124,8 +152,12 @@ class _LocalChat(ProviderModel):
                 self.schema_supported = False  # the server does not take json_schema: JSON mode from now on
             except (ValueError, MalformedResponseError):
                 pass  # it ignored the schema: JSON mode below
-        messages[0] = {"role": "system", "content": system + "\nAnswer with one JSON object, and nothing else, that matches this JSON schema:\n"
-                       + json.dumps(schema, separators=(",", ":"))}
+        messages[0] = {
+            "role": "system",
+            "content": system
+            + "\nAnswer with one JSON object, and nothing else, that matches this JSON schema:\n"
+            + json.dumps(schema, separators=(",", ":")),
+        }
         problem = ""
         for repair in range(MAX_REPAIRS + 1):
             text = self._send(operation, messages, {"type": "json_object"}, prompt)
@@ -134,10 +166,13 @@ class _LocalChat(ProviderModel):
             except (ValueError, MalformedResponseError) as e:
                 problem = e.message if isinstance(e, MalformedResponseError) else str(e)
             if repair < MAX_REPAIRS:
-                messages += [{"role": "assistant", "content": text[:4000]},
-                             {"role": "user", "content": f"That answer was not valid ({problem[:300]}). Answer again with only the JSON object."}]
-        raise MalformedResponseError(f"the local model '{self.model}' gave no valid JSON for {what} after {MAX_REPAIRS} repairs ({problem[:200]})",
-                                     "local")
+                messages += [
+                    {"role": "assistant", "content": text[:4000]},
+                    {"role": "user", "content": f"That answer was not valid ({problem[:300]}). Answer again with only the JSON object."},
+                ]
+        raise MalformedResponseError(
+            f"the local model '{self.model}' gave no valid JSON for {what} after {MAX_REPAIRS} repairs ({problem[:200]})", "local"
+        )
 
 
 class LocalPlanner(_LocalChat):
@@ -146,8 +181,15 @@ class LocalPlanner(_LocalChat):
     kind = "text"
 
     def complete_json(self, system: str, user: str, schema: dict) -> dict:
-        return self._json("complete_json", system, [{"type": "text", "text": user}], schema, "the plan", user,
-                          lambda data: check_schema(data, schema, "local", "the plan"))
+        return self._json(
+            "complete_json",
+            system,
+            [{"type": "text", "text": user}],
+            schema,
+            "the plan",
+            user,
+            lambda data: check_schema(data, schema, "local", "the plan"),
+        )
 
 
 class LocalVisionJudge(_LocalChat):
@@ -159,5 +201,12 @@ class LocalVisionJudge(_LocalChat):
         questions = list(questions)
         url = "data:image/png;base64," + b64_png(shrink_to(image, self.resolved.spec.max_side))
         content = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": judge_user_text(questions)}]
-        return self._json("ask", JUDGE_SYSTEM, content, ANSWERS_SCHEMA, "judge answers", judge_user_text(questions),
-                          lambda data: parse_answers(check_schema(data, ANSWERS_SCHEMA, "local", "judge answers"), questions, "local"))
+        return self._json(
+            "ask",
+            JUDGE_SYSTEM,
+            content,
+            ANSWERS_SCHEMA,
+            "judge answers",
+            judge_user_text(questions),
+            lambda data: parse_answers(check_schema(data, ANSWERS_SCHEMA, "local", "judge answers"), questions, "local"),
+        )

@@ -26,6 +26,7 @@ noun lexicon (``data/nouns.tsv``: kind, typical size relative to a person, aspec
 What this cannot satisfy (conflicting constraints across columns) is handed to the solver
 (:func:`solver.solve_layout`) by the planner.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,10 +56,14 @@ LAYOUT = {
     "elevated_bottom": 0.45,  # a flying thing's lowest edge
     "over_ground": 0.05,  # "flying over the valley": the bottom edge this far above the horizon
     "over_ground_standing": 0.25,  # "a bridge over a river": standing this far down the band
-    "foreground_bottom": 0.98, "foreground_scale": 1.25,
-    "background_scale": 0.55, "background_above_horizon": -0.06,
-    "top_margin": 0.03, "width_fill": 0.94,
-    "contain_fill": 0.55, "contain_at": 0.58,  # contents fill this share of the container, centred this far down
+    "foreground_bottom": 0.98,
+    "foreground_scale": 1.25,
+    "background_scale": 0.55,
+    "background_above_horizon": -0.06,
+    "top_margin": 0.03,
+    "width_fill": 0.94,
+    "contain_fill": 0.55,
+    "contain_at": 0.58,  # contents fill this share of the container, centred this far down
 }
 VERTICAL = ("above", "on", "below", "riding")
 DEPTH = ("in_front_of", "behind")
@@ -242,8 +247,14 @@ def row_order(cols: Columns, relations: list[tuple[str, str, str]], items: dict[
                 h_edges.append((cols.of[b], cols.of[a]))
     order = _topo(list(cols.members), h_edges, col_rank)
     if not h_edges:
-        order = _around_hubs(order, [(cols.of[a], cols.of[b]) for a, rel, b in relations
-                                     if rel == "near" and a in cols.of and b in cols.of and cols.of[a] != cols.of[b]])
+        order = _around_hubs(
+            order,
+            [
+                (cols.of[a], cols.of[b])
+                for a, rel, b in relations
+                if rel == "near" and a in cols.of and b in cols.of and cols.of[a] != cols.of[b]
+            ],
+        )
     side = {c: next((items[i].hint for i in m if items[i].hint), "") for c, m in cols.members.items()}
     if any(side.values()):
         key = {"left": 0, "center": 1, "": 1, "right": 2}
@@ -252,11 +263,14 @@ def row_order(cols: Columns, relations: list[tuple[str, str, str]], items: dict[
 
 
 # -- 5. ground levels ----------------------------------------------------------------------------
-def ground_levels(cols: Columns, items: dict[str, Item], relations: list[tuple[str, str, str]], bands: dict[str, Box],
-                  height: int) -> dict[str, float]:
+def ground_levels(
+    cols: Columns, items: dict[str, Item], relations: list[tuple[str, str, str]], bands: dict[str, Box], height: int
+) -> dict[str, float]:
     """The y of each column's bottom edge."""
     horizon = LAYOUT["horizon"] * height if any(items[b].kind == "ground" for b in bands) else None
-    on_band = {a: b for a, rel, b in relations if rel == "on" and b in bands and items[b].kind != "backdrop"}  # "in the mountains": at their foot
+    on_band = {
+        a: b for a, rel, b in relations if rel == "on" and b in bands and items[b].kind != "backdrop"
+    }  # "in the mountains": at their foot
     over_band = {a: b for a, rel, b in relations if rel == "above" and b in bands}
     out = {}
     for c, ids in cols.members.items():
@@ -267,7 +281,7 @@ def ground_levels(cols: Columns, items: dict[str, Item], relations: list[tuple[s
         if depth == "foreground":
             y = LAYOUT["foreground_bottom"] * height
         elif depth == "background":
-            y = ((horizon if horizon is not None else 0.6 * height) + LAYOUT["background_above_horizon"] * height)
+            y = (horizon if horizon is not None else 0.6 * height) + LAYOUT["background_above_horizon"] * height
         elif band is not None and items[band].kind == "ground":
             b = bands[band]
             y = b[1] + LAYOUT["stand_in_band"] * (b[3] - b[1])
@@ -285,8 +299,15 @@ def ground_levels(cols: Columns, items: dict[str, Item], relations: list[tuple[s
 
 
 # -- 6. scale ------------------------------------------------------------------------------------
-def fit_scale(cols: Columns, rows: list[list[str]], size: dict[str, tuple[float, float]], bottoms: dict[str, float],
-              width: int, height: int, gap: float) -> float:
+def fit_scale(
+    cols: Columns,
+    rows: list[list[str]],
+    size: dict[str, tuple[float, float]],
+    bottoms: dict[str, float],
+    width: int,
+    height: int,
+    gap: float,
+) -> float:
     """The largest scale (pixels per person height) at which every column and row fits."""
     s = float(height)
     top = LAYOUT["top_margin"] * height
@@ -303,8 +324,17 @@ def fit_scale(cols: Columns, rows: list[list[str]], size: dict[str, tuple[float,
 
 
 # -- 7. stand ------------------------------------------------------------------------------------
-def stand(cols: Columns, rows: list[list[str]], size: dict[str, tuple[float, float]], bottoms: dict[str, float], items: dict[str, Item],
-          s: float, width: int, height: int, gap: float) -> dict[str, Box]:
+def stand(
+    cols: Columns,
+    rows: list[list[str]],
+    size: dict[str, tuple[float, float]],
+    bottoms: dict[str, float],
+    items: dict[str, Item],
+    s: float,
+    width: int,
+    height: int,
+    gap: float,
+) -> dict[str, Box]:
     boxes: dict[str, Box] = {}
     heights = [max(column_dims(cols, c, size, s, gap)[1] for c in r) if r else 0.0 for r in rows]
     total_h = sum(heights) + gap * (len(rows) - 1)
@@ -337,8 +367,9 @@ def stand(cols: Columns, rows: list[list[str]], size: dict[str, tuple[float, flo
 
 
 # -- 8. containment ------------------------------------------------------------------------------
-def contain(boxes: dict[str, Box], inside: dict[str, str], size: dict[str, tuple[float, float]], rank: dict[str, int],
-            width: int, height: int) -> None:
+def contain(
+    boxes: dict[str, Box], inside: dict[str, str], size: dict[str, tuple[float, float]], rank: dict[str, int], width: int, height: int
+) -> None:
     """Put contents inside their containers; several contents of one container side by side."""
     groups: dict[str, list[str]] = {}
     for a in _topo(list(inside), [(inside[a], a) for a in inside if inside[a] in inside], rank):
@@ -373,8 +404,9 @@ def z_order(items: list[Item], relations: list[tuple[str, str, str]], bands: dic
 
 
 # -- 3b. several things on one surface -------------------------------------------------------------
-def surfaces(relations: list[tuple[str, str, str]], size: dict[str, tuple[float, float]], rank: dict[str, int],
-             gap_units: float) -> tuple[list[tuple[str, str, str]], dict[str, list[str]]]:
+def surfaces(
+    relations: list[tuple[str, str, str]], size: dict[str, tuple[float, float]], rank: dict[str, int], gap_units: float
+) -> tuple[list[tuple[str, str, str]], dict[str, list[str]]]:
     """Things resting on the same surface ("a cup and a croissant on a table") stand side by side on it: each such
     group becomes one row item (``on:<surface>``) resting on the surface; returns the rewritten relations and the rows."""
     on: dict[str, list[str]] = {}
@@ -426,7 +458,7 @@ def place(items: list[Item], relations: list[tuple[str, str, str]], width: int, 
     order = row_order(cols, relations, by_id, rank)
     related = any(rel in ("left_of", "right_of", "near") for _, rel, _ in relations)
     per_row = max(1, len(order) if related or len(order) <= LAYOUT["max_per_row"] else math.ceil(math.sqrt(len(order) * width / height)))
-    rows = [order[i:i + per_row] for i in range(0, len(order), per_row)] or [[]]
+    rows = [order[i : i + per_row] for i in range(0, len(order), per_row)] or [[]]
     boxes: dict[str, Box] = dict(bands)
     if order:
         bottoms = ground_levels(cols, by_id, relations, bands, height)

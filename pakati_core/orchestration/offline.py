@@ -7,7 +7,7 @@ from typing import Any
 from ..canvas import validate_canvas_size
 from ..errors import CanvasSizeError
 from . import lexicon as lx
-from .errors import GoalError, PlanError
+from .errors import PlanError
 from .layout import Item, place
 from .parse import ParsedGoal, ParsedObject, noun_info, parse_goal, singular
 from .plan_model import Attribute, Plan, PlannedObject, Relation, Task

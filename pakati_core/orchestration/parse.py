@@ -148,7 +148,8 @@ def _is_break(tokens: list[str], i: int, have: list[str]) -> bool:
         return not (t in lx.MODIFIER_PARTICIPLES and content_next) and not (t.endswith("ing") and not have and content_next)
     if have and t.endswith("ed") and t not in lx.SIZE_OF and not content_next:
         return True
-    if have and t.endswith("ing") and known_noun(have[-1]) and not lx.attribute_kind(have[-1]) and nxt in ("a", "an", "the", "her", "his", "their"):
+    if have and t.endswith("ing") and known_noun(have[-1]) and not lx.attribute_kind(have[-1]) \
+            and nxt in ("a", "an", "the", "her", "his", "their"):
         return True  # "two children building a sandcastle": a participle taking an object
     if have and t.endswith("ing") and t not in lx.SIZE_OF and known_noun(have[-1]) and not lx.attribute_kind(have[-1]):
         return True  # "the sun casting shadows": a known noun then a participle
@@ -365,7 +366,8 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
         if noun in lx.NON_OBJECTS or noun in lx.PRONOUNS or len(noun) < 2 or noun.isdigit() or kind == "non-object" or placement_word(k):
             np_index[k] = None  # times, weather, light, directions, framing: they stay in the base prompt
             return None
-        first_scene = not scene_parts or scene_parts[0][0].split()[-1] == noun or (kind == "setting" and not scene_parts[0][0].endswith(noun))
+        first_scene = not scene_parts or scene_parts[0][0].split()[-1] == noun \
+            or (kind == "setting" and not scene_parts[0][0].endswith(noun))
         scene_like = kind == "setting" or (noun in lx.SCENES and kind not in lx.BANDS and kind != "thing")
         on_it = k > 0 and items[k - 1][0] == "rel" and items[k - 1][1] == "on"  # "a towel on the bar": a surface, not a place
         setting = kind == "setting" and not on_it
@@ -480,7 +482,8 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
                     ti = info(t)
                     if ti.kind in lx.BANDS:
                         o = obj_for(t, False)
-                        if owner is not None and o is not None and it[1] in ("across", "through", "along", "around") and ti.kind == "ground":
+                        spans = it[1] in ("across", "through", "along", "around")
+                        if owner is not None and o is not None and spans and ti.kind == "ground":
                             relations.append((owner, "on", o, it[1]))
                     elif (items[t][1].noun in lx.SCENES and ti.kind != "thing") or ti.kind == "setting":
                         obj_for(t, True)

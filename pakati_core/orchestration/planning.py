@@ -1,4 +1,5 @@
 """``plan()``: a goal becomes a plan, by the offline planner or an LLM, optionally starting from the context store."""
+
 from __future__ import annotations
 
 from .errors import PlannerError

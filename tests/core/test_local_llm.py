@@ -1,15 +1,16 @@
 """Local LLMs as planners and judges: the official ``openai`` SDK against a chat-completions server on 127.0.0.1
 (tests/model_fakes.FakeLocalChatServer) that honours json_schema, only JSON mode, or ignores the format and
 answers prose."""
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
-from model_fakes import FakeLocalChatServer, fake_answers
 from test_models import isolate_provider_env
 
+from model_fakes import FakeLocalChatServer, fake_answers
 from pakati_core.cache import MemoryCache
 from pakati_core.models import ListRecorder, ModelConfigError, make_judge, make_planner
 from pakati_core.models.local_provider import extract_json
@@ -17,10 +18,24 @@ from pakati_core.orchestration import PlannerError, check_alignment, plan
 
 GOAL = "a black cat next to a brown dog"
 PLAN_ANSWER = {
-    "base_prompt": GOAL, "base_negative": "blurry", "background": "",
+    "base_prompt": GOAL,
+    "base_negative": "blurry",
+    "background": "",
     "objects": [
-        {"id": "cat", "noun": "cat", "phrase": "black cat", "attributes": [{"kind": "colour", "value": "black"}], "box": [0.08, 0.35, 0.44, 0.85]},
-        {"id": "dog", "noun": "dog", "phrase": "brown dog", "attributes": [{"kind": "colour", "value": "brown"}], "box": [0.52, 0.3, 0.92, 0.85]},
+        {
+            "id": "cat",
+            "noun": "cat",
+            "phrase": "black cat",
+            "attributes": [{"kind": "colour", "value": "black"}],
+            "box": [0.08, 0.35, 0.44, 0.85],
+        },
+        {
+            "id": "dog",
+            "noun": "dog",
+            "phrase": "brown dog",
+            "attributes": [{"kind": "colour", "value": "brown"}],
+            "box": [0.52, 0.3, 0.92, 0.85],
+        },
     ],
     "relations": [{"subject": "cat", "relation": "near", "object": "dog"}],
 }

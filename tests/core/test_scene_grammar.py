@@ -1,5 +1,6 @@
 """The offline planner's scene grammar: one test per rule (stuff bands, settings, non-objects, owners,
 relations with geometry, counts, scale and depth, refusals) and the lexicon it reads."""
+
 from __future__ import annotations
 
 import pytest
@@ -46,7 +47,12 @@ def test_lexicon_covers_a_thousand_common_concrete_nouns_with_kind_size_and_aspe
     assert table["dog"].kind == "thing" and 0 < table["dog"].size < table["horse"].size < table["house"].size
     assert table["giraffe"].aspect < 1 < table["car"].aspect
     assert (table["sea"].kind, table["sky"].kind, table["mountain"].kind) == ("ground", "sky", "backdrop")
-    assert (table["beard"].kind, table["raincoat"].kind, table["library"].kind, table["sunset"].kind) == ("part", "wearable", "setting", "non-object")
+    assert (table["beard"].kind, table["raincoat"].kind, table["library"].kind, table["sunset"].kind) == (
+        "part",
+        "wearable",
+        "setting",
+        "non-object",
+    )
 
 
 # -- things, stuff, settings, non-objects --------------------------------------------------------
@@ -67,13 +73,16 @@ def test_settings_go_to_the_background_region_not_an_object():
     assert bg and has_word(p.region(bg[0].region_id)["prompt"], "forest")
 
 
-@pytest.mark.parametrize("goal,words", [
-    ("a man riding a horse on a beach at sunset", ["sunset"]),
-    ("a woman walking her dog in the rain at night", ["rain", "night"]),
-    ("a dog in the foreground and a house in the background", ["foreground", "background"]),
-    ("a car on the left and a bicycle on the right", ["left", "right"]),
-    ("a cat looking out of a window on a rainy day", ["day"]),
-])
+@pytest.mark.parametrize(
+    "goal,words",
+    [
+        ("a man riding a horse on a beach at sunset", ["sunset"]),
+        ("a woman walking her dog in the rain at night", ["rain", "night"]),
+        ("a dog in the foreground and a house in the background", ["foreground", "background"]),
+        ("a car on the left and a bicycle on the right", ["left", "right"]),
+        ("a cat looking out of a window on a rainy day", ["day"]),
+    ],
+)
 def test_times_weather_light_directions_and_framing_never_get_a_region(goal, words):
     p = plan(goal, W, H)
     for w in words:
@@ -82,13 +91,16 @@ def test_times_weather_light_directions_and_framing_never_get_a_region(goal, wor
 
 
 # -- owners --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("goal,owner,owned", [
-    ("portrait of an old sailor with a white beard and a wool cap", "sailor", ["white beard", "wool cap"]),
-    ("a woman in a yellow raincoat", "woman", ["yellow raincoat"]),
-    ("an old man wearing glasses and a hat sitting on a bench", "man", ["glasses", "hat"]),
-    ("a little girl holding a red balloon", "girl", ["red balloon"]),
-    ("a knight in shining armor", "knight", ["shining armor"]),
-])
+@pytest.mark.parametrize(
+    "goal,owner,owned",
+    [
+        ("portrait of an old sailor with a white beard and a wool cap", "sailor", ["white beard", "wool cap"]),
+        ("a woman in a yellow raincoat", "woman", ["yellow raincoat"]),
+        ("an old man wearing glasses and a hat sitting on a bench", "man", ["glasses", "hat"]),
+        ("a little girl holding a red balloon", "girl", ["red balloon"]),
+        ("a knight in shining armor", "knight", ["shining armor"]),
+    ],
+)
 def test_parts_clothing_and_carried_things_go_into_their_owners_prompt(goal, owner, owned):
     p = plan(goal, W, H)
     assert len(objs(p, owner)) == 1
@@ -117,8 +129,11 @@ def test_several_things_on_one_surface_stand_side_by_side_on_it():
 
 
 def test_riding_puts_the_rider_on_the_mount():
-    for goal, rider, mount in [("a man riding a horse", "man", "horse"), ("a cowboy on a horse", "cowboy", "horse"),
-                               ("a woman riding a bicycle", "woman", "bicycle")]:
+    for goal, rider, mount in [
+        ("a man riding a horse", "man", "horse"),
+        ("a cowboy on a horse", "cowboy", "horse"),
+        ("a woman riding a bicycle", "woman", "bicycle"),
+    ]:
         p = plan(goal, W, H)
         r, m = box(p, rider), box(p, mount)
         assert m[0] <= centre(r)[0] <= m[2] and m[1] <= r[3] <= m[3] and r[1] < m[1], goal
@@ -161,8 +176,11 @@ def test_attributes_stay_with_their_own_noun():
 
 # -- scale and depth -----------------------------------------------------------------------------
 def test_a_single_portrait_subject_fills_at_least_thirty_percent():
-    for goal, noun in [("portrait of an old sailor with a white beard", "sailor"), ("a man in a black suit and a red tie", "man"),
-                       ("a bowl of ramen", "bowl")]:
+    for goal, noun in [
+        ("portrait of an old sailor with a white beard", "sailor"),
+        ("a man in a black suit and a red tie", "man"),
+        ("a bowl of ramen", "bowl"),
+    ]:
         p = plan(goal, W, H)
         assert area(box(p, noun)) >= 0.3 * W * H, goal
 
@@ -179,8 +197,38 @@ def test_sizes_come_from_the_lexicon_and_depth_words_move_things():
 
 
 # -- refusals and robustness ---------------------------------------------------------------------
-WORDS = ["a", "the", "red", "cat", "on", "in", "with", "sofa", "sea", "sky", "riding", "horse", "wearing", "hat", "two", "eggs",
-         "bowl", "of", "at", "night", "left", "and", ",", "beard", "between", "trees", "under", "foreground", "library", "flying"]
+WORDS = [
+    "a",
+    "the",
+    "red",
+    "cat",
+    "on",
+    "in",
+    "with",
+    "sofa",
+    "sea",
+    "sky",
+    "riding",
+    "horse",
+    "wearing",
+    "hat",
+    "two",
+    "eggs",
+    "bowl",
+    "of",
+    "at",
+    "night",
+    "left",
+    "and",
+    ",",
+    "beard",
+    "between",
+    "trees",
+    "under",
+    "foreground",
+    "library",
+    "flying",
+]
 
 
 @settings(max_examples=120, deadline=None)

@@ -1,14 +1,15 @@
 """The docs picture of 12 planned scenes (tools/scene_layouts.py): drawn by the preview the Canvas Preview node
 uses; written to docs/ with PAKATI_UPDATE_DOCS=1, else to a temporary folder."""
+
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
 import numpy as np
-from browser import doc_picture
 from PIL import Image
 
+from browser import doc_picture
 from pakati_core.canvas import Canvas
 from pakati_core.orchestration import plan
 from pakati_core.orchestration.planning import plan_to_check, with_canvas
@@ -22,8 +23,11 @@ def test_scene_layouts_picture_shows_twelve_layouts():
     spec.loader.exec_module(mod)
     sheet = mod.render()
     assert sheet.shape == (3 * (mod.PANEL + mod.CAPTION), 4 * mod.PANEL, 3) and sheet.dtype == np.uint8
-    panels = [sheet[r * (mod.PANEL + mod.CAPTION):r * (mod.PANEL + mod.CAPTION) + mod.PANEL, c * mod.PANEL:(c + 1) * mod.PANEL]
-              for r in range(3) for c in range(4)]
+    panels = [
+        sheet[r * (mod.PANEL + mod.CAPTION) : r * (mod.PANEL + mod.CAPTION) + mod.PANEL, c * mod.PANEL : (c + 1) * mod.PANEL]
+        for r in range(3)
+        for c in range(4)
+    ]
     assert all(p.std() > 10 for p in panels)  # every panel has regions drawn on it
     assert len({p.tobytes() for p in panels}) == 12
     out = doc_picture("scene_layouts.png")
