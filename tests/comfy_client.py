@@ -168,12 +168,16 @@ MAX_STEPS = 3  # sampler steps of a template run by the tests
 
 
 def for_the_test_host(prompt: dict) -> dict:
-    """The API prompt with the tiny model in place of the checkpoint and at most MAX_STEPS steps."""
+    """The API prompt with the tiny model in place of the checkpoint (and tiny ControlNets in place of loaded ones)
+    and at most MAX_STEPS steps."""
     out = copy.deepcopy(prompt)
     for node in out.values():
         if node["class_type"] == "CheckpointLoaderSimple":
             node["class_type"] = "PakatiTestTinySDXL"
             node["inputs"] = {"seed": 0, "model_channels": 32}
+        elif node["class_type"] == "ControlNetLoader":  # seeded by the file name, so two loaders give two ControlNets
+            node["class_type"] = "PakatiTestTinyControlNet"
+            node["inputs"] = {"seed": 21 + sum(node["inputs"].get("control_net_name", "").encode()) % 1000}
         steps = node["inputs"].get("steps")
         if isinstance(steps, int) and steps > MAX_STEPS:
             node["inputs"]["steps"] = MAX_STEPS
