@@ -80,7 +80,7 @@ class RegionControl(comfy.controlnet.ControlBase):
         return c
 
 
-def region_mask(node: str, canvas: Canvas | None, region: str, mask: torch.Tensor | None) -> ControlMask:
+def region_mask(node: str, canvas: Canvas | None, region: str, mask: torch.Tensor | None, exclusive: bool = False) -> ControlMask:
     """The region's ControlMask from a MASK (wins when given) or from a canvas region."""
     if mask is not None:
         m = mask_to_numpy(mask)
@@ -92,7 +92,8 @@ def region_mask(node: str, canvas: Canvas | None, region: str, mask: torch.Tenso
     if canvas is None:
         raise PakatiNodeError(node, "canvas", "connect a canvas (with a region name, id or index) or a mask: the ControlNet needs a region to act in")
     index = checked(node, "region", lambda: canvas.index_of(region))
-    return checked(node, "region", lambda: ControlMask(canvas=canvas, index=index, name=f"region '{canvas.regions[index].label}'"))
+    return checked(node, "region", lambda: ControlMask(canvas=canvas, index=index, name=f"region '{canvas.regions[index].label}'",
+                                                            exclusive=exclusive))
 
 
 def apply_region_controlnet(positive, negative, control_net, image: torch.Tensor, mask: ControlMask, strength: float,
@@ -136,6 +137,8 @@ class PakatiRegionControlNet(io.ComfyNode):
                 io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001, tooltip="Fraction of the schedule where the ControlNet stops acting."),
                 CanvasType.Input("canvas", optional=True, tooltip="A canvas from Pakati Canvas; 'region' picks the region the ControlNet acts in."),
                 io.String.Input("region", default="0", optional=True, tooltip="With a canvas: the region's name, id, or 0-based index in z-order."),
+                io.Boolean.Input("exclusive", default=False, optional=True, tooltip="With a canvas: leave out the regions stacked above this one "
+                                 "(e.g. a background ControlNet that must not act on the figure in front of it)."),
                 io.Mask.Input("mask", optional=True, tooltip="Instead of a canvas region: where the ControlNet acts (white = full strength, soft edges blend). Wins over the canvas."),
                 io.Vae.Input("vae", optional=True, tooltip="For ControlNets that need a VAE (as in ComfyUI's Apply ControlNet)."),
             ],
@@ -153,7 +156,8 @@ class PakatiRegionControlNet(io.ComfyNode):
 
     @classmethod
     def execute(cls, positive, negative, control_net, image: torch.Tensor, strength: float, start_percent: float, end_percent: float,
-                canvas: Canvas | None = None, region: str = "0", mask: torch.Tensor | None = None, vae=None) -> io.NodeOutput:
+                canvas: Canvas | None = None, region: str = "0", exclusive: bool = False, mask: torch.Tensor | None = None,
+                vae=None) -> io.NodeOutput:
         node = node_name(cls)
         if control_net is None:
             raise PakatiNodeError(node, "control_net", "no ControlNet given")
@@ -163,7 +167,7 @@ class PakatiRegionControlNet(io.ComfyNode):
             raise PakatiNodeError(node, "image", f"expected an IMAGE [batch, height, width, channels], got shape {tuple(image.shape)}")
         if not bool(torch.isfinite(image).all()):
             raise PakatiNodeError(node, "image", "the control hint contains NaN or infinite values")
-        where = region_mask(node, canvas, region, mask)
+        where = region_mask(node, canvas, region, mask, exclusive)
         if strength == 0:
             return io.NodeOutput(positive, negative)
         if where.is_empty():

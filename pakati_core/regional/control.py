@@ -16,7 +16,7 @@ import threading
 import numpy as np
 import torch
 
-from ..canvas import Canvas, resize_mask_area, same_aspect
+from ..canvas import Canvas, exclusive_masks, resize_mask_area, same_aspect
 from ..errors import RegionalConditioningError
 
 Residuals = dict[str, list]
@@ -28,10 +28,12 @@ class ControlMask:
     Immutable once built; the per-grid masks are cached (they depend on the grid only).
     """
 
-    def __init__(self, *, canvas: Canvas | None = None, index: int = -1, mask: np.ndarray | None = None, name: str = "region"):
+    def __init__(self, *, canvas: Canvas | None = None, index: int = -1, mask: np.ndarray | None = None, name: str = "region",
+                 exclusive: bool = False):
+        """``exclusive``: a canvas region less the regions stacked above it (what the regional attention gives it)."""
         if (canvas is None) == (mask is None):
             raise RegionalConditioningError("give a canvas region or a mask, not both and not neither", field="mask")
-        self.canvas, self.index, self.name = canvas, index, name
+        self.canvas, self.index, self.name, self.exclusive = canvas, index, name, bool(exclusive) and canvas is not None
         self.mask = None
         if mask is not None:
             m = np.asarray(mask, dtype=np.float32)
@@ -69,7 +71,10 @@ class ControlMask:
         with self._lock:
             m = self._grids.get(key)
             if m is None:
-                if self.canvas is not None:
+                if self.canvas is not None and self.exclusive:
+                    own = [self.canvas.rasterize(j, key[1], key[0]) for j in range(self.index, len(self.canvas.regions))]
+                    m = exclusive_masks(np.stack(own))[0]
+                elif self.canvas is not None:
                     m = self.canvas.rasterize(self.index, key[1], key[0])
                 else:
                     m = resize_mask_area(self.mask, key[1], key[0])
