@@ -168,8 +168,8 @@ MAX_STEPS = 3  # sampler steps of a template run by the tests
 
 
 def for_the_test_host(prompt: dict) -> dict:
-    """The API prompt with the tiny model in place of the checkpoint (and tiny ControlNets in place of loaded ones)
-    and at most MAX_STEPS steps."""
+    """The API prompt with the tiny model in place of the checkpoint (tiny ControlNets, CLIP vision and IP-Adapter
+    checkpoints in place of loaded ones) and at most MAX_STEPS steps."""
     out = copy.deepcopy(prompt)
     for node in out.values():
         if node["class_type"] == "CheckpointLoaderSimple":
@@ -178,6 +178,11 @@ def for_the_test_host(prompt: dict) -> dict:
         elif node["class_type"] == "ControlNetLoader":  # seeded by the file name, so two loaders give two ControlNets
             node["class_type"] = "PakatiTestTinyControlNet"
             node["inputs"] = {"seed": 21 + sum(node["inputs"].get("control_net_name", "").encode()) % 1000}
+        elif node["class_type"] == "CLIPVisionLoader":
+            node["class_type"] = "PakatiTestTinyCLIPVision"
+            node["inputs"] = {"seed": 31}
+        elif node["class_type"] == "IPAdapterModelLoader":  # the pack's own loader, on the tiny checkpoint in its format
+            node["inputs"] = {"ipadapter_file": "pakati_tiny_ipadapter.safetensors"}
         steps = node["inputs"].get("steps")
         if isinstance(steps, int) and steps > MAX_STEPS:
             node["inputs"]["steps"] = MAX_STEPS

@@ -16,6 +16,7 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
+import torch
 
 PINNED_COMMIT = "9d076a3df0d2763cef5510ec5ab807f6632c39f5"  # cubiq/ComfyUI_IPAdapter_plus, 2025-02-26
 PACK_NAME = "ComfyUI_IPAdapter_plus"
@@ -70,3 +71,26 @@ def require_pack(host: Path | None) -> Path:
             pytest.fail(MISSING + " (PAKATI_REQUIRE_HOST=1)")
         pytest.skip(MISSING)
     return found
+
+
+TINY_IPADAPTER_FILE = "pakati_tiny_ipadapter.safetensors"
+
+
+def server_packs(host: Path | None, base: Path) -> dict[str, Path]:
+    """Extra custom-node packs for a test server: the IP-Adapter pack where it is found, with the tiny
+    IP-Adapter checkpoint written in its format to ``base/models/ipadapter`` for its own loader."""
+    pack = find_pack(host)
+    if pack is None:
+        return {}
+    import importlib.util
+
+    from safetensors.torch import save_file
+
+    here = Path(__file__).resolve().parent / "host_nodes" / "pakati_test_nodes" / "tiny_ipadapter.py"
+    spec = importlib.util.spec_from_file_location("pakati_tiny_ipadapter_checkpoint", here)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    target = base / "models" / "ipadapter"
+    target.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.to(torch.float16).contiguous() for k, v in module.tiny_ipadapter_state_dict().items()}, str(target / TINY_IPADAPTER_FILE))
+    return {PACK_NAME: pack}

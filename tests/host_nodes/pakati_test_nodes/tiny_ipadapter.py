@@ -1,5 +1,6 @@
 """A tiny CLIP-vision model (ComfyUI's own classes) and a random IP-Adapter checkpoint in cubiq's
-ComfyUI_IPAdapter_plus format, sized for the tiny SDXL-class UNet.
+ComfyUI_IPAdapter_plus format, sized for the tiny SDXL-class UNet. The checkpoint part imports torch only (the server fixture writes it
+to a file before any ComfyUI module is imported in the test process).
 
 The checkpoint is an SDXL "standard" IP-Adapter as that pack reads it (``utils.ipadapter_model_loader``,
 ``IPAdapterPlus.ipadapter_execute``): ``image_proj.proj`` / ``image_proj.norm`` (ImageProjModel, 4 tokens
@@ -14,10 +15,7 @@ import json
 import os
 import tempfile
 
-import comfy.clip_vision
 import torch
-
-from .tiny_sdxl import _init_
 
 CLIP_VISION_CONFIG = {
     "attention_dropout": 0.0, "dropout": 0.0, "hidden_act": "quick_gelu", "hidden_size": 64, "image_size": 224,
@@ -30,8 +28,12 @@ TINY_INNER_DIM = 64
 
 
 @functools.lru_cache(maxsize=4)
-def tiny_clip_vision(seed: int = 31) -> comfy.clip_vision.ClipVisionModel:
+def tiny_clip_vision(seed: int = 31):
     """comfy.clip_vision.ClipVisionModel (CLIPVisionModelProjection) with a 3-layer, 64-wide config and seeded weights."""
+    import comfy.clip_vision
+
+    from .tiny_sdxl import _init_
+
     fd, path = tempfile.mkstemp(suffix=".json", prefix="pakati_tiny_clip_vision_")
     with os.fdopen(fd, "w") as f:
         json.dump(CLIP_VISION_CONFIG, f)
