@@ -50,7 +50,7 @@ class PakatiReferenceImageMask(io.ComfyNode):
         if not 0 <= index < len(refs):
             raise PakatiNodeError(node, "index", f"{index} is out of range: the chain holds {len(refs)} reference(s) (0 to {len(refs) - 1})")
         ref = refs[index]
-        image = torch.from_numpy(np.ascontiguousarray(ref.image, dtype=np.float32))[None]
+        image = torch.from_numpy(np.array(ref.image, dtype=np.float32))[None]  # a copy: references are read-only
         if canvas is not None and region.strip():
             i = checked(node, "region", lambda: canvas.index_of(region.strip()))
             mask = canvas.rasterize(i)
@@ -63,7 +63,7 @@ class PakatiReferenceImageMask(io.ComfyNode):
             mask = np.ones(ref.image.shape[:2], np.float32)
         if not (np.asarray(mask) > 0).any():
             raise PakatiNodeError(node, "region", "the region covers nothing: the reference would never apply")
-        return io.NodeOutput(image, torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None])
+        return io.NodeOutput(image, torch.from_numpy(np.array(mask, dtype=np.float32))[None])
 
 
 NODES = [PakatiReferenceImageMask]
