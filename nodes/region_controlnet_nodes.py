@@ -10,6 +10,7 @@ each residual's grid (``pakati_core.regional.control``), and adds whatever the C
 before it in the chain gave. So region ControlNets chain with each other and with ComfyUI's
 ControlNetApplyAdvanced in either order, as Advanced-ControlNet's ``mask_optional`` does.
 """
+
 from __future__ import annotations
 
 import logging
@@ -90,14 +91,26 @@ def region_mask(node: str, canvas: Canvas | None, region: str, mask: torch.Tenso
             raise PakatiNodeError(node, "mask", "mask contains NaN or infinite values")
         return checked(node, "mask", lambda: ControlMask(mask=m[0], name="the mask"))
     if canvas is None:
-        raise PakatiNodeError(node, "canvas", "connect a canvas (with a region name, id or index) or a mask: the ControlNet needs a region to act in")
+        raise PakatiNodeError(
+            node, "canvas", "connect a canvas (with a region name, id or index) or a mask: the ControlNet needs a region to act in"
+        )
     index = checked(node, "region", lambda: canvas.index_of(region))
-    return checked(node, "region", lambda: ControlMask(canvas=canvas, index=index, name=f"region '{canvas.regions[index].label}'",
-                                                            exclusive=exclusive))
+    return checked(
+        node, "region", lambda: ControlMask(canvas=canvas, index=index, name=f"region '{canvas.regions[index].label}'", exclusive=exclusive)
+    )
 
 
-def apply_region_controlnet(positive, negative, control_net, image: torch.Tensor, mask: ControlMask, strength: float,
-                            start_percent: float, end_percent: float, vae=None):
+def apply_region_controlnet(
+    positive,
+    negative,
+    control_net,
+    image: torch.Tensor,
+    mask: ControlMask,
+    strength: float,
+    start_percent: float,
+    end_percent: float,
+    vae=None,
+):
     """ComfyUI's ControlNetApplyAdvanced with the ControlNet wrapped in a RegionControl (one per previous chain)."""
     hint = image.movedim(-1, 1)
     made: dict = {}
@@ -128,18 +141,54 @@ class PakatiRegionControlNet(io.ComfyNode):
             "resolution they enter the UNet (feathered edges stay soft). Chain several (different models or hints) and ComfyUI's "
             "Apply ControlNet on the same conditioning; one sampler run, any sampler.",
             inputs=[
-                io.Conditioning.Input("positive", tooltip="The positive conditioning (e.g. the base prompt from Pakati Regional Conditioning)."),
+                io.Conditioning.Input(
+                    "positive", tooltip="The positive conditioning (e.g. the base prompt from Pakati Regional Conditioning)."
+                ),
                 io.Conditioning.Input("negative", tooltip="The negative conditioning."),
                 io.ControlNet.Input("control_net", tooltip="A ControlNet from Load ControlNet Model (any ControlNet ComfyUI loads)."),
-                io.Image.Input("image", tooltip="The control hint (pose, depth, edges...) for the whole image; it is resized to the latent like ComfyUI's Apply ControlNet does."),
-                io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.01, tooltip="The ControlNet's strength inside the region (0 = off)."),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001, tooltip="Fraction of the schedule where the ControlNet starts acting."),
-                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001, tooltip="Fraction of the schedule where the ControlNet stops acting."),
-                CanvasType.Input("canvas", optional=True, tooltip="A canvas from Pakati Canvas; 'region' picks the region the ControlNet acts in."),
-                io.String.Input("region", default="0", optional=True, tooltip="With a canvas: the region's name, id, or 0-based index in z-order."),
-                io.Boolean.Input("exclusive", default=False, optional=True, tooltip="With a canvas: leave out the regions stacked above this one "
-                                 "(e.g. a background ControlNet that must not act on the figure in front of it)."),
-                io.Mask.Input("mask", optional=True, tooltip="Instead of a canvas region: where the ControlNet acts (white = full strength, soft edges blend). Wins over the canvas."),
+                io.Image.Input(
+                    "image",
+                    tooltip="The control hint (pose, depth, edges...) for the whole image; "
+                    "it is resized to the latent like ComfyUI's Apply ControlNet does.",
+                ),
+                io.Float.Input(
+                    "strength", default=1.0, min=0.0, max=10.0, step=0.01, tooltip="The ControlNet's strength inside the region (0 = off)."
+                ),
+                io.Float.Input(
+                    "start_percent",
+                    default=0.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.001,
+                    tooltip="Fraction of the schedule where the ControlNet starts acting.",
+                ),
+                io.Float.Input(
+                    "end_percent",
+                    default=1.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.001,
+                    tooltip="Fraction of the schedule where the ControlNet stops acting.",
+                ),
+                CanvasType.Input(
+                    "canvas", optional=True, tooltip="A canvas from Pakati Canvas; 'region' picks the region the ControlNet acts in."
+                ),
+                io.String.Input(
+                    "region", default="0", optional=True, tooltip="With a canvas: the region's name, id, or 0-based index in z-order."
+                ),
+                io.Boolean.Input(
+                    "exclusive",
+                    default=False,
+                    optional=True,
+                    tooltip="With a canvas: leave out the regions stacked above this one "
+                    "(e.g. a background ControlNet that must not act on the figure in front of it).",
+                ),
+                io.Mask.Input(
+                    "mask",
+                    optional=True,
+                    tooltip="Instead of a canvas region: where the ControlNet acts (white = full strength, soft edges blend). "
+                    "Wins over the canvas.",
+                ),
                 io.Vae.Input("vae", optional=True, tooltip="For ControlNets that need a VAE (as in ComfyUI's Apply ControlNet)."),
             ],
             outputs=[
@@ -155,9 +204,21 @@ class PakatiRegionControlNet(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, positive, negative, control_net, image: torch.Tensor, strength: float, start_percent: float, end_percent: float,
-                canvas: Canvas | None = None, region: str = "0", exclusive: bool = False, mask: torch.Tensor | None = None,
-                vae=None) -> io.NodeOutput:
+    def execute(
+        cls,
+        positive,
+        negative,
+        control_net,
+        image: torch.Tensor,
+        strength: float,
+        start_percent: float,
+        end_percent: float,
+        canvas: Canvas | None = None,
+        region: str = "0",
+        exclusive: bool = False,
+        mask: torch.Tensor | None = None,
+        vae=None,
+    ) -> io.NodeOutput:
         node = node_name(cls)
         if control_net is None:
             raise PakatiNodeError(node, "control_net", "no ControlNet given")

@@ -4,6 +4,7 @@ A PakatiReference made with a canvas region carries that region as its mask; an 
 (cubiq's IPAdapterAdvanced ``image`` and ``attn_mask``) given this pair applies the reference inside
 the region only. The IP-Adapter resizes the mask to each attention layer's grid itself.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,17 +28,24 @@ class PakatiReferenceImageMask(io.ComfyNode):
             display_name="Pakati Reference Image + Mask",
             category="Pakati/regions",
             description="One reference from Pakati Reference as an IMAGE and a MASK for an IP-Adapter node (e.g. IPAdapterAdvanced's "
-            "image and attn_mask): the reference acts inside the region it was attached to. With a canvas, the region is taken from it instead.",
+            "image and attn_mask): the reference acts inside the region it was attached to. "
+            "With a canvas, the region is taken from it instead.",
             inputs=[
                 ReferencesType.Input("references", tooltip="References from Pakati Reference (made with a canvas and region, or a mask)."),
                 io.Int.Input("index", default=0, min=0, max=4096, tooltip="Which reference of the chain (0 = the first added)."),
-                CanvasType.Input("canvas", optional=True, tooltip="Optional: take the mask from this canvas's region instead of the reference's own mask."),
+                CanvasType.Input(
+                    "canvas",
+                    optional=True,
+                    tooltip="Optional: take the mask from this canvas's region instead of the reference's own mask.",
+                ),
                 io.String.Input("region", default="", optional=True, tooltip="With a canvas: the region's name, id or index."),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The reference image (for the IP-Adapter's image input)."),
-                io.Mask.Output(display_name="attn_mask", tooltip="Where the reference applies (for the IP-Adapter's attn_mask); all white when "
-                               "the reference has no region."),
+                io.Mask.Output(
+                    display_name="attn_mask",
+                    tooltip="Where the reference applies (for the IP-Adapter's attn_mask); all white when the reference has no region.",
+                ),
             ],
         )
 
@@ -48,7 +56,9 @@ class PakatiReferenceImageMask(io.ComfyNode):
         if not refs:
             raise PakatiNodeError(node, "references", "no references given")
         if not 0 <= index < len(refs):
-            raise PakatiNodeError(node, "index", f"{index} is out of range: the chain holds {len(refs)} reference(s) (0 to {len(refs) - 1})")
+            raise PakatiNodeError(
+                node, "index", f"{index} is out of range: the chain holds {len(refs)} reference(s) (0 to {len(refs) - 1})"
+            )
         ref = refs[index]
         image = torch.from_numpy(np.array(ref.image, dtype=np.float32))[None]  # a copy: references are read-only
         if canvas is not None and region.strip():

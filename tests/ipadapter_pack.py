@@ -7,6 +7,7 @@ the pinned commit is written out once under ``~/.cache/pakati``. Nothing is down
 Where none exists the IP-Adapter tests skip with a loud reason, and fail under
 ``PAKATI_REQUIRE_HOST=1`` (CI hosts that promise every host dependency).
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,6 @@ import tarfile
 from io import BytesIO
 from pathlib import Path
 
-import pytest
 import torch
 
 PINNED_COMMIT = "9d076a3df0d2763cef5510ec5ab807f6632c39f5"  # cubiq/ComfyUI_IPAdapter_plus, 2025-02-26
@@ -33,8 +33,9 @@ def _from_mirror(mirror: Path) -> Path | None:
     if _is_pack(target):
         return target
     try:
-        data = subprocess.run(["git", "--git-dir", str(mirror), "archive", "--format=tar", PINNED_COMMIT],
-                              check=True, capture_output=True, timeout=120).stdout
+        data = subprocess.run(
+            ["git", "--git-dir", str(mirror), "archive", "--format=tar", PINNED_COMMIT], check=True, capture_output=True, timeout=120
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     target.mkdir(parents=True, exist_ok=True)
@@ -65,11 +66,11 @@ MISSING = (
 
 def require_pack(host: Path | None) -> Path:
     """The pack's directory; skips loudly, or fails under PAKATI_REQUIRE_HOST=1, where it cannot be found."""
+    from harness import missing
+
     found = find_pack(host)
     if found is None:
-        if os.environ.get("PAKATI_REQUIRE_HOST") == "1":
-            pytest.fail(MISSING + " (PAKATI_REQUIRE_HOST=1)")
-        pytest.skip(MISSING)
+        missing(MISSING)
     return found
 
 
@@ -92,5 +93,7 @@ def server_packs(host: Path | None, base: Path) -> dict[str, Path]:
     spec.loader.exec_module(module)
     target = base / "models" / "ipadapter"
     target.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.to(torch.float16).contiguous() for k, v in module.tiny_ipadapter_state_dict().items()}, str(target / TINY_IPADAPTER_FILE))
+    save_file(
+        {k: v.to(torch.float16).contiguous() for k, v in module.tiny_ipadapter_state_dict().items()}, str(target / TINY_IPADAPTER_FILE)
+    )
     return {PACK_NAME: pack}

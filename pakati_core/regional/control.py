@@ -9,6 +9,7 @@ a feathered edge stays soft at every level. Where the coverage is zero at a grid
 becomes ``None`` (the UNet adds nothing there), so an empty region leaves the model's
 arithmetic exactly as without the ControlNet.
 """
+
 from __future__ import annotations
 
 import threading
@@ -16,8 +17,9 @@ import threading
 import numpy as np
 import torch
 
-from ..canvas import Canvas, exclusive_masks, resize_mask_area, same_aspect
+from ..canvas import Canvas, same_aspect
 from ..errors import RegionalConditioningError
+from ..masks import exclusive_masks, resize_mask
 
 Residuals = dict[str, list]
 
@@ -28,8 +30,15 @@ class ControlMask:
     Immutable once built; the per-grid masks are cached (they depend on the grid only).
     """
 
-    def __init__(self, *, canvas: Canvas | None = None, index: int = -1, mask: np.ndarray | None = None, name: str = "region",
-                 exclusive: bool = False):
+    def __init__(
+        self,
+        *,
+        canvas: Canvas | None = None,
+        index: int = -1,
+        mask: np.ndarray | None = None,
+        name: str = "region",
+        exclusive: bool = False,
+    ):
         """``exclusive``: a canvas region less the regions stacked above it (what the regional attention gives it)."""
         if (canvas is None) == (mask is None):
             raise RegionalConditioningError("give a canvas region or a mask, not both and not neither", field="mask")
@@ -77,7 +86,7 @@ class ControlMask:
                 elif self.canvas is not None:
                     m = self.canvas.rasterize(self.index, key[1], key[0])
                 else:
-                    m = resize_mask_area(self.mask, key[1], key[0])
+                    m = resize_mask(self.mask, key[1], key[0])
                 m = np.ascontiguousarray(np.clip(m, 0.0, 1.0), dtype=np.float32)
                 m.setflags(write=False)
                 self._grids[key] = m

@@ -20,7 +20,6 @@ import pytest
 
 from comfy_client import for_the_test_host, provide_input_images
 
-
 pytestmark = pytest.mark.host
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +35,7 @@ IPADAPTER_NODES = {"IPAdapterAdvanced", "IPAdapterModelLoader", "IPAdapter", "IP
 def require_packs_for(path: Path) -> None:
     """Templates with cubiq's IP-Adapter nodes need that pack's source (tests/ipadapter_pack.py): skip loudly, or fail
     under PAKATI_REQUIRE_HOST=1, where it is not found."""
-    from conftest import HOST
+    from harness import HOST
     from ipadapter_pack import require_pack
 
     text = path.read_text()

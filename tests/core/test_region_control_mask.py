@@ -1,4 +1,5 @@
 """pakati_core.regional.control: a region's mask on ControlNet residual dicts (plain torch, no host)."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,10 @@ from pakati_core.regional.control import ControlMask, mask_residuals, merge_resi
 
 def residual_dict(seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"middle": [torch.randn(2, 8, 4, 4, generator=g)],
-            "output": [torch.randn(2, 8, 16, 16, generator=g), None, torch.randn(2, 4, 8, 8, generator=g)]}
+    return {
+        "middle": [torch.randn(2, 8, 4, 4, generator=g)],
+        "output": [torch.randn(2, 8, 16, 16, generator=g), None, torch.randn(2, 4, 8, 8, generator=g)],
+    }
 
 
 def test_hard_mask_zero_outside_equal_inside_at_every_grid():
@@ -30,7 +33,7 @@ def test_hard_mask_zero_outside_equal_inside_at_every_grid():
                 continue
             w = x.shape[-1]
             assert torch.equal(y[..., : w // 2], x[..., : w // 2])
-            assert torch.equal(y[..., w // 2:], torch.zeros_like(y[..., w // 2:]))
+            assert torch.equal(y[..., w // 2 :], torch.zeros_like(y[..., w // 2 :]))
             assert y is not x, "a new tensor: nothing is written in place"
 
 
@@ -57,9 +60,19 @@ def test_merge_sums_level_by_level_like_comfyui():
 
 
 def test_canvas_region_feather_and_exclusive():
-    canvas = Canvas.from_json(json.dumps({"version": 1, "width": 64, "height": 64, "regions": [
-        {"id": "bg", "shape": "rect", "points": [[0, 0], [64, 64]], "prompt": "x"},
-        {"id": "fg", "shape": "rect", "points": [[16, 16], [48, 48]], "prompt": "y", "feather": 4}]}))
+    canvas = Canvas.from_json(
+        json.dumps(
+            {
+                "version": 1,
+                "width": 64,
+                "height": 64,
+                "regions": [
+                    {"id": "bg", "shape": "rect", "points": [[0, 0], [64, 64]], "prompt": "x"},
+                    {"id": "fg", "shape": "rect", "points": [[16, 16], [48, 48]], "prompt": "y", "feather": 4},
+                ],
+            }
+        )
+    )
     fg = ControlMask(canvas=canvas, index=1)
     np.testing.assert_allclose(fg.at(16, 16), canvas.rasterize(1, 16, 16))
     bg = ControlMask(canvas=canvas, index=0, exclusive=True)

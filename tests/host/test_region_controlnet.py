@@ -3,6 +3,7 @@ evaluation, chaining with ComfyUI's own ControlNetApplyAdvanced, start/end perce
 
 Tiny SDXL-class model and tiny random ControlNets built from ComfyUI's own classes (comfy.cldm).
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,21 @@ def conditioning(tiny, text="a photo"):
 
 
 def region_cn(comfy, pos, neg, cn, image, mask=None, strength=1.0, start=0.0, end=1.0, **kw):
-    return node(comfy, "PakatiRegionControlNet").execute(positive=pos, negative=neg, control_net=cn, image=image, strength=strength,
-                                                         start_percent=start, end_percent=end, mask=mask, **kw).result
+    return (
+        node(comfy, "PakatiRegionControlNet")
+        .execute(
+            positive=pos,
+            negative=neg,
+            control_net=cn,
+            image=image,
+            strength=strength,
+            start_percent=start,
+            end_percent=end,
+            mask=mask,
+            **kw,
+        )
+        .result
+    )
 
 
 def global_cn(comfy, pos, neg, cn, image, strength=1.0, start=0.0, end=1.0):
@@ -113,7 +127,7 @@ def test_every_residual_is_masked_at_its_own_grid(comfy, tiny):
         assert torch.isfinite(r).all() and r.abs().max() > 0, f"{key}[{i}]: the ControlNet gives a residual"
         m = grid_mask(left_half(), r.shape)
         w = r.shape[-1]
-        assert torch.equal(h[..., w // 2:], torch.zeros_like(h[..., w // 2:])), f"{key}[{i}]: zero outside the hard mask"
+        assert torch.equal(h[..., w // 2 :], torch.zeros_like(h[..., w // 2 :])), f"{key}[{i}]: zero outside the hard mask"
         torch.testing.assert_close(h[..., : w // 2], r[..., : w // 2], rtol=1e-5, atol=1e-6, msg=f"{key}[{i}]: unmasked inside")
         assert torch.equal(m[:, : w // 2], torch.ones_like(m[:, : w // 2]))
         ms = grid_mask(soft_ramp(), r.shape)
@@ -124,10 +138,17 @@ def test_every_residual_is_masked_at_its_own_grid(comfy, tiny):
 def test_canvas_region_gives_the_same_mask_as_the_region_mask_node(comfy, tiny):
     from regional_helpers import tiny_controlnet
 
-    canvas_json = json.dumps({"version": 1, "width": W, "height": H, "regions": [
-        {"id": "bg", "name": "background", "shape": "rect", "points": [[0, 0], [256, 256]], "prompt": "a wall"},
-        {"id": "p", "name": "person", "shape": "rect", "points": [[32, 48], [160, 240]], "prompt": "a dancer", "feather": 12},
-    ]})
+    canvas_json = json.dumps(
+        {
+            "version": 1,
+            "width": W,
+            "height": H,
+            "regions": [
+                {"id": "bg", "name": "background", "shape": "rect", "points": [[0, 0], [256, 256]], "prompt": "a wall"},
+                {"id": "p", "name": "person", "shape": "rect", "points": [[32, 48], [160, 240]], "prompt": "a dancer", "feather": 12},
+            ],
+        }
+    )
     canvas = node(comfy, "PakatiCanvas").execute(width=W, height=H, regions=canvas_json).result[0]
     cn, image = tiny_controlnet(), hint(2)
     pos, neg = conditioning(tiny), conditioning(tiny, "")
@@ -139,7 +160,9 @@ def test_canvas_region_gives_the_same_mask_as_the_region_mask_node(comfy, tiny):
         assert ((m > 0) & (m < 1)).any(), "the feathered edge is soft at every grid"
         torch.testing.assert_close(c, r * m, rtol=1e-4, atol=1e-6, msg=f"{key}[{i}]")
     # the background, exclusive: the person stacked above it is left out, softly at the feathered edge
-    background = residuals(call.control(region_cn(comfy, pos, neg, cn, image, canvas=canvas, region="background", exclusive=True)[0][0][1]["control"]))
+    background = residuals(
+        call.control(region_cn(comfy, pos, neg, cn, image, canvas=canvas, region="background", exclusive=True)[0][0][1]["control"])
+    )
     for (key, i, r), (_, _, c) in zip(ref, background):
         m = torch.from_numpy(canvas.rasterize(0, r.shape[-1], r.shape[-2]) * (1.0 - canvas.rasterize(1, r.shape[-1], r.shape[-2])))
         assert (m < 0.01).any() and (m > 0.99).any(), "the person is left out of the background"
@@ -191,8 +214,10 @@ class EntryProbe:
             return out
 
         self.module.apply_control = recording
-        self.handles = [block[0].register_forward_pre_hook(lambda m, args: self.block_inputs.append(args[0].detach().clone()))
-                        for block in self.unet.output_blocks]
+        self.handles = [
+            block[0].register_forward_pre_hook(lambda m, args: self.block_inputs.append(args[0].detach().clone()))
+            for block in self.unet.output_blocks
+        ]
         return self
 
     def __exit__(self, *exc):
@@ -245,7 +270,11 @@ def test_one_unet_evaluation_changes_inside_the_region_at_every_entry_point(comf
     d = (b - a).abs().mean(dim=(0, 3))
     m = F.adaptive_avg_pool2d(mask[None], tuple(d.shape))[0, 0]
     image_ratio = float(d[m >= 0.999].mean() / d[m <= 0.001].mean())
-    report = {"entry points (gated >= 5x)": ratios, "output block inputs (not gated)": spread, "decoded image (3 steps, not gated)": image_ratio}
+    report = {
+        "entry points (gated >= 5x)": ratios,
+        "output block inputs (not gated)": spread,
+        "decoded image (3 steps, not gated)": image_ratio,
+    }
     report = json.loads(json.dumps(report), parse_float=lambda v: round(float(v), 2))
     record_property("region_controlnet_inside_outside", json.dumps(report))
     print(f"\nregion ControlNet, mean |change| inside / outside the region: {json.dumps(report)}")
@@ -304,8 +333,16 @@ def test_region_controlnet_runs_through_prompt_on_the_real_server(comfy_server):
     inputs.mkdir(parents=True, exist_ok=True)
     for name, seed in (("pakati_test_pose.png", 1), ("pakati_test_depth.png", 2)):
         Image.fromarray((hint(seed)[0].numpy() * 255).astype(np.uint8)).save(inputs / name)
-    canvas = json.dumps({"version": 1, "width": W, "height": H, "regions": [
-        {"id": "p", "name": "person", "shape": "rect", "points": [[32, 32], [160, 256]], "prompt": "a dancer", "feather": 8}]})
+    canvas = json.dumps(
+        {
+            "version": 1,
+            "width": W,
+            "height": H,
+            "regions": [
+                {"id": "p", "name": "person", "shape": "rect", "points": [[32, 32], [160, 256]], "prompt": "a dancer", "feather": 8}
+            ],
+        }
+    )
     prompt = {
         "1": {"class_type": "PakatiTestTinySDXL", "inputs": {"seed": 0, "model_channels": 32}},
         "2": {"class_type": "PakatiCanvas", "inputs": {"width": W, "height": H, "regions": canvas}},
@@ -313,12 +350,36 @@ def test_region_controlnet_runs_through_prompt_on_the_real_server(comfy_server):
         "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
         "5": {"class_type": "PakatiTestTinyControlNet", "inputs": {"seed": 21}},
         "6": {"class_type": "LoadImage", "inputs": {"image": "pakati_test_pose.png"}},
-        "7": {"class_type": "PakatiRegionControlNet", "inputs": {"positive": ["3", 0], "negative": ["4", 0], "control_net": ["5", 0],
-                                                                 "image": ["6", 0], "canvas": ["2", 0], "region": "person", "strength": 1.0,
-                                                                 "start_percent": 0.0, "end_percent": 1.0}},
+        "7": {
+            "class_type": "PakatiRegionControlNet",
+            "inputs": {
+                "positive": ["3", 0],
+                "negative": ["4", 0],
+                "control_net": ["5", 0],
+                "image": ["6", 0],
+                "canvas": ["2", 0],
+                "region": "person",
+                "strength": 1.0,
+                "start_percent": 0.0,
+                "end_percent": 1.0,
+            },
+        },
         "8": {"class_type": "EmptyLatentImage", "inputs": {"width": W, "height": H, "batch_size": 1}},
-        "9": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["7", 0], "negative": ["7", 1], "latent_image": ["8", 0],
-                                                   "seed": 3, "steps": 2, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+        "9": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["1", 0],
+                "positive": ["7", 0],
+                "negative": ["7", 1],
+                "latent_image": ["8", 0],
+                "seed": 3,
+                "steps": 2,
+                "cfg": 5.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+            },
+        },
         "10": {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0], "vae": ["1", 2]}},
         "11": {"class_type": "SaveImage", "inputs": {"images": ["10", 0], "filename_prefix": "pakati_region_cn"}},
     }

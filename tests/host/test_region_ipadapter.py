@@ -14,6 +14,7 @@ the same in the configurations compared:
 - input block 3 (the first cross-attention; IP-Adapter does not patch it): with IP-Adapter on, changing one
   region's prompt changes that region only.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,10 +29,17 @@ W = H = 256  # latent 32x32: input block 3 attends on a 16x16 grid, input block 
 
 
 def layout(prompt_b="a blue sea"):
-    return json.dumps({"version": 1, "width": W, "height": H, "regions": [
-        {"id": "a", "name": "A", "shape": "rect", "points": [[0, 0], [128, 256]], "prompt": "a red apple"},
-        {"id": "b", "name": "B", "shape": "rect", "points": [[128, 0], [256, 256]], "prompt": prompt_b},
-    ]})
+    return json.dumps(
+        {
+            "version": 1,
+            "width": W,
+            "height": H,
+            "regions": [
+                {"id": "a", "name": "A", "shape": "rect", "points": [[0, 0], [128, 256]], "prompt": "a red apple"},
+                {"id": "b", "name": "B", "shape": "rect", "points": [[128, 0], [256, 256]], "prompt": prompt_b},
+            ],
+        }
+    )
 
 
 def top_half() -> torch.Tensor:
@@ -42,7 +50,7 @@ def top_half() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def ipadapter_nodes(comfy):
-    from conftest import HOST
+    from harness import HOST
     from ipadapter_pack import require_pack
 
     pack = require_pack(HOST)
@@ -58,18 +66,32 @@ def with_ipadapter(nodes, model, mask=None, weight=1.0, seed=7):
 
     g = torch.Generator().manual_seed(seed)
     reference = torch.rand(1, 224, 224, 3, generator=g)
-    return nodes["IPAdapterAdvanced"]().apply_ipadapter(model, tiny_ipadapter(), weight=weight, weight_type="linear", combine_embeds="concat",
-                                                        start_at=0.0, end_at=1.0, embeds_scaling="V only", image=reference,
-                                                        clip_vision=tiny_clip_vision(), attn_mask=mask)[0]
+    return nodes["IPAdapterAdvanced"]().apply_ipadapter(
+        model,
+        tiny_ipadapter(),
+        weight=weight,
+        weight_type="linear",
+        combine_embeds="concat",
+        start_at=0.0,
+        end_at=1.0,
+        embeds_scaling="V only",
+        image=reference,
+        clip_vision=tiny_clip_vision(),
+        attn_mask=mask,
+    )[0]
 
 
 def with_regions(nodes, tiny, model, prompt_b="a blue sea"):
     _, clip, _ = tiny
     canvas = nodes["PakatiCanvas"].execute(width=W, height=H, regions=layout(prompt_b)).result[0]
-    regions, pos, neg = nodes["PakatiRegionalConditioning"].execute(clip=clip, canvas=canvas, base_prompt="a landscape photo",
-                                                                   base_negative="").result
-    patched = nodes["PakatiApplyRegions"].execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0,
-                                                  start_percent=0.0, end_percent=1.0).result[0]
+    regions, pos, neg = (
+        nodes["PakatiRegionalConditioning"].execute(clip=clip, canvas=canvas, base_prompt="a landscape photo", base_negative="").result
+    )
+    patched = (
+        nodes["PakatiApplyRegions"]
+        .execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0)
+        .result[0]
+    )
     return patched, pos, neg
 
 
@@ -87,6 +109,7 @@ class AttnOutProbe:
         def make(key):
             def hook(module, args, output):
                 self.out.setdefault(key, output.detach().clone())
+
             return hook
 
         self.handles = [m.register_forward_hook(make(k)) for k, m in self.targets.items()]
@@ -103,8 +126,9 @@ FIRST_IP, FIRST_XATTN = ("input", 5, 0), ("input", 3, 0)
 def run(comfy, model, pos, neg, steps=1, cfg=1.0, seed=5):
     """One sampler run; with cfg 1 ComfyUI evaluates the conditional half only, so the probe sees one image."""
     with AttnOutProbe(model, [FIRST_IP, FIRST_XATTN]) as probe:
-        latent = comfy.common_ksampler(model, seed, steps, cfg, "euler", "normal", pos, neg,
-                                       {"samples": torch.zeros(1, 4, H // 8, W // 8)})[0]["samples"]
+        latent = comfy.common_ksampler(
+            model, seed, steps, cfg, "euler", "normal", pos, neg, {"samples": torch.zeros(1, 4, H // 8, W // 8)}
+        )[0]["samples"]
     grids = {}
     for key, x in probe.out.items():
         side = round(x.shape[1] ** 0.5)

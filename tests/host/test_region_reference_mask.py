@@ -1,4 +1,5 @@
 """PakatiReferenceImageMask: a Pakati reference as the image + attn_mask pair IP-Adapter nodes take (in real ComfyUI)."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,17 @@ import torch
 
 pytestmark = pytest.mark.host
 
-LAYOUT = json.dumps({"version": 1, "width": 256, "height": 128, "regions": [
-    {"id": "l", "name": "left", "shape": "rect", "points": [[0, 0], [128, 128]], "prompt": "a chair", "feather": 8},
-    {"id": "r", "name": "right", "shape": "rect", "points": [[128, 0], [256, 128]], "prompt": "a lamp"}]})
+LAYOUT = json.dumps(
+    {
+        "version": 1,
+        "width": 256,
+        "height": 128,
+        "regions": [
+            {"id": "l", "name": "left", "shape": "rect", "points": [[0, 0], [128, 128]], "prompt": "a chair", "feather": 8},
+            {"id": "r", "name": "right", "shape": "rect", "points": [[128, 0], [256, 128]], "prompt": "a lamp"},
+        ],
+    }
+)
 
 
 def references(comfy, canvas):

@@ -8,6 +8,7 @@ of 2048) and ``ip_adapter.<n>.to_k_ip.weight`` / ``<n>.to_v_ip.weight`` ([inner_
 odd ``n`` the pack numbers SDXL's cross-attention layers with. The tiny UNet's cross-attention layers
 are all 64 wide, so every pair is [64, 2048].
 """
+
 from __future__ import annotations
 
 import functools
@@ -18,10 +19,22 @@ import tempfile
 import torch
 
 CLIP_VISION_CONFIG = {
-    "attention_dropout": 0.0, "dropout": 0.0, "hidden_act": "quick_gelu", "hidden_size": 64, "image_size": 224,
-    "initializer_factor": 1.0, "initializer_range": 0.02, "intermediate_size": 128, "layer_norm_eps": 1e-05,
-    "model_type": "clip_vision_model", "num_attention_heads": 4, "num_channels": 3, "num_hidden_layers": 3,
-    "patch_size": 32, "projection_dim": 32, "torch_dtype": "float32",
+    "attention_dropout": 0.0,
+    "dropout": 0.0,
+    "hidden_act": "quick_gelu",
+    "hidden_size": 64,
+    "image_size": 224,
+    "initializer_factor": 1.0,
+    "initializer_range": 0.02,
+    "intermediate_size": 128,
+    "layer_norm_eps": 1e-05,
+    "model_type": "clip_vision_model",
+    "num_attention_heads": 4,
+    "num_channels": 3,
+    "num_hidden_layers": 3,
+    "patch_size": 32,
+    "projection_dim": 32,
+    "torch_dtype": "float32",
 }
 SDXL_IP_LAYERS = 70  # cross-attention layers of SDXL as the pack counts them (module keys 1, 3, ..., 139)
 TINY_INNER_DIM = 64
