@@ -2,6 +2,10 @@
 
     python tests/save_templates.py            # load each template, save app.graph.serialize() back
     python tests/save_templates.py --check    # only print the toasts each template raises
+    python tests/save_templates.py --from-api NAME --note "text"   # build workflows/NAME.json from its API twin
+
+``--from-api`` lets the front end itself lay out the API twin (``app.loadApiJson``), adds the
+explaining Note at the top left, and saves the front end's serialisation as the UI template.
 
 Each template is loaded in a fresh browser context (the front end restores the last workflow
 from local storage) with ``app.loadGraphData``, and the front end's own serialisation is written
@@ -22,6 +26,7 @@ sys.path.insert(0, str(HERE))
 from browser import FrontEnd, browser_missing_reason  # noqa: E402
 from comfy_client import ComfyServer  # noqa: E402
 from conftest import HOST, HOST_NODES, NO_HOST_REASON, REPO  # noqa: E402
+from ipadapter_pack import server_packs
 
 
 def drop_nulls(value):
@@ -39,17 +44,39 @@ def drop_nulls(value):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="print the toasts only; write nothing")
+    parser.add_argument("--from-api", metavar="NAME", help="build workflows/NAME.json from workflows/api/NAME.json")
+    parser.add_argument("--note", default="", help="with --from-api: the Note's text (what to change before running)")
     parser.add_argument("names", nargs="*", help="template names (default: every workflows/*.json)")
     args = parser.parse_args()
     if HOST is None or browser_missing_reason():
         print(NO_HOST_REASON if HOST is None else browser_missing_reason())
         return 2
     paths = [REPO / "workflows" / f"{n}.json" for n in args.names] or sorted((REPO / "workflows").glob("*.json"))
+    if args.from_api:
+        paths = [REPO / "workflows" / f"{args.from_api}.json"]
     with tempfile.TemporaryDirectory() as base:
-        server = ComfyServer(HOST, Path(base), packs={"pakati": REPO, "pakati_test_nodes": HOST_NODES / "pakati_test_nodes"})
+        packs = {"pakati": REPO, "pakati_test_nodes": HOST_NODES / "pakati_test_nodes", **server_packs(HOST, Path(base))}
+        server = ComfyServer(HOST, Path(base), packs=packs)
         server.start()
         fe = FrontEnd(server.url)
         try:
+            if args.from_api:
+                if not args.note.strip():
+                    parser.error("--from-api needs a --note explaining what to change")
+                api = json.loads((REPO / "workflows" / "api" / f"{args.from_api}.json").read_text())
+                fe.fresh()
+                fe.close_toasts()
+                fe.js("""async ([api, note]) => {
+                    await app.loadApiJson(api, 'template');
+                    const n = LiteGraph.createNode('Note');
+                    n.widgets[0].value = note;
+                    n.pos = [20, -280];
+                    n.size = [560, 240];
+                    app.graph.add(n);
+                }""", [api, args.note])
+                fe.page.wait_for_timeout(500)
+                graph = json.loads(fe.js("() => JSON.stringify(app.graph.serialize())"))
+                paths[0].write_text(json.dumps(drop_nulls(graph), indent=2, allow_nan=False) + "\n")
             for path in paths:
                 fe.fresh()
                 fe.close_toasts()

@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, type=Path, help="directory for each round's images, best.png, plan_final.json and summary.json")
     r.add_argument("--width", type=int, default=1024)
     r.add_argument("--height", type=int, default=1024)
-    r.add_argument("--planner", default="offline", help="offline (default), openai or anthropic (key from the environment)")
+    r.add_argument("--planner", default="offline",
+                   help="offline (default), openai or anthropic (key from the environment), or local (an OpenAI-compatible "
+                   "server on this machine: PAKATI_LOCAL_LLM_URL and PAKATI_LOCAL_LLM_MODEL; no key)")
     r.add_argument("--rounds", type=int, default=3, help="at most this many plan → generate → check rounds (default 3)")
     r.add_argument("--variants", default="0", help="seed offsets rendered in parallel per round, e.g. 0-3 (default 0)")
     r.add_argument("--seed", type=int, default=0, help="the plan's seed")
