@@ -63,7 +63,7 @@ def plan_with_llm(goal: str, width: int = 1024, height: int = 1024, provider: st
                   cache: ResultCache | None = None, **planner_options: Any) -> Plan:
     """Plan ``goal`` with an LLM through the model layer (``make_planner``), or offline when no key is set.
 
-    ``cache``: where answers are kept by request hash (a ``Store``; default: this process's memory)."""
+    ``cache``: where answers are kept by request hash (a ``Store``'s ``cache`` repository; default: this process's memory)."""
     from ..models import KeyMissingError, MalformedResponseError, make_planner
     from .offline import plan_offline
 
