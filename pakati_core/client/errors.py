@@ -55,14 +55,15 @@ class MissingModel:
 def missing_models(node_errors: dict) -> list[MissingModel]:
     """The model files ComfyUI's validation refused as not in its list, from /prompt's ``node_errors`` JSON."""
     found = []
-    for node_id, info in sorted((node_errors or {}).items()):
+    for node_id, info in sorted((node_errors if isinstance(node_errors, dict) else {}).items()):
         if not isinstance(info, dict):
             continue
         class_type = str(info.get("class_type", ""))
-        for err in info.get("errors", []) or []:
-            extra = (err or {}).get("extra_info") or {}
-            inp = extra.get("input_name")
-            if err.get("type") != "value_not_in_list" or not isinstance(inp, str):
+        errors = info.get("errors")
+        for err in errors if isinstance(errors, list) else []:
+            extra = err.get("extra_info") if isinstance(err, dict) else None
+            inp = extra.get("input_name") if isinstance(extra, dict) else None
+            if not isinstance(inp, str) or err.get("type") != "value_not_in_list":  # a str input_name means err is a dict
                 continue
             folder = MODEL_FOLDERS_BY_CLASS.get(class_type, {}).get(inp) or MODEL_INPUT_FOLDERS.get(inp)
             if folder is None:
@@ -104,12 +105,14 @@ class PromptRejectedError(ClientError):
 
     def __init__(self, server: str, error: dict, node_errors: dict):
         self.error = error if isinstance(error, dict) else {"message": str(error)}
-        self.node_errors = node_errors or {}
+        self.node_errors = node_errors if isinstance(node_errors, dict) else {}
         self.missing_models = missing_models(self.node_errors)
         parts = [f"{self.error.get('message', 'prompt rejected')} {self.error.get('details', '')}".strip()]
         for node_id, info in sorted(self.node_errors.items()):
-            for err in info.get("errors", []):
-                inp = (err.get("extra_info") or {}).get("input_name")
+            errors = info.get("errors") if isinstance(info, dict) else None
+            for err in (e for e in (errors if isinstance(errors, list) else []) if isinstance(e, dict)):
+                extra = err.get("extra_info")
+                inp = extra.get("input_name") if isinstance(extra, dict) else None
                 where = f"node {node_id} ({info.get('class_type', '?')})" + (f" input '{inp}'" if inp else "")
                 parts.append(f"{where}: {err.get('message', '')} {err.get('details', '')}".strip())
         parts += [m.fix() for m in self.missing_models]

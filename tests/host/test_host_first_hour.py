@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pakati_core.client import ComfyClient, PromptRejectedError, Workflow
-from pakati_core.client.errors import MissingModel, missing_models
+from pakati_core.client.errors import MissingModel
 
 pytestmark = pytest.mark.host
 
@@ -86,23 +86,6 @@ def test_the_fix_it_names_is_what_the_server_accepts(comfy_server):
         assert "pakati_first_hour.safetensors" in info["input"]["required"]["ckpt_name"][0], "the fix's folder is the one ComfyUI reads"
     finally:
         placed.unlink()
-
-
-def test_missing_models_reads_only_model_inputs():
-    node_errors = {
-        "4": {"class_type": "LoraLoader", "errors": [{"type": "value_not_in_list", "message": "Value not in list",
-                                                      "details": "lora_name: 'x.safetensors' not in (list of length 25)",
-                                                      "extra_info": {"input_name": "lora_name", "input_config": None,
-                                                                     "received_value": "x.safetensors"}}]},
-        "6": {"class_type": "KSampler", "errors": [{"type": "value_not_in_list", "extra_info": {
-            "input_name": "sampler_name", "input_config": [["euler"], {}], "received_value": "nope"}}]},
-        "7": {"class_type": "CLIPVisionLoader", "errors": [{"type": "value_not_in_list", "extra_info": {
-            "input_name": "clip_name", "input_config": [["a.safetensors", "b.safetensors"], {}], "received_value": "c"}}]},
-    }
-    got = missing_models(node_errors)
-    assert got == [MissingModel("4", "LoraLoader", "lora_name", "x.safetensors", "loras", None),
-                   MissingModel("7", "CLIPVisionLoader", "clip_name", "c", "clip_vision", ("a.safetensors", "b.safetensors"))]
-    assert "--set 7.clip_name=a.safetensors" in got[1].fix() and "models/clip_vision/" in got[1].fix()
 
 
 def run_cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
