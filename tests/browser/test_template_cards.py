@@ -48,7 +48,11 @@ def open_pakati_templates(fe, refused: list[str] | None = None) -> None:
     """A fresh page, its template browser opened on the pakati category; ``refused`` collects failed template requests."""
     fe.fresh()
     if refused is not None:
-        fe.page.on("response", lambda r: refused.append(f"{r.status} {r.url}") if "/workflow_templates" in r.url and r.status >= 400 else None)
+        def on_response(r) -> None:
+            if "/workflow_templates" in r.url and r.status >= 400:
+                refused.append(f"{r.status} {r.url}")
+
+        fe.page.on("response", on_response)
     fe.close_toasts()
     fe.page.locator(".templates-tab-button").click()
     content = fe.page.locator('[data-testid="template-workflows-content"]')

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+
 from save_templates import BOTTOM_INSET, TOP_INSET
 
 pytestmark = [pytest.mark.host, pytest.mark.browser]
@@ -90,4 +91,5 @@ def test_template_opens_with_every_node_in_view_and_none_overlapping(fe, comfy_s
         fe.page.locator("#graph-canvas").screenshot(path=str(shot))
     finally:
         fe.js("async (s) => { for (const [k, v] of Object.entries(s)) await app.extensionManager.setting.set(k, v); }", before)
-    Image.open(shot).convert("RGB").crop((0, top, width, bottom)).resize(THUMBNAIL_SIZE, Image.LANCZOS).save(thumbnail_path(path.stem), quality=85, optimize=True)
+    thumb = Image.open(shot).convert("RGB").crop((0, top, width, bottom)).resize(THUMBNAIL_SIZE, Image.LANCZOS)
+    thumb.save(thumbnail_path(path.stem), quality=85, optimize=True)

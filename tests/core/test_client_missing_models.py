@@ -48,8 +48,9 @@ def test_the_rejection_carries_its_missing_models_across_processes():
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=20)
 ERROR = st.fixed_dictionaries({"type": st.sampled_from(["value_not_in_list", "required_input_missing"]) | JSON,
-                               "extra_info": st.fixed_dictionaries({"input_name": st.sampled_from(["ckpt_name", "lora_name", "steps"]) | JSON,
-                                                                    "input_config": JSON, "received_value": JSON}) | JSON})
+                               "extra_info": st.fixed_dictionaries({
+                                   "input_name": st.sampled_from(["ckpt_name", "lora_name", "steps"]) | JSON,
+                                   "input_config": JSON, "received_value": JSON}) | JSON})
 
 
 @settings(max_examples=200, deadline=None)
