@@ -118,12 +118,26 @@ def cmd_run_goal(args: argparse.Namespace) -> int:
         progress.close()
     path = args.out / "summary.json"
     write_goal_summary(run, path, {"workflow": str(args.workflow), "servers": args.server})
+    errors = _distinct_errors(res.get("error") for rnd in run.rounds for res in rnd.results if res.get("status") != "done")
     print(json.dumps({"summary": str(path), "stop_reason": run.stop_reason, "rounds": len(run.rounds),
                       "best_score": (run.best or {}).get("score"), "seconds": round(run.seconds, 2),
                       "database": store.url if store is not None else None}))
+    if run.stop_reason == "failed":
+        _print_errors(errors or ["no image was made (see summary.json)"])
     if run.stop_reason == "interrupted":
         return 130
     return 1 if run.stop_reason == "failed" else 0
+
+
+def _distinct_errors(errors) -> list[str]:
+    """Each failure message once, in first-seen order (eight seeds refused alike make one line)."""
+    return list(dict.fromkeys(e for e in errors if e))
+
+
+def _print_errors(errors: list[str]) -> None:
+    """The failures once each on stderr, after the summary; a refused model names its fix (PromptRejectedError)."""
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
 
 
 class _Progress:
@@ -192,6 +206,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     counts = summary.to_dict()["tasks"]
     print(json.dumps({"summary": str(path), **counts, "seconds": round(summary.seconds, 2),
                       "servers": {s.url: s.done for s in summary.servers}}))
+    _print_errors(_distinct_errors(r.error for r in summary.results if r.status == "failed"))
     if summary.interrupted:
         return 130
     return 0 if summary.ok else 1
