@@ -5,6 +5,7 @@ core/test_store_cache.py): a sentinel key and an isolated provider environment, 
 transport that keeps every request), ``opts`` (client, retry policy with recorded sleeps, recorder),
 a real photograph, and a scripted LLM planner answer for one goal.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,19 @@ FAST = {"version": 1, "providers": {p: {"requests_per_minute": 60000, "burst": 1
 def isolate_provider_env(monkeypatch, tmp_path) -> None:
     """No key, endpoint, key file or database from the machine: the sentinel key for both providers,
     the FAST registry and a user directory under ``tmp_path`` (the model-layer tests' environment)."""
-    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "PAKATI_API_KEY_OPENAI", "PAKATI_API_KEY_ANTHROPIC", "OPENAI_BASE_URL",
-                "ANTHROPIC_BASE_URL", "PAKATI_KEY_FILE", "PAKATI_USER_DIR", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE",
-                "PAKATI_DATABASE_URL"):
+    for var in (
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "PAKATI_API_KEY_OPENAI",
+        "PAKATI_API_KEY_ANTHROPIC",
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_BASE_URL",
+        "PAKATI_KEY_FILE",
+        "PAKATI_USER_DIR",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_PROFILE",
+        "PAKATI_DATABASE_URL",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
     monkeypatch.setenv("ANTHROPIC_API_KEY", SENTINEL)
@@ -73,8 +84,19 @@ GOAL = "a black cat on the left of a white pillow"
 
 def answer(cat_box=(0.1, 0.4, 0.4, 0.8), pillow_box=(0.55, 0.45, 0.9, 0.8), cat_phrase="black cat", pillow_phrase="white pillow"):
     """What an LLM planner answers for ``GOAL`` (boxes and phrases can be bent to break the rules)."""
-    return {"base_prompt": "a black cat and a white pillow, soft light", "base_negative": "blurry", "background": "living room",
-            "objects": [{"id": "cat", "noun": "cat", "phrase": cat_phrase, "attributes": [{"kind": "colour", "value": "black"}], "box": list(cat_box)},
-                        {"id": "pillow", "noun": "pillow", "phrase": pillow_phrase, "attributes": [{"kind": "colour", "value": "white"}],
-                         "box": list(pillow_box)}],
-            "relations": [{"subject": "cat", "relation": "left_of", "object": "pillow"}]}
+    return {
+        "base_prompt": "a black cat and a white pillow, soft light",
+        "base_negative": "blurry",
+        "background": "living room",
+        "objects": [
+            {"id": "cat", "noun": "cat", "phrase": cat_phrase, "attributes": [{"kind": "colour", "value": "black"}], "box": list(cat_box)},
+            {
+                "id": "pillow",
+                "noun": "pillow",
+                "phrase": pillow_phrase,
+                "attributes": [{"kind": "colour", "value": "white"}],
+                "box": list(pillow_box),
+            },
+        ],
+        "relations": [{"subject": "cat", "relation": "left_of", "object": "pillow"}],
+    }

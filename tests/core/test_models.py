@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("openai")
-pytest.importorskip("anthropic")
 import httpx2  # noqa: E402  (the SDKs' HTTP library)
 
 from provider_wire import SENTINEL, Wire, isolate_provider_env, opts, photo  # noqa: E402

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-diffusers = pytest.importorskip("diffusers", reason="diffusers is optional (pip install diffusers)")
-transformers = pytest.importorskip("transformers")
+from harness import need_module
+
+diffusers = need_module("diffusers", "diffusers is optional for users, a test dependency: pip install -e '.[test]'")
+transformers = need_module("transformers", "a test dependency: pip install -e '.[test]'")
 
 from pakati_core import Canvas  # noqa: E402
 from pakati_core.regional import RegionalOptions, RegionPrompt, RegionSet  # noqa: E402

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from harness import need_module
 from pakati_core import Canvas
 from pakati_core.client import (
     ComfyClient,
@@ -50,10 +51,10 @@ def small_canvas() -> Canvas:
 
 def start_server(tmp_path_factory, name: str):
     from comfy_client import ComfyServer
-    from conftest import HOST, HOST_NODES, NO_HOST_REASON
+    from conftest import HOST, HOST_NODES, NO_HOST_REASON, missing
 
     if HOST is None:
-        pytest.skip(NO_HOST_REASON)
+        missing(NO_HOST_REASON)
     server = ComfyServer(HOST, tmp_path_factory.mktemp(name), packs={"pakati": REPO, "pakati_test_nodes": HOST_NODES / "pakati_test_nodes"},
                          env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     server.start()
@@ -246,7 +247,10 @@ def test_ctrl_c_interrupts_the_running_prompt(server_b, tmp_path):
     wf_path.write_text(json.dumps(wf.render(canvas=Canvas.from_dict(wf.canvas()).scaled(256, 256))))
     cmd = [sys.executable, "-m", "pakati_core.client", "generate", "--workflow", str(wf_path), "--seeds", "0-1",
            "--server", server_b.url, "--out", str(out), "--quiet"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a shell that ignores SIGINT (nohup, `cmd &` in a script) passes
+    # SIG_IGN down, and Python then installs no KeyboardInterrupt handler, so the Ctrl-C under test would be lost.
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     client = ComfyClient(server_b.url)
     try:
         deadline = time.time() + 120
@@ -300,14 +304,14 @@ def test_cli_run_goal_plans_renders_checks_and_replans(comfy_server, server_b, t
     from pakati_core.orchestration import goal_key
     from pakati_core.store import open_store
 
-    records = open_store(f"sqlite:///{db}").load_records(goal_key(goal, 128, 128))
+    records = open_store(f"sqlite:///{db}").context.load_records(goal_key(goal, 128, 128))
     assert {r["kind"] for r in records} == {"plan", "check", "generation"}, "plans, checks and generations are in the database"
     assert sum(r["kind"] == "check" for r in records) == sum(len(r["checks"]) for r in summary["rounds"])
 
 
 def test_ray_backend_server_killed_mid_run_loses_no_task(comfy_server, server_b):
     """Last in the module: it kills B (a fresh server costs a start and a model build)."""
-    pytest.importorskip("ray", reason="the Ray backend is optional: pip install 'pakati[ray]'")
+    need_module("ray", "the Ray backend is optional for users, a test dependency: pip install -e '.[test]'")
     ensure_up(server_b)
     stop = threading.Event()
     killed = threading.Event()
