@@ -92,13 +92,14 @@ def image_hash(image: Any) -> str:
     return hashlib.sha256(str(a.shape).encode() + a.tobytes()).hexdigest()
 
 
-def png_bytes(image: Any, max_side: int | None = None, field: str = "image") -> bytes:
-    """An image (either convention) as RGB PNG bytes; with ``max_side``, shrunk (Lanczos) to fit it."""
+def png_bytes(image: Any, max_side: int | None = None, field: str = "image", optimize: bool = False) -> bytes:
+    """An image (either convention) as RGB PNG bytes; with ``max_side``, shrunk (Lanczos) to fit it. ``optimize``
+    is PIL's smaller, slower encoding (the store's blobs use it; their content keys are over these bytes)."""
     pil = Image.fromarray(to_uint8(image, field), "RGB")
     if max_side and max(pil.size) > max_side:
         pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
-    pil.save(buf, format="PNG")
+    pil.save(buf, format="PNG", optimize=optimize)
     return buf.getvalue()
 
 

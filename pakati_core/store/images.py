@@ -3,37 +3,40 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image
 
+from .. import images as _core_images
+from ..errors import ImageInputError, NonFiniteError
 from .errors import StoreError
 
 THUMBNAIL_SIDE = 192
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    a = np.asarray(image, dtype=np.float32)
-    if a.ndim != 3 or a.shape[-1] < 3:
-        raise StoreError(f"expected an H x W x 3 image, got shape {a.shape}", "image")
-    if not np.isfinite(a[..., :3]).all():
-        raise StoreError("the image holds NaN or infinite values", "image")
-    return (np.clip(a[..., :3], 0, 1) * 255).round().astype(np.uint8)
+@contextmanager
+def _as_store_error() -> Iterator[None]:
+    """The core's image errors (unreadable shape or dtype, NaN/Inf) as the store's own typed error."""
+    try:
+        yield
+    except (ImageInputError, NonFiniteError) as e:
+        raise StoreError(e.message, e.field or "image") from e
 
 
 def image_hash(image: np.ndarray) -> str:
-    """SHA-256 of the 8-bit pixels and shape (the same key the understanding store always used)."""
-    a = to_uint8(image)
-    return hashlib.sha256(str(a.shape).encode() + a.tobytes()).hexdigest()
+    """SHA-256 of the 8-bit pixels and shape: :func:`pakati_core.images.image_hash` (the same key the
+    understanding store always used), its errors as :class:`StoreError`."""
+    with _as_store_error():
+        return _core_images.image_hash(image)
 
 
 def png_bytes(image: np.ndarray, max_side: int | None = None) -> bytes:
-    pil = Image.fromarray(to_uint8(image))
-    if max_side and max(pil.size) > max_side:
-        pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    pil.save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
+    """:func:`pakati_core.images.png_bytes` with ``optimize=True`` (the encoding stored blobs always had, so
+    their content keys do not change), its errors as :class:`StoreError`."""
+    with _as_store_error():
+        return _core_images.png_bytes(image, max_side, optimize=True)
 
 
 def png_to_array(data: bytes) -> np.ndarray:
