@@ -18,6 +18,8 @@ SECRET_VALUE = re.compile(
     r"|x-api-key[\"']?\s*[:=]\s*\S+)",
     re.IGNORECASE,
 )
+# Text that starts with a key's prefix, however short what follows (a truncated or masked key).
+SECRET_PREFIX = re.compile(r"^(sk-|sk_|Bearer\s|xai-|AIza)", re.IGNORECASE)
 REDACTED = "[redacted]"
 
 
@@ -27,8 +29,8 @@ def is_secret_name(name: Any) -> bool:
 
 
 def looks_secret(value: Any) -> bool:
-    """True for text that carries something shaped like an API key or bearer token."""
-    return isinstance(value, str) and bool(SECRET_VALUE.search(value))
+    """True for text that carries something shaped like an API key or bearer token, or starts with a key's prefix."""
+    return isinstance(value, str) and bool(SECRET_VALUE.search(value) or SECRET_PREFIX.match(value))
 
 
 def redact(text: str, *secrets: str | None) -> str:

@@ -3,17 +3,14 @@ Keys never: extra fields that look like secrets are dropped; the prompt only whe
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import select
 
+from ..redaction import is_secret_name, looks_secret
 from .database import Database, finite, iso
 from .schema import ApiCall, utcnow
-
-_SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|authori[sz]ation|credential|cookie)", re.IGNORECASE)
-_SECRET_VALUE = re.compile(r"^(sk-|sk_|Bearer\s|xai-|AIza)", re.IGNORECASE)
 
 
 class CallRepository:
@@ -27,7 +24,7 @@ class CallRepository:
         extra = {
             k: v
             for k, v in (data.get("extra") or {}).items()
-            if not _SECRET_KEY.search(str(k)) and not (isinstance(v, str) and _SECRET_VALUE.match(v))
+            if not is_secret_name(k) and not looks_secret(v)
         }
         finite(extra, "extra")
         row = ApiCall(

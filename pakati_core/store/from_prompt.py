@@ -8,12 +8,12 @@ looks like a key is kept. Plain data in, plain data out: no ComfyUI import.
 """
 from __future__ import annotations
 
-import re
 from collections import deque
 from typing import Any
 
 from ..canvas import Canvas
 from ..errors import PakatiError
+from ..redaction import looks_secret
 
 SAMPLERS = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
 SAMPLER_FIELDS = {  # history name -> input names that carry it, on the sampler or one link away
@@ -31,12 +31,6 @@ LOADERS = (("CheckpointLoaderSimple", "ckpt_name"), ("CheckpointLoader", "ckpt_n
            ("UNETLoader", "unet_name"), ("ImageOnlyCheckpointLoader", "ckpt_name"))
 TEXT_ENCODERS = {"CLIPTextEncode": ("text",), "CLIPTextEncodeSDXL": ("text_g", "text_l"), "CLIPTextEncodeSDXLRefiner": ("text",)}
 RUN_PROPERTY = "pakati_run"  # set on a PakatiCanvas node by the history sidebar's "Load canvas"
-_SECRET_VALUE = re.compile(r"(^|\s)(sk-|sk_|Bearer\s|xai-|AIza)[A-Za-z0-9_\-]{8,}", re.I)
-
-
-def looks_secret(value: Any) -> bool:
-    """True for text that carries something shaped like an API key or bearer token."""
-    return isinstance(value, str) and bool(_SECRET_VALUE.search(value))
 
 
 def is_link(value: Any) -> bool:
