@@ -122,7 +122,7 @@ def apply_flux(node: str, model, regions: RegionSet, base_weight: float, auto_ne
             f"(text embedding size {context_dim}); encode them with the Flux model's CLIP in Pakati Regional Conditioning",
         )
     options = RegionalOptions(base_weight=base_weight, auto_negative=auto_negative)
-    core = checked(node, "regions", lambda: JointRegionalAttention(regions, options, depth=depth, base_real_tokens=regions.base_real_tokens))
+    core = checked(node, "regions", lambda: JointRegionalAttention(regions, options, depth=depth))
     patched.remove_wrappers_with_key("apply_model", WRAPPER_KEY)
     patched.remove_wrappers_with_key("outer_sample", WRAPPER_KEY)
     patched.add_wrapper_with_key("apply_model", WRAPPER_KEY, FluxRegionalWrapper(core, start_percent, end_percent))

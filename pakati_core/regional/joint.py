@@ -66,10 +66,11 @@ def flux_grid(latent_hw: tuple[int, int], patch: int = 2) -> tuple[int, int]:
 class JointRegionalAttention:
     """Token layout and attention biases for one ``RegionSet`` over a joint text+image sequence."""
 
-    def __init__(self, regions: RegionSet, options: RegionalOptions | None = None, depth: float = 1.0,
-                 base_real_tokens: int | None = None):
+    def __init__(self, regions: RegionSet, options: RegionalOptions | None = None, depth: float = 1.0):
+        """``regions.base_real_tokens`` splits the base text into real tokens and registers (None: all real)."""
         if len(regions) == 0:
             raise RegionalConditioningError("no regions", field="regions")
+        base_real_tokens = regions.base_real_tokens
         if base_real_tokens is not None and base_real_tokens < 1:
             raise RegionalConditioningError(f"base_real_tokens must be positive, got {base_real_tokens}", field="regions")
         masked_block_count(depth, 1)
