@@ -208,11 +208,19 @@ def test_flux_guidance_model_sampling_flux_and_a_global_lora(comfy, flux):
     assert float(d[..., W // 16:].mean()) >= 5 * float(d[..., :W // 16].mean())
 
 
-def test_cfg_batches_cond_and_uncond_rows(comfy, flux):
-    """With CFG > 1 the batch holds the base negative too; only the cond rows see regions."""
+def test_cfg_batches_cond_and_uncond_rows_and_region_negatives(comfy, flux):
+    """With CFG > 1 the batch holds the base negative too; only the cond rows see regions, unless a
+    region has its own negative, which then applies inside that region in the uncond rows."""
     model, pos, neg, _ = regional(comfy, flux, layout())
     out = sample(comfy, model, pos, neg, cfg=3.0)
     assert not torch.allclose(out, sample(comfy, flux[0], pos, neg, cfg=3.0))
+    doc = json.loads(layout())
+    doc["regions"][1]["negative"] = "fog, haze, grey"
+    with_negative, _, _, regions = regional(comfy, flux, json.dumps(doc))
+    assert regions.regions[1].negative is not None and regions.regions[1].negative.shape[1] < 256
+    d = (sample(comfy, with_negative, pos, neg, cfg=3.0) - out).abs()
+    inside, outside = float(d[..., W // 16:].mean()), float(d[..., :W // 16].mean())
+    assert inside > 0 and inside >= 5 * outside, (inside, outside)
 
 
 def test_maskless_attention_backends_fall_back_to_sdpa_once(comfy, caplog):
