@@ -22,10 +22,12 @@ import comfy.model_base
 import torch
 
 from ..pakati_core.canvas import Canvas
-from ..pakati_core.regional import RegionalOptions, RegionPrompt, RegionSet
+from ..pakati_core.regional import RegionalOptions, RegionSet
+from ..pakati_core.regional.from_canvas import regions_from_canvas
 from ..pakati_core.regional.joint import JointGeometry, JointRegionalAttention, flux_grid, real_token_count
 from .common import PakatiNodeError, checked
-from .regional_patch import WRAPPER_KEY, in_schedule_range
+from .regional_patch import WRAPPER_KEY
+from .unet import in_schedule_range
 
 log = logging.getLogger("pakati")
 
@@ -98,13 +100,8 @@ def encode_flux(node: str, clip, canvas: Canvas, base_prompt: str, base_negative
     base_tokens = clip.tokenize(base_prompt)
     positive = clip.encode_from_tokens_scheduled(base_tokens)
     negative = clip.encode_from_tokens_scheduled(clip.tokenize(base_negative))
-    regions = RegionSet(family="flux", base_real_tokens=t5_real_tokens(clip, base_tokens))
-    for i, r in enumerate(canvas.regions):
-        if not r.prompt.strip():
-            raise PakatiNodeError(node, "canvas", f"region '{r.label}' (regions[{i}]) has an empty prompt")
-        neg = encode_trimmed(clip, r.negative) if r.negative.strip() else None
-        region = RegionPrompt(name=r.label, cond=encode_trimmed(clip, r.prompt), strength=r.strength, negative=neg, canvas=canvas, canvas_index=i)
-        regions = regions.add(region)
+    encoded = checked(node, "canvas", lambda: regions_from_canvas(canvas, lambda text: encode_trimmed(clip, text)))
+    regions = RegionSet(encoded.regions, family="flux", base_real_tokens=t5_real_tokens(clip, base_tokens))
     return regions, positive, negative
 
 
