@@ -225,6 +225,7 @@ def test_cfg_batches_cond_and_uncond_rows_and_region_negatives(comfy, flux):
 
 def test_maskless_attention_backends_fall_back_to_sdpa_once(comfy, caplog):
     from comfy.ldm.modules import attention
+
     from conftest import loaded_pack
 
     flux_module = loaded_pack().nodes.regional_flux
