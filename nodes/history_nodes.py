@@ -82,7 +82,7 @@ class PakatiSaveImage(io.ComfyNode):
                                        canvas.to_dict() if canvas is not None else None)
             store = pakati_store()
             hint = fields.pop("parent_hint")
-            parent = hint if hint is not None and store.get_run(hint, thumbnails=False) is not None else None
+            parent = hint if hint is not None and store.runs.get(hint, thumbnails=False) is not None else None
             prompt_id = executing_prompt_id()
             queued = prompt_queued_at(prompt_id)
             timings = {"since_queued_s": round(time.time() - queued, 3)} if queued else {}
@@ -94,7 +94,7 @@ class PakatiSaveImage(io.ComfyNode):
                 params = dict(fields["params"], saved={k: saved.get(k) for k in ("filename", "subfolder", "type")})
                 if len(results) > 1:
                     params["batch_index"] = i
-                store.record_run(node, image=saved_pixels(image), canvas=fields["canvas"], prompts=fields["prompts"],
+                store.runs.add(node, image=saved_pixels(image), canvas=fields["canvas"], prompts=fields["prompts"],
                                  seeds=fields["seeds"], params=params, model_name=fields["model_name"], timings=timings,
                                  prompt_id=prompt_id, parent_id=parent)
         except (StoreError, OSError, ValueError, TypeError) as e:  # StoreError covers a read-only, full or unreachable database

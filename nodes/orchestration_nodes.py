@@ -29,8 +29,8 @@ from .persistence import BestEffortContext, BestEffortRecorder, user_cache, user
 
 PlanType = io.Custom("PAKATI_PLAN")
 ReferencesType = io.Custom("PAKATI_REFERENCES")
-PLANNERS = ["offline", "anthropic", "openai"]
-CHECKERS = ["offline", "anthropic", "openai"]
+PLANNERS = ["offline", "anthropic", "openai", "local"]
+CHECKERS = ["offline", "anthropic", "openai", "local"]
 PREVIEW_SIDE = 384
 
 
@@ -61,8 +61,12 @@ class PakatiPlan(io.ComfyNode):
                 io.Int.Input("height", default=1024, min=64, max=16384, step=8, tooltip="Canvas height in pixels (a multiple of 8)."),
                 io.Combo.Input("planner", options=PLANNERS, default="offline",
                                tooltip="offline: deterministic, no network. anthropic/openai: an LLM fills the plan schema (key from the "
-                               "environment or the 0600 key file; without one the offline planner is used and the plan says so)."),
-                io.String.Input("model", default="", tooltip="LLM model name for the anthropic/openai planner; empty uses the configured default."),
+                               "environment or the 0600 key file; without one the offline planner is used and the plan says so). local: an "
+                               "OpenAI-compatible server on your machine (Ollama, llama.cpp, vLLM, LM Studio) at "
+                               "PAKATI_LOCAL_LLM_URL; no key."),
+                io.String.Input("model", default="",
+                                tooltip="LLM model name for the anthropic/openai planner (empty: the configured default); "
+                                "for local, the model name the server lists (empty: PAKATI_LOCAL_LLM_MODEL)."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed recorded in the plan's generate task (same goal and seed give the same plan)."),
                 io.Boolean.Input("remember", default=True, tooltip="Keep plans and checks per goal under the ComfyUI user folder and start "
                                  "from the best-scoring earlier plan for the same goal."),
@@ -132,8 +136,12 @@ class PakatiCheckAlignment(io.ComfyNode):
                 io.String.Input("goal", multiline=True, default="", optional=True, tooltip="The goal, when no plan is connected (or to check against another goal)."),
                 CanvasType.Input("canvas", optional=True, tooltip="A canvas whose region boxes replace the planned ones (regions matched by id)."),
                 io.Combo.Input("checker", options=CHECKERS, default="offline",
-                               tooltip="offline: colours and the plan's geometry only. anthropic/openai: a vision model answers what cannot be measured."),
-                io.String.Input("model", default="", optional=True, tooltip="Vision model name for the anthropic/openai checker; empty uses the configured default."),
+                               tooltip="offline: colours and the plan's geometry only. anthropic/openai: a vision model answers what "
+                               "cannot be measured. "
+                               "local: a vision model on an OpenAI-compatible server on your machine (PAKATI_LOCAL_LLM_URL; no key)."),
+                io.String.Input("model", default="", optional=True,
+                                tooltip="Vision model name for the anthropic/openai checker (empty: the "
+                                "configured default); for local, the model name the server lists (empty: PAKATI_LOCAL_LLM_MODEL)."),
                 ReferencesType.Input("references", optional=True, tooltip="Optional: Pakati References whose description names an object "
                                      "(\"a cat\"): the object is then found in the image by its look, and relations are judged where it really is."),
                 io.Boolean.Input("remember", default=True, optional=True, tooltip="Keep this check with its plan under the ComfyUI user folder, so "
@@ -177,7 +185,8 @@ class PakatiCheckAlignment(io.ComfyNode):
             try:
                 from ..pakati_core.models.credentials import resolve_key
 
-                resolve_key(checker)
+                if checker != "local":  # a local endpoint needs no key
+                    resolve_key(checker)
                 judge = CachedJudge(make_judge(checker, model.strip() or None, recorder=BestEffortRecorder()), user_cache("judging"))
             except KeyMissingError as e:
                 notes.append(f"checked offline: no API key is configured for {e.provider}")
@@ -216,23 +225,18 @@ class PakatiCheckAlignment(io.ComfyNode):
 
 
 def _resolve_plan(node: str, plan_in: Plan | None, goal: str, canvas: Canvas | None, shape: tuple[int, int]) -> Plan:
-    if plan_in is not None and not (goal.strip() and goal.strip() != plan_in.goal.strip()):
-        the_plan = plan_in
-    else:
-        if not goal.strip():
-            raise PakatiNodeError(node, "plan", "connect a plan from Pakati Plan, or give a goal")
-        w, h = (canvas.width, canvas.height) if canvas is not None else (max(8, shape[1] // 8 * 8), max(8, shape[0] // 8 * 8))
-        the_plan = checked(node, "goal", lambda: plan(goal, w, h))
-    if canvas is not None:
-        data = the_plan.to_dict()
-        given = canvas if (canvas.width, canvas.height) == (the_plan.width, the_plan.height) else canvas.scaled(the_plan.width, the_plan.height)
-        by_id = {r.id: r for r in given.regions}
-        for r in data["canvas"]["regions"]:
-            if r["id"] in by_id and by_id[r["id"]].shape != "mask":
-                r["points"] = [list(p) for p in by_id[r["id"]].points]
-                r["shape"] = by_id[r["id"]].shape
-        the_plan = checked(node, "canvas", lambda: Plan.from_dict(data))
-    return the_plan
+    """The core's ``plan_to_check``, its errors named after this node's inputs."""
+    from ..pakati_core.orchestration.errors import GoalError
+    from ..pakati_core.orchestration.planning import plan_to_check
+
+    if plan_in is None and not (goal or "").strip():
+        raise PakatiNodeError(node, "plan", "connect a plan from Pakati Plan, or give a goal")
+    try:
+        return plan_to_check(plan_in, goal, canvas, shape)
+    except GoalError as e:
+        raise PakatiNodeError(node, "goal", e.message) from e
+    except PakatiError as e:
+        raise PakatiNodeError(node, "canvas" if canvas is not None else "goal", str(e)) from e
 
 
 NODES = [PakatiPlan, PakatiCheckAlignment]

@@ -44,7 +44,8 @@ class PakatiRegionalConditioning(io.ComfyNode):
             description="Encodes every region's prompt (and negative) of a canvas with the model's CLIP (SDXL or Flux), "
             "plus the base prompt and negative for the sampler's positive and negative inputs.",
             inputs=[
-                io.Clip.Input("clip", tooltip="The model's CLIP: an SDXL checkpoint's (both text encoders) or Flux's (T5 + CLIP-L, from DualCLIPLoader)."),
+                io.Clip.Input("clip", tooltip="The model's CLIP: an SDXL checkpoint's (both text encoders) "
+                              "or Flux's (T5 + CLIP-L, from DualCLIPLoader)."),
                 CanvasType.Input("canvas", tooltip="The regions, from Pakati Canvas."),
                 io.String.Input("base_prompt", multiline=True, default="", tooltip="The whole-image prompt: style, lighting, what lies outside every region. Also gives SDXL's pooled embedding."),
                 io.String.Input("base_negative", multiline=True, default="", tooltip="The negative prompt for the whole image."),

@@ -14,7 +14,7 @@ from ..pakati_core.canvas import Canvas
 from ..pakati_core.references import Reference
 from ..pakati_core.store import StoreError, TemplateNotFoundError, validate_template_name
 from .common import CanvasType, PakatiNodeError, checked
-from .persistence import current_user, pakati_store, user_fingerprint
+from .persistence import SCHEMA_WAIT_S, UNKNOWN_USER, current_user, pakati_store, user_fingerprint
 
 ReferencesType = io.Custom("PAKATI_REFERENCES")
 NO_TEMPLATES = "(no templates saved yet)"
@@ -53,7 +53,7 @@ class PakatiSaveTemplate(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 CanvasType.Input("canvas", tooltip="The canvas of regions to keep."),
-                io.String.Input("name", default="my template", tooltip="The template's name (1-128 characters; no '/', '\\', leading '.', NUL or control characters). Saving under an existing name replaces it."),
+                io.String.Input("name", default="my template", tooltip="The template's name: 1-128 letters or digits of any script, spaces and - _ . ( ) , (not starting with '.'). Saving under an existing name replaces it."),
                 io.String.Input("description", default="", multiline=True, tooltip="What the template is for."),
                 io.String.Input("settings", default="", multiline=True, optional=True, tooltip="Optional JSON object of settings to keep with it, for example {\"refine\": {\"target\": 0.9, \"strategy\": \"adaptive\"}}."),
                 ReferencesType.Input("references", optional=True, tooltip="Optional references (from Pakati Reference) to keep with the template; their images are stored, their masks are not."),
@@ -65,6 +65,8 @@ class PakatiSaveTemplate(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, name: str | None = None, settings: str | None = None, **_) -> bool | str:
+        if current_user() is None:
+            return f"PakatiSaveTemplate: input 'name': {UNKNOWN_USER}"
         if name is not None:
             try:
                 checked("PakatiSaveTemplate", "name", lambda: validate_template_name(name))
@@ -95,16 +97,16 @@ class PakatiSaveTemplate(io.ComfyNode):
         try:
             store = pakati_store(user)
             if references:
-                values = dict(values, references=[{"image_hash": store.put_reference(r.image, r.aspect, r.description, r.weight),
+                values = dict(values, references=[{"image_hash": store.references.put(r.image, r.aspect, r.description, r.weight),
                                                    "aspect": r.aspect, "description": r.description, "weight": r.weight}
                                                   for r in references])
-            saved = store.save_template(name, canvas.to_dict(), values, description, thumb)
-            doc = store.export_template(saved["name"])
+            saved = store.templates.save(name, canvas.to_dict(), values, description, thumb)
+            doc = store.templates.export(saved["name"])
             where = ""
             if export_json:
-                where = str(store.export_template_file(saved["name"], export_directory(user)))
+                where = str(store.templates.export_file(saved["name"], export_directory(user)))
         except StoreError as e:
-            raise PakatiNodeError(node, "name" if e.field == "name" else "canvas", str(e)) from e
+            raise PakatiNodeError(node, "name" if e.field in ("name", "user") else "canvas", str(e)) from e
         text = f"Saved template '{saved['name']}' ({len(canvas.regions)} regions" + (f", {len(references)} references" if references else "") + ")"
         if where:
             text += f"; exported to {where}"
@@ -114,9 +116,9 @@ class PakatiSaveTemplate(io.ComfyNode):
 class PakatiLoadTemplate(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        try:
-            names = pakati_store().template_names()
-        except StoreError:
+        try:  # /object_info runs this on the server's event loop: a locked database lists nothing rather than wait
+            names = pakati_store(wait_s=SCHEMA_WAIT_S).templates.names()
+        except StoreError:  # an unknown user under --multi-user included: they see no one's templates
             names = []
         return io.Schema(
             node_id="PakatiLoadTemplate",
@@ -141,8 +143,10 @@ class PakatiLoadTemplate(io.ComfyNode):
             return True
         if name == NO_TEMPLATES:
             return "PakatiLoadTemplate: input 'name': no template is saved yet (save one with Pakati Save Template)"
+        if current_user() is None:
+            return f"PakatiLoadTemplate: input 'name': {UNKNOWN_USER}"
         try:
-            checked("PakatiLoadTemplate", "name", lambda: pakati_store().load_template(name))
+            checked("PakatiLoadTemplate", "name", lambda: pakati_store().templates.load(name))
         except PakatiNodeError as e:
             return str(e)
         return True
@@ -151,16 +155,16 @@ class PakatiLoadTemplate(io.ComfyNode):
     def fingerprint_inputs(cls, name: str) -> str:
         """A template saved again under the same name is loaded again; each user loads their own."""
         try:
-            return user_fingerprint(pakati_store().load_template(name)["updated_at"] or "")
+            return user_fingerprint(pakati_store().templates.load(name)["updated_at"] or "")
         except StoreError:
             return user_fingerprint("")
 
     @classmethod
     def execute(cls, name: str) -> io.NodeOutput:
         node = "PakatiLoadTemplate"
-        store = pakati_store()
         try:
-            t = store.load_template(name)
+            store = pakati_store()
+            t = store.templates.load(name)
         except TemplateNotFoundError as e:
             raise PakatiNodeError(node, "name", f"{e} (for user '{store.owner}')") from e
         except StoreError as e:
@@ -168,7 +172,7 @@ class PakatiLoadTemplate(io.ComfyNode):
         canvas = checked(node, "name", lambda: Canvas.from_dict(t["canvas"]))
         refs = []
         for r in t["settings"].get("references", []):
-            img = store.reference_image(r["image_hash"])
+            img = store.references.image(r["image_hash"])
             if img is None:
                 raise PakatiNodeError(node, "name", f"template '{name}' names a reference image {r['image_hash'][:12]}… that is not in the store")
             refs.append(Reference(img, r.get("description", ""), r.get("aspect", "general"), None, r.get("weight", 1.0)))

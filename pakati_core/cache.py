@@ -1,6 +1,6 @@
 """The seam for caches of expensive results (LLM plans, vision-judge answers) keyed by a content hash.
 
-``ResultCache`` is what the planner and the judge wrapper ask for; ``pakati_core.store.Store``
+``ResultCache`` is what the planner and the judge wrapper ask for; ``pakati_core.store``'s ``Store.cache``
 implements it on the database's ``cache_entries`` table (per user), ``MemoryCache`` in a dict
 for one process. ``BestEffortCache`` wraps either so that a cache that cannot be read or
 written costs only the cache: the call it serves never fails because of it.

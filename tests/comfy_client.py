@@ -56,7 +56,7 @@ class ComfyServer:
         self.client_id = uuid.uuid4().hex
 
     # -- lifecycle ----------------------------------------------------------------------
-    def start(self, timeout: float = 120.0) -> None:
+    def start(self, timeout: float = 300.0) -> None:  # a loaded 2-core CI machine can take minutes to start ComfyUI
         custom = self.base / "custom_nodes"
         custom.mkdir(parents=True, exist_ok=True)
         for name, path in self.packs.items():
@@ -168,13 +168,22 @@ MAX_STEPS = 3  # sampler steps of a template run by the tests
 
 
 def for_the_test_host(prompt: dict) -> dict:
-    """The API prompt with the tiny model in place of the checkpoint and at most MAX_STEPS steps."""
+    """The API prompt with the tiny model in place of the checkpoint (tiny ControlNets, CLIP vision and IP-Adapter
+    checkpoints in place of loaded ones) and at most MAX_STEPS steps."""
     out = copy.deepcopy(prompt)
     swap_flux_loaders(out)
     for node in out.values():
         if node["class_type"] == "CheckpointLoaderSimple":
             node["class_type"] = "PakatiTestTinySDXL"
             node["inputs"] = {"seed": 0, "model_channels": 32}
+        elif node["class_type"] == "ControlNetLoader":  # seeded by the file name, so two loaders give two ControlNets
+            node["class_type"] = "PakatiTestTinyControlNet"
+            node["inputs"] = {"seed": 21 + sum(node["inputs"].get("control_net_name", "").encode()) % 1000}
+        elif node["class_type"] == "CLIPVisionLoader":
+            node["class_type"] = "PakatiTestTinyCLIPVision"
+            node["inputs"] = {"seed": 31}
+        elif node["class_type"] == "IPAdapterModelLoader":  # the pack's own loader, on the tiny checkpoint in its format
+            node["inputs"] = {"ipadapter_file": "pakati_tiny_ipadapter.safetensors"}
         steps = node["inputs"].get("steps")
         if isinstance(steps, int) and steps > MAX_STEPS:
             node["inputs"]["steps"] = MAX_STEPS

@@ -70,9 +70,12 @@ def comfy_server(tmp_path_factory):
     if HOST is None:
         missing(NO_HOST_REASON)
     from comfy_client import ComfyServer
+    from ipadapter_pack import server_packs
 
     base = tmp_path_factory.mktemp("comfy_base")
-    server = ComfyServer(HOST, base, packs={"pakati": REPO, "pakati_test_nodes": HOST_NODES / "pakati_test_nodes"})
+    # cubiq's IP-Adapter pack where its source is found (tests/ipadapter_pack.py), for the templates that use it
+    packs = {"pakati": REPO, "pakati_test_nodes": HOST_NODES / "pakati_test_nodes", **server_packs(HOST, base)}
+    server = ComfyServer(HOST, base, packs=packs)
     server.start()
     try:
         yield server

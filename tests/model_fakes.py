@@ -176,3 +176,59 @@ class FakeImagesServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class FakeLocalChatServer:
+    """A local OpenAI-compatible chat-completions endpoint, as Ollama / llama.cpp / vLLM / LM Studio serve one.
+
+    ``mode``: "schema" honours ``response_format`` json_schema; "json_mode" answers 400 to json_schema and
+    honours json_object; "prose" ignores ``response_format`` and answers prose around a fenced JSON block;
+    "prose_only" answers prose with no JSON at all. ``answer(messages)`` gives the JSON object to send (a plan
+    for a planner request, yes-answers for a judge request). Every request is kept (path, model, format, auth).
+    """
+
+    def __init__(self, mode: str, answer):
+        self.mode, self.answer = mode, answer
+        self.requests: list[dict] = []
+
+    def __enter__(self) -> "FakeLocalChatServer":
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # quiet
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                fmt = (body.get("response_format") or {}).get("type")
+                outer.requests.append({"path": self.path, "model": body.get("model"), "format": fmt,
+                                       "auth": self.headers.get("Authorization"), "messages": len(body.get("messages", []))})
+                if not self.path.endswith("/chat/completions"):
+                    return self._json(404, openai_error(404, "not found"))
+                if outer.mode == "json_mode" and fmt == "json_schema":
+                    return self._json(400, openai_error(400, "response_format json_schema is not supported by this server"))
+                data = json.dumps(outer.answer(body.get("messages", [])))
+                if outer.mode in ("schema", "json_mode"):
+                    return self._json(200, chat_body(data))
+                if outer.mode == "prose":
+                    text = f"Sure! Here is what you asked for:\n```json\n{data}\n```\nLet me know if you need more."
+                    return self._json(200, chat_body(text))
+                return self._json(200, chat_body("I think the picture should show the things in a pleasant arrangement."))
+
+            def _json(self, status: int, body: dict) -> None:
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,8 +1,6 @@
 """Host-test helpers for regional prompting: attn2 block keys and a tiny ControlNet from ComfyUI's classes."""
 from __future__ import annotations
 
-import functools
-
 import torch
 
 
@@ -25,16 +23,8 @@ def attn2_modules(model) -> dict[tuple, torch.nn.Module]:
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def tiny_controlnet():
-    """A real comfy.controlnet.ControlNet over a tiny cldm.ControlNet with seeded random weights."""
-    import comfy.cldm.cldm
-    import comfy.controlnet
-    import comfy.model_management
-    from pakati_test_nodes.tiny_sdxl import UNET_CONFIG, _init_
+def tiny_controlnet(seed: int = 21):
+    """A real comfy.controlnet.ControlNet over a tiny cldm.ControlNet with seeded random weights (pakati_test_nodes builds it)."""
+    from pakati_test_nodes.tiny_sdxl import tiny_controlnet as build
 
-    cfg = {k: v for k, v in UNET_CONFIG.items() if k not in ("out_channels", "transformer_depth_output")}
-    net = comfy.cldm.cldm.ControlNet(hint_channels=3, dtype=torch.float32, **cfg)
-    _init_(net, seed=21, scale=0.05)
-    device = comfy.model_management.get_torch_device()
-    return comfy.controlnet.ControlNet(net, load_device=device, manual_cast_dtype=None)
+    return build(seed)

@@ -12,7 +12,9 @@ import hashlib
 import io
 import json
 import logging
+import os
 import queue as queue_mod
+import re
 import threading
 import time
 import urllib.parse
@@ -35,6 +37,7 @@ from .errors import (
     MissingNodeTypeError,
     PromptRejectedError,
     ServerUnavailableError,
+    UnsafeOutputError,
 )
 
 log = logging.getLogger("pakati.client")
@@ -483,15 +486,17 @@ class ComfyClient:
                 seen_end = True
 
     def fetch_images(self, entry: dict, nodes: Iterable[str] | None = None) -> list[OutputImage]:
-        """Every image listed in a history entry's outputs (optionally only some nodes), via /view."""
+        """Every image listed in a history entry's outputs (optionally only some nodes), via /view.
+        A node id or file name the client would not write safely is an UnsafeOutputError naming the server."""
         wanted = None if nodes is None else {str(n) for n in nodes}
         out = []
-        for node_id, output in sorted((entry.get("outputs") or {}).items(), key=lambda kv: _node_sort_key(kv[0])):
+        for node_id, output in sorted((entry.get("outputs") or {}).items(), key=lambda kv: _node_sort_key(str(kv[0]))):
             if wanted is not None and node_id not in wanted:
                 continue
-            for img in output.get("images", []) or []:
+            for img in (output.get("images", []) if isinstance(output, dict) else []) or []:
                 if not isinstance(img, dict) or "filename" not in img:
                     continue
+                check_output(node_id, img["filename"], self.url)
                 data = self.view(img["filename"], img.get("subfolder", ""), img.get("type", "output"))
                 out.append(OutputImage(node_id, img["filename"], img.get("subfolder", ""), img.get("type", "output"), data))
         return out
@@ -526,6 +531,23 @@ class ComfyClient:
 def _is_last(ev: Event) -> bool:
     """ComfyUI's last message for a prompt: ``executing`` with no node (after success or error)."""
     return ev.type == "executing" and ev.data.get("node") is None
+
+
+NODE_ID = re.compile(r"^[0-9A-Za-z_.:-]{1,64}$")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def check_output(node_id, filename, server: str | None) -> str:
+    """The file's extension (lower case) when the node id and file name are safe to name a local file
+    after; an UnsafeOutputError naming the server otherwise."""
+    if not isinstance(node_id, str) or not NODE_ID.match(node_id):
+        raise UnsafeOutputError(f"the history names an output node {str(node_id)[:80]!r}: node ids are 1-64 of [0-9A-Za-z_.:-]; "
+                                "nothing was written", server, "node_id")
+    ext = os.path.splitext(filename)[1].lower() if isinstance(filename, str) else ""
+    if ext not in IMAGE_EXTENSIONS:
+        raise UnsafeOutputError(f"node {node_id} names an output file {str(filename)[:80]!r}: only {', '.join(IMAGE_EXTENSIONS)} "
+                                "images are fetched; nothing was written", server, "filename")
+    return ext
 
 
 def _node_sort_key(node_id: str):

@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, type=Path, help="directory for each round's images, best.png, plan_final.json and summary.json")
     r.add_argument("--width", type=int, default=1024)
     r.add_argument("--height", type=int, default=1024)
-    r.add_argument("--planner", default="offline", help="offline (default), openai or anthropic (key from the environment)")
+    r.add_argument("--planner", default="offline",
+                   help="offline (default), openai or anthropic (key from the environment), or local (an OpenAI-compatible "
+                   "server on this machine: PAKATI_LOCAL_LLM_URL and PAKATI_LOCAL_LLM_MODEL; no key)")
     r.add_argument("--rounds", type=int, default=3, help="at most this many plan → generate → check rounds (default 3)")
     r.add_argument("--variants", default="0", help="seed offsets rendered in parallel per round, e.g. 0-3 (default 0)")
     r.add_argument("--seed", type=int, default=0, help="the plan's seed")
@@ -95,9 +97,9 @@ def cmd_run_goal(args: argparse.Namespace) -> int:
     if not args.no_database:
         from ..store import default_user_dir, open_store
 
-        store = open_store(args.database, user_dir=default_user_dir())  # the Store is the ContextStore and the plan cache
+        store = open_store(args.database, user_dir=default_user_dir())  # its context and cache repositories: ContextStore and plan cache
         if args.planner != "offline":
-            planner_options["cache"] = store
+            planner_options["cache"] = store.cache
     progress = _Progress(args.rounds * len(variants), not args.quiet)
 
     def on_round(rnd) -> None:
@@ -108,7 +110,7 @@ def cmd_run_goal(args: argparse.Namespace) -> int:
     try:
         run = run_goal(args.goal, Workflow.load(args.workflow), servers=args.server, width=args.width, height=args.height,
                        planner=args.planner, rounds=args.rounds, variants=variants, target=args.target, seed=args.seed,
-                       output_node=args.output_node, out_dir=args.out, context=store, backend=args.backend,
+                       output_node=args.output_node, out_dir=args.out, context=store.context if store is not None else None, backend=args.backend,
                        max_inflight=args.max_inflight, timeout=args.timeout, on_event=progress.event, on_result=progress.result,
                        on_round=on_round, client_options={"timeout": args.http_timeout, "retries": args.retries},
                        ray_options={"address": args.ray_address} if args.ray_address else None, planner_options=planner_options)
@@ -116,12 +118,26 @@ def cmd_run_goal(args: argparse.Namespace) -> int:
         progress.close()
     path = args.out / "summary.json"
     write_goal_summary(run, path, {"workflow": str(args.workflow), "servers": args.server})
+    errors = _distinct_errors(res.get("error") for rnd in run.rounds for res in rnd.results if res.get("status") != "done")
     print(json.dumps({"summary": str(path), "stop_reason": run.stop_reason, "rounds": len(run.rounds),
                       "best_score": (run.best or {}).get("score"), "seconds": round(run.seconds, 2),
                       "database": store.url if store is not None else None}))
+    if run.stop_reason == "failed":
+        _print_errors(errors or ["no image was made (see summary.json)"])
     if run.stop_reason == "interrupted":
         return 130
     return 1 if run.stop_reason == "failed" else 0
+
+
+def _distinct_errors(errors) -> list[str]:
+    """Each failure message once, in first-seen order (eight seeds refused alike make one line)."""
+    return list(dict.fromkeys(e for e in errors if e))
+
+
+def _print_errors(errors: list[str]) -> None:
+    """The failures once each on stderr, after the summary; a refused model names its fix (PromptRejectedError)."""
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
 
 
 class _Progress:
@@ -190,6 +206,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     counts = summary.to_dict()["tasks"]
     print(json.dumps({"summary": str(path), **counts, "seconds": round(summary.seconds, 2),
                       "servers": {s.url: s.done for s in summary.servers}}))
+    _print_errors(_distinct_errors(r.error for r in summary.results if r.status == "failed"))
     if summary.interrupted:
         return 130
     return 0 if summary.ok else 1

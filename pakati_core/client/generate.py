@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .api import ComfyClient, Event
-from .dispatch import Dispatcher, RunSummary, PromptTask, TaskResult
-from .errors import WorkflowError
+from .api import ComfyClient, Event, check_output
+from .dispatch import Dispatcher, PromptTask, RunSummary, TaskResult
+from .errors import UnsafeOutputError, WorkflowError
 from .workflow import Workflow
 
 
@@ -65,16 +64,21 @@ def make_dispatcher(servers: Sequence[str | ComfyClient], *, backend: str = "thr
 
 
 def save_result(result: TaskResult, out_dir: str | Path) -> list[str]:
-    """Write a finished task's images as ``<task id>_node<id>_<k>.png``; returns the paths."""
+    """Write a finished task's images as ``<task id>_node<id>_<k><ext>`` inside ``out_dir``; returns the paths.
+    A node id, extension or task id that would name a file elsewhere is an UnsafeOutputError naming the server."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    root = out.resolve()
     paths = []
     counts: dict[str, int] = {}
     for im in result.images:
+        ext = check_output(im.node_id, im.filename, result.server)
         k = counts.get(im.node_id, 0)
         counts[im.node_id] = k + 1
-        ext = os.path.splitext(im.filename)[1] or ".png"
         path = out / f"{result.task_id}_node{im.node_id}_{k}{ext}"
+        if path.resolve().parent != root:
+            raise UnsafeOutputError(f"task {str(result.task_id)[:80]!r} would write {path} outside {out}; nothing was written",
+                                    result.server, "task_id")
         path.write_bytes(im.data)
         paths.append(str(path))
     result.files = paths

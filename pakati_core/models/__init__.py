@@ -30,6 +30,7 @@ from .registry import ModelSpec, Registry, default_registry
 from .selector import Selection, ModelNeeds, select_model
 
 PROVIDERS = ("openai", "anthropic")
+CHAT_PROVIDERS = (*PROVIDERS, "local")  # "local": an OpenAI-compatible endpoint on the user's machine (local_provider.py)
 
 
 def _check_provider(provider: str, allowed: tuple[str, ...], what: str) -> str:
@@ -42,8 +43,10 @@ def _check_provider(provider: str, allowed: tuple[str, ...], what: str) -> str:
 def make_planner(provider: str, model: str | None = None, credential: str | None = None, recorder: CallRecorder | None = None,
                  **options: Any) -> TextPlanner:
     """A ``TextPlanner`` (forced structured output) for ``provider``; ``KeyMissingError`` when no key is configured."""
-    p = _check_provider(provider, PROVIDERS, "planner")
-    if p == "openai":
+    p = _check_provider(provider, CHAT_PROVIDERS, "planner")
+    if p == "local":
+        from .local_provider import LocalPlanner as cls
+    elif p == "openai":
         from .openai_provider import OpenAIPlanner as cls
     else:
         from .anthropic_provider import AnthropicPlanner as cls
@@ -53,8 +56,10 @@ def make_planner(provider: str, model: str | None = None, credential: str | None
 def make_judge(provider: str, model: str | None = None, credential: str | None = None, recorder: CallRecorder | None = None,
                **options: Any) -> VisionJudge:
     """A ``VisionJudge`` (image + questions -> answers) for ``provider``."""
-    p = _check_provider(provider, PROVIDERS, "vision judge")
-    if p == "openai":
+    p = _check_provider(provider, CHAT_PROVIDERS, "vision judge")
+    if p == "local":
+        from .local_provider import LocalVisionJudge as cls
+    elif p == "openai":
         from .openai_provider import OpenAIVisionJudge as cls
     else:
         from .anthropic_provider import AnthropicVisionJudge as cls
@@ -72,7 +77,7 @@ def make_image_backend(provider: str, model: str | None = None, credential: str 
 
 __all__ = [
     "Answer", "CachedJudge", "CallRecord", "CallRecorder", "ImageBackend", "TextPlanner", "VisionJudge",
-    "ListRecorder", "LoggingRecorder", "ModelSpec", "Registry", "Selection", "ModelNeeds", "PROVIDERS",
+    "ListRecorder", "LoggingRecorder", "ModelSpec", "Registry", "Selection", "ModelNeeds", "PROVIDERS", "CHAT_PROVIDERS",
     "default_registry", "make_image_backend", "make_judge", "make_planner", "resolve_key", "select_model", "set_user_dir",
     "KeyFileInsecureError", "KeyMissingError", "KeyRejectedError", "MalformedResponseError", "ModelConfigError", "ModelRetiredError",
     "NoModelError", "OptionalPackageMissingError", "ProviderError", "ProviderRefusedError", "ProviderRequestError",

@@ -16,44 +16,6 @@ __all__ = [
 ]
 
 
-def plan(goal: str, width: int = 1024, height: int = 1024, planner: str = "offline", **options) -> Plan:
-    """Turn ``goal`` into a :class:`Plan` (Region JSON v1 canvas, base prompt, task DAG).
+from .planning import PLANNERS, plan  # noqa: E402 - after the names plan() builds on
 
-    ``planner``: "offline" (deterministic, no network) or an LLM provider ("anthropic",
-    "openai"; falls back to offline with a note when no key is configured). With
-    ``context=<ContextStore>`` the plan starts from the best-scoring earlier plan for the same
-    goal and size (when one scored at least ``reuse_min_score``, default 0.75) and is recorded.
-    """
-    import time
-
-    from .context import best_plan, record_plan
-
-    context = options.pop("context", None)
-    min_score = float(options.pop("reuse_min_score", 0.75))
-    t0 = time.perf_counter()
-    if context is not None:
-        found = best_plan(context, goal, width, height, min_score)
-        if found is not None:
-            data, score = found
-            data = {**data, "notes": list(data.get("notes", [])) + [f"started from an earlier plan for this goal that scored {score:.2f}"]}
-            if "seed" in options:
-                data["seed"] = int(options["seed"])
-            result = Plan.from_dict(data)
-            record_plan(context, result, time.perf_counter() - t0)
-            return result
-    if planner == "offline":
-        from .offline import plan_offline
-
-        result = plan_offline(goal, width, height, **options)
-    elif planner in ("openai", "anthropic"):
-        from .llm import plan_with_llm
-
-        result = plan_with_llm(goal, width, height, provider=planner, **options)
-    else:
-        raise PlannerError(f"unknown planner {planner!r}; expected 'offline', 'openai' or 'anthropic'", field="planner")
-    if context is not None:
-        record_plan(context, result, time.perf_counter() - t0)
-    return result
-
-
-__all__.append("plan")
+__all__ += ["PLANNERS", "plan"]

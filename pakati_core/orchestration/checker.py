@@ -184,7 +184,7 @@ def check_alignment(image: np.ndarray, plan: Plan, goal: str | None = None, judg
     """Score ``image`` (uint8 in 0..255 or float in 0..1: both read through ``pakati_core.images.as_rgb``) against
     ``plan`` (and ``goal`` when it differs from the plan's)."""
     if goal and goal.strip() and goal.strip() != plan.goal.strip():
-        from . import plan as make_plan
+        from .planning import plan as make_plan
 
         plan = make_plan(goal, plan.width, plan.height)
     try:

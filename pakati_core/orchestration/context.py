@@ -1,6 +1,6 @@
 """Context: goals, constraints, every plan, generation and check (with timings), kept per goal.
 
-Persistence goes through :class:`ContextStore`, the seam: ``pakati_core.store.Store`` (the
+Persistence goes through :class:`ContextStore`, the seam: ``Store.context`` of ``pakati_core.store`` (the
 database, per user) implements it, and so can anything with ``save_record``/``load_records``.
 JSON-lines context directories written by earlier builds are imported into the database once
 with ``python -m pakati_core.store import-legacy --context-dir DIR``. ``best_plan`` is how a

@@ -75,6 +75,7 @@ for _phrase, _rel in [
     ("on the top of", "above"), ("on top of", "above"), ("at the top of", "above"), ("above", "above"), ("over", "above"),
     ("atop", "above"), ("on the bottom of", "below"), ("at the bottom of", "below"), ("on bottom of", "below"),
     ("below", "below"), ("under", "below"), ("underneath", "below"), ("beneath", "below"),
+    ("crossing", "on"),
     ("next to", "near"), ("near", "near"), ("beside", "near"), ("besides", "near"), ("by", "near"), ("on side of", "near"),
     ("on the side of", "near"), ("at the side of", "near"), ("alongside", "near"), ("close to", "near"), ("adjacent to", "near"),
     ("nearby", "near"), ("against", "near"),
@@ -180,3 +181,59 @@ TALL_THINGS = frozenset("""giraffe person man woman boy girl child people tree t
 refrigerator fridge door statue sunflower cactus plant umbrella wardrobe bookshelf bookcase dress coat""".split())
 WIDE_THINGS = frozenset("""car truck bus train airplane plane boat ship couch sofa bed table bench desk bathtub
 rug carpet mountain bridge limousine whale crocodile snake sink keyboard laptop mattress""".split())
+
+
+# -- the scene grammar's noun lexicon (generated from WordNet by tools/build_noun_lexicon.py) ------------------
+NOUNS_TSV = __import__("pathlib").Path(__file__).with_name("data") / "nouns.tsv"
+# kind: thing (gets its own region), ground (a band across the lower part), sky (a band across the top), backdrop
+# (a band behind things: mountains, a skyline), setting (the background region), part / wearable (belong to their
+# owner's prompt), non-object (times, weather, light, directions, framing: never a region).
+KINDS = ("thing", "ground", "sky", "backdrop", "setting", "part", "wearable", "non-object")
+BANDS = ("ground", "sky", "backdrop")
+
+
+class NounInfo(tuple):
+    """(kind, category, size, aspect): size is a typical height relative to a standing adult, aspect width / height."""
+
+    __slots__ = ()
+
+    def __new__(cls, kind: str, category: str, size: float, aspect: float) -> "NounInfo":
+        return super().__new__(cls, (kind, category, size, aspect))
+
+    kind = property(lambda self: self[0])
+    category = property(lambda self: self[1])
+    size = property(lambda self: self[2])
+    aspect = property(lambda self: self[3])
+
+
+UNKNOWN_THING = NounInfo("thing", "object", 0.3, 1.0)
+
+
+@__import__("functools").lru_cache(maxsize=1)
+def noun_table() -> dict[str, NounInfo]:
+    """The lexicon file as {noun: NounInfo}; read once."""
+    out: dict[str, NounInfo] = {}
+    for line in NOUNS_TSV.read_text(encoding="utf-8").splitlines():
+        if not line or line.startswith(("#", "noun\t")):
+            continue
+        noun, kind, cat, size, aspect, _ = line.split("\t")
+        out[noun] = NounInfo(kind, cat, float(size), float(aspect))
+    return out
+
+
+# Verbs that attach what follows to the subject (its prompt), or relate it: "wearing a cap", "holding an umbrella",
+# "riding a horse", "flying a kite" (the kite is above the flyer).
+ATTACH_VERBS = {
+    **dict.fromkeys("wearing wears wore dressed holding holds held carrying carries carried reading reads clutching grasping"
+                    " hugging cradling".split(), "attach"),
+    **dict.fromkeys("riding rides rode driving drives".split(), "riding"),
+    **dict.fromkeys("flying flies".split(), "flying"),
+}
+# Nouns after "on the" / "to the" / "in the" that place the subject instead of being drawn.
+DIRECTIONS = {"left": "left", "right": "right", "middle": "center", "center": "center", "centre": "center"}
+DEPTHS = {"foreground": "foreground", "front": "foreground", "background": "background", "distance": "background",
+          "back": "background", "horizon": "background"}
+# Categories whose owner keeps a "with X" phrase in its prompt (contained in it) rather than standing beside it.
+CONTAINER_CATEGORIES = frozenset("container food drink".split())
+MOUNT_CATEGORIES = frozenset("mount".split())
+ANIMATE_CATEGORIES = frozenset("person animal bird".split())

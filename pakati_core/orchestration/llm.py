@@ -63,7 +63,7 @@ def plan_with_llm(goal: str, width: int = 1024, height: int = 1024, provider: st
                   cache: ResultCache | None = None, **planner_options: Any) -> Plan:
     """Plan ``goal`` with an LLM through the model layer (``make_planner``), or offline when no key is set.
 
-    ``cache``: where answers are kept by request hash (a ``Store``; default: this process's memory)."""
+    ``cache``: where answers are kept by request hash (a ``Store``'s ``cache`` repository; default: this process's memory)."""
     from ..models import KeyMissingError, MalformedResponseError, make_planner
     from .offline import plan_offline
 
@@ -83,8 +83,8 @@ def plan_with_llm(goal: str, width: int = 1024, height: int = 1024, provider: st
         planner = text_planner if text_planner is not None else make_planner(provider, model, credential, recorder, **planner_options)
         from ..models.credentials import resolve_key
 
-        if text_planner is None:
-            resolve_key(provider, credential)  # no key: fall back before any call
+        if text_planner is None and provider != "local":
+            resolve_key(provider, credential)  # no key: fall back before any call (a local endpoint needs none)
     except KeyMissingError as e:
         p = plan_offline(goal, width, height, seed=seed)
         p.notes.append(f"planned offline: no API key is configured for {e.provider} ({e.message.split(';')[0]})")

@@ -7,9 +7,9 @@ from typing import Any
 from ..canvas import validate_canvas_size
 from ..errors import CanvasSizeError
 from . import lexicon as lx
-from .errors import GoalError, PlanError
+from .errors import PlanError
 from .layout import Item, place
-from .parse import ParsedGoal, ParsedObject, parse_goal, singular
+from .parse import ParsedGoal, ParsedObject, noun_info, parse_goal, singular
 from .plan_model import Attribute, Plan, PlannedObject, Relation, Task
 from .rules import layout_violations
 from .solver import solve_layout
@@ -67,6 +67,13 @@ def build_plan(parsed: ParsedGoal, width: int, height: int, seed: int = 0, base_
     rels: list[tuple[str, str, str, str]] = []
     for a, rel, b, phrase in parsed.relations:
         left, right = of.get(a, []), of.get(b, [])
+        if rel == "between" and len(right) >= 2:
+            # "a hammock between two palm trees": right of the first, left of the second
+            for ia in left:
+                rels += [(ids[ia], "right_of", ids[right[0]], phrase), (ids[ia], "left_of", ids[right[1]], phrase)]
+            continue
+        if rel == "between":
+            rel = "near"
         if rel == "near" and (len(left) > 1 or len(right) > 1) and left and right:
             # "three bottles next to three printers": each bottle beside a printer, not beside all of them
             n = max(len(left), len(right))
@@ -80,9 +87,14 @@ def build_plan(parsed: ParsedGoal, width: int, height: int, seed: int = 0, base_
         scale = 1.0
         for _, v in o.attributes:
             scale *= lx.SIZE_SCALE.get(v, 1.0)
-        items.append(Item(oid, noun, len(items), scale))
+        info = o.lex or noun_info(noun)
+        items.append(Item(oid, noun, len(items), scale, o.kind, info.category, info.size, info.aspect, o.hint, o.depth, o.elevated))
+    bands = {it.id for it in items if it.kind in lx.BANDS}
+    layout_triples = [(a, r, b) for a, r, b, _ in rels]
+    boxes, z = place(items, layout_triples, width, height)
+    # the plan keeps the relations its rules can check: band relations are the layout's business, riding is "on"
+    rels = [(a, "on" if r == "riding" else r, b, p) for a, r, b, p in rels if a not in bands and b not in bands]
     triples = [(a, r, b) for a, r, b, _ in rels]
-    boxes, z = place(items, triples, width, height)
     colours = {oid: {v for kd, v in o.attributes if kd == "colour"} for (o, *_), oid in zip(entries, ids)}
     regions_by_id: dict[str, dict] = {}
     objects: list[PlannedObject] = []
@@ -90,8 +102,10 @@ def build_plan(parsed: ParsedGoal, width: int, height: int, seed: int = 0, base_
     for (o, noun, phrase, count), oid in zip(entries, ids):
         others = sorted(set().union(*(c for k, c in colours.items() if k != oid)) - colours[oid]) if len(colours) > 1 else []
         prompt = phrase if count == 1 else f"{phrase}, one of {count}"
+        band = oid in bands
         regions_by_id[oid] = {"id": oid, "name": noun, "shape": "rect", "points": [], "prompt": prompt,
-                              "negative": ", ".join(f"{c} {noun}" for c in others), "strength": 1.0, "feather": feather, "seed": None, "locked": False}
+                              "negative": "" if band else ", ".join(f"{c} {noun}" for c in others), "strength": 0.8 if band else 1.0,
+                              "feather": feather * (3 if band else 1), "seed": None, "locked": False}
         objects.append(PlannedObject(oid, noun, oid, phrase, count, tuple(Attribute(k, v) for k, v in o.attributes)))
     relations = [Relation(a, r, b, p) for a, r, b, p in rels]
     plan = _assemble(parsed, width, height, seed, base_negative, generate, notes, planner, regions_by_id, objects, relations, boxes, z)
@@ -143,5 +157,8 @@ def plan_offline(goal: str, width: int = 1024, height: int = 1024, seed: int = 0
         raise PlanError(f"seed must be an integer, got {seed!r}", field="seed")
     parsed = parse_goal(goal)
     if not parsed.objects and parsed.background is None:
-        raise GoalError("nothing to draw", field="goal")
+        # no concrete noun ("a beautiful sunset", "a feeling of nostalgia"): one full-canvas region, never an error
+        whole = ParsedObject("scene", goal.strip().rstrip(" ."), 1, [], True, -1, kind="setting")
+        note = "no concrete noun to place: the plan is one full-canvas region with the whole goal as its prompt"
+        return build_plan(ParsedGoal(parsed.goal, [], [], whole), width, height, seed, base_negative, generate, [note])
     return build_plan(parsed, width, height, seed, base_negative, generate)

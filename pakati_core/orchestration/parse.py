@@ -58,13 +58,20 @@ class ParsedObject:
     attributes: list[tuple[str, str]] = field(default_factory=list)
     background: bool = False
     mention: int = 0
+    kind: str = "thing"  # thing, or a band: ground, sky, backdrop (lexicon.KINDS)
+    category: str = "object"
+    extras: list[str] = field(default_factory=list)  # owned phrases ("with a white beard", "wearing a cap")
+    hint: str = ""  # left, right, center
+    depth: str = ""  # foreground, background
+    elevated: bool = False  # flying: placed in the air
+    lex: "lx.NounInfo | None" = None  # the lexicon entry (of the compound when there is one)
 
 
 @dataclass
 class ParsedGoal:
     goal: str
     objects: list[ParsedObject]
-    relations: list[tuple[int, str, int, str]]  # (subject index, relation, object index, phrase)
+    relations: list[tuple[int, str, int, str]]  # (subject index, relation, object index, phrase); also "riding", "between"
     background: ParsedObject | None
 
 
@@ -134,14 +141,17 @@ def _is_break(tokens: list[str], i: int, have: list[str]) -> bool:
             return True  # "the glass bottles clink together": plural head, then a bare verb
         if not is_plural(have[-1]) and t.endswith("s") and not t.endswith("ss") and not is_plural_noun_like(t) and not lx.attribute_kind(have[-1]):
             return True  # "the rubber ball bounces off"
-    if have and have[-1] in lx.SIZE_OF and t not in lx.SIZE_OF and singular(t) not in lx.SIZE_OF and not lx.attribute_kind(t) \
+    if have and known_noun(have[-1]) and not known_noun(t) and not lx.attribute_kind(t) \
             and (nxt in lx.PREPOSITIONS or nxt in lx.ADVERBS_NON_LY or nxt in lx.RELATION_STARTERS or _adverb(nxt, "", ["x"])):
         return True  # "the sports car drove past": a known noun, then a word before a preposition
     if t in lx.VERBS:
         return not (t in lx.MODIFIER_PARTICIPLES and content_next) and not (t.endswith("ing") and not have and content_next)
     if have and t.endswith("ed") and t not in lx.SIZE_OF and not content_next:
         return True
-    if have and t.endswith("ing") and t not in lx.SIZE_OF and have[-1] in lx.SIZE_OF and not lx.attribute_kind(have[-1]):
+    if have and t.endswith("ing") and known_noun(have[-1]) and not lx.attribute_kind(have[-1]) \
+            and nxt in ("a", "an", "the", "her", "his", "their"):
+        return True  # "two children building a sandcastle": a participle taking an object
+    if have and t.endswith("ing") and t not in lx.SIZE_OF and known_noun(have[-1]) and not lx.attribute_kind(have[-1]):
         return True  # "the sun casting shadows": a known noun then a participle
     return False
 
@@ -273,6 +283,9 @@ def parse_goal(goal: str) -> ParsedGoal:
         elif rel:
             items.append(("rel", rel[0], " ".join(tokens[i:i + rel[1]])))
             i += rel[1]
+        elif t in lx.ATTACH_VERBS and not (i > 0 and tokens[i - 1] in lx.DETERMINERS):
+            items.append(("verb", lx.ATTACH_VERBS[t], t))
+            i += 1
         elif t in lx.CONJUNCTIONS:
             items.append(("conj", t))
             i += 1
@@ -294,22 +307,72 @@ def parse_goal(goal: str) -> ParsedGoal:
     return _bind(goal, items)
 
 
-def _bind(goal: str, items: list[tuple]) -> ParsedGoal:
+def noun_info(noun: str) -> lx.NounInfo:
+    """The lexicon's entry for ``noun`` (or its singular); an unknown noun is a medium-sized thing."""
+    table = lx.noun_table()
+    return table.get(noun) or table.get(singular(noun)) or lx.UNKNOWN_THING
+
+
+def phrase_info(np_: NounPhrase) -> lx.NounInfo:
+    """The entry for the longest compound ending in the phrase's noun ("teddy bear", "gas station"), else the noun's."""
+    table = lx.noun_table()
+    if np_.noun == np_.head:
+        words = [w for w in np_.modifiers if w.isalpha()] + [singular(np_.head)]
+        for n in (3, 2):
+            if len(words) >= n:
+                hit = table.get(" ".join(words[-n:]))
+                if hit is not None:
+                    return hit
+    return noun_info(np_.noun)
+
+
+def known_noun(word: str) -> bool:
+    """A noun the size list or the lexicon knows as a thing or stuff (not a place, time or part)."""
+    if word in lx.SIZE_OF or singular(word) in lx.SIZE_OF:
+        return True
+    hit = lx.noun_table().get(word) or lx.noun_table().get(singular(word))
+    return hit is not None and hit.kind != "non-object" and not word.endswith(("ing", "ed", "ly"))
+
+
+# Prepositions after which a setting noun is the background ("at the beach", "through the forest").
+_LOCATIVE = ("at", "across", "through", "along", "around", "within", "into", "against", "off", "from", "up", "down", "past", "to")
+_ATTACH_CATEGORIES = frozenset("carried topping eyewear headwear footwear jewellery clothing body".split())
+ATTACHED = -1  # np_index value of a phrase that went into its owner's prompt
+
+
+def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one branch per grammar rule, each commented
     objects: list[ParsedObject] = []
     relations: list[tuple[int, str, int, str]] = []
     scene_parts: list[tuple[str, list[tuple[str, str]]]] = []
-    np_index: dict[int, int | None] = {}  # item index -> object index (None: dropped or background)
+    np_index: dict[int, int | None] = {}  # item index -> object index (None: dropped or background; ATTACHED: in its owner)
+
+    def info(k: int) -> lx.NounInfo:
+        return phrase_info(items[k][1])
+
+    def placement_word(k: int) -> bool:
+        n = items[k][1].noun
+        return (n in lx.DIRECTIONS or n in lx.DEPTHS) and not items[k][1].modifiers
 
     def obj_for(k: int, as_scene: bool) -> int | None:
         if k in np_index:
-            return np_index[k]
+            v = np_index[k]
+            return None if v == ATTACHED else v
         np_ = items[k][1]
         noun = np_.noun
-        if noun in lx.NON_OBJECTS or noun in lx.PRONOUNS or len(noun) < 2 or noun.isdigit():
-            np_index[k] = None
+        lex = phrase_info(np_)
+        kind = lex.kind
+        if kind == "non-object" and np_.modifiers and lex.category in ("direction", "light"):
+            kind = "thing"  # "a glass top", "a pendant light"
+        if noun in lx.NON_OBJECTS or noun in lx.PRONOUNS or len(noun) < 2 or noun.isdigit() or kind == "non-object" or placement_word(k):
+            np_index[k] = None  # times, weather, light, directions, framing: they stay in the base prompt
             return None
-        first_scene = not scene_parts or scene_parts[0][0].split()[-1] == noun
-        if (as_scene or (noun in lx.SCENES and not _in_relation(items, k))) and first_scene:
+        first_scene = not scene_parts or scene_parts[0][0].split()[-1] == noun \
+            or (kind == "setting" and not scene_parts[0][0].endswith(noun))
+        scene_like = kind == "setting" or (noun in lx.SCENES and kind not in lx.BANDS and kind != "thing")
+        on_it = k > 0 and items[k - 1][0] == "rel" and items[k - 1][1] == "on"  # "a towel on the bar": a surface, not a place
+        setting = kind == "setting" and not on_it
+        scene_like = scene_like and not (on_it and kind == "setting")
+        if ((as_scene and kind not in lx.BANDS) or (scene_like and (setting or not _in_relation(items, k)))) and first_scene:
             scene_parts.append((_phrase(np_), _attributes(np_)))
             np_index[k] = None
             return None
@@ -320,9 +383,36 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:
                 if same and np_.count is None:
                     np_index[k] = j
                     return j
-        objects.append(ParsedObject(noun, _phrase(np_), np_.count or 1, attrs, mention=len(objects)))
+        objects.append(ParsedObject(noun, _phrase(np_), np_.count or 1, attrs, mention=len(objects),
+                                    kind=kind if kind in lx.BANDS else "thing", category=lex.category, lex=lex))
         np_index[k] = len(objects) - 1
         return len(objects) - 1
+
+    owner_of: dict[int, int] = {}
+
+    def attach(owner: int, k: int, lead: str) -> None:
+        """The phrase at ``k`` belongs to ``owner``: it goes into the owner's prompt, with no region of its own."""
+        np_index[k] = ATTACHED
+        owner_of[k] = owner
+        objects[owner].extras.append(f"{lead} {_phrase(items[k][1])}".strip())
+
+    def hint(subjects: list[int], k: int) -> None:
+        n = items[k][1].noun
+        np_index[k] = None
+        for s_ in subjects:
+            if n in lx.DIRECTIONS:
+                objects[s_].hint = lx.DIRECTIONS[n]
+            else:
+                objects[s_].depth = lx.DEPTHS[n]
+
+    def subjects_of(k: int | None) -> list[int]:
+        if k is None:
+            return []
+        out = [owner_of[s_] if s_ in owner_of else obj_for(s_, False) for s_ in _subject_group(items, k)]
+        return list(dict.fromkeys(o for o in out if o is not None))
+
+    def animate(o: int) -> bool:
+        return objects[o].category in lx.ANIMATE_CATEGORIES
 
     last_np: int | None = None
     k = 0
@@ -334,36 +424,131 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:
         elif kind == "np":
             obj_for(k, False)
             last_np = k
+        elif kind == "verb":
+            # "wearing a cap", "holding an umbrella": into the owner's prompt; "riding a horse"; "flying a kite"
+            targets = _following_nps(items, k + 1)
+            owner = obj_for(last_np, False) if last_np is not None else None
+            for t in targets:
+                if owner is None or objects[owner].kind != "thing":
+                    obj_for(t, False)
+                elif it[1] == "attach" and info(t).kind not in lx.BANDS:
+                    attach(owner, t, it[2])
+                elif it[1] == "riding":
+                    o = obj_for(t, False)
+                    if o is not None and o != owner:
+                        relations.append((owner, "on" if objects[o].kind in lx.BANDS else "riding", o, it[2]))
+                elif it[1] == "flying":
+                    o = obj_for(t, False)
+                    if o is not None and o != owner:
+                        objects[o].elevated = True
+                        relations.append((o, "above", owner, it[2]))
+            if it[1] == "flying" and not targets and owner is not None:
+                objects[owner].elevated = True
+            if targets:
+                k = targets[-1]
         elif kind == "prep":
-            # "at the beach", "through the forest": a setting after a locative word
-            if k + 1 < len(items) and items[k + 1][0] == "np" and items[k + 1][1].noun in lx.SCENES and it[1] in ("at", "across", "through", "along", "around", "within", "into", "against", "off", "from", "up", "down"):
-                obj_for(k + 1, True)
-                k += 1
+            targets = _following_nps(items, k + 1)
+            owner = obj_for(last_np, False) if last_np is not None else None
+            if not targets:
+                pass
+            elif it[1] == "with" and owner is not None and objects[owner].kind == "thing":
+                while targets[-1] + 2 < len(items) and items[targets[-1] + 1][0] == "conj" and items[targets[-1] + 1][1] == "and" \
+                        and items[targets[-1] + 2][0] == "np" and info(targets[-1] + 2).kind in ("part", "wearable", "thing") \
+                        and not _relation_follows(items, targets[-1] + 2, "near"):
+                    targets.append(targets[-1] + 2)  # "with pepperoni and olives on a table": both toppings
+                for t in targets:
+                    ti = info(t)
+                    if placement_word(t) or ti.kind == "non-object":
+                        obj_for(t, False)
+                    elif ti.kind in ("part", "wearable") or (ti.category in _ATTACH_CATEGORIES and animate(owner)):
+                        attach(owner, t, "with")
+                    elif objects[owner].category in lx.CONTAINER_CATEGORIES and ti.kind == "thing":
+                        o = obj_for(t, False)  # "a bowl of ramen with two eggs": contained, and named in the bowl's prompt
+                        if o is not None and o != owner:
+                            owner_of[t] = owner
+                            objects[owner].extras.append("with " + _phrase(items[t][1]))
+                            relations.append((o, "inside", owner, "with"))
+                    else:
+                        o = obj_for(t, False)  # "a man with a dog": beside; "with mountains": a band of its own
+                        if o is not None and o != owner and objects[o].kind == "thing":
+                            relations.append((o, "near", owner, "with"))
+                k = targets[-1]
+                last_np = targets[-1] if np_index.get(targets[-1]) not in (None, ATTACHED) else last_np
+            elif it[1] in ("to", "at") and placement_word(targets[0]):
+                hint(subjects_of(last_np), targets[0])
+                k = targets[0]
+            elif it[1] in _LOCATIVE:
+                for t in targets:
+                    ti = info(t)
+                    if ti.kind in lx.BANDS:
+                        o = obj_for(t, False)
+                        spans = it[1] in ("across", "through", "along", "around")
+                        if owner is not None and o is not None and spans and ti.kind == "ground":
+                            relations.append((owner, "on", o, it[1]))
+                    elif (items[t][1].noun in lx.SCENES and ti.kind != "thing") or ti.kind == "setting":
+                        obj_for(t, True)
+                    else:
+                        obj_for(t, False)
+                k = targets[-1]
         elif kind == "rel":
             rel, phrase = it[1], it[2]
             targets = _following_nps(items, k + 1)
-            if targets and rel in ("inside", "on", "near") and items[targets[0]][1].noun in lx.SCENES:
+            subj_k = last_np
+            subjects = subjects_of(subj_k)
+            if targets and placement_word(targets[0]) and rel in ("on", "inside", "near"):
+                hint(subjects, targets[0])  # "on the left", "in the background"
+                k = targets[0]
+            elif targets and all(info(t).kind == "non-object" or items[t][1].noun in lx.NON_OBJECTS for t in targets):
+                for t in targets:
+                    obj_for(t, False)  # "in the rain", "at night", "on a sunny day"
+                k = targets[-1]
+            elif targets and rel in ("inside", "on", "near") and info(targets[0]).kind not in lx.BANDS \
+                    and ((items[targets[0]][1].noun in lx.SCENES and info(targets[0]).kind != "thing")
+                         or (info(targets[0]).kind == "setting" and rel == "inside")):
                 for t in targets:
                     obj_for(t, True)
                 k = targets[-1]
-            elif last_np is not None and targets:
+            elif targets and rel == "inside" and info(targets[0]).kind == "wearable" and subjects and objects[subjects[-1]].kind == "thing":
+                attach(subjects[-1], targets[0], "in")  # "a woman in a yellow raincoat"
+                for t in targets[1:]:
+                    attach(subjects[-1], t, "and")
+                k = targets[-1]
+            elif subjects and targets:
                 objs = [obj_for(t, False) for t in targets]
-                for subj in [obj_for(s, False) for s in _subject_group(items, last_np)]:
-                    if subj is None:
-                        continue
+                if rel in ("on", "inside"):
+                    # "a cup next to a croissant on a table": both rest on the table
+                    subjects = subjects + [a for a, r_, b, _ in relations if r_ == "near" and b in subjects and a not in subjects]
+                for subj in subjects:
                     if rel == "between":
                         real = [o for o in objs if o is not None and o != subj]
                         if len(real) >= 2:
                             relations.append((subj, "right_of", real[0], phrase))
                             relations.append((subj, "left_of", real[1], phrase))
+                        elif real and objects[real[0]].count >= 2:
+                            relations.append((subj, "between", real[0], phrase))  # "between two palm trees"
                         elif real:
                             relations.append((subj, "near", real[0], phrase))
-                    else:
-                        for o in objs:
-                            if o is not None and o != subj:
-                                relations.append((subj, rel, o, phrase))
+                        continue
+                    for o in objs:
+                        if o is None or o == subj:
+                            continue
+                        band = objects[o].kind in lx.BANDS
+                        if band and objects[subj].kind == "thing":
+                            if rel in ("on", "inside"):
+                                relations.append((subj, "on", o, phrase))  # rests in the band
+                            elif rel == "above" and objects[o].kind == "ground":
+                                relations.append((subj, "above", o, phrase))
+                            continue
+                        if objects[subj].kind in lx.BANDS:
+                            continue  # a band's place is fixed
+                        if rel == "on" and objects[o].category in lx.MOUNT_CATEGORIES and animate(subj) \
+                                and objects[subj].category == "person":
+                            relations.append((subj, "riding", o, phrase))  # "a cowboy on a horse"
+                        else:
+                            relations.append((subj, rel, o, phrase))
                 k = targets[-1]
-                last_np = targets[0] if rel != "between" else last_np
+                if rel != "between" and objs and objs[0] is not None and objects[objs[0]].kind == "thing":
+                    last_np = targets[0]
             elif targets:
                 for t in targets:
                     obj_for(t, False)
@@ -373,14 +558,19 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:
     for k2, it in enumerate(items):
         if it[0] == "np":
             obj_for(k2, False)
+    for o in objects:
+        if o.extras:
+            o.phrase = " ".join([o.phrase] + o.extras)
     background = None
     if scene_parts:
         phrase = ", ".join(dict.fromkeys(p for p, _ in scene_parts))
         attrs = [a for _, aa in scene_parts for a in aa]
-        background = ParsedObject(phrase.split(",")[0].split()[-1], phrase, 1, attrs, True, -1)
-    if not objects and background is None:
-        raise GoalError(f"found nothing to draw in {goal!r}; name at least one object or setting", field="goal")
+        background = ParsedObject(phrase.split(",")[0].split()[-1], phrase, 1, attrs, True, -1, kind="setting")
     return ParsedGoal(goal, objects, relations, background)
+
+
+def _relation_follows(items: list[tuple], k: int, rel: str) -> bool:
+    return k + 1 < len(items) and items[k + 1][0] == "rel" and items[k + 1][1] == rel
 
 
 def _in_relation(items: list[tuple], k: int) -> bool:

@@ -31,19 +31,19 @@ class WhatWorkedStore:
         rows = [dict(r, version=STORE_VERSION) for r in records]
         for r in rows:
             strict_json(r, "a what-worked record", "store")
-        return self.store.append_what_worked(rows)
+        return self.store.what_worked.append(rows)
 
     def revision(self) -> str:
         """Changes whenever this user's records change: what a host's cache compares to know that
         a run reading this store may now differ."""
-        return self.store.what_worked_revision()
+        return self.store.what_worked.revision()
 
     def load(self) -> list[dict]:
-        return [r for r in self.store.load_what_worked() if r.get("version") == STORE_VERSION]
+        return [r for r in self.store.what_worked.load() if r.get("version") == STORE_VERSION]
 
     def mean_gains(self) -> dict[str, tuple[int, float]]:
         """action -> (number of records, mean gain)."""
-        return self.store.what_worked_gains()
+        return self.store.what_worked.gains()
 
     def order(self, actions: Sequence[str]) -> list[str]:
         """``actions`` by mean past gain, best first; actions never tried keep their given order

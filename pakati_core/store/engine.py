@@ -3,9 +3,12 @@
 Pakati keeps its own engine and file (ComfyUI does not hand custom nodes a database session).
 The URL comes from the caller, else ``PAKATI_DATABASE_URL``, else ``<user dir>/pakati/database.json``
 (``{"url": "postgresql+psycopg://..."}``), else a SQLite file ``<user dir>/pakati/pakati.db``.
-SQLite runs in WAL mode with a busy timeout and foreign keys on; every transaction starts with
-``BEGIN IMMEDIATE`` so two processes writing at once wait for each other instead of failing
-on a read-to-write upgrade. Migrations run under a lock (SQLite's write lock, PostgreSQL's
+SQLite runs in WAL mode with a busy timeout and foreign keys on; a transaction that writes starts
+with ``BEGIN IMMEDIATE`` so two processes writing at once wait for each other instead of failing
+on a read-to-write upgrade; a read-only one starts with a plain ``BEGIN`` (in WAL mode it never
+waits for a writer). A connection may carry a shorter busy timeout (execution option
+``pakati_busy_ms``): what a server reads while answering a request gives up quickly instead of
+holding the request. Migrations run under a lock (SQLite's write lock, PostgreSQL's
 advisory lock), so two servers starting on one database never migrate it twice.
 """
 from __future__ import annotations
@@ -34,6 +37,8 @@ CONFIG_FILE = "database.json"
 SQLITE_FILE = "pakati.db"
 VERSION_TABLE = "pakati_alembic_version"
 BUSY_TIMEOUT_MS = 30_000
+READ_OPTION = "pakati_read"  # execution option: the transaction only reads (plain BEGIN)
+BUSY_OPTION = "pakati_busy_ms"  # execution option: how long this transaction waits for a lock
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _PG_LOCK_KEY = 0x70616B617469  # "pakati"
 
@@ -106,7 +111,19 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        opts = conn.get_execution_options()
+        busy = int(opts.get(BUSY_OPTION) or BUSY_TIMEOUT_MS)
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={busy}")  # per transaction: a short read never inherits a long wait
+        conn.exec_driver_sql("BEGIN" if opts.get(READ_OPTION) else "BEGIN IMMEDIATE")
+
+
+def _postgres_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def on_begin(conn):
+        busy = conn.get_execution_options().get(BUSY_OPTION)
+        if busy:  # a bounded wait for locks and statements, for this transaction only
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(busy)}")
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(busy)}")
 
 
 def get_engine(url: str) -> Engine:
@@ -131,6 +148,7 @@ def get_engine(url: str) -> Engine:
         else:
             try:
                 engine = create_engine(parsed, pool_pre_ping=True, json_serializer=_strict_json)
+                _postgres_setup(engine)
             except NoSuchModuleError as e:
                 raise StoreError(f"unknown database kind {parsed.drivername!r} in {redacted(url)} "
                                  "(use sqlite:///path or postgresql+psycopg://user@host/db)", "url") from e
@@ -156,8 +174,9 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to ``revision`` (default: the newest), once, under a lock."""
+def migrate(engine: Engine, revision: str = "head", busy_ms: int | None = None) -> None:
+    """Bring the database to ``revision`` (default: the newest), once, under a lock (waiting at most
+    ``busy_ms`` for it, else the busy timeout)."""
     key = f"{engine.url!r}@{revision}"
     if key in _migrated:
         return
@@ -165,6 +184,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     sqlite = engine.dialect.name == "sqlite"
     try:
         with engine.connect() as conn:
+            if busy_ms:
+                conn = conn.execution_options(**{BUSY_OPTION: int(busy_ms)})
             if sqlite:  # table copies (batch migrations) need foreign keys off, and that only outside a transaction
                 conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
             try:
@@ -202,7 +223,7 @@ def explain(e: OperationalError, url: str, write: bool) -> str:
         why = "the disk is full"
     elif "unable to open" in low:
         why = "the database file cannot be opened (missing directory or no permission)"
-    elif "locked" in low or "busy" in low:
+    elif "locked" in low or "busy" in low or "lock timeout" in low or "statement timeout" in low:
         why = "another process held the database lock longer than the busy timeout"
     elif "connection" in low or "could not connect" in low:
         why = "the database server cannot be reached"

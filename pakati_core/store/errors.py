@@ -18,3 +18,7 @@ class TemplateNameError(StoreError):
 
 class TemplateNotFoundError(StoreError):
     """No template of that name for this user."""
+
+
+class UnknownUserError(StoreError):
+    """A request or prompt whose user the server does not know (under --multi-user): it reads and writes nothing."""

@@ -12,8 +12,11 @@ import logging
 import os
 from pathlib import Path
 
-from .schema import ContextRecord, LegacyImport, UnderstandingRow, WhatWorked
-from .store import Store, utcnow
+from sqlalchemy.orm import Session
+
+from .database import Database
+from .schema import ContextRecord, LegacyImport, UnderstandingRow, WhatWorked, utcnow
+from .what_worked import WhatWorkedRepository
 
 log = logging.getLogger("pakati.store")
 
@@ -27,11 +30,20 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
+def _import_done(store: Database, s: Session, source: str, digest: str) -> bool:
+    return s.get(LegacyImport, (store.owner, source, digest)) is not None
+
+
+def _mark_imported(store: Database, s: Session, source: str, digest: str, rows: int) -> None:
+    store.insert_ignore(s, LegacyImport, {"owner": store.owner, "source": source, "digest": digest, "rows": rows,
+                                          "imported_at": utcnow()}, ["owner", "source", "digest"])
+
+
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def import_understanding_dir(store: Store, directory: str | os.PathLike) -> int:
+def import_understanding_dir(store: Database, directory: str | os.PathLike) -> int:
     """Import ``<hash>.json`` files (with their ``<hash>.png`` and previews); returns the records added."""
     directory = Path(directory)
     if not directory.is_dir():
@@ -54,28 +66,28 @@ def import_understanding_dir(store: Store, directory: str | os.PathLike) -> int:
             continue
         png = directory / f"{key}.png"
         image_png = png.read_bytes() if png.is_file() else None
-        with store._session() as s:
-            if store._import_done(s, source, digest):
+        with store.session() as s:
+            if _import_done(store, s, source, digest):
                 continue
-            image_blob = store._put_blob(s, image_png) if image_png else None
+            image_blob = store.put_blob(s, image_png) if image_png else None
             n = 0
             for fp, record in (data.get("runs") or {}).items():
                 preview = directory / f"{key}-{fp}.preview.png"
-                preview_blob = store._put_blob(s, preview.read_bytes()) if preview.is_file() else None
+                preview_blob = store.put_blob(s, preview.read_bytes()) if preview.is_file() else None
                 exists = s.query(UnderstandingRow.id).filter_by(owner=store.owner, image_hash=key, fingerprint=fp).first()
                 if exists:
                     continue
-                store._insert_ignore(s, UnderstandingRow, {"owner": store.owner, "image_hash": key, "fingerprint": fp,
+                store.insert_ignore(s, UnderstandingRow, {"owner": store.owner, "image_hash": key, "fingerprint": fp,
                                                            "format_version": UNDERSTANDING_VERSION, "record": record, "image": image_blob,
                                                            "preview": preview_blob, "updated_at": utcnow()},
                                      ["owner", "image_hash", "fingerprint"])
                 n += 1
-            store._mark_imported(s, source, digest, n)
+            _mark_imported(store, s, source, digest, n)
         added += n
     return added
 
 
-def import_what_worked_file(store: Store, path: str | os.PathLike) -> int:
+def import_what_worked_file(store: Database, path: str | os.PathLike) -> int:
     """Import a ``what_worked.v1.jsonl`` file line by line; returns the rows added.
 
     Each line's key is its hash plus how many identical lines came before it, so a file that
@@ -103,23 +115,23 @@ def import_what_worked_file(store: Store, path: str | os.PathLike) -> int:
             skipped += 1
             continue
         try:
-            rows.append(Store._what_worked_row(store.owner, rec, import_key=f"{h}:{seen[h]}"))
+            rows.append(WhatWorkedRepository.row(store.owner, rec, import_key=f"{h}:{seen[h]}"))
         except Exception:  # a line with NaN or a broken field: skipped, as the JSON-lines reader did
             skipped += 1
-    with store._session() as s:
-        if store._import_done(s, source, digest):
+    with store.session() as s:
+        if _import_done(store, s, source, digest):
             return 0
         before = s.query(WhatWorked.id).filter_by(owner=store.owner).count()
         for row in rows:
-            store._insert_ignore(s, WhatWorked, row, ["owner", "import_key"])
+            store.insert_ignore(s, WhatWorked, row, ["owner", "import_key"])
         added = s.query(WhatWorked.id).filter_by(owner=store.owner).count() - before
-        store._mark_imported(s, source, digest, added)
+        _mark_imported(store, s, source, digest, added)
     if skipped:
         log.info("Pakati store: %d line(s) of %s were not what-worked v%d records; skipped", skipped, path, WHAT_WORKED_VERSION)
     return added
 
 
-def import_context_dir(store: Store, directory: str | os.PathLike) -> int:
+def import_context_dir(store: Database, directory: str | os.PathLike) -> int:
     """Import the orchestration's ``<goal key>.<kind>.jsonl`` files; returns the records added."""
     directory = Path(directory)
     if not directory.is_dir():
@@ -140,18 +152,18 @@ def import_context_dir(store: Store, directory: str | os.PathLike) -> int:
                 continue
             if isinstance(rec, dict):
                 records.append(rec)
-        with store._session() as s:
+        with store.session() as s:
             if s.query(LegacyImport).filter_by(owner=store.owner, source=source).first() is not None:
                 continue  # context files are imported once, as they were then
             new = records
             for rec in new:
                 s.add(ContextRecord(owner=store.owner, goal_key=key, kind=kind, record=rec, created_at=utcnow()))
-            store._mark_imported(s, source, digest, len(new))
+            _mark_imported(store, s, source, digest, len(new))
         added += len(new)
     return added
 
 
-def import_legacy(store: Store, pakati_dir: str | os.PathLike) -> dict[str, int]:
+def import_legacy(store: Database, pakati_dir: str | os.PathLike) -> dict[str, int]:
     """Import what earlier builds kept under ``<user dir>/pakati`` (understanding/, refine/, context/)."""
     base = Path(pakati_dir)
     return {"understanding": import_understanding_dir(store, base / "understanding"),

@@ -31,18 +31,18 @@ class UnderstandingStore:
     def revision(self) -> str:
         """Changes whenever one of this user's understandings is written or removed: what a
         host's cache compares to serve nothing stale."""
-        return self.store.understanding_revision()
+        return self.store.understandings.revision()
 
     def get(self, key: str, fingerprint: str) -> dict | None:
         """The understanding learned from this image with these settings, or None."""
-        return self.store.get_understanding(_check_key(key), fingerprint, FORMAT_VERSION)
+        return self.store.understandings.get(_check_key(key), fingerprint, FORMAT_VERSION)
 
     def put(self, record: dict, image: np.ndarray) -> str:
         """Keep the record (replacing one with the same image and settings); returns where it is."""
         _check_key(record["image_hash"])
         strict_json(record, "the understanding record", "record")  # NaN/Inf: raise before writing anything
         require_finite(image, "the reference image", "image")
-        self.store.put_understanding(record, image, FORMAT_VERSION)
+        self.store.understandings.put(record, image, FORMAT_VERSION)
         return self.location(record["image_hash"], record["settings"]["fingerprint"])
 
     def location(self, key: str, fingerprint: str) -> str:
@@ -50,11 +50,11 @@ class UnderstandingStore:
         return f"{self.store.url} understanding {key[:16]}/{fingerprint}"
 
     def image(self, key: str) -> np.ndarray | None:
-        return self.store.understanding_image(_check_key(key))
+        return self.store.understandings.image(_check_key(key))
 
     def put_preview(self, key: str, fingerprint: str, grid: np.ndarray) -> None:
         require_finite(grid, "the preview grid", "preview")
-        self.store.put_understanding_preview(_check_key(key), fingerprint, grid)
+        self.store.understandings.put_preview(_check_key(key), fingerprint, grid)
 
     def preview(self, key: str, fingerprint: str) -> np.ndarray | None:
-        return self.store.understanding_preview(_check_key(key), fingerprint)
+        return self.store.understandings.preview(_check_key(key), fingerprint)

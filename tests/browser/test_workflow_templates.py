@@ -20,7 +20,6 @@ import pytest
 
 from comfy_client import for_the_test_host, provide_input_images
 
-
 pytestmark = pytest.mark.host
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +27,20 @@ UI_WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 API_WORKFLOWS = sorted((REPO / "workflows" / "api").glob("*.json"))
 NON_NODE_TYPES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 PROVIDER_NODES = {"PakatiOpenAIGenerate", "PakatiOpenAIEditRegion", "PakatiAskVision"}
+
+
+IPADAPTER_NODES = {"IPAdapterAdvanced", "IPAdapterModelLoader", "IPAdapter", "IPAdapterUnifiedLoader"}
+
+
+def require_packs_for(path: Path) -> None:
+    """Templates with cubiq's IP-Adapter nodes need that pack's source (tests/ipadapter_pack.py): skip loudly, or fail
+    under PAKATI_REQUIRE_HOST=1, where it is not found."""
+    from harness import HOST
+    from ipadapter_pack import require_pack
+
+    text = path.read_text()
+    if any(f'"{name}"' in text for name in IPADAPTER_NODES):
+        require_pack(HOST)
 
 
 def ids(paths):
@@ -56,6 +69,7 @@ def test_templates_are_listed_for_the_template_browser(comfy_server):
 @pytest.mark.browser
 @pytest.mark.parametrize("path", UI_WORKFLOWS, ids=ids(UI_WORKFLOWS))
 def test_ui_workflow_loads_in_the_front_end(fe, comfy_server, path):
+    require_packs_for(path)
     served = json.loads(comfy_server.get_bytes(f"/api/workflow_templates/pakati/{path.name}"))
     assert served == json.loads(path.read_text())
     fe.fresh()
@@ -91,6 +105,7 @@ def test_ui_workflow_loads_in_the_front_end(fe, comfy_server, path):
 
 @pytest.mark.parametrize("path", API_WORKFLOWS, ids=ids(API_WORKFLOWS))
 def test_api_workflow_runs_on_the_server(request, path):
+    require_packs_for(path)
     prompt = json.loads(path.read_text())
     uses_provider = any(n["class_type"] in PROVIDER_NODES for n in prompt.values())
     comfy_server = request.getfixturevalue("provider_comfy_server" if uses_provider else "comfy_server")

@@ -36,16 +36,16 @@ def test_anthropic_structured_output_gives_a_valid_cached_plan(tmp_path):
 
     store = open_store(f"sqlite:///{tmp_path / 'pakati.db'}")  # the plan cache is the database's cache table
     wire = Wire((200, anthropic_body(answer())))
-    p = plan(GOAL, 768, 512, planner="anthropic", cache=store, **opts(wire))
+    p = plan(GOAL, 768, 512, planner="anthropic", cache=store.cache, **opts(wire))
     assert p.planner == "llm:anthropic" and layout_violations(p) == []
     assert [r["id"] for r in p.canvas["regions"]] == ["background", "cat", "pillow"]
     sent = json.loads(wire.requests[0].content)
     assert sent["output_config"]["format"] == {"type": "json_schema", "schema": anthropic.transform_schema(LLM_SCHEMA)}
     assert "tool_choice" not in sent and "tools" not in sent
-    again = plan(GOAL, 768, 512, planner="anthropic", cache=store, **opts(wire))
+    again = plan(GOAL, 768, 512, planner="anthropic", cache=store.cache, **opts(wire))
     assert len(wire.requests) == 1 and again.to_dict() == p.to_dict()
     assert len(llm._memory_cache) == 0, "a cache given is the only cache used"
-    assert plan(GOAL, 768, 512, planner="anthropic", cache=store.for_user("other"), **opts(wire)).to_dict() == p.to_dict()
+    assert plan(GOAL, 768, 512, planner="anthropic", cache=store.for_user("other").cache, **opts(wire)).to_dict() == p.to_dict()
     assert len(wire.requests) == 2, "another user's cache is not this user's"
     assert Plan.from_json(p.to_json()).to_dict() == p.to_dict()
 

@@ -69,10 +69,18 @@ def test_deterministic_and_round_trips():
     assert a.tasks[0].params["seed"] == 3 and [t.id for t in a.topological_order()] == ["generate", "check"]
 
 
-@pytest.mark.parametrize("goal", ["", "   ", "the and of"])
-def test_goals_with_nothing_to_draw_are_typed_errors(goal):
+@pytest.mark.parametrize("goal", ["", "   "])
+def test_empty_goals_are_typed_errors(goal):
     with pytest.raises(GoalError):
         plan(goal)
+
+
+@pytest.mark.parametrize("goal", ["the and of", "a beautiful sunset", "a dreamy feeling of nostalgia"])
+def test_goals_with_no_concrete_noun_plan_one_full_canvas_region_with_a_note(goal):
+    p = plan(goal, 768, 512)
+    (region,) = p.canvas["regions"]
+    assert region["points"] == [[0, 0], [768, 512]] and region["prompt"]
+    assert any("no concrete noun" in n for n in p.notes)
 
 
 def test_bad_options_are_typed_errors():

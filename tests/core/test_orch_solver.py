@@ -11,6 +11,7 @@ from pakati_core.orchestration.coherence import colour_coherence, harmonise
 from pakati_core.orchestration.rules import relation_holds
 from pakati_core.orchestration.solver import solve_layout
 from pakati_core.orchestration.tuning import apply_parameters, optimise_parameters
+from test_orch_checker import equal_boxes
 
 
 def test_layout_solver_moves_little_and_satisfies_relations():
@@ -39,7 +40,7 @@ def _scene(p, light_shift=0.0):
 
 
 def test_colour_coherence_flags_and_fixes_a_region_under_other_light():
-    p = plan("a cup next to a bowl next to a plate", 512, 512)
+    p = equal_boxes(plan("a cup next to a bowl next to a plate", 512, 512), 225.0, 123.0)
     even = colour_coherence(_scene(p), p)
     odd = colour_coherence(_scene(p, 0.6), p)
     assert even.tasks == [] and odd.tasks and odd.score < even.score

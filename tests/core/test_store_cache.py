@@ -52,14 +52,14 @@ def database_text(store: Store, tmp_path) -> str:
 
 def test_a_plan_is_asked_once_and_served_from_the_database(store, tmp_path):
     wire = Wire((200, chat_body(json.dumps(answer()))))
-    first = plan(GOAL, 512, 512, planner="openai", cache=store, **opts(wire, recorder=store))
-    second = plan(GOAL, 512, 512, planner="openai", cache=store, **opts(wire, recorder=store))
+    first = plan(GOAL, 512, 512, planner="openai", cache=store.cache, **opts(wire, recorder=store.calls))
+    second = plan(GOAL, 512, 512, planner="openai", cache=store.cache, **opts(wire, recorder=store.calls))
     assert len(wire.requests) == 1 and second.to_dict() == first.to_dict()
-    ((value, data),) = [store.cache_get(llm.CACHE_NAMESPACE, llm.request_key("openai", None, GOAL, 512, 512, 0))]
+    ((value, data),) = [store.cache.cache_get(llm.CACHE_NAMESPACE, llm.request_key("openai", None, GOAL, 512, 512, 0))]
     assert value == first.to_dict() and data is None
-    plan(GOAL, 512, 512, planner="openai", seed=1, cache=store, **opts(wire))  # another seed is another request
+    plan(GOAL, 512, 512, planner="openai", seed=1, cache=store.cache, **opts(wire))  # another seed is another request
     assert len(wire.requests) == 2
-    assert [c["operation"] for c in store.api_calls()] == ["complete_json"]
+    assert [c["operation"] for c in store.calls.recent()] == ["complete_json"]
     dump = database_text(store, tmp_path)
     assert SENTINEL not in dump and SENTINEL[-12:] not in dump and GOAL in dump  # the plan is kept, the key never
 
@@ -70,8 +70,8 @@ def test_a_read_only_database_costs_the_cache_not_the_plan(tmp_path, caplog):
     ro = open_store(f"sqlite:///file:{db}?mode=ro&uri=true")
     wire = Wire((200, anthropic_body(answer())))
     with caplog.at_level("ERROR", logger="pakati"):
-        p = plan(GOAL, 512, 512, planner="anthropic", cache=ro, **opts(wire))
-        again = plan(GOAL, 512, 512, planner="anthropic", cache=ro, **opts(wire))
+        p = plan(GOAL, 512, 512, planner="anthropic", cache=ro.cache, **opts(wire))
+        again = plan(GOAL, 512, 512, planner="anthropic", cache=ro.cache, **opts(wire))
     assert p.planner == "llm:anthropic" and again.to_dict() == p.to_dict() and len(wire.requests) == 2
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "a plan result was not cached (the result is unaffected)" in logged and "read-only" in logged
@@ -81,7 +81,7 @@ def test_a_read_only_database_costs_the_cache_not_the_plan(tmp_path, caplog):
 def test_an_identical_re_check_makes_no_call(store, tmp_path, provider):
     body = chat_body(json.dumps(ANSWERS)) if provider == "openai" else anthropic_body(ANSWERS)
     wire = Wire((200, body))
-    judge = CachedJudge(make_judge(provider, **opts(wire, recorder=store)), store)
+    judge = CachedJudge(make_judge(provider, **opts(wire, recorder=store.calls)), store.cache)
     image = photo()
     first = judge.ask(image, QUESTIONS)
     again = judge.ask(image.copy(), QUESTIONS)
@@ -92,7 +92,7 @@ def test_an_identical_re_check_makes_no_call(store, tmp_path, provider):
     other[0, 0] = (1.0, 0.0, 0.0)  # one pixel changed: asked
     judge.ask(other, QUESTIONS)
     assert len(wire.requests) == 3
-    CachedJudge(make_judge(provider, **opts(wire)), store.for_user("bob")).ask(image, QUESTIONS)
+    CachedJudge(make_judge(provider, **opts(wire)), store.for_user("bob").cache).ask(image, QUESTIONS)
     assert len(wire.requests) == 4, "bob's cache does not hold alice's answers"
     dump = database_text(store, tmp_path)
     assert SENTINEL not in dump and SENTINEL[-12:] not in dump and "a cat is on the left" in dump
@@ -105,11 +105,11 @@ def test_the_checker_with_a_cached_judge_over_the_fake_provider(store, tmp_path,
     p = plan("a black cat next to a wooden table in a kitchen", 128, 128)
     img = np.full((128, 128, 3), 0.5, np.float32)
     before = sum(r["path"].endswith("/chat/completions") for r in fake_openai.requests)
-    judge = CachedJudge(make_judge("openai", recorder=store), store)
+    judge = CachedJudge(make_judge("openai", recorder=store.calls), store.cache)
     first = check_alignment(img, p, judge=judge)
     sent = sum(r["path"].endswith("/chat/completions") for r in fake_openai.requests) - before
     assert sent == 1 and any(v.source == "judge" for v in first.verdicts)
-    second = check_alignment(img, p, judge=CachedJudge(make_judge("openai", recorder=store), store))
+    second = check_alignment(img, p, judge=CachedJudge(make_judge("openai", recorder=store.calls), store.cache))
     assert sum(r["path"].endswith("/chat/completions") for r in fake_openai.requests) - before == 1, "the re-check made no call"
     assert second.to_dict() == first.to_dict()
     with store.engine.connect() as conn:

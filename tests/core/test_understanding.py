@@ -254,7 +254,7 @@ def test_store_round_trip_versioned_and_keyed_by_content(tmp_path, astronaut):
     assert store.get(image_hash(astronaut), LearnSettings("other", ["edge_in"]).fingerprint()) is None
     assert np.abs(store.image(image_hash(astronaut)) - astronaut).max() <= 0.5 / 255 + 1e-6
     # a record of another format version is never served
-    db.put_understanding(rec, astronaut, format_version=99)
+    db.understandings.put(rec, astronaut, format_version=99)
     assert store.get(image_hash(astronaut), settings.fingerprint()) is None
     with pytest.raises(StoreError, match="content hash"):
         store.get("../etc", settings.fingerprint())

@@ -21,28 +21,28 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_store_round_trip_and_protocol(db_url):
     store = open_store(db_url)
-    assert isinstance(store, ContextStore)
+    assert isinstance(store.context, ContextStore)
     key = goal_key("A red cat.", 512, 512)
     assert key == goal_key("  a red   cat", 512, 512) and key != goal_key("a red cat", 1024, 1024)
-    store.save_record(key, "generation", {"params": {"cfg": 6.0}, "seconds": 1.5})
-    store.save_record(key, "plan", {"plan": {"x": 1}})
-    recs = store.load_records(key)
+    store.context.save_record(key, "generation", {"params": {"cfg": 6.0}, "seconds": 1.5})
+    store.context.save_record(key, "plan", {"plan": {"x": 1}})
+    recs = store.context.load_records(key)
     assert sorted(r["kind"] for r in recs) == ["generation", "plan"]
     assert next(r for r in recs if r["kind"] == "generation")["params"] == {"cfg": 6.0}
-    assert store.load_records(key, "check") == []
+    assert store.context.load_records(key, "check") == []
     with pytest.raises(StoreError, match="kind must be one of"):
-        store.save_record(key, "dream", {})
+        store.context.save_record(key, "dream", {})
     with pytest.raises(StoreError, match="only finite numbers"):
-        store.save_record(key, "plan", {"bad": float("nan")})
-    assert store.load_records("../etc", "plan") == []  # a key is a value in a column, never a path
-    assert store.for_user("someone else").load_records(key) == []
+        store.context.save_record(key, "plan", {"bad": float("nan")})
+    assert store.context.load_records("../etc", "plan") == []  # a key is a value in a column, never a path
+    assert store.for_user("someone else").context.load_records(key) == []
 
 
 def test_later_plan_starts_from_what_worked(tmp_path):
     store = open_store(f"sqlite:///{tmp_path / 'pakati.db'}")
     goal = "a red cat on the left of a blue cup"
-    first = plan(goal, 512, 512, context=store)
-    assert len(store.load_records(goal_key(goal, 512, 512), "plan")) == 1
+    first = plan(goal, 512, 512, context=store.context)
+    assert len(store.context.load_records(goal_key(goal, 512, 512), "plan")) == 1
     # a check of a hand-improved layout scores well; the next plan for the goal starts from it
     better = first.to_dict()
     better["canvas"]["regions"][0]["prompt"] = "red cat, detailed fur"
@@ -53,15 +53,15 @@ def test_later_plan_starts_from_what_worked(tmp_path):
     img[:, :32] = (0.85, 0.1, 0.1)
     img[:, 32:] = (0.1, 0.3, 0.9)
     check = check_alignment(img, improved)
-    record_check(store, improved, CheckResult(0.9, check.verdicts), 0.01)
-    record_generation(store, improved, {"cfg": 6.5, "steps": 20}, 2.0)
-    again = plan(goal, 512, 512, context=store)
+    record_check(store.context, improved, CheckResult(0.9, check.verdicts), 0.01)
+    record_generation(store.context, improved, {"cfg": 6.5, "steps": 20}, 2.0)
+    again = plan(goal, 512, 512, context=store.context)
     assert again.canvas["regions"][0]["prompt"] == "red cat, detailed fur"
     assert any("started from an earlier plan" in n for n in again.notes)
     # a low-scoring history is not reused
     other = store.for_user("low scorer")
-    record_check(other, improved, CheckResult(0.2, []), 0.01)
-    assert plan(goal, 512, 512, context=other).canvas["regions"][0]["prompt"] == "red cat"
+    record_check(other.context, improved, CheckResult(0.2, []), 0.01)
+    assert plan(goal, 512, 512, context=other.context).canvas["regions"][0]["prompt"] == "red cat"
 
 
 def write_jsonl_context(directory: Path, key: str, kind: str, records: list[dict], t0: float = 1_700_000_000.0) -> None:
@@ -92,8 +92,8 @@ def test_an_old_jsonl_context_directory_is_imported_once_and_reused(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     assert json.loads(again.stdout)["context"] == 0, "a second import adds nothing"
     store = open_store(url)
-    assert [r["kind"] for r in store.load_records(key)] == ["plan", "check"]
-    reused = plan(goal, 512, 512, context=store)
+    assert [r["kind"] for r in store.context.load_records(key)] == ["plan", "check"]
+    reused = plan(goal, 512, 512, context=store.context)
     assert reused.canvas["regions"][0]["prompt"] == "red cat, imported from the old context"
     missing = subprocess.run(cmd[:-1] + [str(tmp_path / "absent")], capture_output=True, text=True, env=env, cwd=REPO)
     assert missing.returncode == 1 and "is not a directory" in missing.stderr and "Traceback" not in missing.stderr

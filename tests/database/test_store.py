@@ -44,116 +44,116 @@ def test_migrations_create_exactly_the_mapped_schema(db_url):
 
 
 def test_history_records_lists_newest_first_with_thumbnails_and_parents(store):
-    a = store.record_run("PakatiRefine", image=img(1), canvas=CANVAS, prompts={"base": "a field"}, seeds=[7],
+    a = store.runs.add("PakatiRefine", image=img(1), canvas=CANVAS, prompts={"base": "a field"}, seeds=[7],
                          params={"steps": 4, "cfg": 5.0, "sampler": "euler"}, model_name="tiny.safetensors", scores={"overall": 0.8},
                          timings={"total_s": 1.5}, prompt_id="p1")
-    b = store.record_run("PakatiRefine", image=img(2), parent_id=a, scores={"overall": 0.9})
-    runs = store.list_runs()
+    b = store.runs.add("PakatiRefine", image=img(2), parent_id=a, scores={"overall": 0.9})
+    runs = store.runs.newest()
     assert [r["id"] for r in runs] == [b, a]
     assert runs[1]["canvas"] == CANVAS and runs[1]["seeds"] == [7] and runs[1]["params"]["sampler"] == "euler"
     assert runs[1]["image_hash"] == image_hash(img(1)) and runs[0]["parent_id"] == a
     assert runs[0]["thumbnail"].startswith("data:image/png;base64,")
-    assert [r["id"] for r in store.list_runs(limit=1, offset=1)] == [a]
-    assert store.count_runs() == 2 and store.get_run(a, thumbnails=False)["prompt_id"] == "p1"
+    assert [r["id"] for r in store.runs.newest(limit=1, offset=1)] == [a]
+    assert store.runs.count() == 2 and store.runs.get(a, thumbnails=False)["prompt_id"] == "p1"
     with pytest.raises(StoreError, match="parent"):
-        store.record_run("X", parent_id=10_000)
+        store.runs.add("X", parent_id=10_000)
 
 
 def test_each_user_sees_only_their_own_rows(store):
     alice, bob = store.for_user("alice"), store.for_user("bob")
-    run = alice.record_run("PakatiRefine", image=img(3))
-    alice.save_template("mine", CANVAS)
-    alice.append_what_worked([{"run": "r", "pass": 1, "action": "tone", "gain": 0.1}])
-    alice.save_record("goal", "plan", {"p": 1})
-    assert bob.list_runs() == [] and bob.get_run(run) is None and bob.count_runs() == 0
-    assert bob.template_names() == [] and bob.load_what_worked() == [] and bob.load_records("goal") == []
+    run = alice.runs.add("PakatiRefine", image=img(3))
+    alice.templates.save("mine", CANVAS)
+    alice.what_worked.append([{"run": "r", "pass": 1, "action": "tone", "gain": 0.1}])
+    alice.context.save_record("goal", "plan", {"p": 1})
+    assert bob.runs.newest() == [] and bob.runs.get(run) is None and bob.runs.count() == 0
+    assert bob.templates.names() == [] and bob.what_worked.load() == [] and bob.context.load_records("goal") == []
     with pytest.raises(TemplateNotFoundError):
-        bob.load_template("mine")
-    bob.save_template("mine", dict(CANVAS, width=128))  # the same name is bob's own
-    assert alice.load_template("mine")["canvas"]["width"] == 64
+        bob.templates.load("mine")
+    bob.templates.save("mine", dict(CANVAS, width=128))  # the same name is bob's own
+    assert alice.templates.load("mine")["canvas"]["width"] == 64
     with pytest.raises(StoreError, match="no run .* of this user to be the parent"):
-        bob.record_run("X", parent_id=run)  # alice's run cannot be the parent of bob's
-    bob.cache_put("plan", "k", {"who": "bob"})
-    assert alice.cache_get("plan", "k") is None and bob.cache_get("plan", "k") == ({"who": "bob"}, None)
+        bob.runs.add("X", parent_id=run)  # alice's run cannot be the parent of bob's
+    bob.cache.cache_put("plan", "k", {"who": "bob"})
+    assert alice.cache.cache_get("plan", "k") is None and bob.cache.cache_get("plan", "k") == ({"who": "bob"}, None)
 
 
 def test_nan_is_refused_not_written(store):
     with pytest.raises(StoreError, match="scores.overall is nan"):
-        store.record_run("X", scores={"overall": float("nan")})
+        store.runs.add("X", scores={"overall": float("nan")})
     with pytest.raises(StoreError, match="inf"):
-        store.append_what_worked([{"action": "tone", "gain": float("inf")}])
+        store.what_worked.append([{"action": "tone", "gain": float("inf")}])
     with pytest.raises(StoreError, match="NaN"):
-        store.record_run("X", image=np.full((8, 8, 3), np.nan, np.float32))
-    assert store.count_runs() == 0 and store.load_what_worked() == []
+        store.runs.add("X", image=np.full((8, 8, 3), np.nan, np.float32))
+    assert store.runs.count() == 0 and store.what_worked.load() == []
 
 
 def test_understanding_round_trip_preview_and_format_version(store):
     im = img(4)
     rec = {"image_hash": image_hash(im), "settings": {"fingerprint": "f" * 16}, "summary": "s", "score": 0.5}
-    store.put_understanding(rec, im, format_version=1)
-    assert store.get_understanding(rec["image_hash"], "f" * 16, 1) == rec
-    assert store.get_understanding(rec["image_hash"], "f" * 16, 2) is None
-    assert np.abs(store.understanding_image(rec["image_hash"]) - im).max() <= 0.5 / 255 + 1e-6
-    store.put_understanding(dict(rec, score=0.7), im, format_version=1)  # replaces, never duplicates
-    assert store.get_understanding(rec["image_hash"], "f" * 16, 1)["score"] == 0.7 and len(store.list_understandings()) == 1
-    store.put_understanding_preview(rec["image_hash"], "f" * 16, img(5, 32))
-    assert store.understanding_preview(rec["image_hash"], "f" * 16).shape == (32, 32, 3)
-    assert store.for_user("other").get_understanding(rec["image_hash"], "f" * 16, 1) is None
+    store.understandings.put(rec, im, format_version=1)
+    assert store.understandings.get(rec["image_hash"], "f" * 16, 1) == rec
+    assert store.understandings.get(rec["image_hash"], "f" * 16, 2) is None
+    assert np.abs(store.understandings.image(rec["image_hash"]) - im).max() <= 0.5 / 255 + 1e-6
+    store.understandings.put(dict(rec, score=0.7), im, format_version=1)  # replaces, never duplicates
+    assert store.understandings.get(rec["image_hash"], "f" * 16, 1)["score"] == 0.7 and len(store.understandings.all()) == 1
+    store.understandings.put_preview(rec["image_hash"], "f" * 16, img(5, 32))
+    assert store.understandings.preview(rec["image_hash"], "f" * 16).shape == (32, 32, 3)
+    assert store.for_user("other").understandings.get(rec["image_hash"], "f" * 16, 1) is None
 
 
 def test_what_worked_gains_and_references(store):
-    store.append_what_worked([{"run": "a", "pass": 1, "action": "tone", "gain": 0.1, "kept": True},
+    store.what_worked.append([{"run": "a", "pass": 1, "action": "tone", "gain": 0.1, "kept": True},
                               {"run": "a", "pass": 2, "action": "tone", "gain": 0.3},
                               {"run": "a", "pass": 2, "action": "colour", "gain": -0.1}])
-    gains = store.what_worked_gains()
+    gains = store.what_worked.gains()
     assert gains["tone"][0] == 2 and gains["tone"][1] == pytest.approx(0.2) and gains["colour"] == (1, pytest.approx(-0.1))
-    assert [r["pass"] for r in store.load_what_worked()] == [1, 2, 2]
-    key = store.put_reference(img(6), "color", "warm dusk", 1.5)
-    assert store.put_reference(img(6), "color", "warm dusk", 1.5) == key  # once per image/aspect/description
-    assert [(r["image_hash"], r["weight"]) for r in store.list_references()] == [(key, 1.5)]
-    assert store.reference_image(key).shape == (48, 48, 3)
+    assert [r["pass"] for r in store.what_worked.load()] == [1, 2, 2]
+    key = store.references.put(img(6), "color", "warm dusk", 1.5)
+    assert store.references.put(img(6), "color", "warm dusk", 1.5) == key  # once per image/aspect/description
+    assert [(r["image_hash"], r["weight"]) for r in store.references.all()] == [(key, 1.5)]
+    assert store.references.image(key).shape == (48, 48, 3)
 
 
 def test_context_store_protocol_kinds_and_order(store):
     from pakati_core.orchestration import ContextStore
     from pakati_core.orchestration.context import best_plan, goal_key
 
-    assert isinstance(store, ContextStore)
-    store.save_record("goal-1", "plan", {"n": 1})
-    store.save_record("goal-1", "check", {"n": 2})
-    store.save_record("goal-1", "plan", {"n": 3})
-    store.save_record("goal-2", "plan", {"n": 4})
-    got = store.load_records("goal-1")
+    assert isinstance(store.context, ContextStore)
+    store.context.save_record("goal-1", "plan", {"n": 1})
+    store.context.save_record("goal-1", "check", {"n": 2})
+    store.context.save_record("goal-1", "plan", {"n": 3})
+    store.context.save_record("goal-2", "plan", {"n": 4})
+    got = store.context.load_records("goal-1")
     assert [(r["kind"], r["n"]) for r in got] == [("plan", 1), ("check", 2), ("plan", 3)]
     assert all(isinstance(r["time"], float) for r in got) and [r["time"] for r in got] == sorted(r["time"] for r in got)
-    assert [r["n"] for r in store.load_records("goal-1", "plan")] == [1, 3]
+    assert [r["n"] for r in store.context.load_records("goal-1", "plan")] == [1, 3]
     with pytest.raises(StoreError, match="kind must be one of plan, check, generation"):
-        store.save_record("goal-1", "dream", {})
+        store.context.save_record("goal-1", "dream", {})
     key = goal_key("a cat on a sofa", 256, 256)  # the orchestration reads its best earlier plan back
-    store.save_record(key, "check", {"plan": {"p": "low"}, "score": 0.4})
-    store.save_record(key, "check", {"plan": {"p": "high"}, "score": 0.8})
-    assert best_plan(store, "A cat on a sofa.", 256, 256) == ({"p": "high"}, 0.8)
+    store.context.save_record(key, "check", {"plan": {"p": "low"}, "score": 0.4})
+    store.context.save_record(key, "check", {"plan": {"p": "high"}, "score": 0.8})
+    assert best_plan(store.context, "A cat on a sofa.", 256, 256) == ({"p": "high"}, 0.8)
 
 
 def test_call_recorder_keeps_no_key_and_no_prompt_unless_allowed(store):
-    assert isinstance(store, CallRecorder)
-    store.record(CallRecord("openai", "gpt-image-1", "generate", 2.5, True, size="1024x1024", estimated_cost_usd=0.04,
+    assert isinstance(store.calls, CallRecorder)
+    store.calls.record(CallRecord("openai", "gpt-image-1", "generate", 2.5, True, size="1024x1024", estimated_cost_usd=0.04,
                             prompt="a secret plan", extra={"api_key": "sk-abc", "Authorization": "Bearer x", "request_id": "r1",
                                                            "note": "sk-live-123"}))
-    (row,) = store.api_calls()
+    (row,) = store.calls.recent()
     assert row["prompt"] is None and row["extra"] == {"request_id": "r1"} and row["estimated_cost_usd"] == 0.04
     assert "sk-" not in json.dumps(row)
     allowed = Store(store.engine, "default", record_prompts=True)
-    allowed.record(CallRecord("anthropic", "claude", "ask", 1.0, False, error_kind="RateLimitedError", prompt="describe"))
-    assert allowed.api_calls()[0]["prompt"] == "describe" and allowed.api_calls()[0]["ok"] is False
+    allowed.calls.record(CallRecord("anthropic", "claude", "ask", 1.0, False, error_kind="RateLimitedError", prompt="describe"))
+    assert allowed.calls.recent()[0]["prompt"] == "describe" and allowed.calls.recent()[0]["ok"] is False
 
 
 def test_content_hash_cache(store):
-    assert store.cache_get("delta", "k1") is None
-    store.cache_put("delta", "k1", {"overall": 0.5}, b"\x00\x01")
-    store.cache_put("delta", "k1", {"overall": 0.5}, b"\x00\x01")  # a second writer is a no-op
-    assert store.cache_get("delta", "k1") == ({"overall": 0.5}, b"\x00\x01")
-    assert store.for_user("bob").cache_get("delta", "k1") is None
+    assert store.cache.cache_get("delta", "k1") is None
+    store.cache.cache_put("delta", "k1", {"overall": 0.5}, b"\x00\x01")
+    store.cache.cache_put("delta", "k1", {"overall": 0.5}, b"\x00\x01")  # a second writer is a no-op
+    assert store.cache.cache_get("delta", "k1") == ({"overall": 0.5}, b"\x00\x01")
+    assert store.for_user("bob").cache.cache_get("delta", "k1") is None
 
 
 @pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/b", "a\\b", "x\x00y", "..", ".hidden", "", "   ", "C:evil", "tab\tname",
@@ -161,33 +161,33 @@ def test_content_hash_cache(store):
 def test_template_names_that_could_leave_the_store_are_refused(tmp_path, bad):
     store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
     with pytest.raises(TemplateNameError):
-        store.save_template(bad, CANVAS)
+        store.templates.save(bad, CANVAS)
     with pytest.raises(TemplateNameError):
-        store.import_template({"format": "pakati.template", "version": 1, "name": bad, "canvas": CANVAS})
-    assert store.template_names() == []
+        store.templates.import_document({"format": "pakati.template", "version": 1, "name": bad, "canvas": CANVAS})
+    assert store.templates.names() == []
     assert {p.name for p in tmp_path.iterdir()} <= {"p.db", "p.db-shm", "p.db-wal"}  # nothing written beside the database
 
 
 def test_templates_save_replace_export_import(store, tmp_path):
-    store.save_template("Dusk field", CANVAS, {"refine": {"target": 0.9}}, "a field at dusk", thumbnail=img(7, 300))
-    store.save_template("Dusk field", dict(CANVAS, width=128), {"refine": {"target": 0.95}}, "replaced")
-    t = store.load_template("Dusk field")
+    store.templates.save("Dusk field", CANVAS, {"refine": {"target": 0.9}}, "a field at dusk", thumbnail=img(7, 300))
+    store.templates.save("Dusk field", dict(CANVAS, width=128), {"refine": {"target": 0.95}}, "replaced")
+    t = store.templates.load("Dusk field")
     assert t["canvas"]["width"] == 128 and t["settings"]["refine"]["target"] == 0.95 and t["description"] == "replaced"
     assert t["thumbnail_png"].startswith(b"\x89PNG")  # kept from the first save
-    path = store.export_template_file("Dusk field", tmp_path / "exports")
+    path = store.templates.export_file("Dusk field", tmp_path / "exports")
     assert path == tmp_path / "exports" / "Dusk field.json"
     doc = json.loads(path.read_text())
     assert doc["format"] == "pakati.template" and doc["version"] == 1
     other = store.for_user("bob")
-    assert other.import_template_file(path)["name"] == "Dusk field"
-    assert other.load_template("Dusk field")["canvas"] == t["canvas"]
+    assert other.templates.import_file(path)["name"] == "Dusk field"
+    assert other.templates.load("Dusk field")["canvas"] == t["canvas"]
     with pytest.raises(StoreError, match="exists"):
-        other.import_template_file(path)
+        other.templates.import_file(path)
     with pytest.raises(StoreError, match="format"):
-        other.import_template({"name": "x", "canvas": CANVAS})
+        other.templates.import_document({"name": "x", "canvas": CANVAS})
     with pytest.raises(StoreError, match="Region JSON v1"):
-        other.save_template("y", {"regions": []})
-    assert store.delete_template("Dusk field") and store.template_names() == [] and other.template_names() == ["Dusk field"]
+        other.templates.save("y", {"regions": []})
+    assert store.templates.delete("Dusk field") and store.templates.names() == [] and other.templates.names() == ["Dusk field"]
 
 
 def test_legacy_json_is_imported_once_and_left_in_place(store, tmp_path):
@@ -216,13 +216,13 @@ def test_legacy_json_is_imported_once_and_left_in_place(store, tmp_path):
     (base / "context" / f"{key_g}.check.jsonl").write_text(json.dumps({"time": 2.0, "plan": {"n": 1}, "score": 0.5}) + "\n")
     assert import_legacy(store, base) == {"understanding": 1, "what_worked": 2, "context": 2}
     assert import_legacy(store, base) == {"understanding": 0, "what_worked": 0, "context": 0}
-    assert [r["kind"] for r in store.load_records(key_g)] == ["plan", "check"]
-    assert store.get_understanding(key, "a" * 16, FORMAT_VERSION)["summary"] == "old"
-    assert np.abs(store.understanding_image(key) - im).max() <= 0.5 / 255 + 1e-6
+    assert [r["kind"] for r in store.context.load_records(key_g)] == ["plan", "check"]
+    assert store.understandings.get(key, "a" * 16, FORMAT_VERSION)["summary"] == "old"
+    assert np.abs(store.understandings.image(key) - im).max() <= 0.5 / 255 + 1e-6
     with ww.open("a") as f:  # an older build appended after the import: only the new line comes in
         f.write(json.dumps({"version": 1, "run": "r", "pass": 2, "action": "colour", "gain": 0.1}) + "\n")
     assert import_legacy(store, base)["what_worked"] == 1
-    assert [r["action"] for r in store.load_what_worked()] == ["tone", "tone", "colour"]
+    assert [r["action"] for r in store.what_worked.load()] == ["tone", "tone", "colour"]
     assert ww.exists() and (base / "understanding" / f"{key}.json").exists()
 
 
@@ -250,11 +250,11 @@ def test_migration_from_the_first_revision_keeps_every_row(db_url):
     assert current_revision(engine) == head_revision()
     assert {t: _count(engine, t) for t in before} == before == {"runs": 25, "blobs": 1, "templates": 1, "what_worked": 1}
     store = Store(get_engine(db_url), "alice")
-    runs = store.list_runs(limit=100)
+    runs = store.runs.newest(limit=100)
     assert len(runs) == 12 and all(r["parent_id"] is None and r["canvas"] == CANVAS for r in runs)
     assert sorted(r["seeds"][0] for r in runs) == list(range(1, 25, 2)) and runs[0]["thumbnail"] == "data:image/png;base64,iVBORw=="
-    child = store.record_run("PakatiRefine", parent_id=runs[0]["id"])
-    assert store.get_run(child)["parent_id"] == runs[0]["id"]
+    child = store.runs.add("PakatiRefine", parent_id=runs[0]["id"])
+    assert store.runs.get(child)["parent_id"] == runs[0]["id"]
     assert "parent_id" in {c["name"] for c in inspect(engine).get_columns("runs")}
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
@@ -271,8 +271,8 @@ def _writer(url: str, owner: str, n: int) -> None:
 
     store = open_store(url, owner=owner)
     for i in range(n):
-        store.record_run("PakatiRefine", seeds=[i], scores={"overall": 0.5})
-        store.append_what_worked([{"run": owner, "pass": i, "action": "tone", "gain": 0.01}])
+        store.runs.add("PakatiRefine", seeds=[i], scores={"overall": 0.5})
+        store.what_worked.append([{"run": owner, "pass": i, "action": "tone", "gain": 0.01}])
 
 
 def test_two_processes_writing_at_once_lose_nothing(db_url):
@@ -286,8 +286,8 @@ def test_two_processes_writing_at_once_lose_nothing(db_url):
     store = open_store(db_url)
     for k in range(2):
         s = store.for_user(f"user{k}")
-        assert sorted(r["seeds"][0] for r in s.list_runs(limit=500, thumbnails=False)) == list(range(40))
-        assert len(s.load_what_worked()) == 40
+        assert sorted(r["seeds"][0] for r in s.runs.newest(limit=500, thumbnails=False)) == list(range(40))
+        assert len(s.what_worked.load()) == 40
 
 
 KILL_WRITER = r"""
@@ -297,7 +297,7 @@ from pakati_core.store import open_store
 store = open_store(sys.argv[1])
 i = 0
 while True:
-    rid = store.record_run("PakatiRefine", seeds=[i], params={"pad": "x" * 2000}, scores={"overall": 0.5})
+    rid = store.runs.add("PakatiRefine", seeds=[i], params={"pad": "x" * 2000}, scores={"overall": 0.5})
     print(rid, flush=True)  # printed only after the commit returned
     i += 1
 """
@@ -316,7 +316,7 @@ def test_sigkill_mid_writes_loses_no_committed_record_sqlite(tmp_path):
     proc.wait()
     committed += [int(x) for x in proc.stdout.read().split()]
     store = open_store(url)
-    ids = {r["id"] for r in store.list_runs(limit=500, thumbnails=False)}
+    ids = {r["id"] for r in store.runs.newest(limit=500, thumbnails=False)}
     assert set(committed) <= ids
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
@@ -324,10 +324,10 @@ def test_sigkill_mid_writes_loses_no_committed_record_sqlite(tmp_path):
 
 def test_read_only_and_full_sqlite_give_a_clear_error(tmp_path):
     db = tmp_path / "pakati.db"
-    open_store(f"sqlite:///{db}").record_run("X")
+    open_store(f"sqlite:///{db}").runs.add("X")
     engine = create_engine(f"sqlite:///file:{db}?mode=ro&uri=true")
     with pytest.raises(StoreUnavailableError, match="read-only"):
-        Store(engine).record_run("X")
+        Store(engine).runs.add("X")
     full = get_engine(f"sqlite:///{tmp_path / 'full.db'}")
     migrate(full)
     from sqlalchemy import event
@@ -337,7 +337,7 @@ def test_read_only_and_full_sqlite_give_a_clear_error(tmp_path):
         dbapi_conn.execute("PRAGMA max_page_count=1")
     full.dispose()
     with pytest.raises(StoreUnavailableError, match="the disk is full"):
-        Store(full).record_run("X", params={"pad": "y" * 200_000})
+        Store(full).runs.add("X", params={"pad": "y" * 200_000})
 
 
 def test_url_resolution(tmp_path, monkeypatch):

@@ -45,22 +45,22 @@ def test_learn_reference_is_rerun_after_its_store_changed(server):
         conn.execute(text("DELETE FROM understandings"))
     fourth = server.run(prompt, timeout=300)
     assert "3" not in cached_nodes(fourth) and report(fourth)["source"] == "learned"
-    assert store.list_understandings()
+    assert store.understandings.all()
 
 
 def test_refine_with_learn_is_rerun_after_its_store_changed(server):
     store = open_store(user_dir=server.base / "user")
     learning = hp.refine_prompt(learn=True, seed=202, target=1.0)
     server.run(learning, timeout=300)
-    rows = store.load_what_worked()
+    rows = store.what_worked.load()
     assert rows and all(r["version"] == 1 for r in rows)
     # another run changes the store (a record the next run orders its corrections by)
     server.run(hp.refine_prompt(learn=True, seed=203, target=1.0), timeout=300)
-    grown = store.load_what_worked()
+    grown = store.what_worked.load()
     assert len(grown) > len(rows)
     again = server.run(learning, timeout=300)
     assert "8" not in cached_nodes(again), "the store changed since: PakatiRefine must run again"
-    assert len(store.load_what_worked()) > len(grown)
+    assert len(store.what_worked.load()) > len(grown)
 
 
 def test_refine_without_learn_is_served_from_the_cache(server):
@@ -68,7 +68,7 @@ def test_refine_without_learn_is_served_from_the_cache(server):
     first = server.run(prompt, timeout=300)
     assert "8" not in cached_nodes(first)
     # a store change does not matter with learn off: the inputs alone decide
-    open_store(user_dir=server.base / "user").append_what_worked([{"version": 1, "action": "tone", "gain": 0.5}])
+    open_store(user_dir=server.base / "user").what_worked.append([{"version": 1, "action": "tone", "gain": 0.5}])
     second = server.run(prompt, timeout=300)
     assert "8" in cached_nodes(second)
     assert server.images(second, "9")[0].tobytes() == server.images(first, "9")[0].tobytes()

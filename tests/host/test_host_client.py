@@ -304,7 +304,7 @@ def test_cli_run_goal_plans_renders_checks_and_replans(comfy_server, server_b, t
     from pakati_core.orchestration import goal_key
     from pakati_core.store import open_store
 
-    records = open_store(f"sqlite:///{db}").load_records(goal_key(goal, 128, 128))
+    records = open_store(f"sqlite:///{db}").context.load_records(goal_key(goal, 128, 128))
     assert {r["kind"] for r in records} == {"plan", "check", "generation"}, "plans, checks and generations are in the database"
     assert sum(r["kind"] == "check" for r in records) == sum(len(r["checks"]) for r in summary["rounds"])
 

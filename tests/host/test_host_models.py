@@ -115,7 +115,7 @@ def test_generate_and_ask_vision_nodes(comfy, provider_env, tmp_path):
     asks = [r for r in provider_env.requests if r["path"].endswith(("/messages", "/chat/completions"))][-2:]
     assert [(r["model"], r["format"], r["forced_tool"], r["sampling"]) for r in asks] == [  # the shipped defaults, structured output
         ("claude-sonnet-5-5", "json_schema", False, []), ("gpt-6.2-sol", "json_schema", False, [])]
-    calls = open_store(user_dir=tmp_path / "user").api_calls()  # every provider call kept, newest first, no prompt, no key
+    calls = open_store(user_dir=tmp_path / "user").calls.recent()  # every provider call kept, newest first, no prompt, no key
     assert [(c["provider"], c["ok"]) for c in reversed(calls)] == [("openai", True), ("anthropic", True), ("openai", True)]
     assert all(c["prompt"] is None and SENTINEL_KEY not in json.dumps(c) for c in calls)
 
@@ -182,7 +182,7 @@ def test_server_edit_is_bit_identical_outside_the_band_and_the_key_appears_nowhe
     with pytest.raises(PromptRejected) as rejected:
         server.queue(bad)
     assert "PAKATI_API_KEY_OPENAI_TEAM" in json.dumps(rejected.value.body)
-    calls = open_store(user_dir=server.base / "user").api_calls()  # the server's database has both calls
+    calls = open_store(user_dir=server.base / "user").calls.recent()  # the server's database has both calls
     assert calls[0]["provider"] == "openai" and calls[0]["ok"] is False and calls[0]["error_kind"] and calls[1]["ok"] is True
 
     assert any(SENTINEL_KEY in h for h in fake_openai.auth_headers), "the sentinel key never reached the provider"

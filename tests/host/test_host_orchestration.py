@@ -58,7 +58,9 @@ def test_errors_name_the_node_and_the_input(comfy):
     assert "input 'planner'" in plan_node.validate_inputs(planner="oracle")
     assert "input 'checker'" in check_node.validate_inputs(checker="psychic")
     with pytest.raises(ValueError, match="PakatiPlan: input 'goal'"):
-        plan_node.execute(goal="the and of", width=256, height=256, planner="offline", model="", seed=0, remember=False)
+        plan_node.execute(goal="   ", width=256, height=256, planner="offline", model="", seed=0, remember=False)
+    nothing = plan_node.execute(goal="the and of", width=256, height=256, planner="offline", model="", seed=0, remember=False).result[3]
+    assert len(nothing.canvas["regions"]) == 1 and any("no concrete noun" in n for n in nothing.notes)  # a plan, not an error
     with pytest.raises(ValueError, match="PakatiCheckAlignment: input 'plan'"):
         check_node.execute(image=torch.zeros(1, 64, 64, 3), checker="offline", remember=False)
     with pytest.raises(ValueError, match="PakatiCheckAlignment: input 'image'"):
@@ -94,7 +96,7 @@ def test_plan_and_check_through_the_server_show_text_and_remember(comfy_server):
     from pakati_core.store import open_store
 
     store = open_store(user_dir=comfy_server.base / "user")  # the server's own database (SQLite default)
-    kinds = sorted({r["kind"] for r in store.load_records(goal_key(plan["goal"], 256, 256))})
+    kinds = sorted({r["kind"] for r in store.context.load_records(goal_key(plan["goal"], 256, 256))})
     assert kinds == ["check", "plan"]
 
 

@@ -129,8 +129,8 @@ def test_refine_learns_and_records_history_in_the_store_and_honours_interrupts(c
     try:
         run(comfy, "PakatiRefine", **(refine_inputs | {"learn": True, "max_passes": 1}))
         store = open_store(user_dir=tmp_path)
-        rows = store.load_what_worked()
-        (run_row,) = store.list_runs()
+        rows = store.what_worked.load()
+        (run_row,) = store.runs.newest()
         assert run_row["node"] == "PakatiRefine" and run_row["params"]["max_passes"] == 1 and run_row["thumbnail"]
         assert 0 <= run_row["scores"]["overall"] <= 1 and run_row["seeds"]
         assert rows and {r["action"] for r in rows} <= {"tone", "colour", "regenerate"} and all(r["version"] == 1 for r in rows)
@@ -138,7 +138,7 @@ def test_refine_learns_and_records_history_in_the_store_and_honours_interrupts(c
         with pytest.raises(mm.InterruptProcessingException):
             run(comfy, "PakatiRefine", **(refine_inputs | {"learn": True}))
         assert not mm.processing_interrupted()
-        assert store.count_runs() == 1  # an interrupted run is no history
+        assert store.runs.count() == 1  # an interrupted run is no history
     finally:
         mm.interrupt_current_processing(False)
         folder_paths.set_user_directory(old)
@@ -146,7 +146,7 @@ def test_refine_learns_and_records_history_in_the_store_and_honours_interrupts(c
 
 def test_a_read_only_database_is_logged_and_the_refined_image_still_returned(comfy, refine_inputs, tmp_path, monkeypatch, caplog):
     db = tmp_path / "ro.db"
-    open_store(f"sqlite:///{db}").record_run("Earlier")
+    open_store(f"sqlite:///{db}").runs.add("Earlier")
     monkeypatch.setenv("PAKATI_DATABASE_URL", f"sqlite:///file:{db}?mode=ro&uri=true")
     with caplog.at_level("ERROR", logger="pakati"):
         image, history, score = run(comfy, "PakatiRefine", **(refine_inputs | {"learn": True, "max_passes": 1})).result
@@ -155,7 +155,7 @@ def test_a_read_only_database_is_logged_and_the_refined_image_still_returned(com
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "the history of this PakatiRefine run was not recorded (the result is unaffected)" in logged
     assert "read-only" in logged and "what worked in this PakatiRefine run was not recorded" in logged
-    assert open_store(f"sqlite:///{db}").count_runs() == 1
+    assert open_store(f"sqlite:///{db}").runs.count() == 1
 
 
 def test_bad_rules_override_is_refused_at_queue_time(comfy):

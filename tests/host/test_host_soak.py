@@ -200,7 +200,7 @@ def test_interrupt_mid_run_is_honoured_and_the_next_prompt_succeeds(server, expe
     else:
         prompt, node = hp.learn_prompt(seed=401, steps=200, strategies="all", attempts=8), "3"
     store = open_store(user_dir=server.base / "user")  # the server's own database
-    before = store.list_understandings()
+    before = store.understandings.all()
     entry, latency, ran = interrupt_while_running(server, prompt, node)
     assert entry["status"]["status_str"] == "error" and was_interrupted(entry, node), entry["status"]
     # the sampler checks the flag after every step: the node stops within one step (plus the HTTP
@@ -208,6 +208,6 @@ def test_interrupt_mid_run_is_honoured_and_the_next_prompt_succeeds(server, expe
     assert latency <= step_seconds + 0.3, (
         f"{which} stopped {latency:.3f}s after the interrupt; one sampler step takes {step_seconds:.3f}s (it had run {ran:.1f}s)")
     if which == "PakatiLearnReference":
-        assert store.list_understandings() == before, "an interrupted learn stores nothing"
+        assert store.understandings.all() == before, "an interrupted learn stores nothing"
     after = server.run(hp.regional_prompt(SEEDS[0], prefix="pakati_soak_next"), timeout=120)
     assert np.array_equal(saved(server, after, "8"), expected[("regional", SEEDS[0])])

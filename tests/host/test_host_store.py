@@ -99,29 +99,32 @@ def test_two_servers_writing_one_database_at_once_lose_nothing(comfy_server, sec
     """Both servers get a burst of template saves at once (fast writes that overlap); the first one a refinement too."""
     server_b, db = second_server
     store = open_store(f"sqlite:///{db}")
-    before = store.count_runs()
+    before = store.runs.count()
     ids: list[tuple] = []
     lock = threading.Lock()
 
-    def queue_many(server, tag, seed):
+    writer = call(server_b, "POST", "/users", {"username": "writer"})[1]  # --multi-user: a prompt of an unknown user is refused
+
+    def queue_many(server, tag, seed, user):
         prompts = [template_prompt(f"{tag}-{i}") for i in range(20)] + ([refine_prompt(seed)] if seed is not None else [])
         for p in prompts:
-            pid = queue_as(server, p, None)
+            pid = queue_as(server, p, user)
             with lock:
                 ids.append((server, pid))
 
-    threads = [threading.Thread(target=queue_many, args=(comfy_server, "A", 100)),
-               threading.Thread(target=queue_many, args=(server_b, "B", None))]
+    threads = [threading.Thread(target=queue_many, args=(comfy_server, "A", 100, None)),
+               threading.Thread(target=queue_many, args=(server_b, "B", None, writer))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     for server, pid in ids:
         server.wait(pid, timeout=600)
-    runs = store.list_runs(limit=200, thumbnails=False)
-    assert store.count_runs() == before + 1
+    runs = store.runs.newest(limit=200, thumbnails=False)
+    assert store.runs.count() == before + 1
     assert runs[0]["prompt_id"] in {pid for _, pid in ids}
-    assert {f"{t}-{i}" for t in "AB" for i in range(20)} <= set(store.template_names())
+    assert {f"A-{i}" for i in range(20)} <= set(store.templates.names())
+    assert {f"B-{i}" for i in range(20)} <= set(store.for_user(writer).templates.names())
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
 
@@ -260,7 +263,7 @@ def output_dir(comfy, tmp_path):
 
 def test_a_read_only_database_still_saves_the_images_and_logs_why(comfy, output_dir, tmp_path, monkeypatch, caplog):
     db = tmp_path / "ro.db"
-    open_store(f"sqlite:///{db}").record_run("Earlier")
+    open_store(f"sqlite:///{db}").runs.add("Earlier")
     monkeypatch.setenv("PAKATI_DATABASE_URL", f"sqlite:///file:{db}?mode=ro&uri=true")
     images = torch.rand(2, 40, 56, 3, generator=torch.Generator().manual_seed(0))
     prompt = regional_prompt(5)
@@ -274,22 +277,22 @@ def test_a_read_only_database_still_saves_the_images_and_logs_why(comfy, output_
         assert json.loads(png.text["prompt"]) == prompt
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "the history of this PakatiSaveImage run was not recorded (the images are saved)" in logged and "read-only" in logged
-    assert open_store(f"sqlite:///{db}").count_runs() == 1
+    assert open_store(f"sqlite:///{db}").runs.count() == 1
 
 
 def test_the_run_whose_canvas_the_sidebar_loaded_becomes_the_parent(comfy, output_dir, tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'p.db'}"
     monkeypatch.setenv("PAKATI_DATABASE_URL", url)
     store = open_store(url)
-    earlier = store.record_run("PakatiSaveImage")
-    someone_elses = store.for_user("someone else").record_run("PakatiSaveImage")
+    earlier = store.runs.add("PakatiSaveImage")
+    someone_elses = store.for_user("someone else").runs.add("PakatiSaveImage")
     prompt = regional_prompt(9)
     save, canvas_id = node_of(prompt, "PakatiSaveImage"), node_of(prompt, "PakatiCanvas")
     image = torch.rand(1, 32, 32, 3, generator=torch.Generator().manual_seed(1))
     for hint, parent in ((earlier, earlier), (someone_elses, None), (10**6, None)):
         workflow = {"nodes": [{"id": int(canvas_id), "type": "PakatiCanvas", "properties": {"pakati_run": hint}}]}
         save_image_node(comfy, prompt, save, {"workflow": workflow}).execute(images=image, filename_prefix="parent")
-        run = store.list_runs(limit=1)[0]
+        run = store.runs.newest(limit=1)[0]
         assert run["parent_id"] == parent, hint
     assert run["canvas"]["width"] == 128 and run["seeds"] == [9] and run["params"]["sampler_name"] == "dpmpp_2m"
     assert json.loads(Image.open(output_dir / run["params"]["saved"]["filename"]).text["workflow"]) == workflow

@@ -61,7 +61,7 @@ def test_tiny_model_reports_all_seven_strategies_without_mastery(comfy, tiny, us
     assert preview.shape[0] == 1 and preview.shape[-1] == 3 and preview.shape[1] >= 128
     assert "text" in out.ui and out.ui["images"]
     assert set(report["statistics"]) == {"color", "texture", "composition"}
-    stored = open_store(user_dir=user_dir).list_understandings()
+    stored = open_store(user_dir=user_dir).understandings.all()
     assert [u["image_hash"] for u in stored] == [report["image_hash"]] and report["store_path"].startswith("sqlite:///")
 
 
@@ -153,14 +153,14 @@ def test_server_second_run_is_served_from_the_store_and_survives_a_restart(comfy
     (made,) = comfy_server.images(first, save_id)
     assert made.shape[:2] == (64, 64)
     store = open_store(user_dir=comfy_server.base / "user")
-    rows = store.list_understandings()  # the shared server's other tests may have learned other references
+    rows = store.understandings.all()  # the shared server's other tests may have learned other references
     (row,) = [r for r in rows if r["image_hash"][:16] in text(first)]
     assert row["format_version"] == 1
 
     # the same pixels under another file name: the node runs again and is answered from the store
     second = comfy_server.run(small_prompt("pakati_understanding_ref_copy.png"), timeout=600)
     assert text(second).startswith("Pakati understanding (served from the store;"), text(second)
-    assert store.list_understandings() == rows  # served, not written again
+    assert store.understandings.all() == rows  # served, not written again
 
     comfy_server.restart()
     third = comfy_server.run(small_prompt("pakati_understanding_ref.png"), timeout=600)

@@ -4,7 +4,8 @@ Lives under tests/ and is linked into a throwaway ComfyUI base directory by the 
 it is never part of the Pakati pack's node mappings.
 """
 from .tiny_flux import tiny_flux
-from .tiny_sdxl import tiny_sdxl
+from .tiny_ipadapter import tiny_clip_vision
+from .tiny_sdxl import tiny_controlnet, tiny_sdxl
 
 
 class PakatiTestTinySDXL:
@@ -45,5 +46,35 @@ class PakatiTestTinyFlux:
         return tiny_flux(seed, hidden_size, depth, depth_single_blocks)
 
 
-NODE_CLASS_MAPPINGS = {"PakatiTestTinySDXL": PakatiTestTinySDXL, "PakatiTestTinyFlux": PakatiTestTinyFlux}
-NODE_DISPLAY_NAME_MAPPINGS = {"PakatiTestTinySDXL": "Pakati test: tiny SDXL", "PakatiTestTinyFlux": "Pakati test: tiny Flux"}
+class PakatiTestTinyControlNet:
+    CATEGORY = "Pakati/testing"
+    FUNCTION = "load"
+    RETURN_TYPES = ("CONTROL_NET",)
+    DESCRIPTION = "Tiny random-weight ControlNet (comfy.cldm) matching the tiny SDXL UNet (stands in for ControlNetLoader)."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seed": ("INT", {"default": 21, "min": 0, "max": 2**31 - 1, "tooltip": "Weight seed."})}}
+
+    def load(self, seed):
+        return (tiny_controlnet(seed),)
+
+
+class PakatiTestTinyCLIPVision:
+    CATEGORY = "Pakati/testing"
+    FUNCTION = "load"
+    RETURN_TYPES = ("CLIP_VISION",)
+    DESCRIPTION = "Tiny random-weight CLIP vision model (comfy.clip_vision) (stands in for CLIPVisionLoader)."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seed": ("INT", {"default": 31, "min": 0, "max": 2**31 - 1, "tooltip": "Weight seed."})}}
+
+    def load(self, seed):
+        return (tiny_clip_vision(seed),)
+
+
+NODE_CLASS_MAPPINGS = {"PakatiTestTinySDXL": PakatiTestTinySDXL, "PakatiTestTinyControlNet": PakatiTestTinyControlNet,
+                       "PakatiTestTinyCLIPVision": PakatiTestTinyCLIPVision, "PakatiTestTinyFlux": PakatiTestTinyFlux}
+NODE_DISPLAY_NAME_MAPPINGS = {"PakatiTestTinySDXL": "Pakati test: tiny SDXL", "PakatiTestTinyControlNet": "Pakati test: tiny ControlNet",
+                              "PakatiTestTinyCLIPVision": "Pakati test: tiny CLIP vision", "PakatiTestTinyFlux": "Pakati test: tiny Flux"}

@@ -102,3 +102,16 @@ def build_vae(seed: int = 2, nan_decoder: bool = False) -> comfy.sd.VAE:
 def tiny_sdxl(seed: int = 0, model_channels: int = 32, nan_vae: bool = False):
     """(MODEL, CLIP, VAE), cached per process so repeated loads cost nothing."""
     return build_model(seed, model_channels), build_clip(seed + 1), build_vae(seed + 2, nan_decoder=nan_vae)
+
+
+@functools.lru_cache(maxsize=4)
+def tiny_controlnet(seed: int = 21):
+    """A real comfy.controlnet.ControlNet over a tiny cldm.ControlNet (the tiny UNet's shape) with seeded random weights."""
+    import comfy.cldm.cldm
+    import comfy.controlnet
+
+    cfg = {k: v for k, v in UNET_CONFIG.items() if k not in ("out_channels", "transformer_depth_output")}
+    net = comfy.cldm.cldm.ControlNet(hint_channels=3, dtype=torch.float32, **cfg)
+    _init_(net, seed=seed, scale=0.05)
+    device = comfy.model_management.get_torch_device()
+    return comfy.controlnet.ControlNet(net, load_device=device, manual_cast_dtype=None)
