@@ -10,6 +10,7 @@ from comfy_api.v0_0_2 import io
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.regional import RegionalAttention, RegionalOptions, RegionPrompt, RegionSet
 from .common import CanvasType, PakatiNodeError, RegionsType, checked, mask_to_numpy, node_name
+from .regional_flux import apply_flux, clip_family, encode_flux, model_family, unsupported
 from .regional_patch import WRAPPER_KEY, RegionalWrapper, RunScope
 
 log = logging.getLogger("pakati")
@@ -40,10 +41,11 @@ class PakatiRegionalConditioning(io.ComfyNode):
             node_id="PakatiRegionalConditioning",
             display_name="Pakati Regional Conditioning",
             category="Pakati/regional",
-            description="Encodes every region's prompt (and negative) of a canvas with the host's SDXL CLIP, "
+            description="Encodes every region's prompt (and negative) of a canvas with the model's CLIP (SDXL or Flux), "
             "plus the base prompt and negative for the sampler's positive and negative inputs.",
             inputs=[
-                io.Clip.Input("clip", tooltip="The SDXL checkpoint's CLIP (both text encoders)."),
+                io.Clip.Input("clip", tooltip="The model's CLIP: an SDXL checkpoint's (both text encoders) "
+                              "or Flux's (T5 + CLIP-L, from DualCLIPLoader)."),
                 CanvasType.Input("canvas", tooltip="The regions, from Pakati Canvas."),
                 io.String.Input("base_prompt", multiline=True, default="", tooltip="The whole-image prompt: style, lighting, what lies outside every region. Also gives SDXL's pooled embedding."),
                 io.String.Input("base_negative", multiline=True, default="", tooltip="The negative prompt for the whole image."),
@@ -60,6 +62,11 @@ class PakatiRegionalConditioning(io.ComfyNode):
         node = node_name(cls)
         if clip is None:
             raise PakatiNodeError(node, "clip", "no CLIP given (the checkpoint has no text encoder)")
+        family = clip_family(clip)
+        if family == "flux":
+            return io.NodeOutput(*encode_flux(node, clip, canvas, base_prompt, base_negative))
+        if family != "sdxl":
+            raise unsupported(node, "clip", family)
         positive = clip.encode_from_tokens_scheduled(clip.tokenize(base_prompt))
         negative = clip.encode_from_tokens_scheduled(clip.tokenize(base_negative))
         require_sdxl(node, "clip", positive[0][0], positive[0][1].get("pooled_output"))
@@ -135,6 +142,9 @@ class PakatiApplyRegions(io.ComfyNode):
                 io.Float.Input("auto_negative", default=0.0, min=0.0, max=1.0, step=0.05, tooltip="Use each region's prompt as a negative inside the other regions, to stop subjects and colours leaking."),
                 io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01, tooltip="Fraction of the schedule where regions start applying."),
                 io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="Fraction of the schedule where regions stop applying."),
+                io.Float.Input("depth", default=1.0, min=0.0, max=1.0, step=0.05, optional=True,
+                               tooltip="Flux only: the fraction of the transformer's blocks, from the first, in which image tokens see "
+                               "their region's prompt (the rest see the base prompt alone). 1 = every block; ignored on SDXL."),
             ],
             outputs=[io.Model.Output(display_name="model", tooltip="The patched model (a clone; the input is untouched).")],
         )
@@ -146,14 +156,23 @@ class PakatiApplyRegions(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, model, regions: RegionSet, base_weight: float, auto_negative: float, start_percent: float, end_percent: float) -> io.NodeOutput:
+    def execute(cls, model, regions: RegionSet, base_weight: float, auto_negative: float, start_percent: float, end_percent: float,
+                depth: float = 1.0) -> io.NodeOutput:
         node = node_name(cls)
         if start_percent > end_percent:
             raise PakatiNodeError(node, "start_percent", f"{start_percent} is after end_percent {end_percent}")
-        patched = model.clone()
         if len(regions) == 0:
             log.warning("Pakati: %s got no regions; the model is unchanged", node)
-            return io.NodeOutput(patched)
+            return io.NodeOutput(model.clone())
+        family = model_family(model)
+        if family == "flux":
+            return io.NodeOutput(apply_flux(node, model, regions, base_weight, auto_negative, start_percent, end_percent, depth))
+        if family != "sdxl":
+            raise unsupported(node, "model", family)
+        if regions.family != "sdxl":
+            raise PakatiNodeError(node, "regions", f"the regions were encoded for {regions.family} but the model is SDXL; "
+                                                   "encode them with the SDXL checkpoint's CLIP")
+        patched = model.clone()
         context_dim = getattr(model.model, "model_config", None) and model.model.model_config.unet_config.get("context_dim")
         if context_dim is not None and context_dim != regions.embed_dim:
             raise PakatiNodeError(

@@ -171,6 +171,7 @@ def for_the_test_host(prompt: dict) -> dict:
     """The API prompt with the tiny model in place of the checkpoint (tiny ControlNets, CLIP vision and IP-Adapter
     checkpoints in place of loaded ones) and at most MAX_STEPS steps."""
     out = copy.deepcopy(prompt)
+    swap_flux_loaders(out)
     for node in out.values():
         if node["class_type"] == "CheckpointLoaderSimple":
             node["class_type"] = "PakatiTestTinySDXL"
@@ -189,6 +190,29 @@ def for_the_test_host(prompt: dict) -> dict:
             if isinstance(node["inputs"].get("end_at_step"), int):
                 node["inputs"]["end_at_step"] = min(node["inputs"]["end_at_step"], MAX_STEPS)
     return out
+
+
+FLUX_LOADERS = {"DualCLIPLoader": 1, "VAELoader": 2}  # Flux's separate loaders -> the tiny Flux node's CLIP and VAE outputs
+
+
+def swap_flux_loaders(prompt: dict) -> None:
+    """Flux's UNETLoader becomes the tiny Flux node; DualCLIPLoader and VAELoader are dropped and
+    their users wired to the tiny node's CLIP and VAE outputs (in place)."""
+    unets = [i for i, n in prompt.items() if n["class_type"] == "UNETLoader"]
+    if not unets:
+        return
+    tiny = unets[0]
+    prompt[tiny] = {"class_type": "PakatiTestTinyFlux", "inputs": {"seed": 0, "hidden_size": 64, "depth": 2, "depth_single_blocks": 2}}
+    dropped = {i: FLUX_LOADERS[n["class_type"]] for i, n in prompt.items() if n["class_type"] in FLUX_LOADERS}
+    for i in dropped:
+        del prompt[i]
+    for i in unets[1:]:
+        dropped[i] = 0
+        del prompt[i]
+    for node in prompt.values():
+        for name, value in node["inputs"].items():
+            if isinstance(value, list) and len(value) == 2 and value[0] in dropped:
+                node["inputs"][name] = [tiny, dropped[value[0]]]
 
 
 def api_template(name: str) -> dict:

@@ -49,6 +49,8 @@ class RegionSet:
     """Region prompts in z-order (later regions win where they overlap)."""
 
     regions: tuple[RegionPrompt, ...] = ()
+    family: str = "sdxl"  # the model family the prompts were encoded for ("sdxl", "flux")
+    base_real_tokens: int | None = None  # joint-attention families: the base prompt's real (unpadded) token count
 
     def __post_init__(self) -> None:
         if len(self.regions) > MAX_REGIONS:
@@ -61,7 +63,7 @@ class RegionSet:
         return len(self.regions)
 
     def add(self, region: RegionPrompt) -> "RegionSet":
-        return RegionSet(self.regions + (region,))
+        return RegionSet(self.regions + (region,), self.family, self.base_real_tokens)
 
     @property
     def embed_dim(self) -> int | None:

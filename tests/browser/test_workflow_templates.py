@@ -109,9 +109,9 @@ def test_api_workflow_runs_on_the_server(request, path):
     prompt = json.loads(path.read_text())
     uses_provider = any(n["class_type"] in PROVIDER_NODES for n in prompt.values())
     comfy_server = request.getfixturevalue("provider_comfy_server" if uses_provider else "comfy_server")
-    assert any(n["class_type"] == "CheckpointLoaderSimple" for n in prompt.values()) or not any(
+    assert any(n["class_type"] in ("CheckpointLoaderSimple", "UNETLoader") for n in prompt.values()) or not any(
         n["class_type"] in ("KSampler", "KSamplerAdvanced", "SamplerCustom") for n in prompt.values()
-    ), f"{path.name}: a sampling workflow must load its model with CheckpointLoaderSimple"
+    ), f"{path.name}: a sampling workflow must load its model with CheckpointLoaderSimple (or Flux's UNETLoader)"
     provide_input_images(prompt, comfy_server.base / "input")
     entry = comfy_server.run(for_the_test_host(prompt), timeout=600)
     assert entry["status"]["status_str"] == "success"
