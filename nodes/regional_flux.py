@@ -13,6 +13,7 @@ length) and patch the model so that at each model call:
 * attention backends that cannot take a mask (flash-attn, SageAttention) are swapped for PyTorch
   SDPA in those blocks, through ComfyUI's ``optimized_attention_override``, with one log line.
 """
+
 from __future__ import annotations
 
 import logging
@@ -75,11 +76,13 @@ def model_family(model) -> str:
 
 
 def unsupported(node: str, input_name: str, family: str) -> PakatiNodeError:
-    return PakatiNodeError(node, input_name, f"the {family} model family is not supported by Pakati's regional prompting yet "
-                                             f"(supported: {SUPPORTED})")
+    return PakatiNodeError(
+        node, input_name, f"the {family} model family is not supported by Pakati's regional prompting yet (supported: {SUPPORTED})"
+    )
 
 
 # -- encoding ------------------------------------------------------------------------------
+
 
 def t5_real_tokens(clip, tokens: dict) -> int:
     """Real (non-padding) T5 tokens of a tokenised Flux prompt, end token included."""
@@ -92,7 +95,7 @@ def encode_trimmed(clip, text: str) -> torch.Tensor:
     """A region prompt's T5 tokens, encoded exactly as the base prompt is and cut to their real length."""
     tokens = clip.tokenize(text)
     cond = clip.encode_from_tokens(tokens)
-    return cond[:, :t5_real_tokens(clip, tokens)]
+    return cond[:, : t5_real_tokens(clip, tokens)]
 
 
 def encode_flux(node: str, clip, canvas: Canvas, base_prompt: str, base_negative: str):
@@ -107,14 +110,17 @@ def encode_flux(node: str, clip, canvas: Canvas, base_prompt: str, base_negative
 
 # -- patching ------------------------------------------------------------------------------
 
-def apply_flux(node: str, model, regions: RegionSet, base_weight: float, auto_negative: float, start_percent: float,
-               end_percent: float, depth: float):
+
+def apply_flux(
+    node: str, model, regions: RegionSet, base_weight: float, auto_negative: float, start_percent: float, end_percent: float, depth: float
+):
     """A clone of ``model`` whose sampler renders each region's prompt inside its mask."""
     patched = model.clone()
     context_dim = model.model.model_config.unet_config.get("context_in_dim")
     if regions.family != "flux" or (context_dim is not None and context_dim != regions.embed_dim):
         raise PakatiNodeError(
-            node, "regions",
+            node,
+            "regions",
             f"the regions were encoded for {regions.family} (embedding size {regions.embed_dim}) but the model is Flux "
             f"(text embedding size {context_dim}); encode them with the Flux model's CLIP in Pakati Regional Conditioning",
         )
@@ -133,8 +139,9 @@ def attention_override(previous):
         if kwargs.get("mask") is not None and getattr(func, "__name__", "") in MASKLESS_BACKENDS:
             if func.__name__ not in _fallback_logged:
                 _fallback_logged.add(func.__name__)
-                log.info("Pakati: %s cannot take the regional attention mask; Flux blocks with regions use PyTorch SDPA instead",
-                         func.__name__)
+                log.info(
+                    "Pakati: %s cannot take the regional attention mask; Flux blocks with regions use PyTorch SDPA instead", func.__name__
+                )
             func = comfy_attention.attention_pytorch
         return previous(func, *args, **kwargs) if previous is not None else func(*args, **kwargs)
 
@@ -150,8 +157,9 @@ def embed_mask(mask: torch.Tensor, base_tokens: int, extra: int, length: int, dt
     lead = mask.shape[:-2]
     old = mask.shape[-1]
     if old + extra != length:
-        raise PakatiNodeError("PakatiApplyRegions", "model",
-                              f"the conditioning's attention mask covers {old} tokens, the Flux sequence has {length - extra}")
+        raise PakatiNodeError(
+            "PakatiApplyRegions", "model", f"the conditioning's attention mask covers {old} tokens, the Flux sequence has {length - extra}"
+        )
     out = torch.zeros((*lead, length, length), dtype=dtype, device=mask.device)
     t, e = base_tokens, base_tokens + extra
     m = mask.to(dtype)
@@ -174,8 +182,11 @@ class CallState:
         grid = self.grid[0] * self.grid[1]
         other = total - self.base_tokens - self.core.extra_tokens - grid
         if other < 0:
-            raise PakatiNodeError("PakatiApplyRegions", "model", f"the Flux sequence has {total} tokens, fewer than text plus a "
-                                                                 f"{self.grid[0]}x{self.grid[1]} image grid")
+            raise PakatiNodeError(
+                "PakatiApplyRegions",
+                "model",
+                f"the Flux sequence has {total} tokens, fewer than text plus a {self.grid[0]}x{self.grid[1]} image grid",
+            )
         geometry = JointGeometry(self.base_tokens, self.latent_hw, self.grid, other)
         return self.core.bias(self.kinds, geometry, regional, device, dtype)
 
@@ -216,7 +227,8 @@ class FluxRegionalWrapper:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         if c_crossattn.shape[-1] != self.core.extra.shape[-1]:
             raise PakatiNodeError(
-                "PakatiApplyRegions", "regions",
+                "PakatiApplyRegions",
+                "regions",
                 f"region prompts have embedding size {self.core.extra.shape[-1]} but the sampler's conditioning has "
                 f"{c_crossattn.shape[-1]}: encode regions and the base prompt with the same (Flux) CLIP",
             )
@@ -247,7 +259,8 @@ class FluxRegionalWrapper:
         out = executor(x, t, c_concat, context, control, options, **kwargs)
         if not bool(torch.isfinite(out).all()):
             raise PakatiNodeError(
-                "PakatiApplyRegions", "model",
+                "PakatiApplyRegions",
+                "model",
                 f"the model's prediction with the regions applied has NaN/infinite values (sigma {float(t.flatten()[0]):.4g}): "
                 "the model or a patch on it overflows (fp16 overflow, a broken checkpoint or LoRA); try --force-fp32 or another checkpoint",
             )

@@ -12,13 +12,13 @@ replace there (IP-Adapter, for instance), ``RegionalAttn2`` calls it with the ba
 and adds only the regional difference, so both keep working whatever order the nodes were
 applied in.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 import comfy.ldm.modules.attention as comfy_attention
+import torch
 
 from ..pakati_core.regional import ProjectionCache, RegionalAttention, base_where_needed, blend, regional_delta
 from .common import PakatiNodeError, checked
@@ -53,8 +53,15 @@ class RegionalAttn2:
         layer = self.layer
         extra = self.core.extra_context(device, dtype)
         volatile = self.state.volatile or patches_weights_per_call(layer.to_k) or patches_weights_per_call(layer.to_v)
-        return self.projections.get(layer, [layer.to_k.weight, layer.to_v.weight], device, dtype,
-                                    lambda: (layer.to_k(extra), layer.to_v(extra)), volatile=volatile, token=self.state.weights)
+        return self.projections.get(
+            layer,
+            [layer.to_k.weight, layer.to_v.weight],
+            device,
+            dtype,
+            lambda: (layer.to_k(extra), layer.to_v(extra)),
+            volatile=volatile,
+            token=self.state.weights,
+        )
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
         heads = extra_options["n_heads"]
@@ -98,7 +105,9 @@ class RegionalAttn2:
     @staticmethod
     def _plain(q, k, v, heads, extra_options):
         """Exactly ComfyUI's own cross-attention over the base tokens."""
-        return comfy_attention.optimized_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options)
+        return comfy_attention.optimized_attention(
+            q, k, v, heads, attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options
+        )
 
     def _grid(self, extra_options: dict, tokens: int) -> tuple[int, int]:
         return call_grid(extra_options, tokens, self.state.latent_hw)
@@ -122,7 +131,8 @@ class RegionalWrapper:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         if c_crossattn.shape[-1] != self.core.extra.shape[-1]:
             raise PakatiNodeError(
-                "PakatiApplyRegions", "regions",
+                "PakatiApplyRegions",
+                "regions",
                 f"region prompts have embedding size {self.core.extra.shape[-1]} but the sampler's conditioning has "
                 f"{c_crossattn.shape[-1]}: encode regions and the base prompt with the same (SDXL) CLIP",
             )
@@ -146,7 +156,8 @@ class RegionalWrapper:
         out = executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
         if not bool(torch.isfinite(out).all()):
             raise PakatiNodeError(
-                "PakatiApplyRegions", "model",
+                "PakatiApplyRegions",
+                "model",
                 f"the model's prediction with the regions applied has NaN/infinite values (sigma {float(t.flatten()[0]):.4g}): "
                 "the model or a patch on it overflows (fp16 overflow, a broken checkpoint or LoRA); try --force-fp32 or another checkpoint",
             )

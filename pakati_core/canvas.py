@@ -5,6 +5,7 @@ API prompts carry it, and the planner in ``pakati_core.orchestration`` writes a 
 Rasterisation is anti-aliased (exact pixel coverage to 1/16 px) at any target resolution,
 so the same region gives a mask at canvas, latent or UNet-token-grid size.
 """
+
 from __future__ import annotations
 
 import logging
@@ -272,7 +273,7 @@ class Canvas:
         if not isinstance(data, dict):
             raise CanvasError(f"expected a JSON object, got {type(data).__name__}")
         if "version" not in data:
-            raise UnsupportedVersionError("missing; Region JSON must declare \"version\": 1", field="version")
+            raise UnsupportedVersionError('missing; Region JSON must declare "version": 1', field="version")
         version = data["version"]
         if version != REGION_JSON_VERSION or isinstance(version, bool):
             raise UnsupportedVersionError(
@@ -400,11 +401,15 @@ def validate_points(points: Sequence, shape: str, where: str, width: int, height
         warnings.warn(msg, RegionClippedWarning, stacklevel=3)
         log.warning("Pakati: %s", msg)
     if shape == "polygon" and len(clipped) < 3:
-        raise RegionGeometryError(f"region '{label}' has zero area (points are collinear, coincide, or lie outside the canvas)", field=where)
+        raise RegionGeometryError(
+            f"region '{label}' has zero area (points are collinear, coincide, or lie outside the canvas)", field=where
+        )
     pts = clipped
     poly = Region(id="_", shape=shape, points=tuple(pts)).polygon()
     if polygon_area(poly) < 1e-6:
-        raise RegionGeometryError(f"region '{label}' has zero area (points are collinear, coincide, or lie outside the canvas)", field=where)
+        raise RegionGeometryError(
+            f"region '{label}' has zero area (points are collinear, coincide, or lie outside the canvas)", field=where
+        )
     return tuple(pts)
 
 

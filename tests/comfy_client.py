@@ -3,6 +3,7 @@
 Used by the host tests and the workflow checks: queue API-format prompts on /prompt, follow
 /history, fetch outputs with /view.
 """
+
 from __future__ import annotations
 
 import copy
@@ -44,8 +45,9 @@ class ExecutionFailed(Exception):
 
 
 class ComfyServer:
-    def __init__(self, host: Path, base: Path, packs: dict[str, Path], extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self, host: Path, base: Path, packs: dict[str, Path], extra_args: list[str] | None = None, env: dict[str, str] | None = None
+    ):
         self.host, self.base, self.packs = Path(host), Path(base), packs
         self.extra_args = extra_args or []
         self.env = env or {}  # extra environment for the server process (e.g. a provider base URL and a test key)
@@ -64,8 +66,17 @@ class ComfyServer:
             if not link.exists():
                 link.symlink_to(Path(path).resolve(), target_is_directory=True)
         cmd = [
-            sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-            "--disable-auto-launch", "--base-directory", str(self.base), *self.extra_args,
+            sys.executable,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-auto-launch",
+            "--base-directory",
+            str(self.base),
+            *self.extra_args,
         ]
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self._log = open(self.log_path, "ab")

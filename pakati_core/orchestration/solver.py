@@ -5,6 +5,7 @@ linear constraints, one set per relation, solved with SciPy's SLSQP — every ru
 ``rules.py`` is linear in the centres once the side a "near" pair separates along is chosen
 from the proposed layout, so the problem is a small convex QP.
 """
+
 from __future__ import annotations
 
 import numpy as np

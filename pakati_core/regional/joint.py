@@ -27,6 +27,7 @@ Blocks that do not carry the regional bias (``depth`` < 1) use the *quiet* bias:
 see the base prompt alone, region tokens stay in the sequence but no image token sees them.
 Pure torch.
 """
+
 from __future__ import annotations
 
 import math
@@ -156,7 +157,7 @@ class JointRegionalAttention:
         b[img0:img1, :real] = logw[0][:, None]
         offset = t
         for j, (a, z) in enumerate(self.core.extra_spans(kind)):
-            b[img0:img1, offset + a:offset + z] = logw[j + 1][:, None]
+            b[img0:img1, offset + a : offset + z] = logw[j + 1][:, None]
         return b
 
 

@@ -3,6 +3,7 @@
 ``RegionSet`` is what travels between nodes as ``PAKATI_REGIONS``. It is immutable: chaining
 returns a new set, so ComfyUI's cache never sees a node mutate another node's output.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -57,7 +58,9 @@ class RegionSet:
             raise RegionLimitError(f"{len(self.regions)} regions; at most {MAX_REGIONS} are supported", field="regions")
         dims = {r.cond.shape[-1] for r in self.regions}
         if len(dims) > 1:
-            raise RegionalConditioningError(f"region prompts come from different text encoders (embedding sizes {sorted(dims)})", field="conditioning")
+            raise RegionalConditioningError(
+                f"region prompts come from different text encoders (embedding sizes {sorted(dims)})", field="conditioning"
+            )
 
     def __len__(self) -> int:
         return len(self.regions)

@@ -2,6 +2,7 @@
 refinement, and the regional template saved by Pakati Save Image) are listed with thumbnail, score and
 parameters; a run's canvas loads into a PakatiCanvas node, and an image generated from that canvas
 by the front end's own queue is kept with the run as its parent."""
+
 from __future__ import annotations
 
 import json

@@ -10,6 +10,7 @@ node swapped in for CheckpointLoaderSimple (the convention every template follow
 provider nodes (PakatiOpenAI*, PakatiAskVision) run on ``provider_comfy_server``, whose SDKs point
 at a local fake endpoint with a sentinel key (no network, no real key).
 """
+
 from __future__ import annotations
 
 import json

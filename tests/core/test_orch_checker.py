@@ -4,6 +4,7 @@ Scenes are composed from photographs pasted into a plan's boxes over a real text
 the goal's colours. Faults: left/right swapped, an object missing, an object in the wrong
 colour. The checker must flag >= 95% of faults and raise <= 2% false alarms on unaltered scenes.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -119,6 +120,7 @@ def test_swap_repair_moves_boxes_back_into_relation():
     assert any(t.params.get("action") == "move" for t in r.repair_tasks)
     q = replan(p, r)
     from pakati_core.orchestration.rules import layout_violations
+
     assert layout_violations(q) == []
     r.to_json()
 

@@ -1,4 +1,5 @@
 """pakati_core.regional.joint: the joint-attention bias for Flux-class transformers (pure torch)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,14 +54,14 @@ def test_bias_layout_weights_and_exact_zeros():
     assert b.shape == (T + e + n + 2,) * 2
     spans = core.spans(g)
     assert spans == [(T, T + 3), (T + 3, T + 8)]
-    assert torch.all(b[:T, T:T + e] == float("-inf")), "base text never sees region tokens"
+    assert torch.all(b[:T, T : T + e] == float("-inf")), "base text never sees region tokens"
     assert torch.all(b[:T, :T] == 0) and torch.all(b[:T, img0:] == 0)
     masks = core.core.grid_masks(*LATENT, *GRID)
-    img = b[img0:img0 + n]
+    img = b[img0 : img0 + n]
     for r, (a, z) in enumerate(spans):
         outside = masks[r] == 0
         assert torch.all(img[outside, a:z] == float("-inf"))
-        assert torch.all(b[a:z, img0:img0 + n][:, outside] == float("-inf"))
+        assert torch.all(b[a:z, img0 : img0 + n][:, outside] == float("-inf"))
         assert torch.all(b[a:z, REAL:T] == 0) and torch.all(b[a:z, :REAL] == float("-inf"))
     # per image token, the weights of base and regions sum to 1 and the registers stay at 0
     total = img[:, 0].exp() + sum(img[:, a].exp() for a, _ in spans)
@@ -69,9 +70,9 @@ def test_bias_layout_weights_and_exact_zeros():
     # uncovered positions attend exactly as without regions; other image tokens see no region
     uncovered = masks.sum(0) == 0
     assert uncovered.any() and torch.all(img[uncovered, :T] == 0)
-    assert torch.all(b[img0 + n:, T:T + e] == float("-inf"))
+    assert torch.all(b[img0 + n :, T : T + e] == float("-inf"))
     quiet = core.bias(("cond",), g, False, torch.device("cpu"), torch.float32)[0]
-    assert torch.all(quiet[img0:, T:T + e] == float("-inf")) and torch.all(quiet[img0:, :T] == 0)
+    assert torch.all(quiet[img0:, T : T + e] == float("-inf")) and torch.all(quiet[img0:, :T] == 0)
 
 
 def test_full_canvas_copy_of_the_base_prompt_is_the_identity():
@@ -95,5 +96,5 @@ def test_full_canvas_copy_of_the_base_prompt_is_the_identity():
     bias = core.bias(("cond",), geo, True, torch.device("cpu"), torch.float32)[:, None]
     plain, ext = attend(plain_seq), attend(ext_seq, bias)
     assert torch.allclose(ext[:, :, :T], plain[:, :, :T], atol=1e-5)
-    assert torch.allclose(ext[:, :, T + REAL:], plain[:, :, T:], atol=1e-5)
-    assert torch.allclose(ext[:, :, T:T + REAL], plain[:, :, :REAL], atol=1e-5), "the region's tokens follow the base's"
+    assert torch.allclose(ext[:, :, T + REAL :], plain[:, :, T:], atol=1e-5)
+    assert torch.allclose(ext[:, :, T : T + REAL], plain[:, :, :REAL], atol=1e-5), "the region's tokens follow the base's"

@@ -5,6 +5,7 @@ locality, depth 0, FluxGuidance / ModelSamplingFlux / a global LoRA, the mask-le
 fallback and the family errors. The template's /prompt run and front-end load are in
 tests/test_workflows.py (parametrised over every template).
 """
+
 from __future__ import annotations
 
 import json
@@ -21,15 +22,28 @@ BASE = "a landscape photo"
 
 
 def layout(prompt_a="a red apple", prompt_b="a blue sea"):
-    return json.dumps({"version": 1, "width": W, "height": H, "regions": [
-        {"id": "a", "name": "A", "shape": "rect", "points": [[0, 0], [128, 256]], "prompt": prompt_a},
-        {"id": "b", "name": "B", "shape": "rect", "points": [[128, 0], [256, 256]], "prompt": prompt_b},
-    ]})
+    return json.dumps(
+        {
+            "version": 1,
+            "width": W,
+            "height": H,
+            "regions": [
+                {"id": "a", "name": "A", "shape": "rect", "points": [[0, 0], [128, 256]], "prompt": prompt_a},
+                {"id": "b", "name": "B", "shape": "rect", "points": [[128, 0], [256, 256]], "prompt": prompt_b},
+            ],
+        }
+    )
 
 
 def full_canvas(prompt):
-    return json.dumps({"version": 1, "width": W, "height": H, "regions": [
-        {"id": "f", "name": "F", "shape": "rect", "points": [[0, 0], [256, 256]], "prompt": prompt}]})
+    return json.dumps(
+        {
+            "version": 1,
+            "width": W,
+            "height": H,
+            "regions": [{"id": "f", "name": "F", "shape": "rect", "points": [[0, 0], [256, 256]], "prompt": prompt}],
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +177,7 @@ def test_changing_one_region_prompt_changes_the_image_mostly_inside_it(comfy, fl
     m1, pos, neg, _ = regional(comfy, flux, layout(prompt_b="a blue sea"))
     m2, _, _, _ = regional(comfy, flux, layout(prompt_b="a burning volcano at night, red lava"))
     d = (sample(comfy, m2, pos, neg) - sample(comfy, m1, pos, neg)).abs()
-    inside, outside = float(d[..., W // 16:].mean()), float(d[..., :W // 16].mean())
+    inside, outside = float(d[..., W // 16 :].mean()), float(d[..., : W // 16].mean())
     assert inside > 0 and inside >= 5 * outside, (inside, outside)
 
 
@@ -184,7 +198,9 @@ def test_flux_guidance_model_sampling_flux_and_a_global_lora(comfy, flux):
     assert len(lora_model.patches) == 2
     shifted = nodes_adv.ModelSamplingFlux().patch(lora_model, 1.15, 0.5, W, H)[0]
     canvas = node(comfy, "PakatiCanvas").execute(width=W, height=H, regions=layout()).result[0]
-    regions, pos, neg = node(comfy, "PakatiRegionalConditioning").execute(clip=clip, canvas=canvas, base_prompt=BASE, base_negative="").result
+    regions, pos, neg = (
+        node(comfy, "PakatiRegionalConditioning").execute(clip=clip, canvas=canvas, base_prompt=BASE, base_negative="").result
+    )
     pos = nodes_flux.FluxGuidance.execute(pos, 2.5).result[0]
     apply = node(comfy, "PakatiApplyRegions")
     opts = {"base_weight": 0.3, "auto_negative": 0.0, "start_percent": 0.0, "end_percent": 1.0}
@@ -192,20 +208,35 @@ def test_flux_guidance_model_sampling_flux_and_a_global_lora(comfy, flux):
     plain = sample(comfy, shifted, pos, neg)
     out = sample(comfy, patched, pos, neg)
     assert not torch.allclose(out, plain), "the regions apply over the LoRA and the shifted schedule"
-    assert not torch.allclose(plain, sample(comfy, nodes_adv.ModelSamplingFlux().patch(model, 1.15, 0.5, W, H)[0], pos, neg)), \
+    assert not torch.allclose(plain, sample(comfy, nodes_adv.ModelSamplingFlux().patch(model, 1.15, 0.5, W, H)[0], pos, neg)), (
         "the LoRA changes the model"
+    )
     # identity still holds with the LoRA, the shift and the guidance
-    full, _, _ = node(comfy, "PakatiRegionalConditioning").execute(
-        clip=clip, canvas=node(comfy, "PakatiCanvas").execute(width=W, height=H, regions=full_canvas(BASE)).result[0],
-        base_prompt=BASE, base_negative="").result
+    full, _, _ = (
+        node(comfy, "PakatiRegionalConditioning")
+        .execute(
+            clip=clip,
+            canvas=node(comfy, "PakatiCanvas").execute(width=W, height=H, regions=full_canvas(BASE)).result[0],
+            base_prompt=BASE,
+            base_negative="",
+        )
+        .result
+    )
     same = sample(comfy, apply.execute(model=shifted, regions=full, **opts).result[0], pos, neg)
     assert torch.allclose(same, plain, rtol=1e-4, atol=1e-4 * float(plain.abs().max()))
     # and region B's prompt stays in region B
-    other, _, _ = node(comfy, "PakatiRegionalConditioning").execute(
-        clip=clip, canvas=node(comfy, "PakatiCanvas").execute(width=W, height=H, regions=layout(prompt_b="a burning volcano")).result[0],
-        base_prompt=BASE, base_negative="").result
+    other, _, _ = (
+        node(comfy, "PakatiRegionalConditioning")
+        .execute(
+            clip=clip,
+            canvas=node(comfy, "PakatiCanvas").execute(width=W, height=H, regions=layout(prompt_b="a burning volcano")).result[0],
+            base_prompt=BASE,
+            base_negative="",
+        )
+        .result
+    )
     d = (sample(comfy, apply.execute(model=shifted, regions=other, **opts).result[0], pos, neg) - out).abs()
-    assert float(d[..., W // 16:].mean()) >= 5 * float(d[..., :W // 16].mean())
+    assert float(d[..., W // 16 :].mean()) >= 5 * float(d[..., : W // 16].mean())
 
 
 def test_cfg_batches_cond_and_uncond_rows_and_region_negatives(comfy, flux):
@@ -219,7 +250,7 @@ def test_cfg_batches_cond_and_uncond_rows_and_region_negatives(comfy, flux):
     with_negative, _, _, regions = regional(comfy, flux, json.dumps(doc))
     assert regions.regions[1].negative is not None and regions.regions[1].negative.shape[1] < 256
     d = (sample(comfy, with_negative, pos, neg, cfg=3.0) - out).abs()
-    inside, outside = float(d[..., W // 16:].mean()), float(d[..., :W // 16].mean())
+    inside, outside = float(d[..., W // 16 :].mean()), float(d[..., : W // 16].mean())
     assert inside > 0 and inside >= 5 * outside, (inside, outside)
 
 
@@ -254,9 +285,13 @@ def test_unsupported_families_and_mismatches_are_named(comfy, flux, tiny):
     with pytest.raises(ValueError, match=r"PakatiRegionalConditioning: input 'clip': the SD 1\.x/2\.x model family is not supported"):
         node(comfy, "PakatiRegionalConditioning").execute(clip=sd1, canvas=canvas, base_prompt=BASE, base_negative="")
     flux_regions = encode(comfy, flux[1], layout())[0]
-    sdxl_regions = node(comfy, "PakatiRegionalConditioning").execute(clip=tiny[1], canvas=canvas, base_prompt=BASE, base_negative="").result[0]
+    sdxl_regions = (
+        node(comfy, "PakatiRegionalConditioning").execute(clip=tiny[1], canvas=canvas, base_prompt=BASE, base_negative="").result[0]
+    )
     opts = {"base_weight": 0.3, "auto_negative": 0.0, "start_percent": 0.0, "end_percent": 1.0}
     with pytest.raises(ValueError, match=r"PakatiApplyRegions: input 'regions': the regions were encoded for flux but the model is SDXL"):
         node(comfy, "PakatiApplyRegions").execute(model=tiny[0], regions=flux_regions, **opts)
-    with pytest.raises(ValueError, match=r"PakatiApplyRegions: input 'regions': the regions were encoded for sdxl .* but the model is Flux"):
+    with pytest.raises(
+        ValueError, match=r"PakatiApplyRegions: input 'regions': the regions were encoded for sdxl .* but the model is Flux"
+    ):
         node(comfy, "PakatiApplyRegions").execute(model=flux[0], regions=sdxl_regions, **opts)

@@ -3,6 +3,7 @@
 Lives under tests/ and is linked into a throwaway ComfyUI base directory by the host tests;
 it is never part of the Pakati pack's node mappings.
 """
+
 from .tiny_flux import tiny_flux
 from .tiny_ipadapter import tiny_clip_vision
 from .tiny_sdxl import tiny_controlnet, tiny_sdxl
@@ -16,12 +17,18 @@ class PakatiTestTinySDXL:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Weight seed."}),
-            "model_channels": ("INT", {"default": 32, "min": 32, "max": 320, "step": 32, "tooltip": "UNet width."}),
-        }, "optional": {
-            "nan_vae": ("BOOLEAN", {"default": False, "tooltip": "A VAE whose decoder weights overflow to NaN (as an SDXL VAE in fp16 does)."}),
-        }}
+        return {
+            "required": {
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Weight seed."}),
+                "model_channels": ("INT", {"default": 32, "min": 32, "max": 320, "step": 32, "tooltip": "UNet width."}),
+            },
+            "optional": {
+                "nan_vae": (
+                    "BOOLEAN",
+                    {"default": False, "tooltip": "A VAE whose decoder weights overflow to NaN (as an SDXL VAE in fp16 does)."},
+                ),
+            },
+        }
 
     def load(self, seed, model_channels, nan_vae=False):
         return tiny_sdxl(seed, model_channels, bool(nan_vae))
@@ -35,12 +42,14 @@ class PakatiTestTinyFlux:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Weight seed."}),
-            "hidden_size": ("INT", {"default": 64, "min": 32, "max": 1024, "step": 32, "tooltip": "Transformer width."}),
-            "depth": ("INT", {"default": 2, "min": 1, "max": 19, "tooltip": "Double-stream blocks."}),
-            "depth_single_blocks": ("INT", {"default": 2, "min": 1, "max": 38, "tooltip": "Single-stream blocks."}),
-        }}
+        return {
+            "required": {
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Weight seed."}),
+                "hidden_size": ("INT", {"default": 64, "min": 32, "max": 1024, "step": 32, "tooltip": "Transformer width."}),
+                "depth": ("INT", {"default": 2, "min": 1, "max": 19, "tooltip": "Double-stream blocks."}),
+                "depth_single_blocks": ("INT", {"default": 2, "min": 1, "max": 38, "tooltip": "Single-stream blocks."}),
+            }
+        }
 
     def load(self, seed, hidden_size, depth, depth_single_blocks):
         return tiny_flux(seed, hidden_size, depth, depth_single_blocks)
@@ -74,7 +83,15 @@ class PakatiTestTinyCLIPVision:
         return (tiny_clip_vision(seed),)
 
 
-NODE_CLASS_MAPPINGS = {"PakatiTestTinySDXL": PakatiTestTinySDXL, "PakatiTestTinyControlNet": PakatiTestTinyControlNet,
-                       "PakatiTestTinyCLIPVision": PakatiTestTinyCLIPVision, "PakatiTestTinyFlux": PakatiTestTinyFlux}
-NODE_DISPLAY_NAME_MAPPINGS = {"PakatiTestTinySDXL": "Pakati test: tiny SDXL", "PakatiTestTinyControlNet": "Pakati test: tiny ControlNet",
-                              "PakatiTestTinyCLIPVision": "Pakati test: tiny CLIP vision", "PakatiTestTinyFlux": "Pakati test: tiny Flux"}
+NODE_CLASS_MAPPINGS = {
+    "PakatiTestTinySDXL": PakatiTestTinySDXL,
+    "PakatiTestTinyControlNet": PakatiTestTinyControlNet,
+    "PakatiTestTinyCLIPVision": PakatiTestTinyCLIPVision,
+    "PakatiTestTinyFlux": PakatiTestTinyFlux,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "PakatiTestTinySDXL": "Pakati test: tiny SDXL",
+    "PakatiTestTinyControlNet": "Pakati test: tiny ControlNet",
+    "PakatiTestTinyCLIPVision": "Pakati test: tiny CLIP vision",
+    "PakatiTestTinyFlux": "Pakati test: tiny Flux",
+}

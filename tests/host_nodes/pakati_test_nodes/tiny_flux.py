@@ -6,6 +6,7 @@ real ``FluxTokenizer``/``FluxClipModel`` with shrunken T5 and CLIP-L configs, an
 TAESD with 16 latent channels (what ``comfy.sd.VAE`` builds for Flux's TAEF1). Every weight is
 set from a seed (ComfyUI creates some uninitialised).
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,21 +30,39 @@ def unet_config(hidden_size: int = 64, depth: int = 2, depth_single_blocks: int 
     head = hidden_size // num_heads
     axes = [head - 2 * (head * 3 // 8), head * 3 // 8, head * 3 // 8]  # Flux: [16, 56, 56] for 128-wide heads
     return {
-        "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": POOLED_DIM, "context_in_dim": TEXT_DIM,
-        "hidden_size": hidden_size, "mlp_ratio": 4.0, "num_heads": num_heads, "depth": depth, "depth_single_blocks": depth_single_blocks,
-        "axes_dim": axes, "theta": 10000, "patch_size": 2, "qkv_bias": True, "guidance_embed": True,
+        "image_model": "flux",
+        "in_channels": 16,
+        "out_channels": 16,
+        "vec_in_dim": POOLED_DIM,
+        "context_in_dim": TEXT_DIM,
+        "hidden_size": hidden_size,
+        "mlp_ratio": 4.0,
+        "num_heads": num_heads,
+        "depth": depth,
+        "depth_single_blocks": depth_single_blocks,
+        "axes_dim": axes,
+        "theta": 10000,
+        "patch_size": 2,
+        "qkv_bias": True,
+        "guidance_embed": True,
     }
 
 
 CLIP_OPTIONS = {
     "t5xxl_model_config": {"d_model": TEXT_DIM, "d_ff": 128, "d_kv": 16, "num_heads": 4, "num_layers": 2},
-    "clip_l_model_config": {"hidden_size": POOLED_DIM, "intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 2,
-                            "projection_dim": POOLED_DIM},
+    "clip_l_model_config": {
+        "hidden_size": POOLED_DIM,
+        "intermediate_size": 128,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "projection_dim": POOLED_DIM,
+    },
 }
 
 
-def build_model(seed: int = 0, hidden_size: int = 64, depth: int = 2, depth_single_blocks: int = 2, num_heads: int = 4,
-                scale: float = 0.05) -> comfy.model_patcher.ModelPatcher:
+def build_model(
+    seed: int = 0, hidden_size: int = 64, depth: int = 2, depth_single_blocks: int = 2, num_heads: int = 4, scale: float = 0.05
+) -> comfy.model_patcher.ModelPatcher:
     flux = comfy.supported_models.Flux(unet_config(hidden_size, depth, depth_single_blocks, num_heads))
     flux.set_inference_dtype(torch.float32, None)
     model = flux.get_model({})
