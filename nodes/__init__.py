@@ -18,6 +18,7 @@ NODE_MODULES: list[tuple[str, dict[str, str]]] = [
     (".regenerate_nodes", {}),
     (".understanding_nodes", {}),
     (".regional_nodes", {}),
+    (".region_lora_nodes", {}),
     (".refine_nodes", {}),
     (".attention_nodes", {}),
     (".model_nodes", {"openai": "openai", "anthropic": "anthropic"}),

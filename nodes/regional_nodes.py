@@ -10,6 +10,7 @@ from comfy_api.v0_0_2 import io
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.regional import RegionalAttention, RegionalOptions, RegionPrompt, RegionSet
 from .common import CanvasType, PakatiNodeError, RegionsType, checked, mask_to_numpy, node_name
+from .region_lora_patch import clip_for_region
 from .regional_patch import WRAPPER_KEY, RegionalWrapper, RunScope
 
 log = logging.getLogger("pakati")
@@ -67,8 +68,9 @@ class PakatiRegionalConditioning(io.ComfyNode):
         for i, r in enumerate(canvas.regions):
             if not r.prompt.strip():
                 raise PakatiNodeError(node, "canvas", f"region '{r.label}' (regions[{i}]) has an empty prompt")
-            cond, _ = encode(clip, r.prompt)
-            neg = encode(clip, r.negative)[0] if r.negative.strip() else None
+            rclip = clip_for_region(clip, r.id)  # a PakatiRegionLora's CLIP part applies to its region's prompt only
+            cond, _ = encode(rclip, r.prompt)
+            neg = encode(rclip, r.negative)[0] if r.negative.strip() else None
             regions = regions.add(RegionPrompt(name=r.label, cond=cond, strength=r.strength, negative=neg, canvas=canvas, canvas_index=i))
         return io.NodeOutput(regions, positive, negative)
 
