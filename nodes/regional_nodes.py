@@ -10,6 +10,7 @@ from comfy_api.v0_0_2 import io
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.regional import RegionalAttention, RegionalOptions, RegionPrompt, RegionSet
 from .common import CanvasType, PakatiNodeError, RegionsType, checked, mask_to_numpy, node_name
+from .region_guidance import install_region_cfg
 from .region_lora_patch import clip_for_region
 from .regional_patch import WRAPPER_KEY, RegionalWrapper, RunScope
 
@@ -168,6 +169,7 @@ class PakatiApplyRegions(io.ComfyNode):
         for kind, fn in (("apply_model", wrapper), ("outer_sample", RunScope(wrapper.projections))):
             patched.remove_wrappers_with_key(kind, WRAPPER_KEY)
             patched.add_wrapper_with_key(kind, WRAPPER_KEY, fn)
+        install_region_cfg(patched, regions)  # the regions' `cfg` fields as a spatial CFG map (nothing when all are null)
         return io.NodeOutput(patched)
 
 

@@ -18,9 +18,7 @@ def unet_targets(unet: torch.nn.Module, convs: bool = True) -> list[tuple[str, t
     ResBlocks' 3x3 convolutions: (path under diffusion_model, module)."""
     out = []
     for name, m in unet.named_modules():
-        if isinstance(m, torch.nn.Linear) and (".transformer_blocks." in name or name.endswith(("proj_in", "proj_out"))):
-            out.append((name, m))
-        elif convs and isinstance(m, torch.nn.Conv2d) and name.endswith(("in_layers.2", "out_layers.3")):
+        if isinstance(m, torch.nn.Linear) and (".transformer_blocks." in name or name.endswith(("proj_in", "proj_out"))) or convs and isinstance(m, torch.nn.Conv2d) and name.endswith(("in_layers.2", "out_layers.3")):
             out.append((name, m))
     return out
 
