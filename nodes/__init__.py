@@ -19,6 +19,7 @@ NODE_MODULES: list[tuple[str, dict[str, str]]] = [
     (".understanding_nodes", {}),
     (".regional_nodes", {}),
     (".region_lora_nodes", {}),
+    (".region_denoise_nodes", {}),
     (".refine_nodes", {}),
     (".attention_nodes", {}),
     (".model_nodes", {"openai": "openai", "anthropic": "anthropic"}),

@@ -60,3 +60,24 @@ class GuidanceMap:
 def guide(uncond: torch.Tensor, cond: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``uncond + scale · (cond − uncond)``, ``scale`` broadcast over batch and channels."""
     return uncond + (cond - uncond) * scale
+
+
+def denoise_map(canvas, width: int | None = None, height: int | None = None, default: float = 1.0) -> np.ndarray:
+    """``[H, W]`` per-pixel img2img denoise strength of a canvas (for DifferentialDiffusion's noise mask).
+
+    Each region's ``denoise`` (null = 1.0; a locked region 0.0) inside its feathered, z-ordered
+    (exclusive) mask, ``default`` where no region is: ``(1 − Σ m_i) · default + Σ m_i · d_i``.
+    """
+    if not (np.isfinite(default) and 0.0 <= default <= 1.0):
+        raise RegionalConditioningError(f"must be a number from 0 to 1, got {default!r}", field="default_denoise")
+    width, height = width or canvas.width, height or canvas.height
+    out = np.full((height, width), np.float32(default), np.float32)
+    if not canvas.regions:
+        return out
+    masks = canvas.masks(width, height, exclusive=True)
+    covered = np.clip(masks.sum(0), 0.0, 1.0)
+    out *= 1.0 - covered
+    for m, r in zip(masks, canvas.regions):
+        d = 0.0 if r.locked else (1.0 if r.denoise is None else r.denoise)
+        out += np.float32(d) * m
+    return np.clip(out, 0.0, 1.0)
