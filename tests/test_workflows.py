@@ -17,10 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from comfy_client import for_the_test_host
-
+from PIL import Image
 
 pytestmark = pytest.mark.host
 
@@ -71,7 +69,7 @@ def test_ui_workflow_loads_in_the_front_end(fe, comfy_server, path):
     assert fe.missing_node_types() == [], f"{path.name}: node types the server does not know"
     # every widget holds a value of its own kind (a template whose values are shifted against the
     # node's widgets, e.g. by a seed's control_after_generate, loads without error but wrong)
-    misfits = fe.js("""() => app.graph._nodes.flatMap(n => (n.widgets || []).filter(w => {
+    misfits = fe.js(r"""() => app.graph._nodes.flatMap(n => (n.widgets || []).filter(w => {
         if (w.type === 'number') return typeof w.value !== 'number';
         if (w.type === 'toggle') return typeof w.value !== 'boolean';
         // file combos (checkpoints, input images) list what this test server holds, not what a user has
@@ -105,6 +103,19 @@ def provide_input_images(prompt: dict, input_dir: Path) -> None:
             Image.fromarray(photo if photo.ndim == 3 else np.stack([photo] * 3, -1)).convert("RGB").save(target)
 
 
+def provide_loras(request, prompt: dict, lora_dir: Path) -> None:
+    """A random LoRA in kohya's format, for the tiny model and its CLIP, under every file name a LoRA node asks for."""
+    names = sorted({n["inputs"]["lora_name"] for n in prompt.values() if isinstance(n["inputs"].get("lora_name"), str)})
+    if not names:
+        return
+    from region_lora_helpers import kohya_lora, write_lora
+
+    model, clip, _ = request.getfixturevalue("tiny")
+    for i, name in enumerate(names):
+        if not (lora_dir / name).exists():
+            write_lora(kohya_lora(model, clip, rank=4, seed=100 + i), lora_dir, name)
+
+
 @pytest.mark.parametrize("path", API_WORKFLOWS, ids=ids(API_WORKFLOWS))
 def test_api_workflow_runs_on_the_server(request, path):
     prompt = json.loads(path.read_text())
@@ -114,6 +125,7 @@ def test_api_workflow_runs_on_the_server(request, path):
         n["class_type"] in ("KSampler", "KSamplerAdvanced", "SamplerCustom") for n in prompt.values()
     ), f"{path.name}: a sampling workflow must load its model with CheckpointLoaderSimple"
     provide_input_images(prompt, comfy_server.base / "input")
+    provide_loras(request, prompt, comfy_server.base / "models" / "loras")
     entry = comfy_server.run(for_the_test_host(prompt), timeout=600)
     assert entry["status"]["status_str"] == "success"
     outputs = entry["outputs"]
