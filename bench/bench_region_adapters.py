@@ -89,7 +89,9 @@ def main() -> None:
     with_loras = N["PakatiApplyRegions"].execute(model=with_loras, regions=regions, **apply).result[0]
 
     hooks_cond = list(encode("a meadow, golden hour"))
-    create_hook, set_props = N["CreateHookLora"](), N["ConditioningSetProperties"]()
+    from comfy_extras.nodes_hooks import ConditioningSetProperties, CreateHookLora  # ComfyUI's own hook nodes
+
+    create_hook, set_props = CreateHookLora(), ConditioningSetProperties()
     for i in range(2):
         mask = N["PakatiRegionMask"].execute(canvas=canvas, region=i, feather=-1.0, exclusive=True).result[0]
         hook = create_hook.create_hook(names[i], 1.0, 0.0)[0]

@@ -76,8 +76,9 @@ def test_a_region_at_cfg_1_is_the_conditional_prediction_and_others_keep_the_sam
     sample(comfy, patched, pos, neg, cfg=5.0)
     assert probe.calls
     for denoised, cond, uncond in probe.calls:
-        a, b, rest = (slice(None), slice(None), slice(0, 16)), (slice(None), slice(None), slice(0, 16), slice(16, 32)), \
-            (slice(None), slice(None), slice(16, 32), slice(16, 32))
+        a = (slice(None), slice(None), slice(None), slice(0, 16))  # A: the left half of the 32x32 latent
+        b = (slice(None), slice(None), slice(0, 16), slice(16, 32))  # B: the top right quarter
+        rest = (slice(None), slice(None), slice(16, 32), slice(16, 32))
         tol = 1e-5 * float(cond.abs().max())
         assert torch.allclose(denoised[a], cond[a], atol=tol)
         assert torch.allclose(denoised[b], (uncond + 9.0 * (cond - uncond))[b], atol=tol * 10)
