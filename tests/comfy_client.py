@@ -56,7 +56,7 @@ class ComfyServer:
         self.client_id = uuid.uuid4().hex
 
     # -- lifecycle ----------------------------------------------------------------------
-    def start(self, timeout: float = 120.0) -> None:
+    def start(self, timeout: float = 600.0) -> None:  # a loaded shared machine takes minutes to start ComfyUI
         custom = self.base / "custom_nodes"
         custom.mkdir(parents=True, exist_ok=True)
         for name, path in self.packs.items():

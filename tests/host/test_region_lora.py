@@ -318,13 +318,13 @@ def test_full_mask_equals_lora_loader_model_only(comfy, tiny, loras, canvas):
 
 
 def test_text_encoder_part_reaches_only_its_regions_prompt(comfy, tiny, loras, canvas):
-    import comfy.sd
+    import comfy.sd as comfy_sd  # not `import comfy.sd`: that would rebind the `comfy` fixture
 
     model, clip, _ = tiny
     _, rclip = region_lora(comfy, model, canvas, clip=clip)
     regions, pos, _ = node(comfy, "PakatiRegionalConditioning").execute(clip=rclip, canvas=canvas, base_prompt="a landscape photo",
                                                                        base_negative="").result
-    _, lora_clip = comfy.sd.load_lora_for_models(None, clip, loras, 0.0, 1.0)
+    _, lora_clip = comfy_sd.load_lora_for_models(None, clip, loras, 0.0, 1.0)
     enc = lambda c, t: c.encode_from_tokens(c.tokenize(t), return_pooled=True)[0]
     ra, rb = regions.regions
     assert torch.equal(ra.cond, enc(lora_clip, "a red apple"))
