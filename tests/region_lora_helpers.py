@@ -66,3 +66,31 @@ def write_lora(sd: dict[str, torch.Tensor], folder: Path, name: str) -> Path:
     path = folder / name
     save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
     return path
+
+
+def write_tiny_loras(folder: Path, names: list[str]) -> None:
+    """Random kohya LoRAs for the tiny test model (UNet + both text encoders) under ``names``, made in a
+    child process: the tiny model needs ComfyUI imported, which a test session driving the browser cannot do."""
+    import subprocess
+    import sys
+
+    missing = [n for n in names if not (folder / n).exists()]
+    if missing:
+        subprocess.run([sys.executable, __file__, str(folder), *missing], check=True, timeout=600)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from conftest import HOST, HOST_NODES
+
+    sys.path[:0] = [str(HOST), str(HOST_NODES)]
+    from comfy.cli_args import args
+
+    args.cpu = True
+    from pakati_test_nodes.tiny_sdxl import tiny_sdxl
+
+    model, clip, _ = tiny_sdxl()
+    out = Path(sys.argv[1])
+    for i, name in enumerate(sys.argv[2:]):
+        write_lora(kohya_lora(model, clip, rank=4, seed=100 + i), out, name)

@@ -103,17 +103,13 @@ def provide_input_images(prompt: dict, input_dir: Path) -> None:
             Image.fromarray(photo if photo.ndim == 3 else np.stack([photo] * 3, -1)).convert("RGB").save(target)
 
 
-def provide_loras(request, prompt: dict, lora_dir: Path) -> None:
+def provide_loras(prompt: dict, lora_dir: Path) -> None:
     """A random LoRA in kohya's format, for the tiny model and its CLIP, under every file name a LoRA node asks for."""
-    names = sorted({n["inputs"]["lora_name"] for n in prompt.values() if isinstance(n["inputs"].get("lora_name"), str)})
-    if not names:
-        return
-    from region_lora_helpers import kohya_lora, write_lora
+    from region_lora_helpers import write_tiny_loras
 
-    model, clip, _ = request.getfixturevalue("tiny")
-    for i, name in enumerate(names):
-        if not (lora_dir / name).exists():
-            write_lora(kohya_lora(model, clip, rank=4, seed=100 + i), lora_dir, name)
+    names = sorted({n["inputs"]["lora_name"] for n in prompt.values() if isinstance(n["inputs"].get("lora_name"), str)})
+    if names:
+        write_tiny_loras(lora_dir, names)
 
 
 @pytest.mark.parametrize("path", API_WORKFLOWS, ids=ids(API_WORKFLOWS))
@@ -125,7 +121,7 @@ def test_api_workflow_runs_on_the_server(request, path):
         n["class_type"] in ("KSampler", "KSamplerAdvanced", "SamplerCustom") for n in prompt.values()
     ), f"{path.name}: a sampling workflow must load its model with CheckpointLoaderSimple"
     provide_input_images(prompt, comfy_server.base / "input")
-    provide_loras(request, prompt, comfy_server.base / "models" / "loras")
+    provide_loras(prompt, comfy_server.base / "models" / "loras")
     entry = comfy_server.run(for_the_test_host(prompt), timeout=600)
     assert entry["status"]["status_str"] == "success"
     outputs = entry["outputs"]
