@@ -167,7 +167,7 @@ def test_region_cfg_and_denoise_through_prompt_on_the_real_server(comfy_server):
     prompt = cfg_denoise_prompt()
     prompt["14"] = {"class_type": "MaskToImage", "inputs": {"mask": ["8", 0]}}
     prompt["15"] = {"class_type": "PreviewImage", "inputs": {"images": ["14", 0]}}
-    entry = comfy_server.run(prompt)
+    entry = comfy_server.run(prompt, timeout=900)
     (img,) = comfy_server.images(entry, "13")
     (dmap,) = comfy_server.images(entry, "15")
     assert img.shape == (H, W, 3)

@@ -412,9 +412,9 @@ def test_region_loras_run_through_prompt_on_the_real_server(comfy_server, tiny):
     write_lora(kohya_lora(model, clip, rank=4, seed=5), folder, OTHER_LORA)
     write_lora({"lora_unet_no_such_block.lora_down.weight": torch.ones(2, 8), "lora_unet_no_such_block.lora_up.weight": torch.ones(8, 2)},
                folder, FOREIGN)
-    entry = comfy_server.run(region_lora_prompt(LORA, OTHER_LORA))
+    entry = comfy_server.run(region_lora_prompt(LORA, OTHER_LORA), timeout=900)
     (img,) = comfy_server.images(entry, "10")
     assert img.shape == (H, W, 3) and img.std() > 0
     with pytest.raises(ExecutionFailed) as info:
-        comfy_server.run(region_lora_prompt(LORA, FOREIGN))
+        comfy_server.run(region_lora_prompt(LORA, FOREIGN), timeout=900)
     assert "PakatiRegionLora: input 'lora_name': 'pakati_foreign.safetensors' changes no layer" in json.dumps(info.value.args[0])
