@@ -15,7 +15,6 @@ Run from the repository root:  python3 bench/bench_region_regen.py [--steps 2] [
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,17 +24,11 @@ import numpy as np
 from skimage import data
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from pakati_core.regenerate import crop_region, mean_ciede2000, ring, stitch_region  # noqa: E402
 from pakati_core.lab import lab_to_rgb as from_lab, rgb_to_lab as to_lab  # noqa: E402
-
-
-def find_host() -> Path | None:
-    for c in (os.environ.get("COMFYUI_PATH"), str(Path.home() / "comfy" / "ComfyUI")):
-        if c and (Path(c) / "main.py").is_file():
-            return Path(c).expanduser().resolve()
-    return None
+from harness import find_host  # noqa: E402  (the test harness's host search: COMFYUI_PATH, the ComfyUI holding the checkout, ~/comfy)
 
 
 def photo(name: str) -> np.ndarray:

@@ -5,9 +5,10 @@ import numpy as np
 import torch
 from comfy_api.v0_0_2 import io
 
-from ..pakati_core.attention_maps import AttentionRecorder, ExciteSettings, ExciteTarget, mask_from_map, normalised_map, subject_word, word_positions
+from ..pakati_core.attention_maps import AttentionRecorder, ExciteSettings, ExciteTarget, mask_from_map, normalised_map, word_positions
 from ..pakati_core.attention_maps.excite import REDUCES
 from ..pakati_core.attention_maps.masks import MODES
+from ..pakati_core.attention_maps.subjects import SubjectRegion, region_subjects
 from ..pakati_core.attention_maps.tokens import parse_subject_lines
 from ..pakati_core.regional import RegionalAttention, RegionSet
 from . import excite_patch
@@ -217,26 +218,15 @@ class PakatiAttendExcite(io.ComfyNode):
                 raise PakatiNodeError(node, "text", "give the sampler's positive prompt to find the words in")
             found.append(excite_patch.Subject(word_target(node, "words", clip, text, w, None, w)))
         lines = checked(node, "subjects", lambda: parse_subject_lines(subjects))
-        used: set[str] = set()
-        for i, r in enumerate(regions.regions if regions is not None else ()):
-            keys = [k for k in (r.name.lower(), str(i + 1)) if k in lines]
-            word, prompt = lines[keys[0]] if keys else (None, None)
-            used.update(keys)
-            if prompt is None and r.canvas is not None:
-                prompt = r.canvas.regions[r.canvas_index].prompt
-            if prompt is None:
-                raise PakatiNodeError(node, "subjects", f"region '{r.name}' (number {i + 1}) was made from CONDITIONING, so its prompt is not "
-                                      f"known here: add the line '{r.name}: word | the prompt it was encoded from'")
-            word = word or checked(node, "subjects", lambda: subject_word(prompt))
-            target = word_target(node, "subjects", clip, prompt, word, i, f"{r.name}: {word}")
+        sources = [SubjectRegion(r.name, None, r.canvas.regions[r.canvas_index].prompt if r.canvas is not None else None)
+                   for r in (regions.regions if regions is not None else ())]
+        for s in checked(node, "subjects", lambda: region_subjects(sources, lines)):
+            r = regions.regions[s.index]
+            target = word_target(node, "subjects", clip, s.prompt, s.word, s.index, f"{r.name}: {s.word}")
             if max(target.text_positions) >= r.cond.shape[1]:
                 raise PakatiNodeError(node, "subjects", f"region '{r.name}': the prompt has more tokens than its conditioning ({r.cond.shape[1]}): "
                                       "give the prompt the region was encoded from")
             found.append(excite_patch.Subject(target, r.cond.reshape(1, r.cond.shape[-2], r.cond.shape[-1])))
-        unknown = sorted(set(lines) - used)
-        if unknown:
-            names = ", ".join(repr(r.name) for r in regions.regions) if regions is not None else "none connected"
-            raise PakatiNodeError(node, "subjects", f"no region {', '.join(repr(u) for u in unknown)} (regions: {names})")
         if not found:
             raise PakatiNodeError(node, "words", "nothing to excite: name words of the prompt or connect regions")
         core = checked(node, "regions", lambda: RegionalAttention(regions)) if regions is not None and len(regions) else None

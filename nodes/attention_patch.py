@@ -18,7 +18,7 @@ import torch
 import comfy.ldm.modules.attention as comfy_attention
 
 from ..pakati_core.attention_maps import AttentionRecorder
-from .regional_patch import call_grid, in_schedule_range
+from .unet import attn2_block_keys, call_grid, in_schedule_range, with_attn2_replaced
 
 WRAPPER_KEY = "pakati_capture"
 EXCITE_PASS_OPTION = "pakati_excite_pass"  # set in transformer_options of Attend-and-Excite's gradient passes: not recorded
@@ -63,19 +63,6 @@ class CaptureAttn2:
         return call_grid(extra_options, tokens, self.latent_hw)
 
 
-def attn2_keys(unet: torch.nn.Module) -> list[tuple[str, int, int]]:
-    """(block, id, index) of every cross-attention transformer block, as ComfyUI names them."""
-    keys: list[tuple[str, int, int]] = []
-    groups = [("input", list(unet.input_blocks)), ("middle", [unet.middle_block]), ("output", list(unet.output_blocks))]
-    for name, blocks in groups:
-        for i, block in enumerate(blocks):
-            for module in block:
-                tblocks = getattr(module, "transformer_blocks", None)
-                if tblocks is not None:
-                    keys += [(name, i, j) for j, tb in enumerate(tblocks) if getattr(tb, "attn2", None) is not None]
-    return keys
-
-
 class CaptureWrapper:
     """APPLY_MODEL wrapper installed by PakatiCaptureAttention (shared across clones)."""
 
@@ -94,15 +81,9 @@ class CaptureWrapper:
         unet = model.diffusion_model
         keys = self._keys.get(id(unet))
         if keys is None:
-            keys = self._keys[id(unet)] = [k for k in attn2_keys(unet) if k[0] in self.blocks]
+            keys = self._keys[id(unet)] = [k for k in attn2_block_keys(unet) if k[0] in self.blocks]
         latent_hw = (int(x.shape[-2]), int(x.shape[-1]))
-        options = dict(transformer_options)
-        replace = dict(options.get("patches_replace", {}))
-        attn2 = dict(replace.get("attn2", {}))
-        for key in keys:
-            attn2[key] = CaptureAttn2(self.recorder, key, latent_hw, attn2.get(key, attn2.get(key[:2])))
-        replace["attn2"] = attn2
-        options["patches_replace"] = replace
+        options = with_attn2_replaced(transformer_options, keys, lambda key, inner: CaptureAttn2(self.recorder, key, latent_hw, inner))
         return executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
 
 

@@ -7,8 +7,9 @@ import numpy as np
 import torch
 from comfy_api.v0_0_2 import io, ui
 
-from ..pakati_core.canvas import Canvas, exclusive_masks
+from ..pakati_core.canvas import Canvas
 from ..pakati_core.mask_region import add_mask_region
+from ..pakati_core.masks import exclusive_masks
 from ..pakati_core.preview import draw_overlay
 from .common import CanvasType, PakatiNodeError, canvas_validation_error, checked, node_name, parse_canvas
 

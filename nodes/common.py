@@ -26,14 +26,19 @@ class PakatiNodeError(ValueError):
         super().__init__(f"{node}: input '{input_name}': {message}")
 
 
-def node_error(node: str, error: PakatiError, input_name: str, inputs: Iterable[str] = ()) -> PakatiNodeError:
-    """The core's typed error as a message naming the node and the input.
+def node_error(node: str, error: PakatiError, input_name: str, inputs: Iterable[str] = (),
+               input_of: Callable[[PakatiError], str | None] | None = None,
+               describe: Callable[[PakatiError], str] | None = None) -> PakatiNodeError:
+    """The core's typed error as a message naming the node and the input: the one re-mapper every node uses.
 
-    The error's field (``mask``, ``regions[2].points``...) names the input when its root is one
-    of ``inputs``; otherwise ``input_name`` is named. The one re-mapper every node uses.
+    The input named is, in order: what ``input_of`` says for this error type (the model layer's
+    key errors name 'credential', for example), the root of the error's field (``mask``,
+    ``regions[2].points``...) when it is one of ``inputs``, else ``input_name``. ``describe``
+    words the message (default: the error as the core wrote it).
     """
+    named = input_of(error) if input_of is not None else None
     root = (error.field or "").split("[")[0].split(".")[0]
-    return PakatiNodeError(node, root if root in set(inputs) else input_name, str(error))
+    return PakatiNodeError(node, named or (root if root in set(inputs) else input_name), describe(error) if describe else str(error))
 
 
 def checked(node: str, input_name: str, fn: Callable[[], T], inputs: Iterable[str] = ()) -> T:

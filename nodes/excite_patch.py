@@ -27,13 +27,12 @@ import comfy.ldm.modules.attention as comfy_attention
 import comfy.model_management
 import comfy.samplers
 import comfy.utils
-from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, Upsample
 
 from ..pakati_core.attention_maps import ExciteMaps, ExciteSettings, ExciteTarget, PassComplete, excite_latent
 from ..pakati_core.regional import RegionalAttention
 from .attention_patch import BLOCK_CHOICES, EXCITE_PASS_OPTION
 from .common import PakatiNodeError, checked
-from .regional_patch import attn2_blocks, call_grid
+from .unet import attn2_blocks, block_levels, call_grid, with_attn2_replaced
 
 log = logging.getLogger("pakati")
 
@@ -49,22 +48,6 @@ class Subject:
 
     target: ExciteTarget
     context: torch.Tensor | None = None
-
-
-def block_levels(unet: torch.nn.Module) -> dict[tuple[str, int, int], int]:
-    """How many times the UNet has halved the grid at each cross-attention block (found from its Down/Upsample modules)."""
-    levels: dict[str, list[int]] = {"input": [], "output": []}
-    level = 0
-    for block in unet.input_blocks:
-        levels["input"].append(level)
-        if any(isinstance(m, Downsample) for m in block.modules()):
-            level += 1
-    middle = level
-    for block in unet.output_blocks:
-        levels["output"].append(level)
-        if any(isinstance(m, Upsample) for m in block.modules()):
-            level -= 1
-    return {key: (middle if key[0] == "middle" else levels[key[0]][key[1]]) for key, _ in attn2_blocks(unet)}
 
 
 def selected_blocks(unet: torch.nn.Module, blocks: str) -> list[tuple[tuple[str, int, int], torch.nn.Module]]:
@@ -172,13 +155,9 @@ class ExciteWrapper:
         def run_pass(x_in: torch.Tensor) -> torch.Tensor:
             state = ExcitePass(self.subjects, {key for key, _ in chosen}, latent_hw, self.run.key_cache)
             options = dict(model_options)
-            topts = dict(options.get("transformer_options", {}))
-            replace = dict(topts.get("patches_replace", {}))
-            attn2 = dict(replace.get("attn2", {}))
-            for key, layer in chosen:
-                attn2[key] = ExciteAttn2(state, key, layer, attn2.get(key, attn2.get(key[:2])))
-            replace["attn2"] = attn2
-            topts["patches_replace"] = replace
+            layers = dict(chosen)
+            topts = with_attn2_replaced(options.get("transformer_options", {}), layers,
+                                        lambda key, inner: ExciteAttn2(state, key, layers[key], inner))
             topts[EXCITE_PASS_OPTION] = True
             options["transformer_options"] = topts
             try:

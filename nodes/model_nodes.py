@@ -31,9 +31,10 @@ from ..pakati_core.models.errors import (
     ProviderError,
     ProviderRefusedError,
 )
-from ..pakati_core.models.region_edit import edit_region
+from ..pakati_core.models.judging import questions_from
 from ..pakati_core.regenerate import regeneration_mask
-from .common import CanvasType, PakatiNodeError, mask_to_numpy, node_name
+from ..pakati_core.regenerate.provider_edit import edit_region
+from .common import CanvasType, PakatiNodeError, mask_to_numpy, node_error, node_name
 from .persistence import BestEffortRecorder, user_cache, user_fingerprint
 
 set_user_dir(folder_paths.get_user_directory())
@@ -52,14 +53,20 @@ def _interrupt() -> None:
     comfy.model_management.throw_exception_if_processing_interrupted()
 
 
-def _input_of(e: PakatiError, default: str) -> str:
+def _input_of(e: PakatiError) -> str | None:
+    """The node input a model-layer error type blames, whatever its field."""
     if isinstance(e, (KeyMissingError, KeyRejectedError)):
         return "credential"
     if isinstance(e, (ModelRetiredError, ModelConfigError)):
         return "model"
     if isinstance(e, ProviderRefusedError):
         return "prompt"
-    return default
+    return None
+
+
+def _describe(e: PakatiError) -> str:
+    """The error's message, with the provider named where the message does not already name it."""
+    return e.message + (f" [provider {e.provider}]" if isinstance(e, ProviderError) and e.provider not in e.message else "")
 
 
 def _run(node: str, default_input: str, fn: Callable[[], T]) -> T:
@@ -67,8 +74,7 @@ def _run(node: str, default_input: str, fn: Callable[[], T]) -> T:
     try:
         return fn()
     except PakatiError as e:
-        provider = f" [provider {e.provider}]" if isinstance(e, ProviderError) and e.provider not in e.message else ""
-        err = PakatiNodeError(node, _input_of(e, default_input), f"{e.message}{provider}")
+        err = node_error(node, e, default_input, input_of=_input_of, describe=_describe)
     raise err
 
 
@@ -81,7 +87,7 @@ def queue_check(node: str, provider: str, kind: str, model: str, credential: str
     except OptionalPackageMissingError as e:
         return f"{node}: {e.message}"
     except PakatiError as e:
-        return str(PakatiNodeError(node, _input_of(e, "model"), e.message))
+        return str(node_error(node, e, "model", input_of=_input_of, describe=lambda err: err.message))
     return True
 
 
@@ -236,16 +242,9 @@ class PakatiAskVision(io.ComfyNode):
         )
 
     @classmethod
-    def _questions(cls, questions: str, goal: str) -> list[str]:
-        qs = [q.strip() for q in questions.splitlines() if q.strip()]
-        if not qs and goal.strip():
-            qs = [f"Does the image show this: {goal.strip()}?"]
-        return qs
-
-    @classmethod
     def validate_inputs(cls, questions: str | None = None, goal: str | None = None, provider: str | None = None,
                         model: str | None = None, credential: str | None = None) -> bool | str:
-        if questions is not None and goal is not None and not cls._questions(questions, goal):
+        if questions is not None and goal is not None and not questions_from(questions, goal):
             return f"{node_name(cls)}: input 'questions': give at least one question (one per line) or a goal"
         return queue_check(node_name(cls), provider or "anthropic", "vision", model or "", credential or "default")
 
@@ -257,7 +256,7 @@ class PakatiAskVision(io.ComfyNode):
     @classmethod
     def execute(cls, image: torch.Tensor, questions: str, goal: str, provider: str, model: str, credential: str) -> io.NodeOutput:
         name = node_name(cls)
-        qs = cls._questions(questions, goal)
+        qs = questions_from(questions, goal)
         if not qs:
             raise PakatiNodeError(name, "questions", "give at least one question (one per line) or a goal")
         frames = image.detach().float().cpu().numpy()

@@ -10,27 +10,29 @@ from __future__ import annotations
 import logging
 import time
 
+import comfy.model_management
+import comfy.samplers
+import comfy.utils
 import numpy as np
 import torch
 from comfy_api.v0_0_2 import io, ui
 
-import comfy.model_management
-import comfy.sample
-import comfy.samplers
-import comfy.utils
-
-from ..pakati_core.box import Box, mask_box
 from ..pakati_core.canvas import Canvas, same_aspect
 from ..pakati_core.delta import analyse
-from ..pakati_core.finite import strict_json
 from ..pakati_core.fuzzy import MamdaniEngine, load_rulebase
+from ..pakati_core.geometry import Box, mask_box, snapped_box
+from ..pakati_core.images import resize_image
+from ..pakati_core.jsonutil import strict_json
+from ..pakati_core.masks import resize_mask
+from ..pakati_core.prompts import weighted_terms
 from ..pakati_core.references import ASPECTS, Reference
 from ..pakati_core.refine import RefineInterrupted, RefineSettings, RegenParams, WhatWorkedStore, refine
 from ..pakati_core.store import StoreError
-from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy, node_name, require_finite_tensor, validation_result
 from ..pakati_core.store.from_prompt import canvas_from_prompt, model_name
+from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy, node_name, require_finite_tensor, validation_result
 from .persistence import pakati_store, record_history, user_fingerprint
 from .regional_patch import WRAPPER_KEY
+from .sampling import PromptEncoder, sample_pixels
 
 ReferencesType = io.Custom("PAKATI_REFERENCES")
 PROGRESS_UNITS = 100  # progress-bar units per pass
@@ -64,9 +66,7 @@ def region_mask(node: str, shape: tuple[int, int], mask: torch.Tensor | None, ca
             if not same_aspect(m.shape[1], m.shape[0], w, h):
                 raise PakatiNodeError(node, "mask", f"the mask is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h}; "
                                       "their aspect ratios differ, so the mask cannot be placed on the image")
-            import cv2
-
-            m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+            m = resize_mask(m, w, h)
         if not (m > 0).any():
             raise PakatiNodeError(node, "mask", "the mask is empty: there is no region to work on")
         return np.clip(m, 0.0, 1.0).astype(np.float32)
@@ -167,7 +167,7 @@ class HostRegenerator:
         self.steps, self.cfg, self.sampler_name, self.scheduler = steps, cfg, sampler_name, scheduler
         self.pbar, self.max_passes = pbar, max_passes
         self.total_units, self.offset = batch * max_passes * PROGRESS_UNITS, 0  # offset: the batch image being refined
-        self._term_cache: dict[str, list] = {}
+        self.encode = PromptEncoder(clip)
         self.node = "PakatiRefine"
         # A model patched by PakatiApplyRegions lays its region masks over the whole latent, so
         # it must see the whole image: a crop would shift every region.
@@ -183,63 +183,35 @@ class HostRegenerator:
     def crop_box(mask: np.ndarray) -> Box:
         """The mask's bounding box plus padding, sides multiples of 8, inside the image."""
         h, w = mask.shape
-        tight = mask_box(mask)
-
-        def span(lo: int, hi: int, size: int) -> tuple[int, int]:
-            lo, hi = max(0, lo - CROP_PADDING), min(size, hi + CROP_PADDING)
-            length = min(-(-(hi - lo) // 8) * 8, size // 8 * 8)
-            lo = max(0, min(lo, size - length))
-            return lo, lo + length
-
-        y0, y1 = span(tight.y0, tight.y1, h)
-        x0, x1 = span(tight.x0, tight.x1, w)
-        return Box(x0, y0, x1, y1)
+        return snapped_box(mask_box(mask), CROP_PADDING, w, h)
 
     def conditioning(self, terms: tuple[tuple[str, float], ...]) -> list:
         """The positive prompt with the fuzzy rules' prompt terms appended (as ConditioningConcat does)."""
         if not terms:
             return self.positive
-        text = ", ".join(f"({t}:{w:.2f})" for t, w in terms)
-        if text not in self._term_cache:
-            self._term_cache[text] = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(text))
-        extra = self._term_cache[text][0][0]
+        extra = self.encode(weighted_terms(terms))[0][0]
         return [[torch.cat((c, extra.to(c.device, c.dtype)), 1), dict(d)] for c, d in self.positive]
 
-    @torch.no_grad()
     def __call__(self, image: np.ndarray, mask: np.ndarray, params: RegenParams) -> np.ndarray:
         box = self.box(mask)
-        crop = torch.from_numpy(np.ascontiguousarray(image[box.slices]))[None]
-        crop_mask = torch.from_numpy(np.ascontiguousarray(mask[box.slices]))
-        latent = self.vae.encode(crop)
-        require_finite_tensor(self.node, "vae", latent, "the VAE-encoded region")
-        latent = comfy.sample.fix_empty_latent_channels(self.model, latent)
-        noise = comfy.sample.prepare_noise(latent, params.seed)
         steps = max(1, round(self.steps * params.steps_factor))
         cfg = max(1.0, self.cfg + params.cfg_delta)
         base = self.offset + (params.pass_index - 1) * PROGRESS_UNITS
         total = self.total_units
 
-        def on_step(step, x0_pred, x, total_steps):
-            comfy.model_management.throw_exception_if_processing_interrupted()
+        def on_step(step: int, total_steps: int) -> None:
             # never backwards: a pass that samples twice (seed-spread check) stays where it got to
             value = max(self.pbar.current, base + min(PROGRESS_UNITS - 1, (step + 1) * PROGRESS_UNITS // max(1, total_steps)))
             self.pbar.update_absolute(value, total)
 
         try:
-            samples = comfy.sample.sample(
-                self.model, noise, steps, cfg, self.sampler_name, self.scheduler, self.conditioning(params.prompt_terms), self.negative,
-                latent, denoise=params.denoise, noise_mask=crop_mask.reshape(1, 1, *crop_mask.shape), callback=on_step,
-                disable_pbar=True, seed=params.seed,
-            )
+            decoded = sample_pixels(self.node, self.model, self.vae, image[box.slices], self.conditioning(params.prompt_terms), self.negative,
+                                    seed=params.seed, steps=steps, cfg=cfg, sampler_name=self.sampler_name, scheduler=self.scheduler,
+                                    denoise=params.denoise, mask=mask[box.slices], on_step=on_step, what=("the region", "the region"))
         except comfy.model_management.InterruptProcessingException as e:
             raise RefineInterrupted() from e
-        require_finite_tensor(self.node, "model", samples, "the sampled latent")
-        decoded = self.vae.decode(samples)[0, ..., :3].detach().float().cpu().numpy()
-        require_finite_tensor(self.node, "vae", decoded, "the VAE-decoded region")
         if decoded.shape[:2] != (box.height, box.width):
-            import cv2
-
-            decoded = cv2.resize(decoded, (box.width, box.height), interpolation=cv2.INTER_LINEAR)
+            decoded = resize_image(decoded, box.width, box.height, enlarge="linear")
         # raw pixels in the box; the core's loop pastes them through the mask, once
         out = image.copy()
         out[box.slices] = np.clip(decoded, 0.0, 1.0)

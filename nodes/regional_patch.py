@@ -20,8 +20,9 @@ import torch
 
 import comfy.ldm.modules.attention as comfy_attention
 
-from ..pakati_core.regional import ProjectionCache, RegionalAttention, base_where_needed, blend, grid_shape, regional_delta
+from ..pakati_core.regional import ProjectionCache, RegionalAttention, base_where_needed, blend, regional_delta
 from .common import PakatiNodeError, checked
+from .unet import attn2_blocks, call_grid, in_schedule_range
 
 WRAPPER_KEY = "pakati_regional"
 
@@ -109,41 +110,6 @@ class RegionalAttn2:
 
     def _grid(self, extra_options: dict, tokens: int) -> tuple[int, int]:
         return call_grid(extra_options, tokens, self.state.latent_hw)
-
-
-def call_grid(extra_options: dict, tokens: int, latent_hw: tuple[int, int]) -> tuple[int, int]:
-    """The (h, w) token grid of an attn2 call: ComfyUI's activations shape, else derived from the latent size."""
-    shape = extra_options.get("activations_shape")
-    if shape is not None and len(shape) == 4 and shape[2] * shape[3] == tokens:
-        return int(shape[2]), int(shape[3])
-    return grid_shape(latent_hw, tokens)
-
-
-def attn2_blocks(unet: torch.nn.Module) -> list[tuple[tuple[str, int, int], torch.nn.Module]]:
-    """((block, id, index), attn2 module) of every cross-attention transformer, as ComfyUI's UNet names them."""
-    found: list[tuple[tuple[str, int, int], torch.nn.Module]] = []
-    groups = [("input", list(unet.input_blocks)), ("middle", [unet.middle_block]), ("output", list(unet.output_blocks))]
-    for name, blocks in groups:
-        for i, block in enumerate(blocks):
-            for module in block:
-                tblocks = getattr(module, "transformer_blocks", None)
-                if tblocks is not None:
-                    found += [((name, i, j), tb.attn2) for j, tb in enumerate(tblocks) if getattr(tb, "attn2", None) is not None]
-    return found
-
-
-def attn2_block_keys(unet: torch.nn.Module) -> list[tuple[str, int, int]]:
-    """(block, id, index) of every cross-attention transformer, as ComfyUI's UNet names them."""
-    return [key for key, _ in attn2_blocks(unet)]
-
-
-def in_schedule_range(model, sigma: torch.Tensor, start_percent: float, end_percent: float) -> bool:
-    """Whether this model call's sigma lies in the start/end percent of the schedule (both patches use it)."""
-    if start_percent <= 0.0 and end_percent >= 1.0:
-        return True
-    ms = model.model_sampling
-    hi, lo = ms.percent_to_sigma(start_percent), ms.percent_to_sigma(end_percent)
-    return lo <= float(sigma.flatten()[0]) <= hi
 
 
 class RegionalWrapper:

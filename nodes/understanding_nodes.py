@@ -3,39 +3,27 @@ from __future__ import annotations
 
 import logging
 
+import comfy.model_management
+import comfy.samplers
+import comfy.utils
 import numpy as np
 import torch
 from comfy_api.v0_0_2 import io, ui
-from PIL import Image
 
-import comfy.model_management
-import comfy.sample
-import comfy.samplers
-import comfy.utils
-
+from ..pakati_core.images import fit_to_grid
+from ..pakati_core.jsonutil import strict_json
 from ..pakati_core.store import StoreError
-from ..pakati_core.understanding import LearnSettings, UnderstandingStore, get_strategy, image_hash, learn, parse_strategies
-from ..pakati_core.understanding.grid import preview_grid
+from ..pakati_core.understanding import LearnSettings, UnderstandingStore, get_strategy, learn, parse_strategies
+from ..pakati_core.understanding.recall import recall_or_learn
 from ..pakati_core.understanding.transfer import Understanding, parse_aspects, transfer
-from ..pakati_core.finite import strict_json
 from .common import PakatiNodeError, checked, require_finite_tensor, validation_result
 from .persistence import pakati_store, user_fingerprint
+from .sampling import PromptEncoder, sample_pixels
 
 log = logging.getLogger("pakati")
 NODE = "PakatiLearnReference"
 UnderstandingType = io.Custom("PAKATI_UNDERSTANDING")
 ReferencesType = io.Custom("PAKATI_REFERENCES")
-
-
-def fit_to_grid(image: np.ndarray, max_side: int) -> np.ndarray:
-    """Resize so the long side is at most ``max_side`` and both sides are multiples of 16."""
-    h, w = image.shape[:2]
-    s = min(1.0, max_side / max(h, w))
-    nh, nw = max(32, int(round(h * s / 16)) * 16), max(32, int(round(w * s / 16)) * 16)
-    if (nh, nw) == (h, w):
-        return image.astype(np.float32)
-    pil = Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
-    return np.asarray(pil.resize((nw, nh), Image.Resampling.LANCZOS), np.float32) / 255.0
 
 
 class HostReconstructor:
@@ -47,7 +35,7 @@ class HostReconstructor:
         self.model, self.clip, self.vae = model, clip, vae
         self.steps, self.cfg, self.sampler_name, self.scheduler = steps, cfg, sampler_name, scheduler
         self.negative = negative
-        self._cond: dict[str, list] = {}
+        self.encode = PromptEncoder(clip)
         # progress in sampler steps across every attempt, so a long learn shows it is moving
         self.bar, self.units, self.done = bar, attempts_total * steps, 0
 
@@ -56,34 +44,14 @@ class HostReconstructor:
         if self.bar is not None:
             self.bar.update_absolute(done * self.steps, self.units)
 
-    def _encode_text(self, text: str) -> list:
-        if text not in self._cond:
-            self._cond[text] = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(text))
-        return self._cond[text]
-
-    @torch.no_grad()
     def _run(self, image: np.ndarray, prompt: str, seed: int, denoise: float, mask: np.ndarray | None) -> np.ndarray:
-        pixels = torch.from_numpy(np.ascontiguousarray(image[..., :3], np.float32))[None]
-        latent = self.vae.encode(pixels)
-        require_finite_tensor(NODE, "vae", latent, "the VAE-encoded reference")
-        latent = comfy.sample.fix_empty_latent_channels(self.model, latent)
-        noise_mask = None if mask is None else torch.from_numpy(mask.astype(np.float32)).reshape((-1, 1) + mask.shape)
-        noise = comfy.sample.prepare_noise(latent, seed)
-
-        def step(i, *_):
-            comfy.model_management.throw_exception_if_processing_interrupted()
+        def on_step(i: int, _total: int) -> None:
             if self.bar is not None:
                 self.bar.update_absolute(self.done * self.steps + min(i + 1, self.steps), self.units)
 
-        samples = comfy.sample.sample(
-            self.model, noise, self.steps, self.cfg, self.sampler_name, self.scheduler,
-            self._encode_text(prompt), self._encode_text(self.negative), latent, denoise=denoise,
-            noise_mask=noise_mask, callback=step, disable_pbar=True, seed=seed)
-        require_finite_tensor(NODE, "model", samples, "the sampled latent")
-        out = self.vae.decode(samples)
-        require_finite_tensor(NODE, "vae", out, "the VAE-decoded reconstruction")
-        out = out.reshape((-1,) + tuple(out.shape[-3:]))[0, ..., :3]
-        return out.detach().float().cpu().numpy()
+        return sample_pixels(NODE, self.model, self.vae, image, self.encode(prompt), self.encode(self.negative), seed=seed,
+                             steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name, scheduler=self.scheduler, denoise=denoise, mask=mask,
+                             on_step=on_step, what=("the reference", "the reconstruction"))
 
     def inpaint(self, image: np.ndarray, mask: np.ndarray, prompt: str, seed: int) -> np.ndarray:
         return self._run(image, prompt, seed, 1.0, mask)
@@ -166,38 +134,17 @@ class PakatiLearnReference(io.ComfyNode):
         ref = fit_to_grid(image[0, ..., :3].float().cpu().numpy(), max_side)
         params = {"steps": steps, "cfg": cfg, "sampler": sampler_name, "scheduler": scheduler, "negative": negative, "max_side": max_side}
         settings = LearnSettings(description, names, levels, attempts, seed, params=params)
-        key, fp = image_hash(ref), settings.fingerprint()
-        store: UnderstandingStore | None = None
-        record = grid = None
-        try:  # the store is a memory of past learning: without it the node still learns
-            store = UnderstandingStore(pakati_store())
-            record = None if force else store.get(key, fp)
-            grid = store.preview(key, fp) if record is not None else None
-        except StoreError as e:
-            log.error("Pakati: the understanding store cannot be used, learning without it: %s", e)
-        if record is not None and grid is None:
-            grid = preview_grid([(ref, ref)])  # the stored preview is missing: show the reference
-        source = "served from the store"
-        if record is None:
-            pairs: list[tuple[np.ndarray, np.ndarray]] = []
+
+        def run(on_view) -> dict:
             total = sum(min(levels, len(get_strategy(n).levels)) for n in names) * attempts
             bar = comfy.utils.ProgressBar(total * steps)
             recon = HostReconstructor(model, clip, vae, steps, cfg, sampler_name, scheduler, negative, bar, total)
-            record = checked("PakatiLearnReference", "image", lambda: learn(
-                ref, recon, settings, progress=recon.attempts_done,
-                check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
-                on_view=lambda v, r: pairs.append((v.view, r))))
-            grid = preview_grid(pairs)
-            source = "learned"
-            try:
-                if store is None:
-                    raise StoreError("the store could not be opened (see the log)", "store")
-                store.put(record, ref)
-                store.put_preview(key, fp, grid)
-            except StoreError as e:  # what was learned is still returned; only keeping it failed
-                log.error("Pakati: the understanding was learned but not stored: %s", e)
-                source = "learned, not stored"
-        path = store.location(key, fp) if store is not None else "not stored"
+            return checked(NODE, "image", lambda: learn(ref, recon, settings, progress=recon.attempts_done,
+                                                        check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
+                                                        on_view=on_view))
+
+        found = recall_or_learn(ref, settings, lambda: UnderstandingStore(pakati_store()), run, force)
+        record, grid, source, path = found.record, found.preview, found.source, found.location
         report = dict(record, source=source, store_path=path)
         text = strict_json(report, "the understanding report", indent=1)
         preview = torch.from_numpy(np.ascontiguousarray(grid, np.float32))[None]

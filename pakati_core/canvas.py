@@ -7,7 +7,6 @@ so the same region gives a mask at canvas, latent or UNet-token-grid size.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import numbers
@@ -15,10 +14,8 @@ import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 
-from .box import mask_box
 from .errors import (
     CanvasError,
     CanvasSizeError,
@@ -30,7 +27,9 @@ from .errors import (
     RegionNotFoundError,
     UnsupportedVersionError,
 )
-from .finite import strict_json
+from .geometry import clip_polygon, find_self_intersection, mask_box, polygon_area, polygon_centroid
+from .jsonutil import parse_json, strict_json
+from .masks import exclusive_masks, feather_mask, rasterize_polygon, resize_mask
 
 log = logging.getLogger("pakati")
 
@@ -38,8 +37,6 @@ REGION_JSON_VERSION = 1
 MAX_REGIONS = 32
 MAX_CANVAS_SIDE = 16384
 SHAPES = ("polygon", "rect", "mask")
-_SUPERSAMPLE = 4  # rasterise at 4x (16x for small grids) and area-average
-_SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point precision: 1/16 px
 
 # Region JSON v1 fields: name -> (accepted Python types, required)
 _REGION_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
@@ -124,206 +121,6 @@ def _compact(v: float) -> float | int:
     return int(v) if float(v).is_integer() else float(v)
 
 
-# --------------------------------------------------------------------------- geometry
-
-
-def polygon_area(points: np.ndarray) -> float:
-    """Unsigned shoelace area in square canvas pixels."""
-    x, y = points[:, 0], points[:, 1]
-    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2.0
-
-
-def polygon_centroid(points: np.ndarray) -> tuple[float, float]:
-    x, y = points[:, 0], points[:, 1]
-    cross = x * np.roll(y, -1) - np.roll(x, -1) * y
-    a = cross.sum() / 2.0
-    if abs(a) < 1e-12:
-        return float(x.mean()), float(y.mean())
-    cx = ((x + np.roll(x, -1)) * cross).sum() / (6 * a)
-    cy = ((y + np.roll(y, -1)) * cross).sum() / (6 * a)
-    return float(cx), float(cy)
-
-
-def _orient(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Sign (-1, 0, 1) of the turn a -> b -> c for arrays of points (``[..., 2]``); |cross| < 1e-9 is 0."""
-    v = (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
-    return np.where(np.abs(v) < 1e-9, 0, np.sign(v)).astype(np.int8)
-
-
-def _on_segment(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Whether c lies in the bounding box of segment ab (used for collinear points)."""
-    lo, hi = np.minimum(a, b) - 1e-9, np.maximum(a, b) + 1e-9
-    return ((lo <= c) & (c <= hi)).all(axis=-1)
-
-
-def segments_cross(p1: np.ndarray, p2: np.ndarray, p3: np.ndarray, p4: np.ndarray) -> np.ndarray:
-    """True where closed segments p1p2 and p3p4 touch or cross (points ``[..., 2]``, broadcast)."""
-    o1, o2, o3, o4 = _orient(p1, p2, p3), _orient(p1, p2, p4), _orient(p3, p4, p1), _orient(p3, p4, p2)
-    return ((o1 != o2) & (o3 != o4)) | (
-        ((o1 == 0) & _on_segment(p1, p2, p3)) | ((o2 == 0) & _on_segment(p1, p2, p4))
-        | ((o3 == 0) & _on_segment(p3, p4, p1)) | ((o4 == 0) & _on_segment(p3, p4, p2))
-    )
-
-
-def _border_lines(p: np.ndarray, q: np.ndarray, size: tuple[float, float]) -> np.ndarray:
-    """Per edge, a bit for each canvas border line (x=0, x=W, y=0, y=H) that the whole edge lies on."""
-    w, h = size
-    bits = np.zeros(len(p), np.int8)
-    for bit, (axis, value) in enumerate(((0, 0.0), (0, w), (1, 0.0), (1, h))):
-        bits |= ((p[:, axis] == value) & (q[:, axis] == value)).astype(np.int8) << bit
-    return bits
-
-
-def find_self_intersection(points: np.ndarray, border: tuple[float, float] | None = None) -> tuple[int, int] | None:
-    """Return the indices of two non-adjacent edges that cross, or None for a simple polygon.
-
-    With ``border`` (the canvas ``(width, height)``), edges lying on a border line may touch or
-    overlap: clipping a polygon drawn past the edge makes such bridges of zero width, which cover
-    nothing. Two edges on the same border line may always overlap; when every point is on the
-    canvas (a clipped polygon), nothing can cross a border edge, so any contact with one is such
-    a touch. Each edge is tested against all later edges at once (numpy),
-    so a 500-point polygon is checked in milliseconds at queue time rather than seconds.
-    """
-    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    n = len(p)
-    q = np.roll(p, -1, axis=0)  # edge i runs p[i] -> q[i]
-    lines = _border_lines(p, q, border) if border is not None else np.zeros(n, np.int8)
-    on_canvas = border is not None and bool(((p >= 0) & (p <= np.asarray(border, np.float64))).all())
-    for i in range(n):
-        j = np.arange(i + 1, n)
-        j = j[(j != (i + 1) % n) & ((j + 1) % n != i)]  # adjacent edges share a vertex by construction
-        if j.size:
-            allowed = ((lines[j] | lines[i]) != 0) if on_canvas else ((lines[j] & lines[i]) != 0)
-            hit = segments_cross(p[i], q[i], p[j], q[j]) & ~allowed
-            if hit.any():
-                return i, int(j[np.argmax(hit)])
-    return None
-
-
-def clip_polygon(points: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Clip a polygon to ``[0, width] x [0, height]`` (Sutherland-Hodgman); may return fewer than 3 points."""
-    poly = [tuple(p) for p in np.asarray(points, dtype=np.float64)]
-    edges = ((0, 0.0, 1), (0, width, -1), (1, 0.0, 1), (1, height, -1))  # (axis, bound, keep side)
-    for axis, bound, side in edges:
-        if not poly:
-            break
-        inside = lambda p: (p[axis] - bound) * side >= 0  # noqa: E731
-        out = []
-        for i, cur in enumerate(poly):
-            prev = poly[i - 1]
-            if inside(cur):
-                if not inside(prev):
-                    out.append(_cross(prev, cur, axis, bound))
-                out.append(cur)
-            elif inside(prev):
-                out.append(_cross(prev, cur, axis, bound))
-        poly = out
-    return np.asarray(poly, dtype=np.float64).reshape(-1, 2)
-
-
-def _cross(a: tuple, b: tuple, axis: int, bound: float) -> tuple[float, float]:
-    """Where segment ab crosses the line ``axis = bound`` (that coordinate exactly ``bound``)."""
-    t = (bound - a[axis]) / (b[axis] - a[axis])
-    p = [a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])]
-    p[axis] = float(bound)
-    return (p[0], p[1])
-
-
-# --------------------------------------------------------------------------- rasterisation
-
-
-def rasterize_polygon(points: np.ndarray, width: int, height: int, scale_x: float = 1.0, scale_y: float = 1.0) -> np.ndarray:
-    """Anti-aliased coverage mask (float32 in [0, 1], ``height x width``) of a polygon.
-
-    ``scale_x``/``scale_y`` map canvas pixels to target pixels, so one polygon rasterises at
-    any resolution with exact area coverage (no resampling of a canvas-sized mask).
-
-    The polygon is drawn supersampled, but only pixels near its outline can be partly covered:
-    their supersampled blocks are counted, tile by tile along the outline; every other pixel is
-    read off one sample. The result is the full area average (4096² took 10 s that way, now 0.2 s).
-    """
-    ss = _SUPERSAMPLE if max(width, height) >= 256 else 4 * _SUPERSAMPLE  # finer for token grids
-    # Pixel (i, j) spans [j, j+1) x [i, i+1). cv2.fillPoly treats integer coordinates as pixel
-    # centres and fills scanline spans inclusively at both ends, so shift by half a pixel,
-    # draw with a spare row/column, and drop the extra right/bottom pixel of every span.
-    pts = np.asarray(points, dtype=np.float64) * np.array([scale_x, scale_y])
-    fixed = np.round((pts * ss - 0.5) * (1 << _SUBPIXEL_BITS)).astype(np.int32).reshape(1, -1, 2)
-    hi = np.zeros((height * ss + 1, width * ss + 1), dtype=np.uint8)
-    cv2.fillPoly(hi, fixed, 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
-    if width * height <= 4 * _TILE * _TILE:
-        return _block_coverage(hi, 0, 0, width, height, ss)
-    out = hi[ss // 2::ss, ss // 2::ss][:height, :width].astype(np.float32)  # whole pixels, inside or out
-    centres = np.round((pts - 0.5) * (1 << _SUBPIXEL_BITS)).astype(np.int32).reshape(1, -1, 2)
-    band = np.zeros((height, width), dtype=np.uint8)  # pixels the outline passes through, with a margin
-    cv2.polylines(band, centres, True, 1, thickness=1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
-    band = cv2.dilate(band, np.ones((9, 9), np.uint8)).view(bool)
-    band[-1], band[:, -1] = True, True  # spans cut by the right/bottom border end there: count them too
-    for y0 in range(0, height, _TILE):
-        y1 = min(y0 + _TILE, height)
-        cols = band[y0:y1].any(axis=0)
-        for x0 in range(0, width, _TILE):
-            x1 = min(x0 + _TILE, width)
-            if cols[x0:x1].any():
-                sel = band[y0:y1, x0:x1]
-                out[y0:y1, x0:x1][sel] = _block_coverage(hi, x0, y0, x1 - x0, y1 - y0, ss)[sel]
-    return out
-
-
-_TILE = 64  # pixels per side of the tiles whose supersampled blocks are counted along an outline
-
-
-def _block_coverage(hi: np.ndarray, x0: int, y0: int, width: int, height: int, ss: int) -> np.ndarray:
-    """Coverage of pixels ``[y0, y0 + height) x [x0, x0 + width)`` from the supersampled drawing ``hi``."""
-    win = hi[y0 * ss:(y0 + height) * ss + 1, x0 * ss:(x0 + width) * ss + 1]
-    core = win[:-1, :-1] & win[:-1, 1:]
-    core &= win[1:, :-1]
-    # Area average of each ss x ss block as integer counts (what INTER_AREA computes for an
-    # integer factor, without a float32 copy of the supersampled image).
-    counts = core.reshape(height, ss, width, ss).sum(axis=(1, 3), dtype=np.uint16)
-    return np.clip(counts.astype(np.float32) * np.float32(1.0 / (ss * ss)), 0.0, 1.0)
-
-
-def feather_mask(mask: np.ndarray, feather_px: float) -> np.ndarray:
-    """Soften a mask's edge over about ``feather_px`` pixels (Gaussian, sigma = feather / 2).
-
-    The kernel reaches 3 sigma but never beyond the mask's own size: a feather wider than a third
-    of the mask already spreads it over the whole mask, and an unbounded kernel (feather 1e6 took
-    11 s on a 64 px mask; 1e300 overflowed) buys nothing.
-    """
-    if not math.isfinite(feather_px):
-        raise RegionError(f"must be finite, got {feather_px!r}", field="feather")
-    if feather_px <= 0:
-        return mask
-    side = max(mask.shape[:2])
-    sigma = min(feather_px / 2.0, float(side))
-    k = min(int(2 * math.ceil(3 * sigma) + 1), 2 * side + 1)
-    return cv2.GaussianBlur(mask.astype(np.float32), (k, k), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
-
-
-def resize_mask_area(mask: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resample a coverage mask by area (downsampling keeps a thin region's coverage fraction)."""
-    if mask.shape == (height, width):
-        return mask.astype(np.float32)
-    down = width <= mask.shape[1] and height <= mask.shape[0]
-    interp = cv2.INTER_AREA if down else cv2.INTER_LINEAR
-    return np.clip(cv2.resize(mask.astype(np.float32), (width, height), interpolation=interp), 0.0, 1.0)
-
-
-def exclusive_masks(own: np.ndarray) -> np.ndarray:
-    """Z-ordered coverages ``[N, H, W]`` (later on top) made exclusive: ``m_i * prod_{j > i} (1 - m_j)``.
-
-    A region hides the ones below it, so the result sums to at most 1 at every pixel. The one
-    builder used by the canvas, regional attention and the region-mask node.
-    """
-    own = np.asarray(own, np.float32)
-    out = own.copy()
-    above = np.ones(own.shape[1:], np.float32)
-    for i in range(len(own) - 1, -1, -1):
-        out[i] = own[i] * above
-        above *= 1.0 - own[i]
-    return out
-
-
 def same_aspect(width: int, height: int, target_width: int, target_height: int) -> bool:
     """True when ``width x height`` has the target's aspect ratio within ``ASPECT_TOLERANCE``."""
     return abs((width / height) / (target_width / target_height) - 1.0) <= ASPECT_TOLERANCE
@@ -399,7 +196,7 @@ class Canvas:
         width, height = width or self.width, height or self.height
         sx, sy = width / self.width, height / self.height
         if r.shape == "mask":
-            m = resize_mask_area(np.asarray(r.mask, dtype=np.float32), width, height)
+            m = resize_mask(np.asarray(r.mask, dtype=np.float32), width, height)
         else:
             m = rasterize_polygon(r.polygon(), width, height, sx, sy)
         f = r.feather if feather is None else feather
@@ -475,11 +272,7 @@ class Canvas:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Canvas":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise CanvasError(f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})", field="regions") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text, CanvasError, "regions"))
 
     @classmethod
     def from_dict(cls, data: Any) -> "Canvas":

@@ -65,3 +65,7 @@ class NonFiniteError(PakatiError):
     Raised instead of returning or storing the values, so a broken model or an fp16 VAE overflow
     is reported where it happened rather than showing up later as ``nan`` scores.
     """
+
+
+class ImageInputError(PakatiError):
+    """An image or mask the core cannot read: wrong shape, an unsupported dtype, or float pixels outside 0..1."""

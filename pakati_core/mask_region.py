@@ -12,8 +12,9 @@ import re
 import cv2
 import numpy as np
 
-from .canvas import Canvas, find_self_intersection, same_aspect
+from .canvas import Canvas, same_aspect
 from .errors import RegionError
+from .geometry import find_self_intersection
 
 MIN_POINTS, MAX_POINTS = 3, 256
 

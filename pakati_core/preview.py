@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .canvas import Canvas
+from .images import as_rgb
 
 
 def region_colour(index: int) -> tuple[int, int, int]:
@@ -17,7 +18,7 @@ def region_colour(index: int) -> tuple[int, int, int]:
 
 
 def draw_overlay(image: np.ndarray | None, canvas: Canvas, fill_alpha: float = 0.35) -> np.ndarray:
-    """Return ``image`` (float ``H x W x 3`` in [0, 1], or None for a grey board) with regions drawn.
+    """Return ``image`` (``H x W x 3`` uint8 or float in [0, 1], or None for a grey board) with regions drawn, as float in [0, 1].
 
     The canvas is rescaled to the image, so a 1024x1024 layout previews on any image size.
     Fills use the exclusive (z-ordered) masks, so what you see is what the sampler gets.
@@ -25,7 +26,7 @@ def draw_overlay(image: np.ndarray | None, canvas: Canvas, fill_alpha: float = 0
     if image is None:
         base = np.full((canvas.height, canvas.width, 3), 0.18, dtype=np.float32)
     else:
-        base = np.asarray(image, dtype=np.float32)[..., :3]
+        base = as_rgb(image)
     h, w = base.shape[:2]
     layout = canvas if (w, h) == (canvas.width, canvas.height) else _scaled_for_preview(canvas, w, h)
     out = base.copy()

@@ -12,11 +12,12 @@ import numpy as np
 
 from .errors import PakatiError
 from .finite import require_finite
+from .images import unit_float
 
 ASPECTS = ("color", "texture", "composition", "lighting", "style", "general")
 
 
-class ReferenceError(PakatiError):
+class ReferenceInputError(PakatiError):
     """A reference image, mask, aspect or weight that cannot be used."""
 
 
@@ -33,26 +34,26 @@ class Reference:
     _hash: str = field(default="", init=False, repr=False)
 
     def __post_init__(self) -> None:
-        image = np.asarray(self.image, dtype=np.float32)
+        image = unit_float(self.image, "image", "the reference image")
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=2)
         if image.ndim != 3 or image.shape[2] < 3 or min(image.shape[:2]) < 8:
-            raise ReferenceError(f"expected an HxWx3 image of at least 8x8 pixels, got shape {tuple(np.shape(self.image))}", "image")
+            raise ReferenceInputError(f"expected an HxWx3 image of at least 8x8 pixels, got shape {tuple(np.shape(self.image))}", "image")
         require_finite(image[..., :3], "the reference image", "image")
         image = np.ascontiguousarray(np.clip(image[..., :3], 0.0, 1.0))
         if self.aspect not in ASPECTS:
-            raise ReferenceError(f"unknown aspect '{self.aspect}', expected one of {', '.join(ASPECTS)}", "aspect")
+            raise ReferenceInputError(f"unknown aspect '{self.aspect}', expected one of {', '.join(ASPECTS)}", "aspect")
         if not np.isfinite(self.weight) or self.weight <= 0:
-            raise ReferenceError(f"weight must be a positive number, got {self.weight}", "weight")
+            raise ReferenceInputError(f"weight must be a positive number, got {self.weight}", "weight")
         mask = None
         if self.mask is not None:
             mask = np.asarray(self.mask, dtype=np.float32)
             if mask.shape != image.shape[:2]:
-                raise ReferenceError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}", "mask")
+                raise ReferenceInputError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}", "mask")
             require_finite(mask, "the reference mask", "mask")
             mask = np.ascontiguousarray(np.clip(mask, 0.0, 1.0))
             if not (mask > 0).any():
-                raise ReferenceError("the mask is empty: it selects no pixel of the reference", "mask")
+                raise ReferenceInputError("the mask is empty: it selects no pixel of the reference", "mask")
         image.setflags(write=False)
         if mask is not None:
             mask.setflags(write=False)

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import pytest
+from harness import missing
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
@@ -37,7 +37,7 @@ def browser_missing_reason() -> str | None:
 def require_browser() -> None:
     reason = browser_missing_reason()
     if reason:
-        pytest.skip(reason)
+        missing(reason)
 
 
 class FrontEnd:

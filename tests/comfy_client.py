@@ -186,3 +186,20 @@ def api_template(name: str) -> dict:
     """``workflows/api/<name>.json`` ready for the test host (see ``for_the_test_host``)."""
     path = Path(__file__).resolve().parent.parent / "workflows" / "api" / f"{name}.json"
     return for_the_test_host(json.loads(path.read_text()))
+
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")  # skimage.data photographs, for the templates' LoadImage inputs
+
+
+def provide_input_images(prompt: dict, input_dir: Path) -> None:
+    """Put a real photograph (skimage.data) under every file name a LoadImage node asks for."""
+    from skimage import data
+
+    input_dir.mkdir(parents=True, exist_ok=True)
+    names = sorted({n["inputs"]["image"] for n in prompt.values() if n["class_type"] in ("LoadImage", "LoadImageMask")})
+    for i, name in enumerate(names):
+        target = input_dir / name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            photo = getattr(data, PHOTOS[i % len(PHOTOS)])()
+            Image.fromarray(photo if photo.ndim == 3 else np.stack([photo] * 3, -1)).convert("RGB").save(target)

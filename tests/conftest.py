@@ -1,58 +1,30 @@
-"""Test harness: finds the real ComfyUI host, loads the pack through its loader, runs its server.
+"""Test fixtures: the real ComfyUI host with the pack loaded through its loader, its server, the browser, PostgreSQL.
 
-The host is found at $COMFYUI_PATH, else ~/comfy/ComfyUI, else the ComfyUI whose
-custom_nodes/ holds this checkout. Tests marked ``host`` skip with one line where none exists.
-There is deliberately no tests/__init__.py and no root conftest.py: pytest must never import
-the pack root's __init__.py (it imports ComfyUI) as a package of the test session.
+What the machine has (host, browser, PostgreSQL) is found by tests/harness.py, whose hooks are
+re-exported here: tests that need something missing skip with one line, or fail where
+PAKATI_REQUIRE_HOST=1. There is deliberately no tests/__init__.py and no root conftest.py: pytest
+must never import the pack root's __init__.py (it imports ComfyUI) as a package of the test session.
 """
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-HOST_NODES = REPO / "tests" / "host_nodes"
-
-
-def find_host() -> Path | None:
-    candidates = []
-    if os.environ.get("COMFYUI_PATH"):
-        candidates.append(Path(os.environ["COMFYUI_PATH"]).expanduser())
-    candidates.append(Path.home() / "comfy" / "ComfyUI")
-    if REPO.parent.name == "custom_nodes":
-        candidates.append(REPO.parent.parent)
-    for c in candidates:
-        if (c / "main.py").is_file() and (c / "comfy").is_dir():
-            return c.resolve()
-    return None
-
-
-HOST = find_host()
-NO_HOST_REASON = (
-    "NO COMFYUI HOST: host tests skipped (set COMFYUI_PATH, or put ComfyUI at ~/comfy/ComfyUI; see README, Testing)"
+from harness import (  # noqa: F401  (the harness's hooks, and names the fixtures and test helpers use)
+    HOST,
+    HOST_NODES,
+    NO_HOST_REASON,
+    REPO,
+    find_host,
+    missing,
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_itemcollected,
+    pytest_report_header,
+    pytest_terminal_summary,
 )
-
-
-def pytest_report_header(config):
-    return f"pakati: ComfyUI host = {HOST}" if HOST else f"pakati: {NO_HOST_REASON}"
-
-
-def pytest_collection_modifyitems(config, items):
-    if HOST is not None:
-        return
-    skip = pytest.mark.skip(reason=NO_HOST_REASON)
-    for item in items:
-        if "host" in item.keywords:
-            item.add_marker(skip)
-
-
-def pytest_terminal_summary(terminalreporter):
-    if HOST is None:
-        terminalreporter.write_line(NO_HOST_REASON, yellow=True, bold=True)
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +34,7 @@ def comfy():
     Yields ComfyUI's ``nodes`` module; ``nodes.NODE_CLASS_MAPPINGS`` holds the pack's nodes.
     """
     if HOST is None:
-        pytest.skip(NO_HOST_REASON)
+        missing(NO_HOST_REASON)
     import torch
 
     sys.path.insert(0, str(HOST))
@@ -96,7 +68,7 @@ def tiny(comfy):
 def comfy_server(tmp_path_factory):
     """The real ComfyUI server (main.py --cpu) with Pakati and the tiny-model node installed."""
     if HOST is None:
-        pytest.skip(NO_HOST_REASON)
+        missing(NO_HOST_REASON)
     from comfy_client import ComfyServer
 
     base = tmp_path_factory.mktemp("comfy_base")
@@ -125,7 +97,7 @@ def provider_comfy_server(tmp_path_factory, fake_openai):
     key-leak test run here (OPENAI_BASE_URL is the SDK's own variable, so nothing is patched).
     """
     if HOST is None:
-        pytest.skip(NO_HOST_REASON)
+        missing(NO_HOST_REASON)
     from comfy_client import ComfyServer
     from model_fakes import SENTINEL_KEY
 
@@ -161,7 +133,7 @@ def postgres_server():
 
     reason = missing_reason()
     if reason:
-        pytest.skip(reason)
+        missing(reason)
     server = PostgresServer()
     server.start()
     try:

@@ -10,7 +10,7 @@ def attn2_keys(model) -> list[tuple[str, int, int]]:
     """(block, id, index) of every cross-attention transformer block of a ModelPatcher's UNet."""
     from conftest import loaded_pack
 
-    return loaded_pack().nodes.regional_patch.attn2_block_keys(model.model.diffusion_model)
+    return loaded_pack().nodes.unet.attn2_block_keys(model.model.diffusion_model)
 
 
 def attn2_modules(model) -> dict[tuple, torch.nn.Module]:

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..canvas import feather_mask, resize_mask_area
 from ..errors import AttentionMapError
-from ..regenerate.blend import grow_mask
+from ..masks import feather_mask, grow_mask, resize_mask
 
 MODES = ("threshold", "top fraction")
 
@@ -17,7 +16,7 @@ def normalised_map(attn: np.ndarray, width: int, height: int) -> np.ndarray:
         raise AttentionMapError("the attention map is not a finite 2-D array", "capture")
     lo, hi = float(a.min()), float(a.max())
     norm = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-    return np.clip(resize_mask_area(norm, width, height), 0.0, 1.0).astype(np.float32)
+    return np.clip(resize_mask(norm, width, height), 0.0, 1.0).astype(np.float32)
 
 
 def mask_from_map(attn: np.ndarray, width: int, height: int, mode: str = "threshold", value: float = 0.5, blur: float = 0.0,

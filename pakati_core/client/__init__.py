@@ -6,7 +6,7 @@ No ComfyUI import: a :class:`ComfyClient` talks to one server (``/prompt``, ``/w
 :class:`Dispatcher` spreads tasks over several servers (threads, or Ray actors).
 """
 from .api import ComfyClient, Event, OutputImage, PromptResult, PromptTimeoutError, QueueState
-from .dispatch import Dispatcher, RunSummary, Task, TaskResult, execute_task
+from .dispatch import Dispatcher, RunSummary, PromptTask, TaskResult, execute_task
 from .errors import (
     ClientError,
     ExecutionError,
@@ -22,7 +22,7 @@ from .workflow import Workflow, parse_seeds
 
 __all__ = [
     "ComfyClient", "Event", "OutputImage", "PromptResult", "PromptTimeoutError", "QueueState",
-    "Dispatcher", "RunSummary", "Task", "TaskResult", "execute_task",
+    "Dispatcher", "RunSummary", "PromptTask", "TaskResult", "execute_task",
     "ClientError", "ExecutionError", "ExecutionInterruptedError", "MissingNodeTypeError", "PromptRejectedError",
     "ServerUnavailableError", "WorkflowError",
     "generate", "make_dispatcher", "make_tasks", "save_result", "write_summary",

@@ -26,6 +26,8 @@ import requests
 import websocket
 from PIL import Image
 
+from ..images import png_bytes
+from ..retry import Retryable, RetryPolicy, call_with_retries
 from .errors import (
     ClientError,
     ExecutionError,
@@ -111,7 +113,8 @@ def normalise_url(url: str) -> str:
 
 
 def encode_png(image: Any) -> bytes:
-    """PNG bytes of a path, bytes, PIL image or array (uint8, or float in [0, 1])."""
+    """PNG bytes of a path, bytes, PIL image or array (uint8 grey/RGB/RGBA as it is, or float RGB in [0, 1];
+    NaN/Inf refused with :class:`~pakati_core.errors.NonFiniteError`)."""
     if isinstance(image, (bytes, bytearray)):
         return bytes(image)
     if isinstance(image, (str, Path)):
@@ -122,10 +125,8 @@ def encode_png(image: Any) -> bytes:
         arr = np.asarray(image)
         if arr.ndim == 4 and arr.shape[0] == 1:
             arr = arr[0]
-        if arr.dtype != np.uint8:
-            if not np.isfinite(arr).all():
-                raise ClientError("image to upload holds NaN or Inf")
-            arr = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        if arr.dtype != np.uint8:  # float in [0, 1] (alpha dropped): the core's one conversion and NaN policy
+            return png_bytes(arr, field="image")
         pil = Image.fromarray(arr)
     buf = io.BytesIO()
     pil.save(buf, format="PNG")
@@ -245,20 +246,23 @@ class ComfyClient:
     def _request(self, method: str, path: str, *, retries: int | None = None, timeout: float | None = None,
                  **kwargs) -> requests.Response:
         tries = (self.retries if retries is None else retries) + 1
-        last: Exception | None = None
-        for attempt in range(tries):
+
+        def attempt(_n: int) -> requests.Response:
             try:
                 r = self._session.request(method, self.url + path, timeout=timeout or self.timeout, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as e:
-                last = e
-            else:
-                if r.status_code < 500:
-                    return r
-                last = ClientError(f"{method} {path} answered {r.status_code}: {r.text[:300]}", self.url)
-            if attempt + 1 < tries:
-                time.sleep(self.backoff * (2 ** attempt))
-        reason = type(last).__name__ if isinstance(last, requests.RequestException) else str(last)
-        raise ServerUnavailableError(f"{method} {path} failed after {tries} tries ({reason})", self.url)
+                failed = ServerUnavailableError(f"{method} {path} failed after {tries} tries ({type(e).__name__})", self.url)
+                raise Retryable(failed) from None
+            if r.status_code >= 500:
+                said = ClientError(f"{method} {path} answered {r.status_code}: {r.text[:300]}", self.url)
+                raise Retryable(ServerUnavailableError(f"{method} {path} failed after {tries} tries ({said})", self.url))
+            return r
+
+        return call_with_retries(attempt, self._retry_policy(tries))[0]
+
+    def _retry_policy(self, tries: int) -> RetryPolicy:
+        """The client's retries: ``backoff * 2 ** n`` seconds apart, no jitter, no cap."""
+        return RetryPolicy(max_calls=tries, backoff_s=self.backoff, cap_s=float("inf"), sleep=time.sleep, jitter=False)
 
     def _json(self, method: str, path: str, **kwargs) -> Any:
         r = self._request(method, path, **kwargs)
@@ -374,7 +378,8 @@ class ComfyClient:
             body["extra_data"] = extra_data
         payload = json.dumps(body, allow_nan=False)
         tries = self.retries + 1
-        for attempt in range(tries):
+
+        def attempt(_n: int) -> str:
             try:
                 r = self._session.post(self.url + "/prompt", data=payload, headers={"Content-Type": "application/json"},
                                        timeout=self.timeout)
@@ -385,10 +390,7 @@ class ComfyClient:
                         return prompt_id
                 except ClientError:
                     pass
-                if attempt + 1 == tries:
-                    raise ServerUnavailableError(f"POST /prompt failed after {tries} tries ({type(e).__name__})", self.url) from None
-                time.sleep(self.backoff * (2 ** attempt))
-                continue
+                raise Retryable(ServerUnavailableError(f"POST /prompt failed after {tries} tries ({type(e).__name__})", self.url)) from None
             if r.status_code == 200:
                 return r.json()["prompt_id"]
             if r.status_code == 400:
@@ -402,11 +404,12 @@ class ComfyClient:
                     if missing:
                         raise MissingNodeTypeError(self.url, missing)
                 raise PromptRejectedError(self.url, error, body.get("node_errors") or {})
-            if r.status_code >= 500 and attempt + 1 < tries:
-                time.sleep(self.backoff * (2 ** attempt))
-                continue
-            raise ServerUnavailableError(f"POST /prompt answered {r.status_code}: {r.text[:300]}", self.url)
-        raise AssertionError("unreachable")
+            failed = ServerUnavailableError(f"POST /prompt answered {r.status_code}: {r.text[:300]}", self.url)
+            if r.status_code >= 500:
+                raise Retryable(failed)
+            raise failed
+
+        return call_with_retries(attempt, self._retry_policy(tries))[0]
 
     def _finished(self, prompt_id: str) -> dict | None:
         entry = self.history(prompt_id).get(prompt_id)

@@ -33,7 +33,7 @@ SUMMARY_VERSION = 1
 
 
 @dataclass
-class Task:
+class PromptTask:
     """One prompt to run somewhere. ``images`` maps LoadImage node ids to images to upload
     to whichever server runs it; ``meta`` (a seed, a plan task id, ...) is copied to the result."""
 
@@ -127,7 +127,7 @@ class RunSummary:
         }
 
 
-def execute_task(client: ComfyClient, task: Task, *, timeout: float | None = None,
+def execute_task(client: ComfyClient, task: PromptTask, *, timeout: float | None = None,
                  on_event: Callable[[Event], None] | None = None, cancel: threading.Event | None = None) -> PromptResult:
     """Upload the task's images to this server, queue its prompt, wait, fetch the images."""
     prompt = task.prompt
@@ -149,7 +149,7 @@ class ThreadBackend:
         self.clients = list(clients)
         self.pool = cf.ThreadPoolExecutor(max_workers=max(1, len(self.clients) * max_inflight), thread_name_prefix="pakati-task")
 
-    def submit(self, index: int, task: Task, timeout: float | None, on_event, cancel: threading.Event) -> cf.Future:
+    def submit(self, index: int, task: PromptTask, timeout: float | None, on_event, cancel: threading.Event) -> cf.Future:
         return self.pool.submit(execute_task, self.clients[index], task, timeout=timeout, on_event=on_event, cancel=cancel)
 
     def queue_length(self, index: int) -> int:
@@ -221,14 +221,14 @@ class Dispatcher:
         self._probe[i] = (now, n)
         return n
 
-    def _pick(self, task: Task, stats: list[ServerStats], inflight_on: list[int], excluded: set[int],
+    def _pick(self, task: PromptTask, stats: list[ServerStats], inflight_on: list[int], excluded: set[int],
               assigned: list[int]) -> int | None:
         cands = [i for i, s in enumerate(stats) if s.alive and i not in excluded and inflight_on[i] < self.max_inflight]
         if not cands:
             return None
         return min(cands, key=lambda i: (max(self._queue_length(i), inflight_on[i]), inflight_on[i], assigned[i], i))
 
-    def run(self, tasks: Iterable[Task]) -> RunSummary:
+    def run(self, tasks: Iterable[PromptTask]) -> RunSummary:
         """Run every task; returns when each is done, failed or interrupted (Ctrl-C)."""
         tasks = list(tasks)
         ids = [t.id for t in tasks]
@@ -238,13 +238,13 @@ class Dispatcher:
         stats = [ServerStats(c.url) for c in self.clients]
         results: dict[str, TaskResult] = {t.id: TaskResult(t.id, "pending", dict(t.meta)) for t in tasks}
         excluded: dict[str, set[int]] = {t.id: set() for t in tasks}
-        pending: deque[Task] = deque(tasks)
-        inflight: dict[cf.Future, tuple[Task, int, float]] = {}
+        pending: deque[PromptTask] = deque(tasks)
+        inflight: dict[cf.Future, tuple[PromptTask, int, float]] = {}
         inflight_on = [0] * len(self.clients)
         assigned = [0] * len(self.clients)
         interrupted = False
 
-        def finish(task: Task, status: str, error: str | None = None) -> None:
+        def finish(task: PromptTask, status: str, error: str | None = None) -> None:
             r = results[task.id]
             r.status, r.error = status, error
             if self.on_result is not None:

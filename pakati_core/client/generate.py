@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .api import ComfyClient, Event
-from .dispatch import Dispatcher, RunSummary, Task, TaskResult
+from .dispatch import Dispatcher, RunSummary, PromptTask, TaskResult
 from .errors import WorkflowError
 from .workflow import Workflow
 
@@ -15,7 +15,7 @@ from .workflow import Workflow
 def make_tasks(workflow: Workflow | dict | str | Path, seeds: Iterable[int], *, canvas: Any = None,
                canvases: Mapping[str, Any] | None = None, prompt: str | None = None, negative: str | None = None,
                images: Mapping[str, Any] | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None,
-               output_nodes: Sequence[str] | None = None) -> list[Task]:
+               output_nodes: Sequence[str] | None = None) -> list[PromptTask]:
     """One task per seed, with the canvas, prompts and overrides substituted.
 
     ``images`` maps LoadImage node ids or titles (or ``"*"``) to paths, bytes or arrays; they
@@ -24,13 +24,7 @@ def make_tasks(workflow: Workflow | dict | str | Path, seeds: Iterable[int], *, 
     wf = as_workflow(workflow)
     node_images: dict[str, Any] = {}
     for ref, image in (images or {}).items():
-        if ref == "*":
-            if len(wf.image_nodes) != 1:
-                raise WorkflowError(f"{wf.name}: an image without a node name needs exactly one LoadImage node, "
-                                    f"found {len(wf.image_nodes)}", "images")
-            nid = wf.image_nodes[0]
-        else:
-            nid = wf.find(ref)
+        nid = wf.find_image_node(ref)
         if nid not in wf.image_nodes:
             raise WorkflowError(f"{wf.name}: node {nid} is a {wf.prompt[nid]['class_type']}, not a LoadImage", ref)
         if isinstance(image, (str, Path)) and not Path(image).is_file():
@@ -39,7 +33,7 @@ def make_tasks(workflow: Workflow | dict | str | Path, seeds: Iterable[int], *, 
     tasks = []
     for seed in seeds:
         p = wf.render(canvas=canvas, canvases=canvases, prompt=prompt, negative=negative, seed=int(seed), overrides=overrides)
-        tasks.append(Task(id=f"seed-{seed}", prompt=p, images=dict(node_images), meta={"seed": int(seed)},
+        tasks.append(PromptTask(id=f"seed-{seed}", prompt=p, images=dict(node_images), meta={"seed": int(seed)},
                           output_nodes=list(output_nodes) if output_nodes else None))
     return tasks
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,7 @@ def run_goal(goal: str, workflow: Workflow | dict | str | Path, *, servers: Sequ
     the planner start from the best earlier plan for the goal and records plans, generations
     and checks.
     """
-    from ..orchestration import check_alignment, plan as make_plan, record_check, record_generation, replan
+    from ..orchestration import plan as make_plan
 
     if rounds < 1:
         raise WorkflowError(f"rounds must be >= 1, got {rounds}", "rounds")
@@ -88,106 +89,166 @@ def run_goal(goal: str, workflow: Workflow | dict | str | Path, *, servers: Sequ
     if not wf.canvas_nodes:
         raise WorkflowError(f"{wf.name}: run-goal needs a workflow with a PakatiCanvas node (the plan's canvas goes there), "
                             "for example workflows/api/regional_sdxl.json with your loader", "workflow")
-    out = Path(out_dir) if out_dir is not None else None
     opts = dict(planner_options or {})
     if context is not None:
         opts["context"] = context
     t_start = time.monotonic()
-    p = make_plan(goal, width, height, planner=planner, seed=seed, **opts)
-    history: list[GoalRound] = []
-    best_overall: dict | None = None
-    best_image: np.ndarray | None = None
-    stop = "max_rounds"
-    dispatcher: Dispatcher = make_dispatcher(servers, backend=backend, max_inflight=max_inflight, timeout=timeout,
-                                             on_event=on_event, on_result=on_result, client_options=client_options,
-                                             ray_options=ray_options)
+    first_plan = make_plan(goal, width, height, planner=planner, seed=seed, **opts)
+    dispatcher = make_dispatcher(servers, backend=backend, max_inflight=max_inflight, timeout=timeout, on_event=on_event,
+                                 on_result=on_result, client_options=client_options, ray_options=ray_options)
+    out = Path(out_dir) if out_dir is not None else None
+    loop = _GoalLoop(wf, dispatcher, first_plan, list(variants), target, output_node, out, context)
     try:
-        for r in range(rounds):
-            t0 = time.monotonic()
-            rnd = GoalRound(r, p.to_dict(), [], [], None)
-            candidates: list[tuple[TaskResult, np.ndarray]] = []
-            last_check = None
-            for wave in p.parallel_groups():
-                gens = [t for t in wave if t.kind == "generate"]
-                rnd.folded += [t.id for t in wave if t.kind in ("inpaint", "refine")]
-                if gens:
-                    tasks = []
-                    for gt in gens:
-                        base_seed = int(gt.params.get("seed", p.seed))
-                        for ts in make_tasks(wf, [base_seed + v for v in variants], canvas=p.canvas, prompt=p.base_prompt,
-                                             negative=p.base_negative):
-                            ts.id = f"r{r}-{gt.id}-{ts.id}"
-                            ts.meta.update(round=r, plan_task=gt.id)
-                            tasks.append(ts)
-                    g0 = time.monotonic()
-                    summary = dispatcher.run(tasks)
-                    for res in summary.results:
-                        if out is not None and res.status == "done":
-                            save_result(res, out / f"round{r}")
-                        rnd.results.append(res.to_dict())
-                        im = _checked_image(res, output_node) if res.status == "done" else None
-                        if im is not None:
-                            candidates.append((res, im.array()))
-                    if context is not None:
-                        record_generation(context, p, {"round": r, "tasks": [t.id for t in tasks],
-                                                       "servers": sorted({x.server for x in summary.results if x.server})},
-                                          time.monotonic() - g0)
-                    if summary.interrupted:
-                        stop = "interrupted"
-                        break
-                for ct in (t for t in wave if t.kind == "check"):
-                    threshold = float(target if target is not None else ct.params.get("threshold", 0.75))
-                    for res, arr in candidates:
-                        c0 = time.monotonic()
-                        rgb = arr[..., :3].astype(np.float32) / 255.0
-                        chk = check_alignment(rgb, p)
-                        if context is not None:
-                            record_check(context, p, chk, time.monotonic() - c0)
-                        entry = {"task": res.task_id, "seed": res.meta.get("seed"), "server": res.server, "score": round(float(chk.score), 4),
-                                 "threshold": threshold, "check": chk.to_dict(), "files": res.files}
-                        rnd.checks.append(entry)
-                        if last_check is None or chk.score > last_check[0].score:
-                            last_check = (chk, entry, arr, threshold)
-            if stop == "interrupted":
-                history.append(rnd)
-                break
-            if last_check is None:
-                rnd.seconds = time.monotonic() - t0
-                history.append(rnd)
-                stop = "failed" if not candidates else "no_check"
-                if candidates and best_overall is None:
-                    res, arr = candidates[0]
-                    best_overall, best_image = {"round": r, "task": res.task_id, "seed": res.meta.get("seed"), "server": res.server,
-                                                "score": None, "files": res.files}, arr
-                break
-            chk, entry, arr, threshold = last_check
-            rnd.best = {k: entry[k] for k in ("task", "seed", "server", "score", "files")}
-            if best_overall is None or (best_overall["score"] is not None and entry["score"] > best_overall["score"]):
-                best_overall, best_image = dict(rnd.best, round=r), arr
-            rnd.repairs = [t.id for t in chk.repair_tasks]
-            rnd.seconds = time.monotonic() - t0
-            history.append(rnd)
-            if on_round is not None:
-                on_round(rnd)
-            if chk.score >= threshold:
-                stop = "target"
-                break
-            if not chk.repair_tasks:
-                stop = "no_repairs"
-                break
-            if r + 1 < rounds:
-                p = replan(p, chk)
+        loop.run(rounds, on_round)
     finally:
         dispatcher.close()
-    run = GoalRun(goal, history, stop, best_overall, best_image, time.monotonic() - t_start)
+    run = GoalRun(goal, loop.history, loop.stop, loop.best, loop.best_image, time.monotonic() - t_start)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        if best_image is not None:
-            from PIL import Image
-
-            Image.fromarray(best_image).save(out / "best.png")
-        (out / "plan_final.json").write_text(p.to_json(indent=2))
+        _save_outputs(out, loop.best_image, loop.plan)
     return run
+
+
+@dataclass
+class _Candidate:
+    result: TaskResult
+    pixels: np.ndarray  # H x W x C uint8, as the server saved it
+
+
+@dataclass
+class _Checked:
+    check: Any  # CheckResult
+    entry: dict
+    pixels: np.ndarray
+    threshold: float
+
+
+@dataclass
+class _GoalLoop:
+    """The state of one run-goal: the current plan, the rounds so far and the best image; one method a step."""
+
+    wf: Workflow
+    dispatcher: Dispatcher
+    plan: Any  # orchestration.Plan
+    variants: list[int]
+    target: float | None
+    output_node: str | None
+    out: Path | None
+    context: Any
+    history: list[GoalRound] = field(default_factory=list)
+    stop: str = "max_rounds"
+    best: dict | None = None
+    best_image: np.ndarray | None = None
+
+    def run(self, rounds: int, on_round: Callable[[GoalRound], None] | None) -> None:
+        """Rounds of plan -> generate -> check until the target, a check with no repairs, no check, an interrupt or ``rounds``."""
+        from ..orchestration import replan
+
+        for r in range(rounds):
+            t0 = time.monotonic()
+            rnd = GoalRound(r, self.plan.to_dict(), [], [], None)
+            candidates, best_check = self.walk_plan(r, rnd)
+            rnd.seconds = time.monotonic() - t0
+            self.history.append(rnd)
+            if self.stop == "interrupted":
+                return
+            if best_check is None:
+                self.stop = "failed" if not candidates else "no_check"
+                if candidates and self.best is None:
+                    self.keep_unchecked(r, candidates[0])
+                return
+            self.keep_best(r, rnd, best_check)
+            if on_round is not None:
+                on_round(rnd)
+            if best_check.check.score >= best_check.threshold:
+                self.stop = "target"
+                return
+            if not best_check.check.repair_tasks:
+                self.stop = "no_repairs"
+                return
+            if r + 1 < rounds:
+                self.plan = replan(self.plan, best_check.check)
+
+    def walk_plan(self, r: int, rnd: GoalRound) -> tuple[list[_Candidate], _Checked | None]:
+        """The plan's task DAG, wave by wave: generate tasks render candidates, check tasks score them."""
+        candidates: list[_Candidate] = []
+        best: _Checked | None = None
+        for wave in self.plan.parallel_groups():
+            rnd.folded += [t.id for t in wave if t.kind in ("inpaint", "refine")]
+            gens = [t for t in wave if t.kind == "generate"]
+            if gens and self.generate(r, gens, rnd, candidates):
+                self.stop = "interrupted"
+                break
+            for ct in (t for t in wave if t.kind == "check"):
+                threshold = float(self.target if self.target is not None else ct.params.get("threshold", 0.75))
+                for c in candidates:
+                    checked = self.check(c, threshold, rnd)
+                    if best is None or checked.check.score > best.check.score:
+                        best = checked
+        return candidates, best
+
+    def generate(self, r: int, gens: list, rnd: GoalRound, candidates: list[_Candidate]) -> bool:
+        """Render the generate tasks (one prompt per seed variant) on the servers; True when interrupted."""
+        from ..orchestration import record_generation
+
+        p = self.plan
+        tasks = []
+        for gt in gens:
+            base_seed = int(gt.params.get("seed", p.seed))
+            for ts in make_tasks(self.wf, [base_seed + v for v in self.variants], canvas=p.canvas, prompt=p.base_prompt,
+                                 negative=p.base_negative):
+                ts.id = f"r{r}-{gt.id}-{ts.id}"
+                ts.meta.update(round=r, plan_task=gt.id)
+                tasks.append(ts)
+        g0 = time.monotonic()
+        summary = self.dispatcher.run(tasks)
+        for res in summary.results:
+            if self.out is not None and res.status == "done":
+                save_result(res, self.out / f"round{r}")
+            rnd.results.append(res.to_dict())
+            im = _checked_image(res, self.output_node) if res.status == "done" else None
+            if im is not None:
+                candidates.append(_Candidate(res, im.array()))
+        if self.context is not None:
+            record_generation(self.context, p, {"round": r, "tasks": [t.id for t in tasks],
+                                                "servers": sorted({x.server for x in summary.results if x.server})},
+                              time.monotonic() - g0)
+        return bool(summary.interrupted)
+
+    def check(self, candidate: _Candidate, threshold: float, rnd: GoalRound) -> _Checked:
+        """Score one candidate against the plan (``check_alignment`` reads the 8-bit pixels as they are)."""
+        from ..orchestration import check_alignment, record_check
+
+        res = candidate.result
+        c0 = time.monotonic()
+        chk = check_alignment(candidate.pixels[..., :3], self.plan)
+        if self.context is not None:
+            record_check(self.context, self.plan, chk, time.monotonic() - c0)
+        entry = {"task": res.task_id, "seed": res.meta.get("seed"), "server": res.server, "score": round(float(chk.score), 4),
+                 "threshold": threshold, "check": chk.to_dict(), "files": res.files}
+        rnd.checks.append(entry)
+        return _Checked(chk, entry, candidate.pixels, threshold)
+
+    def keep_best(self, r: int, rnd: GoalRound, best: _Checked) -> None:
+        """The round's best candidate, and the run's best when it beats every earlier round's."""
+        rnd.best = {k: best.entry[k] for k in ("task", "seed", "server", "score", "files")}
+        if self.best is None or (self.best["score"] is not None and best.entry["score"] > self.best["score"]):
+            self.best, self.best_image = dict(rnd.best, round=r), best.pixels
+        rnd.repairs = [t.id for t in best.check.repair_tasks]
+
+    def keep_unchecked(self, r: int, candidate: _Candidate) -> None:
+        """With no check in the plan, the first image is the result (unscored)."""
+        res = candidate.result
+        self.best = {"round": r, "task": res.task_id, "seed": res.meta.get("seed"), "server": res.server, "score": None, "files": res.files}
+        self.best_image = candidate.pixels
+
+
+def _save_outputs(out: Path, best_image: np.ndarray | None, plan: Any) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if best_image is not None:
+        from PIL import Image
+
+        Image.fromarray(best_image).save(out / "best.png")
+    (out / "plan_final.json").write_text(plan.to_json(indent=2))
 
 
 def write_goal_summary(run: GoalRun, path: str | Path, extra: Mapping[str, Any] | None = None) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .api import ComfyClient
-from .dispatch import Task, execute_task
+from .dispatch import PromptTask, execute_task
 from .errors import ClientError
 
 
@@ -30,7 +30,7 @@ class ServerActor:
     def url(self) -> str:
         return self.client.url
 
-    def execute(self, task: Task, timeout: float | None = None):
+    def execute(self, task: PromptTask, timeout: float | None = None):
         return execute_task(self.client, task, timeout=timeout, cancel=self.cancel_event)
 
     def queue_remaining(self) -> int:
@@ -79,7 +79,7 @@ class RayBackend:
             self.actors.append(actor_cls.options(**opts).remote(url, client_options))
         self._watching: set[int] = set()
 
-    def submit(self, index: int, task: Task, timeout: float | None, on_event, cancel: threading.Event) -> cf.Future:
+    def submit(self, index: int, task: PromptTask, timeout: float | None, on_event, cancel: threading.Event) -> cf.Future:
         if id(cancel) not in self._watching:
             self._watching.add(id(cancel))
             threading.Thread(target=self._forward_cancel, args=(cancel,), daemon=True).start()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..canvas import Canvas
+from ..store.from_prompt import is_link
 from .errors import WorkflowError
 
 CANVAS_NODE = "PakatiCanvas"
@@ -32,10 +33,6 @@ LATENT_NODES = ("EmptyLatentImage", "EmptySD3LatentImage")
 IMAGE_NODES = {"LoadImage": "image"}
 # Inputs of a node a sampler's seed is wired to that hold the seed (primitives, PakatiCropRegion).
 _SEED_SOURCE_INPUTS = ("seed", "noise_seed", "value", "int")
-
-
-def _is_link(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
 
 
 def canvas_json(canvas: Canvas | Mapping | str) -> tuple[str, int, int]:
@@ -95,6 +92,15 @@ class Workflow:
             raise WorkflowError(f"{self.name}: no node with id or title {ref!r}", ref)
         raise WorkflowError(f"{self.name}: several nodes are titled {ref!r} ({', '.join(hits)}); use a node id", ref)
 
+    def find_image_node(self, ref: str) -> str:
+        """The image-loader node ``ref`` names (an id or a title); ``"*"`` names the one LoadImage node there must be."""
+        if ref != "*":
+            return self.find(ref)
+        if len(self.image_nodes) != 1:
+            raise WorkflowError(f"{self.name}: an image without a node name needs exactly one LoadImage node, "
+                                f"found {len(self.image_nodes)} ({', '.join(self.image_nodes)})", "images")
+        return self.image_nodes[0]
+
     @property
     def canvas_nodes(self) -> list[str]:
         return self.nodes_of(CANVAS_NODE)
@@ -149,7 +155,7 @@ class Workflow:
             (w, h), = sizes
             for nid in self.nodes_of(*LATENT_NODES):
                 inputs = out[nid]["inputs"]
-                if not _is_link(inputs.get("width")) and not _is_link(inputs.get("height")):
+                if not is_link(inputs.get("width")) and not is_link(inputs.get("height")):
                     inputs["width"], inputs["height"] = w, h
 
         if prompt is not None or negative is not None:
@@ -159,7 +165,7 @@ class Workflow:
             for nid in ids:
                 for key, value in (("base_prompt", prompt), ("base_negative", negative)):
                     if value is not None:
-                        if _is_link(out[nid]["inputs"].get(key)):
+                        if is_link(out[nid]["inputs"].get(key)):
                             raise WorkflowError(f"{self.name}: node {nid} takes {key} from a link; set it with overrides on the source node", key)
                         out[nid]["inputs"][key] = value
 
@@ -169,13 +175,7 @@ class Workflow:
             self._set_seeds(out, seed)
 
         for ref, name in (images or {}).items():
-            if ref == "*":
-                if len(self.image_nodes) != 1:
-                    raise WorkflowError(f"{self.name}: an image without a node name needs exactly one LoadImage node, "
-                                        f"found {len(self.image_nodes)} ({', '.join(self.image_nodes)})", "images")
-                nid = self.image_nodes[0]
-            else:
-                nid = self.find(ref)
+            nid = self.find_image_node(ref)
             key = IMAGE_NODES.get(out[nid]["class_type"])
             if key is None:
                 raise WorkflowError(f"{self.name}: node {nid} is a {out[nid]['class_type']}, not an image loader", ref)
@@ -191,7 +191,7 @@ class Workflow:
         for nid in self.seed_nodes:
             key = self.seed_inputs[out[nid]["class_type"]]
             value = out[nid]["inputs"].get(key)
-            if _is_link(value):
+            if is_link(value):
                 # Wired seed: set the source's own seed (a primitive's value, PakatiCropRegion's seed).
                 src = out.get(value[0])
                 keys = [k for k in _SEED_SOURCE_INPUTS if src and isinstance(src["inputs"].get(k), int)

@@ -7,13 +7,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ..box import Box
-from ..finite import require_finite, strict_json
+from ..finite import require_finite
+from ..geometry import Box
+from ..images import as_rgb
+from ..jsonutil import strict_json
 from ..references import Reference
 from .catalogue import ASPECT_BUNDLES, ASPECT_DELTAS
 from .features import RegionFeatures, region_features
 from .measure import Delta, compare
-from .view import DeltaInputError, as_mask, as_rgb, image_view, reference_view
+from .view import DeltaInputError, as_mask, image_view, reference_view
 
 REPORT_VERSION = 1
 
@@ -106,7 +108,7 @@ def analyse(image: np.ndarray, references: Sequence[Reference], mask: np.ndarray
     """
     if not references:
         raise DeltaInputError("at least one reference is needed", "references")
-    rgb = as_rgb(image)
+    rgb = as_rgb(image, min_side=8)
     m = None if mask is None else as_mask(mask, rgb.shape[:2])
     view, box = image_view(rgb, m)
     mine = region_features(view)

@@ -11,16 +11,18 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..box import Box, mask_box
-from ..errors import PakatiError
+from ..errors import ImageInputError
 from ..finite import require_finite
+from ..geometry import Box, mask_box
+from ..images import as_rgb, resize_image
 from ..lab import rgb_to_lab
+from ..masks import resize_mask
 from ..references import Reference
 
 ANALYSIS_SIDE = 512
 
 
-class DeltaInputError(PakatiError):
+class DeltaInputError(ImageInputError):
     """An image or mask that delta analysis cannot measure."""
 
 
@@ -33,16 +35,6 @@ class RegionView:
     @property
     def shape(self) -> tuple[int, int]:
         return self.lab.shape[0], self.lab.shape[1]
-
-
-def as_rgb(image: np.ndarray, field: str = "image") -> np.ndarray:
-    a = np.asarray(image, dtype=np.float32)
-    if a.ndim == 2:
-        a = np.repeat(a[..., None], 3, axis=2)
-    if a.ndim != 3 or a.shape[2] < 3 or min(a.shape[:2]) < 8:
-        raise DeltaInputError(f"expected an HxWx3 image of at least 8x8 pixels, got shape {np.shape(image)}", field)
-    require_finite(a[..., :3], "the image", field)
-    return np.clip(a[..., :3], 0.0, 1.0)
 
 
 def as_mask(mask: np.ndarray | None, shape: tuple[int, int], field: str = "mask") -> np.ndarray:
@@ -63,14 +55,6 @@ def analysis_size(h: int, w: int) -> tuple[int, int]:
     return max(8, round(h * s)), max(8, round(w * s))
 
 
-def _resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    h, w = size
-    if a.shape[:2] == (h, w):
-        return a
-    shrink = h <= a.shape[0] and w <= a.shape[1]
-    return cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
 def _filled(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     out = rgb.copy()
     outside = mask <= 0
@@ -81,8 +65,8 @@ def _filled(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _view(rgb: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> RegionView:
-    rgb = _resize(_filled(rgb, mask), size)
-    weight = np.clip(_resize(mask, size), 0.0, 1.0).astype(np.float32)
+    rgb = resize_image(_filled(rgb, mask), size[1], size[0], enlarge="linear")
+    weight = resize_mask(mask, size[1], size[0])
     lab = rgb_to_lab(rgb)
     support = (weight > 0).astype(np.uint8)
     eroded = cv2.erode(support, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=1)
@@ -92,7 +76,7 @@ def _view(rgb: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> RegionVie
 
 def image_view(image: np.ndarray, mask: np.ndarray | None = None) -> tuple[RegionView, Box]:
     """The region of ``image`` under ``mask`` (whole image without one) and its box in the image."""
-    rgb = as_rgb(image)
+    rgb = as_rgb(image, min_side=8)
     m = as_mask(mask, rgb.shape[:2])
     box = mask_box(m)
     return _view(rgb[box.slices], m[box.slices], analysis_size(box.height, box.width)), box
@@ -107,7 +91,7 @@ def reference_view(ref: Reference, image_shape: tuple[int, int], box: Box, regio
     """
     size = analysis_size(box.height, box.width)
     if ref.mask is None:
-        rgb = _resize(ref.image, image_shape)[box.slices]
+        rgb = resize_image(ref.image, image_shape[1], image_shape[0], enlarge="linear")[box.slices]
         m = as_mask(region_mask, image_shape)[box.slices]
         return _view(rgb, m, size)
     own = mask_box(ref.mask)

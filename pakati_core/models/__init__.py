@@ -27,7 +27,7 @@ from .judging import CachedJudge
 from .protocols import Answer, CallRecord, CallRecorder, ImageBackend, TextPlanner, VisionJudge
 from .recording import ListRecorder, LoggingRecorder
 from .registry import ModelSpec, Registry, default_registry
-from .selector import Selection, Task, select_model
+from .selector import Selection, ModelNeeds, select_model
 
 PROVIDERS = ("openai", "anthropic")
 
@@ -72,7 +72,7 @@ def make_image_backend(provider: str, model: str | None = None, credential: str 
 
 __all__ = [
     "Answer", "CachedJudge", "CallRecord", "CallRecorder", "ImageBackend", "TextPlanner", "VisionJudge",
-    "ListRecorder", "LoggingRecorder", "ModelSpec", "Registry", "Selection", "Task", "PROVIDERS",
+    "ListRecorder", "LoggingRecorder", "ModelSpec", "Registry", "Selection", "ModelNeeds", "PROVIDERS",
     "default_registry", "make_image_backend", "make_judge", "make_planner", "resolve_key", "select_model", "set_user_dir",
     "KeyFileInsecureError", "KeyMissingError", "KeyRejectedError", "MalformedResponseError", "ModelConfigError", "ModelRetiredError",
     "NoModelError", "OptionalPackageMissingError", "ProviderError", "ProviderRefusedError", "ProviderRequestError",

@@ -14,9 +14,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..images import shrink_to
 from .base import ProviderModel
 from .errors import MalformedResponseError, ProviderRefusedError, ProviderRequestError
-from .images import b64_png, shrink_to
+from .images import b64_png
 from .judging import ANSWERS_SCHEMA, JUDGE_SYSTEM, check_schema, judge_user_text, parse_answers
 from .protocols import Answer
 

@@ -5,13 +5,13 @@ import importlib
 import json
 from typing import Any, Callable
 
+from ..retry import RetryPolicy
 from .calls import CallContext, run_call
 from .credentials import normalise_name, resolve_key
 from .errors import MalformedResponseError, OptionalPackageMissingError
 from .protocols import CallRecorder
 from .recording import LoggingRecorder
 from .registry import Registry, default_registry
-from .retry import RetryPolicy
 
 
 def import_sdk(provider: str) -> Any:

@@ -13,7 +13,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
-from .credentials import env_names, redact
+from ..redaction import redact
+from ..retry import Retryable, RetryPolicy, call_with_retries
+from .credentials import env_names
 from .errors import (
     KeyRejectedError,
     ProviderError,
@@ -25,7 +27,6 @@ from .errors import (
 from .protocols import CallRecord, CallRecorder
 from .ratelimit import bucket_for
 from .registry import ProviderSettings, Resolved, retired_error
-from .retry import Retryable, RetryPolicy, call_with_retries
 
 T = TypeVar("T")
 REFUSAL_CODES = ("content_policy_violation", "moderation_blocked", "content_filter", "safety", "image_generation_user_error")

@@ -116,18 +116,3 @@ def has_key(provider: str, credential_name: str | None = None) -> bool:
     except KeyMissingError:
         return False
     return True
-
-
-_KEYISH = re.compile(r"(sk-[A-Za-z0-9_\-*.]{4,}|Incorrect API key provided:\s*\S+|Bearer\s+\S+|x-api-key[\"']?\s*[:=]\s*\S+)", re.I)
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """``text`` with the given secrets and anything shaped like a key (``sk-...``, ``Bearer ...``) removed."""
-    out = str(text)
-    for s in secrets:
-        if s:
-            out = out.replace(s, "[redacted]")
-            for part in (s[:12], s[-8:]):  # providers echo masked keys: first and last characters
-                if len(part) >= 6:
-                    out = out.replace(part, "[redacted]")
-    return _KEYISH.sub("[redacted]", out)

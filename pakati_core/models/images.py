@@ -1,4 +1,5 @@
-"""Image plumbing between Pakati arrays and provider APIs: PNG bytes, alpha masks, allowed sizes.
+"""Image plumbing between Pakati arrays and provider APIs: base64 PNG, alpha masks, allowed sizes (PNG and
+conversion themselves are ``pakati_core.images``).
 
 Providers take only some sizes. ``fit_to_size`` pads (edge pixels) to the allowed size's aspect
 and resizes; ``restore`` undoes it exactly in geometry, so a caller gets its own size back.
@@ -12,18 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..regenerate.resize import resize_image, resize_mask
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    return (np.clip(np.nan_to_num(np.asarray(image, np.float32)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """An ``[H, W, 3]`` float image in [0, 1] as PNG bytes."""
-    buf = io.BytesIO()
-    Image.fromarray(to_uint8(image[..., :3]), "RGB").save(buf, format="PNG")
-    return buf.getvalue()
+from ..images import png_bytes, resize_image
+from ..masks import resize_mask
 
 
 def mask_png_bytes(mask: np.ndarray, threshold: float = 0.0) -> bytes:
@@ -38,23 +29,6 @@ def mask_png_bytes(mask: np.ndarray, threshold: float = 0.0) -> bytes:
 
 def b64_png(image: np.ndarray) -> str:
     return base64.b64encode(png_bytes(image)).decode("ascii")
-
-
-def decode_image(data: bytes) -> np.ndarray:
-    """Image bytes (PNG/JPEG/WebP) as float32 ``[H, W, 3]`` in [0, 1]; any alpha channel is dropped."""
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        rgb = im.convert("RGB")
-    return np.asarray(rgb, dtype=np.float32) / 255.0
-
-
-def shrink_to(image: np.ndarray, max_side: int) -> np.ndarray:
-    """``image`` scaled down (area) so its longer side is at most ``max_side``."""
-    h, w = image.shape[:2]
-    s = max(h, w)
-    if s <= max_side:
-        return image
-    return resize_image(image, max(1, round(w * max_side / s)), max(1, round(h * max_side / s)))
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import jsonschema
 import numpy as np
 
+from ..images import to_uint8
 from .errors import MalformedResponseError
 from .protocols import Answer
 
@@ -39,6 +40,18 @@ ANSWERS_SCHEMA: dict = {
     "required": ["answers"],
     "additionalProperties": False,
 }
+
+
+GOAL_QUESTION = "Does the image show this: {goal}?"
+
+
+def questions_from(text: str, goal: str = "") -> list[str]:
+    """The questions to ask a judge: one per non-blank line of ``text``; with none, the goal as one question
+    (:data:`GOAL_QUESTION`); with neither, none."""
+    qs = [q.strip() for q in text.splitlines() if q.strip()]
+    if not qs and goal.strip():
+        qs = [GOAL_QUESTION.format(goal=goal.strip())]
+    return qs
 
 
 def judge_user_text(questions: Sequence[str]) -> str:
@@ -75,8 +88,7 @@ JUDGE_CACHE_NAMESPACE = "judge"
 
 def judge_cache_key(image: np.ndarray, questions: Sequence[str], model: str) -> str:
     """SHA-256 over the image's 8-bit pixels and shape, the questions, the model and what it is told (system text, schema)."""
-    a = np.asarray(image, dtype=np.float32)[..., :3]
-    pixels = (np.clip(np.nan_to_num(a), 0, 1) * 255).round().astype(np.uint8)
+    pixels = to_uint8(image)  # uint8 or float in [0, 1]; NaN/Inf refused (the one NaN policy)
     h = hashlib.sha256()
     for part in (str(pixels.shape).encode(), pixels.tobytes(), json.dumps(list(questions)).encode(), model.encode(),
                  JUDGE_SYSTEM.encode(), json.dumps(ANSWERS_SCHEMA, sort_keys=True).encode()):

@@ -8,12 +8,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..images import decode_image, png_bytes, resize_image, shrink_to
 from .base import ProviderModel
 from .errors import MalformedResponseError, ProviderRefusedError
-from .images import SizeFit, b64_png, decode_image, fit_image, fit_mask, mask_png_bytes, nearest_size, plan_fit, png_bytes, restore, shrink_to
+from .images import SizeFit, b64_png, fit_image, fit_mask, mask_png_bytes, nearest_size, plan_fit, restore
 from .judging import ANSWERS_SCHEMA, JUDGE_SYSTEM, check_schema, judge_user_text, parse_answers
 from .protocols import Answer
-from ..regenerate.resize import resize_image
 
 
 @dataclass

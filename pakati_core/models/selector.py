@@ -11,7 +11,7 @@ from .registry import KINDS, ModelSpec, Registry, default_registry
 
 
 @dataclass(frozen=True)
-class Task:
+class ModelNeeds:
     """What the model must do: ``kind`` in image/vision/text, and the needs that rule models out."""
 
     kind: str
@@ -46,7 +46,7 @@ def success_stats(records: Iterable[CallRecord]) -> dict[str, tuple[int, int]]:
     return {k: (v[0], v[1]) for k, v in stats.items()}
 
 
-def select_model(task: Task, registry: Registry | None = None, records: Iterable[CallRecord] = (),
+def select_model(task: ModelNeeds, registry: Registry | None = None, records: Iterable[CallRecord] = (),
                  key_available: Callable[[str], bool] = has_key) -> Selection:
     """The best model for ``task``: capable, not retired, with a key; ranked by recorded success, then current
     before legacy, then cost.

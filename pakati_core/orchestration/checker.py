@@ -23,9 +23,9 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from ..delta.view import as_rgb
-from ..lab import rgb_to_lab
 from ..errors import PakatiError
+from ..images import as_rgb
+from ..lab import rgb_to_lab
 from .colours import accepted_names, colour_score, colour_shares
 from .errors import CheckError
 from .plan_model import Plan, Task
@@ -126,7 +126,7 @@ def locate(image: np.ndarray, exemplar: np.ndarray, expected: tuple[float, float
     f = min(1.0, MATCH_SIDE / max(bw, bh))
     sw, sh = max(8, int(round(W * f))), max(8, int(round(H * f)))
     L = cv2.GaussianBlur(cv2.resize(rgb_to_lab(image)[..., 0], (sw, sh), interpolation=cv2.INTER_AREA), (0, 0), 0.8)
-    ex = rgb_to_lab(as_rgb(exemplar, "exemplar"))[..., 0]
+    ex = rgb_to_lab(as_rgb(exemplar, "exemplar", min_side=8))[..., 0]
     best, box = -1.0, expected
     for s in SCALES:
         tw, th = int(round(bw * s * f)), int(round(bh * s * f))
@@ -181,13 +181,14 @@ def _box_mask(shape: tuple[int, int], box: tuple[float, float, float, float], in
 
 def check_alignment(image: np.ndarray, plan: Plan, goal: str | None = None, judge: Any = None,
                     exemplars: dict[str, np.ndarray] | None = None) -> CheckResult:
-    """Score ``image`` against ``plan`` (and ``goal`` when it differs from the plan's)."""
+    """Score ``image`` (uint8 in 0..255 or float in 0..1: both read through ``pakati_core.images.as_rgb``) against
+    ``plan`` (and ``goal`` when it differs from the plan's)."""
     if goal and goal.strip() and goal.strip() != plan.goal.strip():
         from . import plan as make_plan
 
         plan = make_plan(goal, plan.width, plan.height)
     try:
-        rgb = as_rgb(image, "image")
+        rgb = as_rgb(image, "image", min_side=8)
     except PakatiError as e:
         raise CheckError(e.message, field="image") from None
     if not np.isfinite(rgb).all():

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..canvas import feather_mask
 from ..delta.features import weighted_mean_std
-from ..delta.view import as_rgb, image_view
+from ..delta.view import image_view
+from ..images import as_rgb
 from ..lab import ciede2000, lab_to_rgb, rgb_to_lab
+from ..masks import feather_mask
 from .plan_model import Plan, Task
 
 TOLERANCE = 6.0  # CIEDE2000 between a region's light and the shared light
@@ -51,7 +52,7 @@ def _region_light(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, floa
 
 def colour_coherence(image: np.ndarray, plan: Plan) -> CoherenceReport:
     """How evenly lit the plan's regions are in ``image``, with refine tasks for the outliers."""
-    rgb = as_rgb(image)
+    rgb = as_rgb(image, min_side=8)
     canvas = plan.canvas_obj()
     H, W = rgb.shape[:2]
     lights, weights, ids = [], [], []
@@ -83,7 +84,7 @@ def colour_coherence(image: np.ndarray, plan: Plan) -> CoherenceReport:
 
 def harmonise(image: np.ndarray, plan: Plan, report: CoherenceReport | None = None) -> np.ndarray:
     """Apply each out-of-tolerance region's Lab shift (lightness and neutral cast) inside its feathered mask."""
-    rgb = as_rgb(image)
+    rgb = as_rgb(image, min_side=8)
     report = report or colour_coherence(rgb, plan)
     canvas = plan.canvas_obj()
     H, W = rgb.shape[:2]

@@ -9,25 +9,17 @@ import numpy as np
 
 from ..delta.features import tone_colour
 from ..delta.measure import tone_deltas
-from ..delta.view import as_mask, as_rgb
+from ..delta.view import as_mask
+from ..images import as_rgb
 from ..lab import lab_to_rgb, rgb_to_lab
 
 CHANNELS = ("brightness", "contrast", "warmth", "tint", "saturation")
 
 
-def paste_masked(base: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``base`` with ``edited`` blended in by ``mask``; pixels where mask == 0 are copied untouched."""
-    out = np.array(base, dtype=np.float32, copy=True)
-    idx = mask > 0
-    w = mask[idx][:, None]
-    out[idx] = base[idx] + w * (np.asarray(edited, np.float32)[idx] - base[idx])
-    return out
-
-
 def tone_colour_deltas(image: np.ndarray, mask: np.ndarray | None, reference: np.ndarray, reference_mask: np.ndarray | None = None) -> dict[str, float]:
     """The five correctable deltas of a region against a reference, at full resolution (the
     definitions are delta analysis's :func:`tone_deltas`)."""
-    rgb, ref = as_rgb(image), as_rgb(reference, "reference")
+    rgb, ref = as_rgb(image, min_side=8), as_rgb(reference, "reference", min_side=8)
     m = as_mask(mask, rgb.shape[:2])
     rm = as_mask(reference_mask, ref.shape[:2], "reference_mask")
     return tone_deltas(tone_colour(rgb_to_lab(rgb[m > 0][None])[0], m[m > 0]),
@@ -58,7 +50,7 @@ def correct_region(image: np.ndarray, mask: np.ndarray | None, deltas: dict[str,
     brightness shifts L*, contrast scales L* about its mean, warmth/tint shift b*/a*, saturation
     scales the a*b* spread about the mean colour. Works on the in-mask pixels only.
     """
-    rgb = as_rgb(image)
+    rgb = as_rgb(image, min_side=8)
     m = as_mask(mask, rgb.shape[:2])
     idx = m > 0
     w = m[idx]
@@ -89,7 +81,7 @@ def match_region_statistics(image: np.ndarray, mask: np.ndarray | None, referenc
                             reference_mask: np.ndarray | None = None, iterations: int = 4) -> np.ndarray:
     """Full-strength masked Lab transfer, repeated on the residual (gamut clipping and soft mask
     edges leave some after one step)."""
-    out = as_rgb(image)
+    out = as_rgb(image, min_side=8)
     full = {c: 1.0 for c in CHANNELS}
     for _ in range(iterations):
         out = correct_region(out, mask, tone_colour_deltas(out, mask, reference, reference_mask), full)

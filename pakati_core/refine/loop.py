@@ -17,14 +17,16 @@ import numpy as np
 
 from ..delta.catalogue import DELTA_SPECS
 from ..delta.report import DeltaReport, ReferenceCache, analyse
-from ..delta.view import as_mask, as_rgb
+from ..delta.view import as_mask
 from ..errors import PakatiError
 from ..finite import NAN_HINT, require_finite
 from ..fuzzy import MamdaniEngine, load_rulebase
 from ..fuzzy.engine import Inference
+from ..images import as_rgb
+from ..masks import paste_masked
 from ..references import Reference
-from .correct import correct_region, paste_masked
-from .protocols import RefineInterrupted, RegenParams, Regenerator
+from .correct import correct_region
+from .protocols import RefineInterrupted, Regenerator, RegenParams
 from .store import WhatWorkedStore
 
 STOP_REASONS = ("target", "converged", "oscillating", "max_passes", "interrupted")
@@ -196,7 +198,7 @@ class RefineState:
 def start_state(image: np.ndarray, references: Sequence[Reference], mask: np.ndarray | None, settings: RefineSettings,
                 engine: MamdaniEngine, store: WhatWorkedStore | None) -> RefineState:
     """Measure the input (pass 0) and set up the run."""
-    rgb = as_rgb(image)
+    rgb = as_rgb(image, min_side=8)
     m = as_mask(mask, rgb.shape[:2])
     cache = ReferenceCache()
     region_mask = None if mask is None else m

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from ..finite import strict_json
+from ..jsonutil import strict_json
 from ..store import Store
 
 STORE_VERSION = 1

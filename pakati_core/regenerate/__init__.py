@@ -6,12 +6,11 @@ rings), ``resize``, ``colour`` (Lab matching; the Lab conversion and CIEDE2000 l
 """
 from __future__ import annotations
 
-from .blend import band_radius, blend_mask, ring
-from ..box import Box
-from .box import SDXL_NATIVE_AREA, TARGET_MODES, target_size
-from ..canvas import clip_polygon
-from .canvas_crop import crop_canvas
+from ..geometry import Box, clip_polygon
 from ..lab import mean_ciede2000
+from .blend import band_radius, blend_mask, ring
+from .box import SDXL_NATIVE_AREA, TARGET_MODES, target_size
+from .canvas_crop import crop_canvas
 from .colour import match_colour
 from .crop import RegionCrop, RegionStitch, crop_region
 from .errors import EmptyMaskError, LockedRegionError, MaskSizeError, RegenerateError, StitchMismatchError

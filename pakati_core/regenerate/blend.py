@@ -10,21 +10,7 @@ import math
 import cv2
 import numpy as np
 
-from ..canvas import feather_mask
-
-
-def _disc(radius: int) -> np.ndarray:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-
-
-def grow_mask(mask: np.ndarray, grow: int) -> np.ndarray:
-    """Dilate a soft mask by ``grow`` pixels (a disc); negative values erode."""
-    m = mask.astype(np.float32)
-    if grow > 0:
-        return cv2.dilate(m, _disc(grow), borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    if grow < 0:
-        return cv2.erode(m, _disc(-grow), borderType=cv2.BORDER_REPLICATE)
-    return m
+from ..masks import feather_mask, grow_mask
 
 
 def blend_mask(mask: np.ndarray, grow: int, feather: float) -> np.ndarray:

@@ -1,6 +1,6 @@
-"""Crop boxes: the region's bounding box plus context, fitted to the sampling resolution.
+"""Crop sizes: the region's support box and the sampling resolution a crop is fitted to (growing boxes lives in geometry).
 
-Boxes are :class:`pakati_core.box.Box` (half-open ``x0, y0, x1, y1``). The target size is
+Boxes are :class:`pakati_core.geometry.Box` (half-open ``x0, y0, x1, y1``). The target size is
 always a multiple of 8 (SDXL latents are 1/8 of the image).
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..box import Box, mask_box
+from ..geometry import Box, mask_box
 from .errors import EmptyMaskError, RegenerateError
 
 TARGET_MODES = ("sdxl native", "keep", "explicit")
@@ -23,42 +23,6 @@ def support_box(mask: np.ndarray, field: str = "mask") -> Box:
     if box is None:
         raise EmptyMaskError("the mask is empty (every pixel is 0), so there is no region to regenerate", field=field)
     return box
-
-
-def pad_box(box: Box, context: int, width: int, height: int) -> Box:
-    """Grow a box by ``context`` pixels on every side, clipped to the image."""
-    return Box(max(0, box.x0 - context), max(0, box.y0 - context), min(width, box.x1 + context), min(height, box.y1 + context))
-
-
-def _grow_axis(lo: int, hi: int, want: int, limit: int) -> tuple[int, int]:
-    """Grow ``[lo, hi)`` to length ``want`` around its centre, shifted to stay inside ``[0, limit)``."""
-    want = min(max(want, hi - lo), limit)
-    extra = want - (hi - lo)
-    lo -= extra // 2
-    hi = lo + want
-    if lo < 0:
-        lo, hi = 0, want
-    if hi > limit:
-        lo, hi = limit - want, limit
-    return lo, hi
-
-
-def fit_box(box: Box, target_w: int, target_h: int, width: int, height: int, exact: bool) -> Box:
-    """Grow ``box`` to the target's aspect ratio (``exact``: to the target size itself) inside the image.
-
-    Where the image is too small to hold that, the box stops at the image border and the crop
-    is stretched slightly when it is resized to the target.
-    """
-    if exact:
-        want_w, want_h = target_w, target_h
-    else:
-        aspect = target_w / target_h
-        want_w = max(box.width, math.ceil(box.height * aspect))
-        want_h = max(box.height, math.ceil(want_w / aspect))
-        want_w = max(want_w, math.ceil(want_h * aspect))
-    x0, x1 = _grow_axis(box.x0, box.x1, want_w, width)
-    y0, y1 = _grow_axis(box.y0, box.y1, want_h, height)
-    return Box(x0, y0, x1, y1)
 
 
 def round8(v: float) -> int:

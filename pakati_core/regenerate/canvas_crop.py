@@ -11,9 +11,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..box import Box
-from ..canvas import Canvas, Region, clip_polygon, polygon_area
-from .resize import resize_mask
+from ..canvas import Canvas, Region
+from ..geometry import Box, clip_polygon, polygon_area
+from ..masks import resize_mask
 
 
 def crop_canvas(canvas: Canvas, image_size: tuple[int, int], box: Box, target: tuple[int, int]) -> Canvas:

@@ -6,12 +6,13 @@ from typing import Callable
 
 import numpy as np
 
-from .blend import blend_mask
-from ..box import Box
 from ..canvas import same_aspect
-from .box import fit_box, pad_box, support_box, target_size
+from ..geometry import Box, fit_box, pad_box
+from ..images import resize_image, unit_float
+from ..masks import resize_mask
+from .blend import blend_mask
+from .box import support_box, target_size
 from .errors import EmptyMaskError, MaskSizeError, RegenerateError
-from .resize import resize_image, resize_mask
 
 
 @dataclass
@@ -82,11 +83,11 @@ def crop_region(
 ) -> RegionCrop:
     """Crop each frame's region plus ``context`` px, resized to one sampling size (multiples of 8).
 
-    ``image`` is ``[B, H, W, C]`` float in 0..1; ``mask`` is ``[B or 1, h, w]``. ``keep_out``
-    (``[H, W]``, 1 = keep) marks pixels that must never change, such as locked regions.
+    ``image`` is ``[B, H, W, C]`` float in 0..1 or uint8 in 0..255 (the crop is float either way);
+    ``mask`` is ``[B or 1, h, w]``. ``keep_out`` (``[H, W]``, 1 = keep) marks pixels that must never change, such as locked regions.
     Batches with different masks get one box per frame, all fitted to the same sampling size.
     """
-    image = np.asarray(image, dtype=np.float32)
+    image = unit_float(image, "image")
     if image.ndim == 3:
         image = image[None]
     if image.ndim != 4 or image.shape[1] < 8 or image.shape[2] < 8:

@@ -5,11 +5,11 @@ from typing import Callable
 
 import numpy as np
 
+from ..images import resize_image, unit_float
 from .blend import ring as ring_mask
 from .colour import match_colour
 from .crop import RegionStitch
 from .errors import StitchMismatchError
-from .resize import resize_image
 
 
 def stitch_region(
@@ -19,16 +19,17 @@ def stitch_region(
     colour_match: bool = True,
     check_interrupt: Callable[[], None] | None = None,
 ) -> np.ndarray:
-    """The original frames with the regenerated crops blended in; ``[B, H, W, C]`` float32.
+    """The original frames with the regenerated crops blended in; ``[B, H, W, C]`` float32 in 0..1 (the
+    images may be uint8 0..255 or float 0..1).
 
     Pixels where the blend mask is 0 (outside mask + band) are copied from the original,
     bit for bit. ``original`` replaces the frames stored in the stitch (same size). One
     stitch frame with several regenerated crops gives one output per crop.
     """
-    regenerated = np.asarray(regenerated, dtype=np.float32)
+    regenerated = unit_float(regenerated, "regenerated", "the regenerated crop")
     if regenerated.ndim == 3:
         regenerated = regenerated[None]
-    base = stitch.image if original is None else np.asarray(original, dtype=np.float32)
+    base = stitch.image if original is None else unit_float(original, "original", "the original image")
     if base.ndim == 3:
         base = base[None]
     w, h = stitch.size

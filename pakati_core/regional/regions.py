@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..canvas import MAX_REGIONS, Canvas, exclusive_masks, resize_mask_area, same_aspect
+from ..canvas import MAX_REGIONS, Canvas, same_aspect
 from ..errors import RegionalConditioningError, RegionLimitError
-
+from ..masks import exclusive_masks, resize_mask
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class RegionPrompt:
         """This region's own (non-exclusive) coverage at ``width x height``."""
         if self.canvas is not None:
             return self.canvas.rasterize(self.canvas_index, width, height)
-        return resize_mask_area(self.mask, width, height)
+        return resize_mask(self.mask, width, height)
 
     def source_size(self) -> tuple[int, int]:
         if self.canvas is not None:

@@ -1,7 +1,8 @@
 """Reference understanding: learn a reference by reconstructing it from masked views."""
 from __future__ import annotations
 
-from .learner import MASTERY_THRESHOLD, LearningError, LearnSettings, Reconstructor, image_hash, learn
+from ..images import image_hash
+from .learner import MASTERY_THRESHOLD, LearningError, LearnSettings, Reconstructor, learn
 from .masking import STRATEGIES, Level, MaskedView, MaskingError, get_strategy, parse_strategies, register_strategy
 from .scores import ScoreError, score
 from .store import StoreError, UnderstandingStore

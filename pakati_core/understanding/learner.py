@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import PakatiError
 from ..finite import NAN_HINT, require_finite
+from ..images import image_hash
 from . import baselines
 from .masking import MaskedView, check_image, get_strategy
 from .scores import score
@@ -50,12 +51,6 @@ class LearnSettings:
         text = repr((self.description, tuple(self.strategies), self.levels, self.attempts, self.seed,
                      self.threshold, sorted(self.params.items())))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def image_hash(image: np.ndarray) -> str:
-    """SHA-256 of the 8-bit pixels and shape: the store key of a reference."""
-    a = (np.clip(np.asarray(image, np.float32)[..., :3], 0, 1) * 255).round().astype(np.uint8)
-    return hashlib.sha256(str(a.shape).encode() + a.tobytes()).hexdigest()
 
 
 def _round(d: dict) -> dict:

@@ -15,6 +15,7 @@ from scipy.ndimage import gaussian_filter
 
 from ..errors import PakatiError
 from ..finite import require_finite
+from ..images import unit_float
 
 CELL = 8  # one latent patch, in pixels
 GREY = 0.5  # what hidden pixels show in the masked view
@@ -63,8 +64,8 @@ class MaskingStrategy(Protocol):
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
-    """A float H x W x 3 image in [0, 1] whose sides are multiples of 16 (an even latent grid)."""
-    a = np.asarray(image)
+    """A float H x W x 3 image in [0, 1] whose sides are multiples of 16 (an even latent grid); takes uint8 or float."""
+    a = unit_float(image, "image", "the reference image")
     if a.ndim != 3 or a.shape[2] < 3:
         raise MaskingError(f"expected an H x W x 3 image, got shape {a.shape}", "image")
     h, w = a.shape[:2]

@@ -12,8 +12,9 @@ import numpy as np
 from scipy.ndimage import convolve, laplace
 from skimage.color import rgb2gray
 
-from ..box import mask_box
 from ..errors import PakatiError
+from ..geometry import mask_box
+from ..images import unit_float
 from ..lab import mean_ciede2000
 from ..ssim import masked_ssim, ssim_maps, weighted_mean
 from ..texture import chi_squared, lbp_histogram
@@ -115,9 +116,10 @@ def composite(terms: dict[str, float | None]) -> float:
 
 
 def score(reference: np.ndarray, reconstruction: np.ndarray, hidden: np.ndarray) -> dict[str, float | None]:
-    """Every term plus ``composite``; only pixels where ``hidden`` is True count."""
-    ref = np.asarray(reference, np.float64)[..., :3]
-    rec = np.asarray(reconstruction, np.float64)[..., :3]
+    """Every term plus ``composite``; only pixels where ``hidden`` is True count. Images are uint8 (0..255)
+    or float (0..1)."""
+    ref = unit_float(reference, "image", "the reference").astype(np.float64)[..., :3]
+    rec = unit_float(reconstruction, "image", "the reconstruction").astype(np.float64)[..., :3]
     for name, a in (("reference", ref), ("reconstruction", rec)):
         if not np.isfinite(a).all():  # a NaN would read as a score (found by tests/test_fuzz.py)
             raise ScoreError(f"the {name} has {int(a.size - np.isfinite(a).sum())} NaN/infinite value(s)", "image")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..finite import require_finite, strict_json
+from ..finite import require_finite
+from ..jsonutil import strict_json
 from ..store import Store, StoreError
 from .learner import FORMAT_VERSION
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PakatiError
+from ..prompts import weighted
 from ..references import ASPECTS, Reference
 
 STAT_ASPECTS = ("color", "texture", "composition")
@@ -84,7 +85,7 @@ def transfer(u: Understanding, target_prompt: str, aspects: list[str]) -> tuple[
     w = description_weight(u)
     parts = [target_prompt.strip()] if target_prompt.strip() else []
     if description.strip():
-        parts.append(f"({description.strip()}:{w})")
+        parts.append(weighted(description, w))
     parts += terms
     info = {"aspects": aspects, "description_weight": w, "terms": terms, "mastered": u.record.get("mastered", False),
             "best": u.record.get("best"), "statistics": {k: u.record["statistics"][k] for k in STAT_ASPECTS}}
