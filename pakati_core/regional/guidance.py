@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..canvas import resize_mask_area
 from ..errors import RegionalConditioningError
+from ..masks import resize_mask
 
 
 class GuidanceMap:
@@ -42,7 +42,7 @@ class GuidanceMap:
             out = np.zeros((len(self.cfgs), latent_h, latent_w), np.float32)
             for i, c in enumerate(self.cfgs):
                 if c is not None:
-                    out[i] = resize_mask_area(ref[i], latent_w, latent_h)
+                    out[i] = resize_mask(ref[i], latent_w, latent_h)
             self._maps[key] = out
         return self._maps[key]
 
