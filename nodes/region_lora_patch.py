@@ -28,7 +28,7 @@ import comfy.weight_adapter
 import torch
 
 from ..pakati_core.regional.lora import LayerDelta, RegionMask, add_masked, apply_to_tokens, kv_attention_delta
-from .regional_patch import attn2_blocks, call_grid
+from .unet import attn2_blocks, call_grid
 
 log = logging.getLogger("pakati")
 
