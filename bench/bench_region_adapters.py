@@ -16,6 +16,7 @@ warm-up round first); each ratio is the median of its per-round ratios.
 
 Needs the ComfyUI host ($COMFYUI_PATH or ~/comfy/ComfyUI). Weights are random: timings only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,6 +56,7 @@ def main() -> None:
     torch, nodes = load_host(args.threads)
     import comfy.model_management
     import folder_paths
+
     from region_lora_helpers import kohya_lora, write_lora
 
     N = nodes.NODE_CLASS_MAPPINGS
@@ -70,22 +72,36 @@ def main() -> None:
     layers = sum(1 for k in sd if k.endswith(".lora_down.weight"))
     folder_paths.add_model_folder_path("loras", str(lora_dir))
 
-    encode = lambda text: clip.encode_from_tokens_scheduled(clip.tokenize(text))
+    def encode(text):
+        return clip.encode_from_tokens_scheduled(clip.tokenize(text))
+
     negative = encode("blurry")
     latent = {"samples": torch.zeros(1, 4, size // 8, size // 8)}
     half = size // 2
-    doc = json.dumps({"version": 1, "width": size, "height": size, "regions": [
-        {"id": f"r{i}", "shape": "rect", "points": [[i * half, 0], [(i + 1) * half, size]], "prompt": PROMPTS[i]} for i in range(2)]})
+    doc = json.dumps(
+        {
+            "version": 1,
+            "width": size,
+            "height": size,
+            "regions": [
+                {"id": f"r{i}", "shape": "rect", "points": [[i * half, 0], [(i + 1) * half, size]], "prompt": PROMPTS[i]} for i in range(2)
+            ],
+        }
+    )
     canvas = N["PakatiCanvas"].execute(width=size, height=size, regions=doc).result[0]
 
-    regions, pos, _ = N["PakatiRegionalConditioning"].execute(clip=clip, canvas=canvas, base_prompt="a meadow, golden hour",
-                                                           base_negative="blurry").result
+    regions, pos, _ = (
+        N["PakatiRegionalConditioning"]
+        .execute(clip=clip, canvas=canvas, base_prompt="a meadow, golden hour", base_negative="blurry")
+        .result
+    )
     apply = {"base_weight": 0.3, "auto_negative": 0.0, "start_percent": 0.0, "end_percent": 1.0}
     pakati = N["PakatiApplyRegions"].execute(model=model, regions=regions, **apply).result[0]
     with_loras = model
     for i in range(2):
-        with_loras = N["PakatiRegionLora"].execute(model=with_loras, canvas=canvas, region=f"r{i}", lora_name=names[i],
-                                                   strength_model=1.0).result[0]
+        with_loras = (
+            N["PakatiRegionLora"].execute(model=with_loras, canvas=canvas, region=f"r{i}", lora_name=names[i], strength_model=1.0).result[0]
+        )
     with_loras = N["PakatiApplyRegions"].execute(model=with_loras, regions=regions, **apply).result[0]
 
     hooks_cond = list(encode("a meadow, golden hour"))
@@ -97,9 +113,11 @@ def main() -> None:
         hook = create_hook.create_hook(names[i], 1.0, 0.0)[0]
         hooks_cond += set_props.set_properties(encode(PROMPTS[i]), 1.0, "default", mask=mask, hooks=hook)[0]
 
-    configs = [("Pakati, 2 regions, no LoRA", pakati, pos),
-               (f"Pakati, 2 regions + 2 region LoRAs (rank {args.rank})", with_loras, pos),
-               (f"ComfyUI hooks (`CreateHookLora` + `ConditioningSetProperties`), 2 masked LoRAs (rank {args.rank})", model, hooks_cond)]
+    configs = [
+        ("Pakati, 2 regions, no LoRA", pakati, pos),
+        (f"Pakati, 2 regions + 2 region LoRAs (rank {args.rank})", with_loras, pos),
+        (f"ComfyUI hooks (`CreateHookLora` + `ConditioningSetProperties`), 2 masked LoRAs (rank {args.rank})", model, hooks_cond),
+    ]
     baseline, ours, hooks = (c[0] for c in configs)
 
     def timed(m, p) -> float:
@@ -127,17 +145,21 @@ def main() -> None:
             vs_hooks.append(this[hooks] / this[ours])
     load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     threads = torch.get_num_threads()
-    what = (f"16m SDXL-class UNet ({params:.1f} M parameters, fp32, random weights), {size}x{size}, {args.steps} euler steps, CFG 5, "
-            f"2 side-by-side regions, LoRAs of rank {args.rank} on {layers} linears (every attention and feed-forward linear), "
-            f"{args.clock} seconds, {threads} torch thread{'s' * (threads > 1)}, device {device}"
-            + (f" ({cpu_name()}, {os.cpu_count()} cores)" if device.type == "cpu" else f" ({torch.cuda.get_device_name()})"))
+    what = (
+        f"16m SDXL-class UNet ({params:.1f} M parameters, fp32, random weights), {size}x{size}, {args.steps} euler steps, CFG 5, "
+        f"2 side-by-side regions, LoRAs of rank {args.rank} on {layers} linears (every attention and feed-forward linear), "
+        f"{args.clock} seconds, {threads} torch thread{'s' * (threads > 1)}, device {device}"
+        + (f" ({cpu_name()}, {os.cpu_count()} cores)" if device.type == "cpu" else f" ({torch.cuda.get_device_name()})")
+    )
     command = "python bench/bench_region_adapters.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = [(name, statistics.median(seconds[name])) for name, *_ in configs]
     ratio_plain, ratio_hooks = statistics.median(vs_plain), statistics.median(vs_hooks)
     if args.markdown:
-        print(f"\n`{command}` — measured {when}: {what}; rounds alternate, median of {args.repeats}; "
-              f"1-min load average {load:.1f} at the start, {load_end:.1f} at the end.\n")
+        print(
+            f"\n`{command}` — measured {when}: {what}; rounds alternate, median of {args.repeats}; "
+            f"1-min load average {load:.1f} at the start, {load_end:.1f} at the end.\n"
+        )
         print("| configuration | seconds |")
         print("| --- | ---: |")
         for name, sec in rows:

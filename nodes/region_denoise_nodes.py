@@ -1,4 +1,5 @@
 """PakatiRegionDenoise: the canvas's per-region img2img denoise as a MASK for ComfyUI's DifferentialDiffusion."""
+
 from __future__ import annotations
 
 import numpy as np

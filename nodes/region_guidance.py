@@ -6,6 +6,7 @@ installed and the sampler's CFG runs untouched (bit for bit). An existing
 with the scale map as ``cond_scale`` (a ``[1, 1, h, w]`` tensor, which the arithmetic of such
 functions broadcasts).
 """
+
 from __future__ import annotations
 
 from ..pakati_core.regional.guidance import GuidanceMap, guide

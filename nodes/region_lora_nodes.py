@@ -1,4 +1,5 @@
 """PakatiRegionLora: a LoRA that applies only inside one region, in the same single regional pass."""
+
 from __future__ import annotations
 
 import logging
@@ -30,23 +31,55 @@ class PakatiRegionLora(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The model (a global LoraLoader and Pakati Apply Regions may come before or after)."),
                 CanvasType.Input("canvas", tooltip="The regions, from Pakati Canvas."),
-                io.String.Input("region", default="0", tooltip="The region's name, id, or 0-based index in z-order (as Pakati Region Mask takes it)."),
-                io.Combo.Input("lora_name", options=folder_paths.get_filename_list("loras"), tooltip="The LoRA file, from ComfyUI's loras folder."),
-                io.Float.Input("strength_model", default=1.0, min=-100.0, max=100.0, step=0.01, tooltip="How strongly the LoRA changes the model inside the region."),
-                io.Clip.Input("clip", optional=True, tooltip="The CLIP for Pakati Regional Conditioning: the LoRA's text-encoder part then applies to this region's prompt only."),
-                io.Float.Input("strength_clip", default=1.0, min=-100.0, max=100.0, step=0.01, optional=True, tooltip="How strongly the LoRA changes the CLIP for this region's prompt."),
-                io.Mask.Input("mask", optional=True, tooltip="Used instead of the region's own mask for the model part (the CLIP part stays bound to the region)."),
+                io.String.Input(
+                    "region", default="0", tooltip="The region's name, id, or 0-based index in z-order (as Pakati Region Mask takes it)."
+                ),
+                io.Combo.Input(
+                    "lora_name", options=folder_paths.get_filename_list("loras"), tooltip="The LoRA file, from ComfyUI's loras folder."
+                ),
+                io.Float.Input(
+                    "strength_model",
+                    default=1.0,
+                    min=-100.0,
+                    max=100.0,
+                    step=0.01,
+                    tooltip="How strongly the LoRA changes the model inside the region.",
+                ),
+                io.Clip.Input(
+                    "clip",
+                    optional=True,
+                    tooltip="The CLIP for Pakati Regional Conditioning: the LoRA's text-encoder part then applies to this region's "
+                    "prompt only.",
+                ),
+                io.Float.Input(
+                    "strength_clip",
+                    default=1.0,
+                    min=-100.0,
+                    max=100.0,
+                    step=0.01,
+                    optional=True,
+                    tooltip="How strongly the LoRA changes the CLIP for this region's prompt.",
+                ),
+                io.Mask.Input(
+                    "mask",
+                    optional=True,
+                    tooltip="Used instead of the region's own mask for the model part (the CLIP part stays bound to the region).",
+                ),
             ],
             outputs=[
                 io.Model.Output(display_name="model", tooltip="The model with the region LoRA (a clone; the input is untouched)."),
-                io.Clip.Output(display_name="clip", tooltip="The CLIP to wire into Pakati Regional Conditioning (the base prompt is encoded "
-                               "without the LoRA; this region's prompt with it). Unchanged when no CLIP was given."),
+                io.Clip.Output(
+                    display_name="clip",
+                    tooltip="The CLIP to wire into Pakati Regional Conditioning (the base prompt is encoded "
+                    "without the LoRA; this region's prompt with it). Unchanged when no CLIP was given.",
+                ),
             ],
         )
 
     @classmethod
-    def execute(cls, model, canvas: Canvas, region: str, lora_name: str, strength_model: float, clip=None,
-                strength_clip: float = 1.0, mask=None) -> io.NodeOutput:
+    def execute(
+        cls, model, canvas: Canvas, region: str, lora_name: str, strength_model: float, clip=None, strength_clip: float = 1.0, mask=None
+    ) -> io.NodeOutput:
         node = node_name(cls)
         index = checked(node, "region", lambda: canvas.index_of(region))
         region_id = canvas.regions[index].id
@@ -76,14 +109,27 @@ class PakatiRegionLora(io.ComfyNode):
             out_clip = clip.clone()
             setattr(out_clip, CLIP_BINDINGS, {**getattr(clip, CLIP_BINDINGS, {}), region_id: region_clip})
         if touched == 0 and clip_keys == 0:
-            raise PakatiNodeError(node, "lora_name", f"'{lora_name}' changes no layer of this model{' or its CLIP' if clip is not None else ''} "
-                                  "(a LoRA for another model family, or not a LoRA)")
+            raise PakatiNodeError(
+                node,
+                "lora_name",
+                f"'{lora_name}' changes no layer of this model{' or its CLIP' if clip is not None else ''} "
+                "(a LoRA for another model family, or not a LoRA)",
+            )
         if touched and not hooks and not kv:
-            raise PakatiNodeError(node, "lora_name", f"'{lora_name}' only changes layers that have no positions to mask "
-                                  "(timestep/size embeddings, norms): it cannot apply to one region")
+            raise PakatiNodeError(
+                node,
+                "lora_name",
+                f"'{lora_name}' only changes layers that have no positions to mask "
+                "(timestep/size embeddings, norms): it cannot apply to one region",
+            )
         if skipped:
-            log.warning("Pakati: %s: '%s' changes %d layer(s) that have no positions to mask (embeddings, norms); "
-                        "those changes are left out inside and outside the region", node, lora_name, skipped)
+            log.warning(
+                "Pakati: %s: '%s' changes %d layer(s) that have no positions to mask (embeddings, norms); "
+                "those changes are left out inside and outside the region",
+                node,
+                lora_name,
+                skipped,
+            )
         patched = model.clone()
         if hooks or kv:
             bound = BoundLora(lora_name, region_id, region_mask, hooks, kv, uuid.uuid4().hex)

@@ -14,6 +14,7 @@ whose keys/values the LoRA changes, puts an attn2 replace that wraps the one alr
 regional attention reads the call state from ``transformer_options`` to project a region's own
 prompt tokens with the LoRAs bound to that region (part of its K/V cache key).
 """
+
 from __future__ import annotations
 
 import logging
@@ -102,8 +103,11 @@ def model_deltas(model, loaded: dict, strength: float) -> tuple[dict, dict, int,
             continue
         touched += 1
         is_conv = isinstance(module, torch.nn.Conv2d)
-        if not (isinstance(module, torch.nn.Linear) or is_conv) or any(part in path for part in _NOT_POSITIONAL) \
-                or (is_conv and (module.groups != 1 or isinstance(module.padding, str))):
+        if (
+            not (isinstance(module, torch.nn.Linear) or is_conv)
+            or any(part in path for part in _NOT_POSITIONAL)
+            or (is_conv and (module.groups != 1 or isinstance(module.padding, str)))
+        ):
             skipped += 1
             continue
         conv = (tuple(module.stride), tuple(module.padding), tuple(module.dilation)) if is_conv else None
@@ -176,8 +180,9 @@ class RegionLoraAttn2:
         if self.inner is not None:
             out = self.inner(q, k, v, extra_options)
         else:
-            out = comfy_attention.optimized_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"),
-                                                      transformer_options=extra_options)
+            out = comfy_attention.optimized_attention(
+                q, k, v, heads, attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options
+            )
         if out.requires_grad:
             out = out.clone()
         grid = call_grid(extra_options, q.shape[1], self.call.latent_hw)
@@ -282,7 +287,8 @@ def check_aspect(lora: BoundLora, latent_hw: tuple[int, int]) -> None:
     w, h = lora.mask.size
     if not same_aspect(w, h, latent_hw[1] * 8, latent_hw[0] * 8):
         raise PakatiNodeError(
-            "PakatiRegionLora", "mask",
+            "PakatiRegionLora",
+            "mask",
             f"the mask of '{lora.name}' is {w}x{h} but the latent is {latent_hw[1] * 8}x{latent_hw[0] * 8} pixels: "
             "use a canvas or mask with the image's aspect ratio",
         )

@@ -4,6 +4,7 @@ The keys are the ones kohya's sd-scripts write for SDXL (``lora_unet_<block path
 ``lora_te1_`` / ``lora_te2_`` for the two text encoders, ``.lora_down.weight``,
 ``.lora_up.weight``, ``.alpha``); ComfyUI's own key mapping reads them, as it reads a real file.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,13 +19,20 @@ def unet_targets(unet: torch.nn.Module, convs: bool = True) -> list[tuple[str, t
     ResBlocks' 3x3 convolutions: (path under diffusion_model, module)."""
     out = []
     for name, m in unet.named_modules():
-        if isinstance(m, torch.nn.Linear) and (".transformer_blocks." in name or name.endswith(("proj_in", "proj_out"))) or convs and isinstance(m, torch.nn.Conv2d) and name.endswith(("in_layers.2", "out_layers.3")):
+        if (
+            isinstance(m, torch.nn.Linear)
+            and (".transformer_blocks." in name or name.endswith(("proj_in", "proj_out")))
+            or convs
+            and isinstance(m, torch.nn.Conv2d)
+            and name.endswith(("in_layers.2", "out_layers.3"))
+        ):
             out.append((name, m))
     return out
 
 
-def kohya_lora(model, clip=None, rank: int = 4, seed: int = 0, scale: float = 0.1, convs: bool = True,
-               only: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+def kohya_lora(
+    model, clip=None, rank: int = 4, seed: int = 0, scale: float = 0.1, convs: bool = True, only: tuple[str, ...] | None = None
+) -> dict[str, torch.Tensor]:
     """A random LoRA state dict for ``model`` (a ModelPatcher) and, with ``clip``, its text encoders.
 
     ``only``: keep UNet layers whose path contains one of these substrings (e.g. ``("attn", "ff.")``).

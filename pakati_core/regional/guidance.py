@@ -6,6 +6,7 @@ z-ordered (exclusive) masks: ``cfg(x) = s · (1 − Σ m_i) + Σ m_i · cfg_i``.
 therefore gets the conditional prediction itself. Pure torch / numpy; the ComfyUI adapter
 (``sampler_cfg_function``) is ``nodes/region_guidance.py``.
 """
+
 from __future__ import annotations
 
 import numpy as np

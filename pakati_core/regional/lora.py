@@ -12,6 +12,7 @@ covered positions: ``out += m ⊙ (attn(q, K + ΔK, V + ΔV) − attn(q, K, V))`
 Pure torch: the ComfyUI adapter (key mapping, hooks, attention replace) is
 ``nodes/region_lora_patch.py``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -153,8 +154,9 @@ def token_grid(latent_hw: tuple[int, int], tokens: int) -> tuple[int, int]:
     return grid_shape(latent_hw, tokens)
 
 
-def add_masked(output: torch.Tensor, x: torch.Tensor, items: list[tuple[LayerDelta, RegionMask]],
-               latent_hw: tuple[int, int]) -> torch.Tensor:
+def add_masked(
+    output: torch.Tensor, x: torch.Tensor, items: list[tuple[LayerDelta, RegionMask]], latent_hw: tuple[int, int]
+) -> torch.Tensor:
     """``output + Σ m ⊙ Δ(x)`` for one layer; ``output`` is written in place unless autograd tracks it.
 
     ``x``/``output`` are ``[B, tokens, C]`` (token grid from ``latent_hw``) or ``[B, C, H, W]``.
@@ -188,9 +190,16 @@ def add_masked(output: torch.Tensor, x: torch.Tensor, items: list[tuple[LayerDel
     return output
 
 
-def kv_attention_delta(out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
-                       items: list[tuple[LayerDelta | None, LayerDelta | None, RegionMask]], context: torch.Tensor,
-                       grid: tuple[int, int]) -> torch.Tensor:
+def kv_attention_delta(
+    out: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    heads: int,
+    items: list[tuple[LayerDelta | None, LayerDelta | None, RegionMask]],
+    context: torch.Tensor,
+    grid: tuple[int, int],
+) -> torch.Tensor:
     """``out + Σ m ⊙ (attn(q, K + ΔK, V + ΔV) − attn(q, K, V))`` at each mask's covered positions.
 
     ``context`` is the text the layer's ``K = to_k(context)``, ``V = to_v(context)`` were projected
@@ -216,8 +225,13 @@ def kv_attention_delta(out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: t
     return out
 
 
-def apply_to_tokens(k: torch.Tensor, v: torch.Tensor, extra: torch.Tensor, spans: list[tuple[int, int]],
-                    deltas: list[tuple[LayerDelta | None, LayerDelta | None]]) -> tuple[torch.Tensor, torch.Tensor]:
+def apply_to_tokens(
+    k: torch.Tensor,
+    v: torch.Tensor,
+    extra: torch.Tensor,
+    spans: list[tuple[int, int]],
+    deltas: list[tuple[LayerDelta | None, LayerDelta | None]],
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Region tokens' K/V with the LoRA'd projections of the token ranges ``spans`` (one delta pair per span)."""
     k, v = k.clone(), v.clone()
     for (a, e), (dk, dv) in zip(spans, deltas):

@@ -5,6 +5,7 @@ transformer block), whole samples (empty mask, full mask against LoraLoaderModel
 text-encoder part on one region's prompt, composition with Pakati Apply Regions in both orders
 and a global LoraLoader, the region K/V cache, errors, and a /prompt run on the real server.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+
 from region_lora_helpers import kohya_lora, write_lora
 
 pytestmark = pytest.mark.host
@@ -26,10 +28,17 @@ FOREIGN = "pakati_foreign.safetensors"
 
 
 def layout():
-    return json.dumps({"version": 1, "width": W, "height": H, "regions": [
-        {"id": "a", "name": "A", "shape": "rect", "points": [[0, 0], [128, 256]], "prompt": "a red apple", "feather": 0},
-        {"id": "b", "name": "B", "shape": "rect", "points": [[128, 0], [256, 256]], "prompt": "a blue sea", "feather": 0},
-    ]})
+    return json.dumps(
+        {
+            "version": 1,
+            "width": W,
+            "height": H,
+            "regions": [
+                {"id": "a", "name": "A", "shape": "rect", "points": [[0, 0], [128, 256]], "prompt": "a red apple", "feather": 0},
+                {"id": "b", "name": "B", "shape": "rect", "points": [[128, 0], [256, 256]], "prompt": "a blue sea", "feather": 0},
+            ],
+        }
+    )
 
 
 def node(comfy, name):
@@ -47,8 +56,11 @@ def loras(comfy, tiny, tmp_path_factory):
     write_lora(kohya_lora(model, None, rank=4, seed=4, convs=False, only=("attn2.to_k", "attn2.to_v")), folder, KV_LORA)
     write_lora(kohya_lora(model, clip, rank=4, seed=5, scale=0.05), folder, OTHER_LORA)
     write_lora(kohya_lora(model, None, rank=4, seed=6, convs=False), folder, LINEAR_LORA)
-    write_lora({"lora_unet_no_such_block.lora_down.weight": torch.ones(2, 8), "lora_unet_no_such_block.lora_up.weight": torch.ones(8, 2)},
-               folder, FOREIGN)
+    write_lora(
+        {"lora_unet_no_such_block.lora_down.weight": torch.ones(2, 8), "lora_unet_no_such_block.lora_up.weight": torch.ones(8, 2)},
+        folder,
+        FOREIGN,
+    )
     folder_paths.add_model_folder_path("loras", str(folder))
     return sd
 
@@ -68,8 +80,20 @@ def half_mask(soft=False):
 
 
 def region_lora(comfy, model, canvas, region="A", name=LORA, strength=1.0, clip=None, mask=None, strength_clip=1.0):
-    return node(comfy, "PakatiRegionLora").execute(model=model, canvas=canvas, region=region, lora_name=name, strength_model=strength,
-                                                   clip=clip, strength_clip=strength_clip, mask=mask).result
+    return (
+        node(comfy, "PakatiRegionLora")
+        .execute(
+            model=model,
+            canvas=canvas,
+            region=region,
+            lora_name=name,
+            strength_model=strength,
+            clip=clip,
+            strength_clip=strength_clip,
+            mask=mask,
+        )
+        .result
+    )
 
 
 def conds(clip, text="a landscape photo", negative=""):
@@ -107,11 +131,13 @@ class Capture:
     def _hook(self, name):
         def hook(module, args, out):
             self.io[name] = (args[0].detach().clone(), out.detach().clone())
+
         return hook
 
     def _pre(self, name):
         def hook(module, args):
             self.inputs[name] = args[0].detach().clone()
+
         return hook
 
 
@@ -224,6 +250,7 @@ class BlockCapture(Capture):
     def _hook(self, name):
         def hook(module, args, kwargs, out):
             self.io[name] = (args[0].detach().clone(), dict(kwargs), out.detach().clone())
+
         return hook
 
     def __call__(self, executor, *args, **kwargs):
@@ -267,7 +294,7 @@ def without_region_lora(options: dict) -> dict:
 
 
 def halves(d, hw):
-    inside, outside = d[:, : hw[1] // 2].mean(), d[:, hw[1] // 2:].mean()
+    inside, outside = d[:, : hw[1] // 2].mean(), d[:, hw[1] // 2 :].mean()
     return float(inside / outside.clamp(min=1e-12))
 
 
@@ -297,9 +324,11 @@ def test_change_is_local_at_every_transformer_block_and_empty_mask_is_bit_identi
     plain = sample(comfy, model, pos, neg)
     img_b, img_r = vae.decode(plain), vae.decode(sample(comfy, patched, pos, neg))
     diff = (img_r - img_b).detach().abs().mean(dim=(0, 3))
-    image_ratio = float(diff[:, : W // 2].mean() / diff[:, W // 2:].mean())
-    print(f"region LoRA inside/outside change: each block's own, min {min(own.values()):.1f}x; accumulated through the "
-          f"network, min {min(accumulated.values()):.1f}x; decoded image {image_ratio:.2f}x")
+    image_ratio = float(diff[:, : W // 2].mean() / diff[:, W // 2 :].mean())
+    print(
+        f"region LoRA inside/outside change: each block's own, min {min(own.values()):.1f}x; accumulated through the "
+        f"network, min {min(accumulated.values()):.1f}x; decoded image {image_ratio:.2f}x"
+    )
     print("own:", {k: round(v, 1) for k, v in own.items()})
     print("accumulated:", {k: round(v, 1) for k, v in accumulated.items()})
     empty, _ = region_lora(comfy, model, canvas, mask=torch.zeros(1, H, W))
@@ -322,10 +351,16 @@ def test_text_encoder_part_reaches_only_its_regions_prompt(comfy, tiny, loras, c
 
     model, clip, _ = tiny
     _, rclip = region_lora(comfy, model, canvas, clip=clip)
-    regions, pos, _ = node(comfy, "PakatiRegionalConditioning").execute(clip=rclip, canvas=canvas, base_prompt="a landscape photo",
-                                                                       base_negative="").result
+    regions, pos, _ = (
+        node(comfy, "PakatiRegionalConditioning")
+        .execute(clip=rclip, canvas=canvas, base_prompt="a landscape photo", base_negative="")
+        .result
+    )
     _, lora_clip = comfy_sd.load_lora_for_models(None, clip, loras, 0.0, 1.0)
-    enc = lambda c, t: c.encode_from_tokens(c.tokenize(t), return_pooled=True)[0]
+
+    def enc(c, t):
+        return c.encode_from_tokens(c.tokenize(t), return_pooled=True)[0]
+
     ra, rb = regions.regions
     assert torch.equal(ra.cond, enc(lora_clip, "a red apple"))
     assert not torch.allclose(ra.cond, enc(clip, "a red apple"), atol=1e-4)
@@ -343,8 +378,11 @@ def test_with_apply_regions_in_either_order_a_global_lora_and_the_kv_cache(comfy
     model, clip, _ = tiny
     glob, gclip = comfy.NODE_CLASS_MAPPINGS["LoraLoader"]().load_lora(model, clip, OTHER_LORA, 0.7, 0.7)
     _, rclip = region_lora(comfy, glob, canvas, clip=gclip)
-    regions, pos, neg = node(comfy, "PakatiRegionalConditioning").execute(clip=rclip, canvas=canvas, base_prompt="a landscape photo",
-                                                                       base_negative="").result
+    regions, pos, neg = (
+        node(comfy, "PakatiRegionalConditioning")
+        .execute(clip=rclip, canvas=canvas, base_prompt="a landscape photo", base_negative="")
+        .result
+    )
     apply = node(comfy, "PakatiApplyRegions")
     opts = {"base_weight": 0.3, "auto_negative": 0.0, "start_percent": 0.0, "end_percent": 1.0}
     regional = apply.execute(model=glob, regions=regions, **opts).result[0]
@@ -387,17 +425,61 @@ def region_lora_prompt(lora_a: str, lora_b: str) -> dict:
     return {
         "1": {"class_type": "PakatiTestTinySDXL", "inputs": {"seed": 0, "model_channels": 32}},
         "2": {"class_type": "PakatiCanvas", "inputs": {"width": W, "height": H, "regions": layout()}},
-        "3": {"class_type": "PakatiRegionLora", "inputs": {"model": ["1", 0], "clip": ["1", 1], "canvas": ["2", 0], "region": "A",
-                                                          "lora_name": lora_a, "strength_model": 1.0, "strength_clip": 1.0}},
-        "4": {"class_type": "PakatiRegionLora", "inputs": {"model": ["3", 0], "clip": ["3", 1], "canvas": ["2", 0], "region": "b",
-                                                          "lora_name": lora_b, "strength_model": 0.8, "strength_clip": 1.0}},
-        "5": {"class_type": "PakatiRegionalConditioning", "inputs": {"clip": ["4", 1], "canvas": ["2", 0], "base_prompt": "a landscape",
-                                                                   "base_negative": ""}},
-        "6": {"class_type": "PakatiApplyRegions", "inputs": {"model": ["4", 0], "regions": ["5", 0], "base_weight": 0.3, "auto_negative": 0.0,
-                                                            "start_percent": 0.0, "end_percent": 1.0}},
+        "3": {
+            "class_type": "PakatiRegionLora",
+            "inputs": {
+                "model": ["1", 0],
+                "clip": ["1", 1],
+                "canvas": ["2", 0],
+                "region": "A",
+                "lora_name": lora_a,
+                "strength_model": 1.0,
+                "strength_clip": 1.0,
+            },
+        },
+        "4": {
+            "class_type": "PakatiRegionLora",
+            "inputs": {
+                "model": ["3", 0],
+                "clip": ["3", 1],
+                "canvas": ["2", 0],
+                "region": "b",
+                "lora_name": lora_b,
+                "strength_model": 0.8,
+                "strength_clip": 1.0,
+            },
+        },
+        "5": {
+            "class_type": "PakatiRegionalConditioning",
+            "inputs": {"clip": ["4", 1], "canvas": ["2", 0], "base_prompt": "a landscape", "base_negative": ""},
+        },
+        "6": {
+            "class_type": "PakatiApplyRegions",
+            "inputs": {
+                "model": ["4", 0],
+                "regions": ["5", 0],
+                "base_weight": 0.3,
+                "auto_negative": 0.0,
+                "start_percent": 0.0,
+                "end_percent": 1.0,
+            },
+        },
         "7": {"class_type": "EmptyLatentImage", "inputs": {"width": W, "height": H, "batch_size": 1}},
-        "8": {"class_type": "KSampler", "inputs": {"model": ["6", 0], "positive": ["5", 1], "negative": ["5", 2], "latent_image": ["7", 0],
-                                                  "seed": 1, "steps": 2, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+        "8": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["6", 0],
+                "positive": ["5", 1],
+                "negative": ["5", 2],
+                "latent_image": ["7", 0],
+                "seed": 1,
+                "steps": 2,
+                "cfg": 5.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+            },
+        },
         "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["1", 2]}},
         "10": {"class_type": "PreviewImage", "inputs": {"images": ["9", 0]}},
     }
@@ -410,8 +492,11 @@ def test_region_loras_run_through_prompt_on_the_real_server(comfy_server, tiny):
     folder = comfy_server.base / "models" / "loras"
     write_lora(kohya_lora(model, clip, rank=4, seed=3), folder, LORA)
     write_lora(kohya_lora(model, clip, rank=4, seed=5), folder, OTHER_LORA)
-    write_lora({"lora_unet_no_such_block.lora_down.weight": torch.ones(2, 8), "lora_unet_no_such_block.lora_up.weight": torch.ones(8, 2)},
-               folder, FOREIGN)
+    write_lora(
+        {"lora_unet_no_such_block.lora_down.weight": torch.ones(2, 8), "lora_unet_no_such_block.lora_up.weight": torch.ones(8, 2)},
+        folder,
+        FOREIGN,
+    )
     entry = comfy_server.run(region_lora_prompt(LORA, OTHER_LORA), timeout=900)
     (img,) = comfy_server.images(entry, "10")
     assert img.shape == (H, W, 3) and img.std() > 0
