@@ -9,7 +9,7 @@ import torch
 
 pytestmark = pytest.mark.host
 
-PAKATI_NODES = {"PakatiCanvas", "PakatiRegionMask", "PakatiCanvasPreview"}
+PAKATI_NODES = {"PakatiCanvas", "PakatiRegionMask", "PakatiCanvasPreview", "PakatiRegionLora", "PakatiRegionDenoise"}
 
 TWO_REGIONS = json.dumps({
     "version": 1, "width": 512, "height": 256,
