@@ -21,6 +21,8 @@ NODE_MODULES: list[tuple[str, dict[str, str]]] = [
     (".regional_nodes", {}),
     (".region_controlnet_nodes", {}),
     (".region_reference_nodes", {}),
+    (".region_lora_nodes", {}),
+    (".region_denoise_nodes", {}),
     (".refine_nodes", {}),
     (".attention_nodes", {}),
     (".model_nodes", {"openai": "openai", "anthropic": "anthropic"}),

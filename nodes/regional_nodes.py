@@ -11,6 +11,8 @@ from comfy_api.v0_0_2 import io
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.regional import RegionalAttention, RegionalOptions, RegionPrompt, RegionSet
 from .common import CanvasType, PakatiNodeError, RegionsType, checked, mask_to_numpy, node_name
+from .region_guidance import install_region_cfg
+from .region_lora_patch import clip_for_region
 from .regional_flux import apply_flux, clip_family, encode_flux, model_family, unsupported
 from .regional_patch import WRAPPER_KEY, RegionalWrapper, RunScope
 
@@ -83,8 +85,9 @@ class PakatiRegionalConditioning(io.ComfyNode):
         for i, r in enumerate(canvas.regions):
             if not r.prompt.strip():
                 raise PakatiNodeError(node, "canvas", f"region '{r.label}' (regions[{i}]) has an empty prompt")
-            cond, _ = encode(clip, r.prompt)
-            neg = encode(clip, r.negative)[0] if r.negative.strip() else None
+            rclip = clip_for_region(clip, r.id)  # a PakatiRegionLora's CLIP part applies to its region's prompt only
+            cond, _ = encode(rclip, r.prompt)
+            neg = encode(rclip, r.negative)[0] if r.negative.strip() else None
             regions = regions.add(RegionPrompt(name=r.label, cond=cond, strength=r.strength, negative=neg, canvas=canvas, canvas_index=i))
         return io.NodeOutput(regions, positive, negative)
 
@@ -247,6 +250,7 @@ class PakatiApplyRegions(io.ComfyNode):
         for kind, fn in (("apply_model", wrapper), ("outer_sample", RunScope(wrapper.projections))):
             patched.remove_wrappers_with_key(kind, WRAPPER_KEY)
             patched.add_wrapper_with_key(kind, WRAPPER_KEY, fn)
+        install_region_cfg(patched, regions)  # the regions' `cfg` fields as a spatial CFG map (nothing when all are null)
         return io.NodeOutput(patched)
 
 

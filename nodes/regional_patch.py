@@ -48,19 +48,33 @@ class RegionalAttn2:
     def __init__(self, core: RegionalAttention, state: CallState, layer: torch.nn.Module, projections: ProjectionCache, inner=None):
         self.core, self.state, self.layer, self.projections, self.inner = core, state, layer, projections, inner
 
-    def region_kv(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """This layer's K/V of the region tokens, from the cache while the weights stay the same."""
+    def region_kv(self, device: torch.device, dtype: torch.dtype, extra_options: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """This layer's K/V of the region tokens, from the cache while the weights stay the same.
+        A PakatiRegionLora bound to a region changes that region's tokens' K/V here (its identity is part of the key)."""
         layer = self.layer
         extra = self.core.extra_context(device, dtype)
         volatile = self.state.volatile or patches_weights_per_call(layer.to_k) or patches_weights_per_call(layer.to_v)
+        lora = (extra_options or {}).get("pakati_region_lora")
+        lora = lora.region_tokens(layer, self.core) if lora is not None else None
+        if lora is None:
+            return self.projections.get(
+                layer,
+                [layer.to_k.weight, layer.to_v.weight],
+                device,
+                dtype,
+                lambda: (layer.to_k(extra), layer.to_v(extra)),
+                volatile=volatile,
+                token=self.state.weights,
+            )
+        key, apply = lora
         return self.projections.get(
             layer,
             [layer.to_k.weight, layer.to_v.weight],
             device,
             dtype,
-            lambda: (layer.to_k(extra), layer.to_v(extra)),
+            lambda: apply(layer.to_k(extra), layer.to_v(extra), extra),
             volatile=volatile,
-            token=self.state.weights,
+            token=(self.state.weights, key),
         )
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
@@ -73,7 +87,7 @@ class RegionalAttn2:
             return self.inner(q, k, v, extra_options) if self.inner is not None else self._plain(q, k, v, heads, extra_options)
         grid = self._grid(extra_options, q.shape[1])
         plans = {i: self.core.plan(kinds[i], self.state.latent_hw, grid, q.device, q.dtype) for i in regional}
-        kx, vx = self.region_kv(q.device, q.dtype)
+        kx, vx = self.region_kv(q.device, q.dtype, extra_options)
         rows = lambda i: slice(i * per, (i + 1) * per)  # noqa: E731
         if self.inner is not None:
             out = self.inner(q, k, v, extra_options)

@@ -51,7 +51,10 @@ _REGION_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "feather": ((int, float), False),
     "seed": ((int, type(None)), False),
     "locked": ((bool,), False),
+    "cfg": ((int, float, type(None)), False),  # null / absent: the sampler's CFG
+    "denoise": ((int, float, type(None)), False),  # null / absent: 1.0
 }
+CFG_MAX = 100.0  # ComfyUI's KSampler limit
 _CANVAS_FIELDS = {"version", "width", "height", "regions"}
 # How far (relative) a mask's aspect ratio may differ from the image's and still be resized onto
 # it: sizes rounded to the 8-px latent grid move the aspect by up to 8 / side, 1.6 % at 512 px.
@@ -77,6 +80,8 @@ class Region:
     seed: int | None = None
     locked: bool = False
     mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+    cfg: float | None = None  # this region's CFG scale (None: the sampler's)
+    denoise: float | None = None  # this region's img2img denoise strength (None: 1.0)
 
     @property
     def label(self) -> str:
@@ -95,6 +100,7 @@ class Region:
                 "mask regions come from a MASK input and cannot be written to Region JSON v1",
                 field=f"region '{self.label}'.shape",
             )
+        optional = {key: _compact(value) for key, value in (("cfg", self.cfg), ("denoise", self.denoise)) if value is not None}
         return {
             "id": self.id,
             "name": self.name,
@@ -106,6 +112,7 @@ class Region:
             "feather": _compact(self.feather),
             "seed": self.seed,
             "locked": self.locked,
+            **optional,
         }
 
 
@@ -331,6 +338,10 @@ def parse_region(data: Any, index: int, width: int, height: int) -> Region:
     for key in ("strength", "feather"):
         if key in data and not math.isfinite(data[key]):
             raise RegionError(f"must be finite, got {data[key]!r}", field=f"{where}.{key}")
+    for key, hi in (("cfg", CFG_MAX), ("denoise", 1.0)):
+        value = data.get(key)
+        if value is not None and not (math.isfinite(value) and 0.0 <= value <= hi):
+            raise RegionError(f"must be null or a number from 0 to {_compact(hi)}, got {value!r}", field=f"{where}.{key}")
     if data.get("strength", 1.0) < 0:
         raise RegionError(f"must be >= 0, got {data['strength']}", field=f"{where}.strength")
     if data.get("feather", 0.0) < 0:
@@ -349,6 +360,8 @@ def parse_region(data: Any, index: int, width: int, height: int) -> Region:
         feather=float(data.get("feather", 0.0)),
         seed=data.get("seed"),
         locked=data.get("locked", False),
+        cfg=None if data.get("cfg") is None else float(data["cfg"]),
+        denoise=None if data.get("denoise") is None else float(data["denoise"]),
     )
 
 

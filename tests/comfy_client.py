@@ -58,7 +58,7 @@ class ComfyServer:
         self.client_id = uuid.uuid4().hex
 
     # -- lifecycle ----------------------------------------------------------------------
-    def start(self, timeout: float = 300.0) -> None:  # a loaded 2-core CI machine can take minutes to start ComfyUI
+    def start(self, timeout: float = 600.0) -> None:  # a loaded shared machine takes minutes to start ComfyUI
         custom = self.base / "custom_nodes"
         custom.mkdir(parents=True, exist_ok=True)
         for name, path in self.packs.items():

@@ -108,6 +108,31 @@ def test_draw_polygon_and_rect_with_the_mouse_writes_region_json(fe):
     assert not fe.errors, fe.errors
 
 
+def test_cfg_and_denoise_per_region_are_shown_and_edited(fe):
+    fe.watch()
+    node = add_canvas(fe)
+    draw_layout(fe, node)
+    rows = fe.page.locator(".pakati-editor .pakati-region-row")
+    rows.nth(0).locator(".pakati-cfg").fill("3.5")
+    rows.nth(1).locator(".pakati-denoise").fill("0.25")
+    boat, sky = regions(fe, node)["regions"]
+    assert boat["cfg"] == 3.5 and boat.get("denoise") is None
+    assert sky["denoise"] == 0.25 and sky.get("cfg") is None
+    rows.nth(0).locator(".pakati-cfg").fill("")
+    rows.nth(1).locator(".pakati-denoise").fill("7")  # out of range: not written
+    boat, sky = regions(fe, node)["regions"]
+    assert boat["cfg"] is None and sky["denoise"] == 0.25
+    doc = regions(fe, node)
+    doc["regions"][1]["cfg"] = 9
+    fe.js(
+        "([id, text]) => { const w = app.graph.getNodeById(id).widgets.find(w => w.name === 'regions'); w.value = text; w.callback?.(text); }",
+        [node, json.dumps(doc)],
+    )
+    fe.page.wait_for_function("() => document.querySelectorAll('.pakati-editor .pakati-cfg')[1]?.value === '9'")
+    assert rows.nth(1).locator(".pakati-denoise").input_value() == "0.25"
+    assert not fe.errors, fe.errors
+
+
 def test_enter_closes_a_polygon_and_vertex_edits_snap_to_the_grid(fe):
     fe.watch()
     node = add_canvas(fe)

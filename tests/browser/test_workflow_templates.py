@@ -104,6 +104,15 @@ def test_ui_workflow_loads_in_the_front_end(fe, comfy_server, path):
     assert not fe.errors, f"{path.name}: page errors while loading:\n" + "\n".join(fe.errors)
 
 
+def provide_loras(prompt: dict, lora_dir: Path) -> None:
+    """A random LoRA in kohya's format, for the tiny model and its CLIP, under every file name a LoRA node asks for."""
+    from region_lora_helpers import write_tiny_loras
+
+    names = sorted({n["inputs"]["lora_name"] for n in prompt.values() if isinstance(n["inputs"].get("lora_name"), str)})
+    if names:
+        write_tiny_loras(lora_dir, names)
+
+
 @pytest.mark.parametrize("path", API_WORKFLOWS, ids=ids(API_WORKFLOWS))
 def test_api_workflow_runs_on_the_server(request, path):
     require_packs_for(path)
@@ -114,6 +123,7 @@ def test_api_workflow_runs_on_the_server(request, path):
         n["class_type"] in ("KSampler", "KSamplerAdvanced", "SamplerCustom") for n in prompt.values()
     ), f"{path.name}: a sampling workflow must load its model with CheckpointLoaderSimple (or Flux's UNETLoader)"
     provide_input_images(prompt, comfy_server.base / "input")
+    provide_loras(prompt, comfy_server.base / "models" / "loras")
     entry = comfy_server.run(for_the_test_host(prompt), timeout=600)
     assert entry["status"]["status_str"] == "success"
     outputs = entry["outputs"]

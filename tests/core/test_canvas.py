@@ -93,6 +93,22 @@ def test_rect_shape_two_corners():
             "a rect needs exactly 2 corner points",
         ),
         (doc([poly("a", [[0, 0], [8, 0], [8, 8]], strength=-1)]), RegionError, "regions[0].strength: must be >= 0"),
+        (doc([poly("a", [[0, 0], [8, 0], [8, 8]], cfg="high")]), RegionError, "regions[0].cfg: must be int or float or null, got str"),
+        (
+            doc([poly("a", [[0, 0], [8, 0], [8, 8]], cfg=101)]),
+            RegionError,
+            "regions[0].cfg: must be null or a number from 0 to 100, got 101",
+        ),
+        (
+            doc([poly("a", [[0, 0], [8, 0], [8, 8]], denoise=1.5)]),
+            RegionError,
+            "regions[0].denoise: must be null or a number from 0 to 1, got 1.5",
+        ),
+        (
+            doc([poly("a", [[0, 0], [8, 0], [8, 8]], denoise=True)]),
+            RegionError,
+            "regions[0].denoise: must be int or float or null, got bool",
+        ),
         (json.dumps({"version": 1, "width": "1024", "height": 64}), CanvasSizeError, "width: must be an integer"),
         ("{not json", CanvasError, "not valid JSON"),
         (doc([poly("a", [[0, 0], [8, 0], [8, 8]])], extra=1), CanvasError, "unknown field(s) ['extra']"),

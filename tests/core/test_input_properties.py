@@ -78,6 +78,11 @@ def region_json(draw, width: int, height: int, index: int) -> dict:
         "seed": draw(st.one_of(st.none(), st.integers(0, 2**64))),
         "locked": draw(st.booleans()),
     }
+    for key, hi in (("cfg", 100.0), ("denoise", 1.0)):  # optional, null = the default; sometimes out of range
+        if draw(st.booleans()):
+            region[key] = draw(
+                st.one_of(st.none(), st.floats(0, hi), st.integers(0, int(hi)), st.floats(-1e3, 1e3), st.floats(allow_nan=True))
+            )
     while chance(draw, 0.25):  # corrupt some fields: wrong types, non-finite numbers, unknown keys
         key = draw(st.sampled_from([*region, "extra", "points"]))
         if key == "points" and draw(st.booleans()):
@@ -131,6 +136,10 @@ def test_region_json_is_refused_with_the_field_or_gives_sane_masks(data, out_w, 
         if canvas.regions:
             assert canvas.masks(w, h, exclusive=True).sum(0).max() <= 1 + 1e-5  # exclusive masks share each pixel
     assert Canvas.from_json(canvas.to_json()).to_dict() == canvas.to_dict()  # what parses round-trips
+    for r, raw in zip(canvas.regions, data["regions"]):
+        for key, hi in (("cfg", 100.0), ("denoise", 1.0)):
+            value = getattr(r, key)
+            assert (value is None) == (raw.get(key) is None) and (value is None or 0.0 <= value <= hi), (key, value)
 
 
 def _crosses_scalar(p1, p2, p3, p4) -> bool:

@@ -10,7 +10,7 @@ import torch
 
 pytestmark = pytest.mark.host
 
-PAKATI_NODES = {"PakatiCanvas", "PakatiRegionMask", "PakatiCanvasPreview"}
+PAKATI_NODES = {"PakatiCanvas", "PakatiRegionMask", "PakatiCanvasPreview", "PakatiRegionLora", "PakatiRegionDenoise"}
 
 TWO_REGIONS = json.dumps(
     {
