@@ -145,8 +145,10 @@ def main() -> None:
     updates = args.excite_steps * args.iterations
     where = f"{cpu_name()}, {os.cpu_count()} cores" if device.type == "cpu" else torch.cuda.get_device_name()
     print(
-        f"\nAttend-and-Excite benchmark: {args.unet} SDXL-class UNet ({params:.1f} M parameters, {args.dtype}, random weights), {size}x{size}, "
-        f"{args.steps} euler steps, CFG 5, 2 regions; excite {args.excite_steps} steps x {args.iterations} updates = {updates} gradient passes; "
+        f"\nAttend-and-Excite benchmark: {args.unet} SDXL-class UNet ({params:.1f} M parameters, "
+        f"{args.dtype}, random weights), {size}x{size}, "
+        f"{args.steps} euler steps, CFG 5, 2 regions; excite {args.excite_steps} steps x "
+        f"{args.iterations} updates = {updates} gradient passes; "
         f"device {device} ({where}), {torch.get_num_threads()} torch threads, {args.clock} seconds, median of {args.repeats}"
     )
     print("command: python bench/bench_attend_excite.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
@@ -160,7 +162,9 @@ def main() -> None:
         per = (sec - base) / updates
         print(f"{name:44s} {sec:8.3f} {sec / base:5.2f}x {per:10.3f}s {per / step:11.2f}x {mem:>12s}")
     print(
-        f"(a plain sampler step: {step:.3f} s; peak memory: {'CUDA allocator peak' if device.type == 'cuda' else 'PyTorch profiler CPU allocations'} over one run)"
+        f"(a plain sampler step: {step:.3f} s; peak memory: "
+        f"{'CUDA allocator peak' if device.type == 'cuda' else 'PyTorch profiler CPU allocations'} "
+        "over one run)"
     )
 
 

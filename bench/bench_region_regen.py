@@ -29,7 +29,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from harness import find_host  # noqa: E402  (the test harness's host search: COMFYUI_PATH, the ComfyUI holding the checkout, ~/comfy)
 from pakati_core.lab import lab_to_rgb as from_lab  # noqa: E402
-from pakati_core.lab import rgb_to_lab as to_lab
+from pakati_core.lab import rgb_to_lab as to_lab  # noqa: E402  (after the sys.path line above, like its neighbours)
 from pakati_core.regenerate import crop_region, mean_ciede2000, ring, stitch_region  # noqa: E402
 
 

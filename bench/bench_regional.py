@@ -237,7 +237,8 @@ def depth_sweep(args) -> None:
     blocks = FLUXES[args.flux]
     print(
         f"\n`python bench/bench_regional.py {' '.join(shlex.quote(a) for a in sys.argv[1:])}` — {args.flux} Flux-class transformer "
-        f"({blocks['depth']} double + {blocks['depth_single_blocks']} single blocks, hidden {blocks['hidden_size']}, {params:.1f} M parameters, "
+        f"({blocks['depth']} double + {blocks['depth_single_blocks']} single blocks, hidden "
+        f"{blocks['hidden_size']}, {params:.1f} M parameters, "
         f"random weights), {size}x{size}, {args.steps} euler steps, base_weight 0.3; right region's prompt changed:\n"
     )
     print("| depth | blocks with regions | mean \\|Δ\\| inside | mean \\|Δ\\| outside | inside / outside | mean \\|regional − plain\\| |")
@@ -372,7 +373,8 @@ def main() -> None:
     if args.markdown:
         print(
             f"\n`{command}` — measured {when}: {what}; rounds alternate, median of {args.repeats}"
-            f"{'' if args.no_comfy_masks else f' (ConditioningSetMask: {min(comfy_rounds, args.repeats)})'}; 1-min load average {load:.1f} at the start, {load_end:.1f} at the end.\n"
+            f"{'' if args.no_comfy_masks else f' (ConditioningSetMask: {min(comfy_rounds, args.repeats)})'}; "
+            f"1-min load average {load:.1f} at the start, {load_end:.1f} at the end.\n"
         )
         print("| configuration | seconds | ratio to plain |")
         print("| --- | ---: | ---: |")
@@ -382,7 +384,8 @@ def main() -> None:
             print(
                 f"\nPeak memory of one cross-attention call at 1024×1024 (the model's largest attn2 layer, {memory['layer']}, "
                 f"CFG batch of 2): plain {memory['plain'] / 2**20:.1f} MiB; Pakati with 8 regions {memory['regional'] / 2**20:.1f} MiB, "
-                f"{(memory['regional'] - memory['plain']) / 2**10:+.0f} KiB ({100 * (memory['regional'] - memory['plain']) / memory['plain']:+.1f} %), "
+                f"{(memory['regional'] - memory['plain']) / 2**10:+.0f} KiB "
+                f"({100 * (memory['regional'] - memory['plain']) / memory['plain']:+.1f} %), "
                 f"plus {memory['cache'] / 2**20:.1f} MiB of cached region K/V for that layer ({memory['how']})."
             )
     else:
@@ -393,7 +396,8 @@ def main() -> None:
         if memory:
             print(
                 f"\ncross-attention peak at 1024x1024 ({memory['layer']}): plain {memory['plain'] / 2**20:.1f} MiB, "
-                f"8 regions {memory['regional'] / 2**20:.1f} MiB ({100 * (memory['regional'] - memory['plain']) / memory['plain']:+.1f} %), "
+                f"8 regions {memory['regional'] / 2**20:.1f} MiB "
+                f"({100 * (memory['regional'] - memory['plain']) / memory['plain']:+.1f} %), "
                 f"cached region K/V {memory['cache'] / 2**20:.1f} MiB [{memory['how']}]"
             )
 

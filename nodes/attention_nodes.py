@@ -154,7 +154,8 @@ class PakatiAttentionMask(io.ComfyNode):
                     "mode",
                     options=list(MODES),
                     default="threshold",
-                    tooltip="'threshold': keep where the normalised map is at least 'value'; 'top fraction': keep the 'value' share of pixels attended most.",
+                    tooltip="'threshold': keep where the normalised map is at least 'value'; 'top fraction': keep the "
+                    "'value' share of pixels attended most.",
                 ),
                 io.Float.Input(
                     "value",
@@ -243,20 +244,23 @@ class PakatiAttendExcite(io.ComfyNode):
                 io.String.Input(
                     "words",
                     default="",
-                    tooltip="Comma-separated words of that prompt to excite over the whole image (plain Attend-and-Excite); may be empty when regions are given.",
+                    tooltip="Comma-separated words of that prompt to excite over the whole image (plain "
+                    "Attend-and-Excite); may be empty when regions are given.",
                 ),
                 io.String.Input(
                     "subjects",
                     multiline=True,
                     default="",
                     tooltip="One 'region: word' line per region to name its subject (region name or number); "
-                    "regions not listed use the last noun of their prompt. A region made from CONDITIONING needs 'region: word | its prompt'.",
+                    "regions not listed use the last noun of their prompt. A region made from CONDITIONING "
+                    "needs 'region: word | its prompt'.",
                 ),
                 io.Combo.Input(
                     "blocks",
                     options=list(excite_patch.EXCITE_BLOCKS),
                     default=excite_patch.LOWEST,
-                    tooltip="Which cross-attention layers' maps to use: 'lowest resolution' is Attend-and-Excite's choice (SDXL's 32x32 grid at 1024 px).",
+                    tooltip="Which cross-attention layers' maps to use: 'lowest resolution' is Attend-and-Excite's "
+                    "choice (SDXL's 32x32 grid at 1024 px).",
                 ),
                 io.Int.Input("steps", default=10, min=1, max=1000, tooltip="Excite during this many first sampler steps."),
                 io.Int.Input(

@@ -40,7 +40,8 @@ class PakatiCanvas(io.ComfyNode):
                     "regions",
                     default=EMPTY_REGIONS,
                     multiline=True,
-                    tooltip="Region JSON v1: {version, width, height, regions:[{id, name, shape: polygon|rect, points, prompt, negative, strength, feather, seed, locked}]}. Drawn by the canvas editor.",
+                    tooltip="Region JSON v1: {version, width, height, regions:[{id, name, shape: polygon|rect, points, "
+                    "prompt, negative, strength, feather, seed, locked}]}. Drawn by the canvas editor.",
                 ),
                 io.Image.Input(
                     "background",

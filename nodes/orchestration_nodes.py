@@ -59,7 +59,8 @@ class PakatiPlan(io.ComfyNode):
                     "goal",
                     multiline=True,
                     default="The sleek black cat sat next to the fluffy white pillow.",
-                    tooltip="What the image should show, in a plain sentence: objects, counts, colours and materials, where things are, the setting.",
+                    tooltip="What the image should show, in a plain sentence: objects, counts, colours and materials, "
+                    "where things are, the setting.",
                 ),
                 io.Int.Input(
                     "width", default=1024, min=64, max=16384, step=8, tooltip="Canvas width in pixels (a multiple of 8); match the latent."

@@ -93,7 +93,8 @@ class PakatiReference(io.ComfyNode):
             node_id="PakatiReference",
             display_name="Pakati Reference",
             category="Pakati/refine",
-            description="A reference image annotated with the aspect it stands for (colour, texture, composition, lighting, style or general). "
+            description="A reference image annotated with the aspect it stands for (colour, texture, composition, "
+            "lighting, style or general). "
             "Chain several: each node adds one reference to the list it receives.",
             inputs=[
                 io.Image.Input(
@@ -118,7 +119,8 @@ class PakatiReference(io.ComfyNode):
                 CanvasType.Input(
                     "canvas",
                     optional=True,
-                    tooltip="Optional: a canvas whose region (see 'region') selects the part of the reference to match, when no mask is given.",
+                    tooltip="Optional: a canvas whose region (see 'region') selects the part of the reference to "
+                    "match, when no mask is given.",
                 ),
                 io.String.Input("region", default="", optional=True, tooltip="With a canvas: the region's name, id or index."),
             ],
@@ -159,7 +161,8 @@ class PakatiDeltaAnalysis(io.ComfyNode):
             node_id="PakatiDeltaAnalysis",
             display_name="Pakati Delta Analysis",
             category="Pakati/refine",
-            description="Measures how a region differs from its references: named signed deltas ('+' = more than the reference) with units and a sentence each, "
+            description="Measures how a region differs from its references: named signed deltas ('+' = more than "
+            "the reference) with units and a sentence each, "
             "aspect scores and an overall score in [0, 1] (1 = identical). The JSON report is shown on the node.",
             is_output_node=True,
             inputs=[
@@ -180,7 +183,8 @@ class PakatiDeltaAnalysis(io.ComfyNode):
                 ),
                 io.Float.Output(
                     display_name="overall",
-                    tooltip="Overall similarity to the references in [0, 1]; for a batch, the lowest image's (each image's is in its report).",
+                    tooltip="Overall similarity to the references in [0, 1]; for a batch, the lowest image's (each "
+                    "image's is in its report).",
                 ),
             ],
         )
@@ -338,9 +342,12 @@ class PakatiRefine(io.ComfyNode):
             node_id="PakatiRefine",
             display_name="Pakati Refine",
             category="Pakati/refine",
-            description="Refines a region towards its references over several passes: measure the deltas, ask the fuzzy rules for adjustments, "
-            "apply cheap in-mask colour/tone corrections first, regenerate only the masked region with your sampler when it still misses, measure again. "
-            "Stops at the target, on convergence, on oscillation or at max passes, and returns the best pass. Pixels outside the region are never changed.",
+            description="Refines a region towards its references over several passes: measure the deltas, ask the "
+            "fuzzy rules for adjustments, "
+            "apply cheap in-mask colour/tone corrections first, regenerate only the masked region with "
+            "your sampler when it still misses, measure again. "
+            "Stops at the target, on convergence, on oscillation or at max passes, and returns the "
+            "best pass. Pixels outside the region are never changed.",
             inputs=[
                 io.Model.Input("model", tooltip="The diffusion model used to regenerate the region."),
                 io.Clip.Input("clip", tooltip="The text encoder, used to add the rules' prompt terms (for example '(warm tones:1.2)')."),
@@ -365,7 +372,8 @@ class PakatiRefine(io.ComfyNode):
                     min=0,
                     max=0xFFFFFFFFFFFFFFFF,
                     control_after_generate=True,
-                    tooltip="Base seed; pass p samples with seed + p. With learn off, the same seed and inputs give the same result and history (with learn on, past runs reorder the corrections).",
+                    tooltip="Base seed; pass p samples with seed + p. With learn off, the same seed and inputs give "
+                    "the same result and history (with learn on, past runs reorder the corrections).",
                 ),
                 io.Int.Input("steps", default=20, min=1, max=200, tooltip="Sampling steps per regeneration (the rules may ask for more)."),
                 io.Float.Input("cfg", default=7.0, min=1.0, max=30.0, step=0.1, tooltip="CFG scale (the rules may raise or lower it)."),
@@ -401,7 +409,8 @@ class PakatiRefine(io.ComfyNode):
                     "learn",
                     default=True,
                     optional=True,
-                    tooltip="Record which adjustments helped in Pakati's database (see README, Persistence) and try the ones that helped most first.",
+                    tooltip="Record which adjustments helped in Pakati's database (see README, Persistence) and try "
+                    "the ones that helped most first.",
                 ),
             ],
             hidden=[io.Hidden.prompt],
@@ -409,7 +418,8 @@ class PakatiRefine(io.ComfyNode):
                 io.Image.Output(display_name="image", tooltip="The best pass (of each image of a batch)."),
                 io.String.Output(
                     display_name="history",
-                    tooltip="JSON: stop reason, best pass, and per pass its scores, deltas, adjustments, actions and seed; for a batch, a JSON list with one history per image.",
+                    tooltip="JSON: stop reason, best pass, and per pass its scores, deltas, adjustments, actions and "
+                    "seed; for a batch, a JSON list with one history per image.",
                 ),
                 io.Float.Output(display_name="score", tooltip="Overall score of the best pass; for a batch, the lowest image's."),
             ],

@@ -61,7 +61,8 @@ class PakatiCropRegion(io.ComfyNode):
                     "target",
                     options=list(TARGET_MODES),
                     default="sdxl native",
-                    tooltip="Sampling size: 'sdxl native' scales the crop to about 1024x1024 pixels keeping its aspect; 'keep' samples at the crop's own size; 'explicit' uses width x height.",
+                    tooltip="Sampling size: 'sdxl native' scales the crop to about 1024x1024 pixels keeping its "
+                    "aspect; 'keep' samples at the crop's own size; 'explicit' uses width x height.",
                 ),
                 io.Int.Input(
                     "width", default=1024, min=64, max=8192, step=8, tooltip="Crop width for target 'explicit' (a multiple of 8)."
@@ -90,7 +91,8 @@ class PakatiCropRegion(io.ComfyNode):
                 CanvasType.Input(
                     "canvas",
                     optional=True,
-                    tooltip="A canvas laid over the image: gives the region by name, keeps locked regions untouched, and is cropped with the image for regional prompts inside the crop.",
+                    tooltip="A canvas laid over the image: gives the region by name, keeps locked regions untouched, "
+                    "and is cropped with the image for regional prompts inside the crop.",
                 ),
                 io.String.Input(
                     "region", default="0", optional=True, tooltip="With a canvas and no mask: the region's name, id or 0-based index."
@@ -110,11 +112,13 @@ class PakatiCropRegion(io.ComfyNode):
                 StitchType.Output(display_name="stitch", tooltip="What Pakati Stitch Region needs to put the crop back."),
                 CanvasType.Output(
                     display_name="canvas",
-                    tooltip="The canvas cut and scaled to the crop (or the mask as a one-region canvas), for regional prompts inside the crop.",
+                    tooltip="The canvas cut and scaled to the crop (or the mask as a one-region canvas), for regional "
+                    "prompts inside the crop.",
                 ),
                 io.Int.Output(
                     display_name="seed",
-                    tooltip="The region's seed (its own, or derived from its id and the seed input): the same region regenerates the same way.",
+                    tooltip="The region's seed (its own, or derived from its id and the seed input): the same region "
+                    "regenerates the same way.",
                 ),
             ],
         )
@@ -193,7 +197,8 @@ class PakatiStitchRegion(io.ComfyNode):
                 io.Boolean.Input(
                     "colour_match",
                     default=True,
-                    tooltip="Match the crop's Lab mean and spread to the original in a ring just outside the blend band (removes the VAE/sampler colour drift that shows as a seam).",
+                    tooltip="Match the crop's Lab mean and spread to the original in a ring just outside the blend "
+                    "band (removes the VAE/sampler colour drift that shows as a seam).",
                 ),
                 io.Image.Input(
                     "original", optional=True, tooltip="Paste onto this image instead of the one the crop came from (same size)."
@@ -229,7 +234,8 @@ class PakatiComposeRegions(io.ComfyNode):
             display_name="Pakati Compose Regions",
             category="Pakati/regenerate",
             description="Persistent regions: take the canvas's regenerated regions from a new image and lay them over the previous "
-            "image with their feathered masks. Locked regions, and everything outside the chosen regions, keep the previous pixels exactly.",
+            "image with their feathered masks. Locked regions, and everything outside the chosen "
+            "regions, keep the previous pixels exactly.",
             inputs=[
                 CanvasType.Input("canvas", tooltip="The canvas whose regions are composed (its layout is scaled to the image)."),
                 io.Image.Input("previous", tooltip="The image so far: locked regions and untouched areas come from here."),

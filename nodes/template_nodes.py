@@ -56,7 +56,8 @@ class PakatiSaveTemplate(io.ComfyNode):
                 io.String.Input(
                     "name",
                     default="my template",
-                    tooltip="The template's name: 1-128 letters or digits of any script, spaces and - _ . ( ) , (not starting with '.'). Saving under an existing name replaces it.",
+                    tooltip="The template's name: 1-128 letters or digits of any script, spaces and - _ . ( ) , (not "
+                    "starting with '.'). Saving under an existing name replaces it.",
                 ),
                 io.String.Input("description", default="", multiline=True, tooltip="What the template is for."),
                 io.String.Input(
@@ -64,19 +65,22 @@ class PakatiSaveTemplate(io.ComfyNode):
                     default="",
                     multiline=True,
                     optional=True,
-                    tooltip='Optional JSON object of settings to keep with it, for example {"refine": {"target": 0.9, "strategy": "adaptive"}}.',
+                    tooltip='Optional JSON object of settings to keep with it, for example {"refine": {"target": 0.9, '
+                    '"strategy": "adaptive"}}.',
                 ),
                 ReferencesType.Input(
                     "references",
                     optional=True,
-                    tooltip="Optional references (from Pakati Reference) to keep with the template; their images are stored, their masks are not.",
+                    tooltip="Optional references (from Pakati Reference) to keep with the template; their images are "
+                    "stored, their masks are not.",
                 ),
                 io.Image.Input("image", optional=True, tooltip="Optional image whose first frame becomes the template's thumbnail."),
                 io.Boolean.Input(
                     "export_json",
                     default=False,
                     optional=True,
-                    tooltip="Also write the template as a JSON file to share, under <ComfyUI user dir>/<user>/pakati/templates/<name>.json.",
+                    tooltip="Also write the template as a JSON file to share, under <ComfyUI user "
+                    "dir>/<user>/pakati/templates/<name>.json.",
                 ),
             ],
             outputs=[io.String.Output(display_name="template", tooltip="The saved template as a shareable JSON document.")],

@@ -118,7 +118,8 @@ class PakatiLearnReference(io.ComfyNode):
                 io.Vae.Input("vae", tooltip="VAE used to encode the masked reference and decode the reconstruction."),
                 io.Image.Input(
                     "image",
-                    tooltip="The reference (first image of the batch). Resized so the long side is at most max_side and sides are multiples of 16.",
+                    tooltip="The reference (first image of the batch). Resized so the long side is at most max_side "
+                    "and sides are multiples of 16.",
                 ),
                 io.String.Input(
                     "description", default="", multiline=True, tooltip="What the reference shows; the reconstruction is conditioned on it."
@@ -126,7 +127,8 @@ class PakatiLearnReference(io.ComfyNode):
                 io.String.Input(
                     "strategies",
                     default="all",
-                    tooltip="'all' or a comma list of: random_patches, progressive_reveal, center_out, edge_in, quadrant_reveal, frequency_bands, semantic_regions.",
+                    tooltip="'all' or a comma list of: random_patches, progressive_reveal, center_out, edge_in, "
+                    "quadrant_reveal, frequency_bands, semantic_regions.",
                 ),
                 io.Int.Input("levels", default=2, min=1, max=5, tooltip="How many difficulty levels per strategy, easiest first."),
                 io.Int.Input(
@@ -236,7 +238,9 @@ class PakatiUseUnderstanding(io.ComfyNode):
             node_id="PakatiUseUnderstanding",
             display_name="Pakati Use Understanding",
             category="Pakati/understanding",
-            description="Turn a learned reference into references whose targets are the learned statistics (the whole reference, whatever region is measured; for Pakati Delta Analysis and Pakati Refine), prompt terms, and an init image for img2img.",
+            description="Turn a learned reference into references whose targets are the learned statistics (the "
+            "whole reference, whatever region is measured; for Pakati Delta Analysis and Pakati "
+            "Refine), prompt terms, and an init image for img2img.",
             inputs=[
                 UnderstandingType.Input("understanding", tooltip="From Pakati Learn Reference."),
                 io.String.Input(
@@ -251,11 +255,14 @@ class PakatiUseUnderstanding(io.ComfyNode):
             outputs=[
                 ReferencesType.Output(
                     display_name="references",
-                    tooltip="One reference per aspect (the same PAKATI_REFERENCES as Pakati Reference), masked to the whole learned image: its learned statistics are the targets of Pakati Delta Analysis and Pakati Refine for any region.",
+                    tooltip="One reference per aspect (the same PAKATI_REFERENCES as Pakati Reference), masked to the "
+                    "whole learned image: its learned statistics are the targets of Pakati Delta Analysis and "
+                    "Pakati Refine for any region.",
                 ),
                 io.String.Output(
                     display_name="prompt",
-                    tooltip="target_prompt plus the description (weighted by how well it reconstructed the reference) and terms naming the learned statistics.",
+                    tooltip="target_prompt plus the description (weighted by how well it reconstructed the reference) "
+                    "and terms naming the learned statistics.",
                 ),
                 io.Image.Output(display_name="init_image", tooltip="The reference as learned, for img2img."),
                 io.String.Output(display_name="info", tooltip="What was transferred and why, as JSON."),

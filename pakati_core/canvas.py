@@ -1,7 +1,8 @@
 """The region canvas: regions on a width x height canvas, Region JSON v1, rasterisation.
 
 Region JSON v1 is Pakati's one exchange format (the canvas widget stores it, workflows and
-API prompts carry it, and the planner in ``pakati_core.orchestration`` writes a plan's layout in it). Points are canvas pixels; ``rect`` regions give two corners.
+API prompts carry it, and the planner in ``pakati_core.orchestration`` writes a plan's layout in
+it). Points are canvas pixels; ``rect`` regions give two corners.
 Rasterisation is anti-aliased (exact pixel coverage to 1/16 px) at any target resolution,
 so the same region gives a mask at canvas, latent or UNet-token-grid size.
 """

@@ -87,7 +87,9 @@ class FrontEnd:
         self._watching = False
         self.page.goto(self.url)
         self.page.wait_for_function(
-            "() => window.app && window.app.graph && window.LiteGraph && LiteGraph.registered_node_types && Object.keys(LiteGraph.registered_node_types).length > 50"
+            "() => window.app && window.app.graph && window.LiteGraph && "
+            "LiteGraph.registered_node_types && Object.keys(LiteGraph.registered_node_types).length > "
+            "50"
         )
         self.close_dialogs()
 

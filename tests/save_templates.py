@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 from browser import FrontEnd, browser_missing_reason  # noqa: E402
 from comfy_client import ComfyServer  # noqa: E402
 from conftest import HOST, HOST_NODES, NO_HOST_REASON, REPO  # noqa: E402
-from ipadapter_pack import server_packs
+from ipadapter_pack import server_packs  # noqa: E402  (tests/ must be on sys.path first, see above)
 
 
 def drop_nulls(value):

@@ -35,7 +35,8 @@ class _Pass:
 
 
 class ExciteProcessor:
-    """Inside a gradient pass: hands q and the subjects' keys to the maps, stops after the last selected layer; otherwise only the wrapped processor."""
+    """Inside a gradient pass: hands q and the subjects' keys to the maps, stops after the last
+    selected layer; otherwise only the wrapped processor."""
 
     def __init__(self, exciter: Exciter, name: str, inner):
         self.exciter, self.name, self.inner = exciter, name, inner

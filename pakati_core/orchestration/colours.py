@@ -2,7 +2,8 @@
 
 Pixels are read through ``pakati_core.delta.view.image_view`` (the region cropped, weighted by
 its mask, in CIELAB) and each sampled pixel gets the nearest of a small named palette by
-``skimage.color.deltaE_ciede2000`` (with a lighter lightness weight than ``pakati_core.lab.ciede2000``). Chromatic names are judged on the chromatic pixels only
+``skimage.color.deltaE_ciede2000`` (with a lighter lightness weight than
+``pakati_core.lab.ciede2000``). Chromatic names are judged on the chromatic pixels only
 (C* above a floor), so shading and dark texture do not vote for "black".
 """
 

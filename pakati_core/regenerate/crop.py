@@ -60,7 +60,8 @@ def match_mask_to_image(masks: np.ndarray, batch: int, width: int, height: int) 
     if (w, h) != (width, height):
         if not same_aspect(w, h, width, height):
             raise MaskSizeError(
-                f"the mask is {w}x{h} but the image is {width}x{height}; their aspect ratios differ, so the mask cannot be placed on the image",
+                f"the mask is {w}x{h} but the image is {width}x{height}; their aspect ratios differ, so the "
+                "mask cannot be placed on the image",
                 field="mask",
             )
         masks = np.stack([resize_mask(m, width, height) for m in masks])

@@ -186,13 +186,13 @@ def learn(
         entry["levels"].append(level_result(view, attempts, classical, settings.threshold))
     for name, entry in per_strategy.items():
         levels = entry["levels"]
-        entry["mastered"] = all(l["mastered"] for l in levels)
-        entry["highest_mastered_level"] = max((l["level"] for l in levels if l["mastered"]), default=None)
-        entry["best_composite"] = max(a["scores"]["composite"] for l in levels for a in l["attempts"])
-        entry["best_baseline_composite"] = max(l["best_baseline_composite"] for l in levels)
+        entry["mastered"] = all(lvl["mastered"] for lvl in levels)
+        entry["highest_mastered_level"] = max((lvl["level"] for lvl in levels if lvl["mastered"]), default=None)
+        entry["best_composite"] = max(a["scores"]["composite"] for lvl in levels for a in lvl["attempts"])
+        entry["best_baseline_composite"] = max(lvl["best_baseline_composite"] for lvl in levels)
     mastered = all(e["mastered"] for e in per_strategy.values())
     short = {
-        n: [f"level {l['level']} ({l['label']}): " + "; ".join(l["shortfall"]) for l in e["levels"] if not l["mastered"]]
+        n: [f"level {lvl['level']} ({lvl['label']}): " + "; ".join(lvl["shortfall"]) for lvl in e["levels"] if not lvl["mastered"]]
         for n, e in per_strategy.items()
         if not e["mastered"]
     }

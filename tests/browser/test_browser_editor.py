@@ -308,7 +308,9 @@ def test_save_reload_queue_and_screenshot(fe, comfy_server):
     fe.page.locator(".p-dialog input").fill("pakati_editor_test")
     fe.page.keyboard.press("Enter")
     fe.page.wait_for_function(
-        "() => app.extensionManager.workflow.activeWorkflow?.path === 'workflows/pakati_editor_test.json' && !app.extensionManager.workflow.activeWorkflow.isModified"
+        "() => app.extensionManager.workflow.activeWorkflow?.path === "
+        "'workflows/pakati_editor_test.json' && "
+        "!app.extensionManager.workflow.activeWorkflow.isModified"
     )
     saved = json.loads(comfy_server.get_bytes("/api/userdata/workflows%2Fpakati_editor_test.json"))
     (saved_canvas,) = [n for n in saved["nodes"] if n["type"] == "PakatiCanvas"]
@@ -334,7 +336,9 @@ def test_save_reload_queue_and_screenshot(fe, comfy_server):
     fe.page.wait_for_timeout(500)
     SCREENSHOT.parent.mkdir(exist_ok=True)
     box = fe.js(
-        "(id) => { const n = app.graph.getNodeById(id); const [x, y] = app.canvas.ds.convertOffsetToCanvas([n.pos[0], n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT]); return [x, y, n.size[0], n.size[1] + LiteGraph.NODE_TITLE_HEIGHT]; }",
+        "(id) => { const n = app.graph.getNodeById(id); const [x, y] = "
+        "app.canvas.ds.convertOffsetToCanvas([n.pos[0], n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT]); "
+        "return [x, y, n.size[0], n.size[1] + LiteGraph.NODE_TITLE_HEIGHT]; }",
         node,
     )
     rect = fe.js("() => app.canvas.canvas.getBoundingClientRect().toJSON()")

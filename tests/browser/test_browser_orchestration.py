@@ -53,7 +53,8 @@ def test_plan_text_on_the_node_and_layout_opens_in_the_region_editor(fe, comfy_s
     got = fe.js("(id) => app.graph.getNodeById(id).pakatiEditor.doc.regions.map(r => r.id)", canvas_id)
     assert got == want
     widgets = fe.js(
-        "(id) => Object.fromEntries(app.graph.getNodeById(id).widgets.filter(w => ['width', 'height'].includes(w.name)).map(w => [w.name, w.value]))",
+        "(id) => Object.fromEntries(app.graph.getNodeById(id).widgets.filter(w => ['width', "
+        "'height'].includes(w.name)).map(w => [w.name, w.value]))",
         canvas_id,
     )
     assert widgets == {"width": 512, "height": 384}

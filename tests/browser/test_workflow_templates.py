@@ -84,13 +84,16 @@ def test_ui_workflow_loads_in_the_front_end(fe, comfy_server, path):
     assert fe.missing_node_types() == [], f"{path.name}: node types the server does not know"
     # every widget holds a value of its own kind (a template whose values are shifted against the
     # node's widgets, e.g. by a seed's control_after_generate, loads without error but wrong)
-    misfits = fe.js(r"""() => app.graph._nodes.flatMap(n => (n.widgets || []).filter(w => {
+    misfits = fe.js(
+        r"""() => app.graph._nodes.flatMap(n => (n.widgets || []).filter(w => {
         if (w.type === 'number') return typeof w.value !== 'number';
         if (w.type === 'toggle') return typeof w.value !== 'boolean';
         // file combos (checkpoints, input images) list what this test server holds, not what a user has
-        if (w.type === 'combo' && Array.isArray(w.options?.values) && !/\.\w+$/.test(String(w.value))) return !w.options.values.includes(w.value);
+        if (w.type === 'combo' && Array.isArray(w.options?.values) && !/\.\w+$/.test(String(w.value))) """
+        r"""return !w.options.values.includes(w.value);
         return false;
-      }).map(w => `${n.type}.${w.name} = ${JSON.stringify(w.value)}`))""")
+      }).map(w => `${n.type}.${w.name} = ${JSON.stringify(w.value)}`))"""
+    )
     assert misfits == [], f"{path.name}: widget values that do not fit their widget: {misfits}"
     loaded = fe.js("() => app.graph._nodes.map(n => n.type)")
     assert sorted(loaded) == sorted(n["type"] for n in served["nodes"])

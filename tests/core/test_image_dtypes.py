@@ -1,6 +1,7 @@
 """No silent wrong answers from dtype: every public core function that takes an image gives the
 same answer for an 8-bit image (0..255) as for its float twin (the same pixels / 255), or refuses
-what it cannot read (booleans, 16-bit values, other dtypes, NaN) with a typed error. Hypothesis draws the images; each function gets both."""
+what it cannot read (booleans, 16-bit values, other dtypes, NaN) with a typed error. Hypothesis draws the images;
+each function gets both."""
 
 from __future__ import annotations
 

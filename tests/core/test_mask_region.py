@@ -13,7 +13,10 @@ from pakati_core.errors import RegionError
 from pakati_core.mask_region import add_mask_region, polygon_from_mask
 from pakati_core.masks import rasterize_polygon
 
-EMPTY = '{"version": 1, "width": 1024, "height": 768, "regions": [{"id": "sky", "shape": "rect", "points": [[0, 0], [1024, 300]], "prompt": "sky"}]}'
+EMPTY = (
+    '{"version": 1, "width": 1024, "height": 768, "regions": [{"id": "sky", "shape": "rect", '
+    '"points": [[0, 0], [1024, 300]], "prompt": "sky"}]}'
+)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

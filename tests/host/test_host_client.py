@@ -1,7 +1,8 @@
 """The client against real ComfyUI servers (main.py --cpu on loopback ports, the tiny test model).
 
 Server A is the session's ``comfy_server``; B and C are started here, each limited to one CPU
-thread. C is killed by the thread-pool test, B by the Ray test (the module's last). The speed of scale-out is measured in bench/bench_client_scaleout.py, not here.
+thread. C is killed by the thread-pool test, B by the Ray test (the module's last). The speed of scale-out is measured in
+bench/bench_client_scaleout.py, not here.
 """
 
 from __future__ import annotations

@@ -166,17 +166,20 @@ def test_standard_samplers_all_render_regions(comfy, tiny):
 
     sampler = KSamplerSelect().get_sampler(sampler_name="euler")[0]
     sigmas = BasicScheduler().get_sigmas(model=model, scheduler="normal", steps=2, denoise=1.0)[0]
-    run = lambda m: SamplerCustom().sample(
-        model=m,
-        add_noise=True,
-        noise_seed=3,
-        cfg=5.0,
-        positive=pos,
-        negative=neg,  # noqa: E731
-        sampler=sampler,
-        sigmas=sigmas,
-        latent_image=latent,
-    )[0]["samples"]
+
+    def run(m):
+        return SamplerCustom().sample(
+            model=m,
+            add_noise=True,
+            noise_seed=3,
+            cfg=5.0,
+            positive=pos,
+            negative=neg,
+            sampler=sampler,
+            sigmas=sigmas,
+            latent_image=latent,
+        )[0]["samples"]
+
     assert not torch.equal(run(model), run(patched))
 
 
@@ -214,11 +217,14 @@ def test_stacks_with_another_attn2_replace_in_either_order(comfy, tiny):
     regions, pos, neg = (
         node(comfy, "PakatiRegionalConditioning").execute(clip=clip, canvas=canvas, base_prompt="x", base_negative="").result
     )
-    apply = lambda m: (
-        node(comfy, "PakatiApplyRegions")
-        .execute(model=m, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0)
-        .result[0]
-    )  # noqa: E731
+
+    def apply(m):
+        return (
+            node(comfy, "PakatiApplyRegions")
+            .execute(model=m, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0)
+            .result[0]
+        )
+
     other = OffsetAttn2Replace()
     before = apply(with_offset_replace(model, other))
     after = with_offset_replace(apply(model), other)

@@ -38,7 +38,10 @@ class PakatiTestTinyFlux:
     CATEGORY = "Pakati/testing"
     FUNCTION = "load"
     RETURN_TYPES = ("MODEL", "CLIP", "VAE")
-    DESCRIPTION = "Tiny random-weight Flux-class MODEL, CLIP (T5 + CLIP-L) and 16-channel VAE for tests (stands in for UNETLoader, DualCLIPLoader and VAELoader)."
+    DESCRIPTION = (
+        "Tiny random-weight Flux-class MODEL, CLIP (T5 + CLIP-L) and 16-channel VAE for tests "
+        "(stands in for UNETLoader, DualCLIPLoader and VAELoader)."
+    )
 
     @classmethod
     def INPUT_TYPES(cls):
