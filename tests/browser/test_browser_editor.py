@@ -125,7 +125,8 @@ def test_cfg_and_denoise_per_region_are_shown_and_edited(fe):
     doc = regions(fe, node)
     doc["regions"][1]["cfg"] = 9
     fe.js(
-        "([id, text]) => { const w = app.graph.getNodeById(id).widgets.find(w => w.name === 'regions'); w.value = text; w.callback?.(text); }",
+        "([id, text]) => { const w = app.graph.getNodeById(id).widgets.find(w => w.name === 'regions'); "
+        "w.value = text; w.callback?.(text); }",
         [node, json.dumps(doc)],
     )
     fe.page.wait_for_function("() => document.querySelectorAll('.pakati-editor .pakati-cfg')[1]?.value === '9'")

@@ -106,7 +106,8 @@ def test_settings_and_subject_lines_validate():
 
 def test_subject_is_the_last_noun():
     assert subject_word("a red apple") == "apple"
-    assert subject_word("a woman in a red shirt") == "shirt"
+    # the scene grammar (issue 23) makes worn and held things part of their owner: the subject is the wearer
+    assert subject_word("a woman in a red shirt") == "woman"
     assert subject_word("volcano at night") == "volcano"
     with pytest.raises(AttentionMapError, match="name the subject word"):
         subject_word("and the")
