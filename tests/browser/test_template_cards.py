@@ -70,7 +70,16 @@ def test_template_browser_shows_titled_cards_with_thumbnails_in_order(fe):
     open_pakati_templates(fe, refused)
     by_name = {c["name"]: c for c in CARDS}
     want = expected_order()
-    fe.page.wait_for_function("(n) => document.querySelectorAll('[data-testid^=\"template-workflow-\"]').length === n", arg=len(want))
+    # the front end renders 12 cards a page and loads more as the grid scrolls: scroll until all are there
+    fe.page.wait_for_function(
+        """(n) => {
+            const cards = document.querySelectorAll('[data-testid^="template-workflow-"]');
+            if (cards.length) cards[cards.length - 1].scrollIntoView();
+            return cards.length === n;
+        }""",
+        arg=len(want),
+        polling=250,
+    )
     thumbnails = {}
     for name in want:  # thumbnails load lazily while their card is in view (and are released after)
         card = fe.page.locator(f'[data-testid="template-workflow-{name}"]')
