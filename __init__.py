@@ -3,6 +3,7 @@
 ComfyUI imports this package under its file path, so everything below uses relative imports.
 The nodes use the V3 schema (``comfy_entrypoint``); see README, "For developers".
 """
+
 from .nodes import comfy_entrypoint
 
 WEB_DIRECTORY = "./web/js"

@@ -15,6 +15,7 @@ the PyTorch profiler's allocation events).
 
 Needs the ComfyUI host ($COMFYUI_PATH or ~/comfy/ComfyUI). Weights are random: timings only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,17 +60,47 @@ def main() -> None:
     model, clip, params = build_model(args.unet, args.channels, dtype)
     device = comfy.model_management.get_torch_device()
     size, half = args.size, args.size // 2
-    layout = json.dumps({"version": 1, "width": size, "height": size, "regions": [
-        {"id": "cat", "shape": "rect", "points": [[0, 0], [half, size]], "prompt": "a fluffy ginger cat"},
-        {"id": "dog", "shape": "rect", "points": [[half, 0], [size, size]], "prompt": "a golden retriever dog"}]})
+    layout = json.dumps(
+        {
+            "version": 1,
+            "width": size,
+            "height": size,
+            "regions": [
+                {"id": "cat", "shape": "rect", "points": [[0, 0], [half, size]], "prompt": "a fluffy ginger cat"},
+                {"id": "dog", "shape": "rect", "points": [[half, 0], [size, size]], "prompt": "a golden retriever dog"},
+            ],
+        }
+    )
     canvas = N["PakatiCanvas"].execute(width=size, height=size, regions=layout).result[0]
-    regions, positive, negative = N["PakatiRegionalConditioning"].execute(clip=clip, canvas=canvas, base_prompt=PROMPT, base_negative="blurry").result
-    regional = N["PakatiApplyRegions"].execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0).result[0]
+    regions, positive, negative = (
+        N["PakatiRegionalConditioning"].execute(clip=clip, canvas=canvas, base_prompt=PROMPT, base_negative="blurry").result
+    )
+    regional = (
+        N["PakatiApplyRegions"]
+        .execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0)
+        .result[0]
+    )
     latent = {"samples": torch.zeros(1, 4, size // 8, size // 8)}
 
     def excited(blocks: str):
-        return N["PakatiAttendExcite"].execute(model=regional, clip=clip, text=PROMPT, words="", subjects="", blocks=blocks, steps=args.excite_steps,
-                                               iterations=args.iterations, scale=20.0, threshold=1.0, reduce="max", regions=regions).result[0]
+        return (
+            N["PakatiAttendExcite"]
+            .execute(
+                model=regional,
+                clip=clip,
+                text=PROMPT,
+                words="",
+                subjects="",
+                blocks=blocks,
+                steps=args.excite_steps,
+                iterations=args.iterations,
+                scale=20.0,
+                threshold=1.0,
+                reduce="max",
+                regions=regions,
+            )
+            .result[0]
+        )
 
     configs = [("Pakati 2 regions", regional)] + [(f"+ Attend-and-Excite ({b})", excited(b)) for b in args.blocks.split(",")]
 
@@ -113,9 +144,13 @@ def main() -> None:
     step = base / args.steps
     updates = args.excite_steps * args.iterations
     where = f"{cpu_name()}, {os.cpu_count()} cores" if device.type == "cpu" else torch.cuda.get_device_name()
-    print(f"\nAttend-and-Excite benchmark: {args.unet} SDXL-class UNet ({params:.1f} M parameters, {args.dtype}, random weights), {size}x{size}, "
-          f"{args.steps} euler steps, CFG 5, 2 regions; excite {args.excite_steps} steps x {args.iterations} updates = {updates} gradient passes; "
-          f"device {device} ({where}), {torch.get_num_threads()} torch threads, {args.clock} seconds, median of {args.repeats}")
+    print(
+        f"\nAttend-and-Excite benchmark: {args.unet} SDXL-class UNet ({params:.1f} M parameters, "
+        f"{args.dtype}, random weights), {size}x{size}, "
+        f"{args.steps} euler steps, CFG 5, 2 regions; excite {args.excite_steps} steps x "
+        f"{args.iterations} updates = {updates} gradient passes; "
+        f"device {device} ({where}), {torch.get_num_threads()} torch threads, {args.clock} seconds, median of {args.repeats}"
+    )
     print("command: python bench/bench_attend_excite.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     print(f"{'configuration':44s} {'seconds':>8s} {'ratio':>6s} {'per update':>11s} {'/ plain step':>12s} {'peak memory':>12s}")
     for name, _ in configs:
@@ -126,7 +161,11 @@ def main() -> None:
             continue
         per = (sec - base) / updates
         print(f"{name:44s} {sec:8.3f} {sec / base:5.2f}x {per:10.3f}s {per / step:11.2f}x {mem:>12s}")
-    print(f"(a plain sampler step: {step:.3f} s; peak memory: {'CUDA allocator peak' if device.type == 'cuda' else 'PyTorch profiler CPU allocations'} over one run)")
+    print(
+        f"(a plain sampler step: {step:.3f} s; peak memory: "
+        f"{'CUDA allocator peak' if device.type == 'cuda' else 'PyTorch profiler CPU allocations'} "
+        "over one run)"
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ of its per-round ratios to the run without the capture in the same round. Target
 
 Needs the ComfyUI host ($COMFYUI_PATH or ~/comfy/ComfyUI). Weights are random: timings only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,20 +66,38 @@ def main() -> None:
         return clock() - t
 
     def capture(m):
-        return N["PakatiCaptureAttention"].execute(model=m, clip=clip, text=PROMPT, words="shirt, straw hat", blocks="all",
-                                                   start_percent=0.0, end_percent=1.0).result[0]
+        return (
+            N["PakatiCaptureAttention"]
+            .execute(model=m, clip=clip, text=PROMPT, words="shirt, straw hat", blocks="all", start_percent=0.0, end_percent=1.0)
+            .result[0]
+        )
 
     half = size // 2
-    layout = json.dumps({"version": 1, "width": size, "height": size, "regions": [
-        {"id": "a", "shape": "rect", "points": [[0, 0], [half, size]], "prompt": "a red shirt"},
-        {"id": "b", "shape": "rect", "points": [[half, 0], [size, size]], "prompt": "a straw hat"}]})
+    layout = json.dumps(
+        {
+            "version": 1,
+            "width": size,
+            "height": size,
+            "regions": [
+                {"id": "a", "shape": "rect", "points": [[0, 0], [half, size]], "prompt": "a red shirt"},
+                {"id": "b", "shape": "rect", "points": [[half, 0], [size, size]], "prompt": "a straw hat"},
+            ],
+        }
+    )
     canvas = N["PakatiCanvas"].execute(width=size, height=size, regions=layout).result[0]
     regions = N["PakatiRegionalConditioning"].execute(clip=clip, canvas=canvas, base_prompt=PROMPT, base_negative="blurry").result[0]
-    regional = N["PakatiApplyRegions"].execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0).result[0]
+    regional = (
+        N["PakatiApplyRegions"]
+        .execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0)
+        .result[0]
+    )
 
-    configs = [("plain", model, "plain"), ("plain + capture (2 words, every layer)", capture(model), "plain"),
-               ("Pakati, 2 regions", regional, "Pakati, 2 regions"),
-               ("Pakati, 2 regions + capture", capture(regional), "Pakati, 2 regions")]
+    configs = [
+        ("plain", model, "plain"),
+        ("plain + capture (2 words, every layer)", capture(model), "plain"),
+        ("Pakati, 2 regions", regional, "Pakati, 2 regions"),
+        ("Pakati, 2 regions + capture", capture(regional), "Pakati, 2 regions"),
+    ]
     seconds: dict[str, list[float]] = {name: [] for name, *_ in configs}
     ratios: dict[str, list[float]] = {name: [] for name, *_ in configs}
     for r in range(args.repeats + 1):
@@ -88,8 +107,10 @@ def main() -> None:
             for name, _, base in configs:
                 seconds[name].append(this[name])
                 ratios[name].append(this[name] / this[base])
-    what = (f"{args.unet} SDXL-class UNet ({params:.1f} M parameters, {args.dtype}, random weights), {size}x{size}, "
-            f"{args.steps} euler steps, CFG 5, {args.clock} seconds, {torch.get_num_threads()} torch thread(s), device {device}")
+    what = (
+        f"{args.unet} SDXL-class UNet ({params:.1f} M parameters, {args.dtype}, random weights), {size}x{size}, "
+        f"{args.steps} euler steps, CFG 5, {args.clock} seconds, {torch.get_num_threads()} torch thread(s), device {device}"
+    )
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = "python bench/bench_attention_capture.py " + " ".join(sys.argv[1:])
     rows = [(name, statistics.median(seconds[name]), statistics.median(ratios[name])) for name, *_ in configs]

@@ -10,6 +10,7 @@ Prints the wall time over 1 server and over K servers and their ratio (target fo
 Needs at least K free cores to mean anything: on a machine where other jobs hold the cores,
 the servers share them and the ratio says so.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,6 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from comfy_client import ComfyServer  # noqa: E402  (tests/ helper: starts main.py on a free port)
 from conftest import HOST, HOST_NODES  # noqa: E402
-
 from pakati_core import Canvas  # noqa: E402
 from pakati_core.client import Workflow, generate  # noqa: E402
 
@@ -60,7 +60,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             for k in range(args.servers):
-                s = ComfyServer(HOST, Path(tmp) / f"s{k}", packs={"pakati": REPO, "pakati_test_nodes": HOST_NODES / "pakati_test_nodes"}, env=env)
+                s = ComfyServer(
+                    HOST, Path(tmp) / f"s{k}", packs={"pakati": REPO, "pakati_test_nodes": HOST_NODES / "pakati_test_nodes"}, env=env
+                )
                 s.start()
                 servers.append(s)
             urls = [s.url for s in servers]
@@ -77,12 +79,21 @@ def main() -> None:
                     times[n].append(time.perf_counter() - t0)
                     assert summary.ok, summary.to_dict()["failures"]
                     per[n] = {s.url: s.done for s in summary.servers}
-            rows = [{"servers": n, "seconds": round(statistics.median(times[n]), 2), "runs": [round(t, 2) for t in times[n]],
-                     "per_server": per[n]} for n in (1, args.servers)]
+            rows = [
+                {
+                    "servers": n,
+                    "seconds": round(statistics.median(times[n]), 2),
+                    "runs": [round(t, 2) for t in times[n]],
+                    "per_server": per[n],
+                }
+                for n in (1, args.servers)
+            ]
             base = rows[0]["seconds"]
-            print(f"{args.tasks} tasks, {args.size}x{args.size}, {args.steps} euler steps, tiny UNet {args.channels} ch, "
-                  f"{args.threads} thread(s)/server, backend {args.backend}, median of {args.repeats}, "
-                  f"os.cpu_count()={os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
+            print(
+                f"{args.tasks} tasks, {args.size}x{args.size}, {args.steps} euler steps, tiny UNet {args.channels} ch, "
+                f"{args.threads} thread(s)/server, backend {args.backend}, median of {args.repeats}, "
+                f"os.cpu_count()={os.cpu_count()}, load average {os.getloadavg()[0]:.1f}"
+            )
             print("| servers | seconds | speed-up | tasks per server |")
             print("| ---: | ---: | ---: | --- |")
             for r in rows:

@@ -4,6 +4,7 @@ Run: python bench/bench_delta.py  (pins the process to one core where the OS all
 single-threaded BLAS/OpenCV). The baseline is ``skimage.metrics.structural_similarity`` on the
 same two whole 1024x1024 images (L* channel, gaussian weights), measured in the same run.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,7 +51,9 @@ def main() -> None:
     reference = Reference(ref, "astronaut", "general")
     l_img, l_ref = rgb2lab(img)[..., 0], rgb2lab(ref)[..., 0]
 
-    ssim = best_of(lambda: structural_similarity(l_img, l_ref, data_range=100.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
+    ssim = best_of(
+        lambda: structural_similarity(l_img, l_ref, data_range=100.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    )
     cold = best_of(lambda: analyse(img, [reference], mask))  # reference measured every call
     cache = ReferenceCache()
     analyse(img, [reference], mask, cache)

@@ -17,6 +17,7 @@ A prompt is kept when every reference check holds on the planned layout:
 Timing: per-prompt planning time, printed with its ratio to parsing the resulting canvas with
 Canvas.from_dict (Region JSON v1 validation), measured in the same run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,19 +40,37 @@ if not DATA.is_dir():
     DATA = Path("/work/shared/data/t2i-compbench")
 
 # -- the reference reader (independent of pakati_core.orchestration.parse) --------------------
-REF_ATTRS = set("""red green blue yellow black white brown pink purple orange gray grey silver gold golden beige
+REF_ATTRS = set(
+    """red green blue yellow black white brown pink purple orange gray grey silver gold golden beige
 wooden metallic plastic rubber leather glass fabric marble ceramic fluffy furry smooth rough soft shiny sleek bumpy
-prickly spiky jagged striped round square rectangular circular triangular oval""".split())
-STOP = set("""a an the and or but with on in of at by to for from into onto over under near next is are was were has have
+prickly spiky jagged striped round square rectangular circular triangular oval""".split()
+)
+STOP = set(
+    """a an the and or but with on in of at by to for from into onto over under near next is are was were has have
 had sat stood lay hung rests rested sits stands lies hangs floated while as its their his her this that these those
 down up off together during across above below behind through around against
 swam shone float floats fall falls lie sit hold holds add adds bounces clink clinks keep keeps made cast casts
 complement complements slides glistens blazes shines grows grow covers stretches reflects takes flies looks drove
-flew fell rode ran it""".split())
-REL = [("on the left of", "left_of"), ("on the right of", "right_of"), ("on the top of", "above"), ("on top of", "above"),
-       ("on the bottom of", "below"), ("next to", "near"), ("near", "near"), ("beside", "near"), ("on side of", "near"),
-       ("on the side of", "near"), ("above", "above"), ("below", "below"), ("under", "below"), ("in front of", "in_front_of"),
-       ("behind", "behind"), ("hidden by", "behind")]
+flew fell rode ran it""".split()
+)
+REL = [
+    ("on the left of", "left_of"),
+    ("on the right of", "right_of"),
+    ("on the top of", "above"),
+    ("on top of", "above"),
+    ("on the bottom of", "below"),
+    ("next to", "near"),
+    ("near", "near"),
+    ("beside", "near"),
+    ("on side of", "near"),
+    ("on the side of", "near"),
+    ("above", "above"),
+    ("below", "below"),
+    ("under", "below"),
+    ("in front of", "in_front_of"),
+    ("behind", "behind"),
+    ("hidden by", "behind"),
+]
 _inflect = inflect.engine()
 WORD = re.compile(r"[a-z]+(?:-[a-z]+)*|[,.;:!?]")
 
@@ -65,12 +84,25 @@ def np_head(tokens: list[str], i: int) -> str | None:
     while i < len(tokens) and tokens[i] in ("a", "an", "the"):
         i += 1
     head = None
-    while i < len(tokens) and tokens[i].isalpha() and tokens[i] not in STOP and not tokens[i].endswith("ly") \
-            and not (head and tokens[i].endswith(("ed", "ing"))):
+    while (
+        i < len(tokens)
+        and tokens[i].isalpha()
+        and tokens[i] not in STOP
+        and not tokens[i].endswith("ly")
+        and not (head and tokens[i].endswith(("ed", "ing")))
+    ):
         head = tokens[i]
         i += 1
-        if i < len(tokens) and tokens[i] == "," and i + 2 < len(tokens) and tokens[i + 1] not in STOP and tokens[i + 2] not in STOP \
-                and tokens[i + 2].isalpha() and tokens[i + 1] not in NUMBER_WORDS and tokens[i + 1] != "one":
+        if (
+            i < len(tokens)
+            and tokens[i] == ","
+            and i + 2 < len(tokens)
+            and tokens[i + 1] not in STOP
+            and tokens[i + 2] not in STOP
+            and tokens[i + 2].isalpha()
+            and tokens[i + 1] not in NUMBER_WORDS
+            and tokens[i + 1] != "one"
+        ):
             i += 1
     return head
 
@@ -98,7 +130,11 @@ def reference(prompt: str) -> tuple[set[str], list[tuple[str, str]], list[tuple[
     for i, w in enumerate(t):
         if w in REF_ATTRS:
             j = i + 1
-            while j < len(t) and (t[j] in REF_ATTRS or t[j] in (",", "and")) and not (t[j] == "and" and j + 1 < len(t) and t[j + 1] not in REF_ATTRS):
+            while (
+                j < len(t)
+                and (t[j] in REF_ATTRS or t[j] in (",", "and"))
+                and not (t[j] == "and" and j + 1 < len(t) and t[j + 1] not in REF_ATTRS)
+            ):
                 j += 1
             head = np_head(t, j)
             if head and head not in REF_ATTRS:
@@ -111,7 +147,7 @@ def reference(prompt: str) -> tuple[set[str], list[tuple[str, str]], list[tuple[
             k = len(before) - 1
             while k >= 0 and (before[k] in STOP or before[k].endswith("ed")) and before[k] not in (",",):
                 k -= 1
-            after = text[m.end():].split()
+            after = text[m.end() :].split()
             obj = np_head(after, 0)
             if k >= 0 and before[k].isalpha() and obj:
                 subj = before[k]
@@ -121,7 +157,11 @@ def reference(prompt: str) -> tuple[set[str], list[tuple[str, str]], list[tuple[
 
 
 def region_for(p, noun: str) -> list[dict]:
-    return [r for r in p.canvas["regions"] if has_word(r["prompt"], noun) or has_word(r["prompt"], noun.rstrip("s")) or has_word(r["prompt"], noun + "s")]
+    return [
+        r
+        for r in p.canvas["regions"]
+        if has_word(r["prompt"], noun) or has_word(r["prompt"], noun.rstrip("s")) or has_word(r["prompt"], noun + "s")
+    ]
 
 
 def box(r: dict) -> tuple[float, float, float, float]:
@@ -155,7 +195,9 @@ def keep(prompt: str, p) -> list[str]:
         rb = [r for r in region_for(p, o) if r["id"] != "background"]
         if not ra or not rb:
             continue  # counted above as a missing noun
-        ok = any(relation_holds(rel, box(a), box(b), p.width, p.height, z[a["id"]], z[b["id"]]) for a in ra for b in rb if a["id"] != b["id"])
+        ok = any(
+            relation_holds(rel, box(a), box(b), p.width, p.height, z[a["id"]], z[b["id"]]) for a in ra for b in rb if a["id"] != b["id"]
+        )
         if not ok:
             misses.append(f"{s} {rel} {o} does not hold")
     return misses
@@ -177,8 +219,10 @@ def run(name: str, prompts: list[str], show: int) -> tuple[float, list[float], l
         else:
             kept += 1
     rate = kept / max(len(prompts), 1)
-    print(f"{name:28s} {kept:4d}/{len(prompts):4d} kept = {100 * rate:5.1f}%   plan mean {1000 * statistics.mean(times):5.2f} ms, "
-          f"max {1000 * max(times):5.2f} ms ({statistics.mean(times) / statistics.mean(base):4.1f}x Canvas.from_dict)")
+    print(
+        f"{name:28s} {kept:4d}/{len(prompts):4d} kept = {100 * rate:5.1f}%   plan mean {1000 * statistics.mean(times):5.2f} ms, "
+        f"max {1000 * max(times):5.2f} ms ({statistics.mean(times) / statistics.mean(base):4.1f}x Canvas.from_dict)"
+    )
     for prompt, bad in misses[:show]:
         print(f"    miss: {prompt!r}: {'; '.join(bad[:3])}")
     return rate, times, base
@@ -190,10 +234,16 @@ def main() -> None:
     ap.add_argument("--misses", type=int, default=8, help="misses to print per file")
     args = ap.parse_args()
     plan("warm up the lexicon and inflect")
-    sets = [("spatial_train.txt", "spatial (2D)", 0.97), ("color_train.txt", "colour", 0.97), ("complex_train.txt", "free sentences (complex)", 0.90),
-            ("complex_train_spatial.txt", "free sentences (spatial)", 0.90), ("3d_spatial_train.txt", "3D spatial (extra)", None),
-            ("texture_train.txt", "texture (extra)", None), ("shape_train.txt", "shape (extra)", None),
-            ("numeracy_train.txt", "numeracy (extra)", None)]
+    sets = [
+        ("spatial_train.txt", "spatial (2D)", 0.97),
+        ("color_train.txt", "colour", 0.97),
+        ("complex_train.txt", "free sentences (complex)", 0.90),
+        ("complex_train_spatial.txt", "free sentences (spatial)", 0.90),
+        ("3d_spatial_train.txt", "3D spatial (extra)", None),
+        ("texture_train.txt", "texture (extra)", None),
+        ("shape_train.txt", "shape (extra)", None),
+        ("numeracy_train.txt", "numeracy (extra)", None),
+    ]
     all_times = []
     failed = []
     for fname, name, target in sets:
@@ -207,8 +257,10 @@ def main() -> None:
         if target is not None and rate < target:
             failed.append(f"{name} {100 * rate:.1f}% < {100 * target:.0f}%")
     all_times.sort()
-    print(f"all prompts: median {1000 * all_times[len(all_times) // 2]:.2f} ms, p99 {1000 * all_times[int(len(all_times) * 0.99)]:.2f} ms, "
-          f"max {1000 * all_times[-1]:.2f} ms per prompt (budget 50 ms)")
+    print(
+        f"all prompts: median {1000 * all_times[len(all_times) // 2]:.2f} ms, p99 {1000 * all_times[int(len(all_times) * 0.99)]:.2f} ms, "
+        f"max {1000 * all_times[-1]:.2f} ms per prompt (budget 50 ms)"
+    )
     print("targets met" if not failed else "below target: " + ", ".join(failed))
 
 

@@ -12,6 +12,7 @@ Run from the repository root:  python3 bench/bench_region_regen.py [--steps 2] [
    L contrast x1.06) and whose inside holds new content, with and without Lab colour matching,
    on four skimage.data photographs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,10 @@ from skimage import data
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from pakati_core.regenerate import crop_region, mean_ciede2000, ring, stitch_region  # noqa: E402
-from pakati_core.lab import lab_to_rgb as from_lab, rgb_to_lab as to_lab  # noqa: E402
 from harness import find_host  # noqa: E402  (the test harness's host search: COMFYUI_PATH, the ComfyUI holding the checkout, ~/comfy)
+from pakati_core.lab import lab_to_rgb as from_lab  # noqa: E402
+from pakati_core.lab import rgb_to_lab as to_lab  # noqa: E402  (after the sys.path line above, like its neighbours)
+from pakati_core.regenerate import crop_region, mean_ciede2000, ring, stitch_region  # noqa: E402
 
 
 def photo(name: str) -> np.ndarray:
@@ -100,6 +102,7 @@ def speed_figures(steps: int, repeats: int) -> None:
             crop = crop_region(big, mask, context=0, mode=mode, grow=0, feather=0)
             regen = regenerate(crop.images[0], crop.masks[0])
             return stitch_region(crop.stitch, regen, colour_match=True), crop.stitch.target
+
         return job
 
     def whole_job():
@@ -116,8 +119,10 @@ def speed_figures(steps: int, repeats: int) -> None:
             best = min(best, time.perf_counter() - t)
         times[name] = (best, size)
     base = times["whole image"][0]
-    print(f"speed: regenerate a 512x512 region of a 2048x2048 image, {steps} euler steps, tiny SDXL-class UNet, "
-          f"{'GPU' if torch.cuda.is_available() else 'CPU'}, best of {repeats}")
+    print(
+        f"speed: regenerate a 512x512 region of a 2048x2048 image, {steps} euler steps, tiny SDXL-class UNet, "
+        f"{'GPU' if torch.cuda.is_available() else 'CPU'}, best of {repeats}"
+    )
     print(f"{'job':<20} {'sampled':>10} {'area ratio':>11} {'seconds':>9} {'time ratio':>11}")
     for name, (secs, (w, h)) in times.items():
         print(f"{name:<20} {f'{w}x{h}':>10} {w * h / 2048**2:>11.4f} {secs:>9.2f} {secs / base:>11.4f}")

@@ -3,6 +3,7 @@
 Node modules are imported one by one: a module whose optional dependency is missing is
 skipped with a log line naming the package to install, and the rest of the pack loads.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,6 +21,8 @@ NODE_MODULES: list[tuple[str, dict[str, str]]] = [
     (".regional_nodes", {}),
     (".region_controlnet_nodes", {}),
     (".region_reference_nodes", {}),
+    (".region_lora_nodes", {}),
+    (".region_denoise_nodes", {}),
     (".refine_nodes", {}),
     (".attention_nodes", {}),
     (".model_nodes", {"openai": "openai", "anthropic": "anthropic"}),
@@ -42,7 +45,9 @@ def load_node_classes(modules: list[tuple[str, dict[str, str]]] | None = None) -
             log.warning(
                 "Pakati: the nodes in %s are unavailable because the optional package '%s' is missing; "
                 "install it with: pip install %s (the rest of Pakati is loaded)",
-                module_name.lstrip("."), missing, optional[missing],
+                module_name.lstrip("."),
+                missing,
+                optional[missing],
             )
             continue
         classes.extend(module.NODES)

@@ -9,13 +9,13 @@ is always the base prompt's. A keyed ``OUTER_SAMPLE`` wrapper starts a fresh rec
 each sampler run. The layer's output is ComfyUI's own attention (or the wrapped replace's),
 untouched; the probabilities are computed beside it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 import comfy.ldm.modules.attention as comfy_attention
+import torch
 
 from ..pakati_core.attention_maps import AttentionRecorder
 from .unet import attn2_block_keys, call_grid, in_schedule_range, with_attn2_replaced
@@ -53,11 +53,14 @@ class CaptureAttn2:
         if cond:
             rows = torch.cat([torch.arange(i * per, (i + 1) * per) for i in cond]).to(q.device)
             qc, kc = q.index_select(0, rows), k.index_select(0, rows)
-            self.recorder.record(self.layer, qc, kc, extra_options["n_heads"], len(cond), self._grid(extra_options, q.shape[1]), self.latent_hw)
+            self.recorder.record(
+                self.layer, qc, kc, extra_options["n_heads"], len(cond), self._grid(extra_options, q.shape[1]), self.latent_hw
+            )
         if self.inner is not None:
             return self.inner(q, k, v, extra_options)
-        return comfy_attention.optimized_attention(q, k, v, extra_options["n_heads"], attn_precision=extra_options.get("attn_precision"),
-                                                   transformer_options=extra_options)
+        return comfy_attention.optimized_attention(
+            q, k, v, extra_options["n_heads"], attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options
+        )
 
     def _grid(self, extra_options: dict, tokens: int) -> tuple[int, int]:
         return call_grid(extra_options, tokens, self.latent_hw)
@@ -76,7 +79,11 @@ class CaptureWrapper:
 
     def __call__(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
         model = executor.class_obj
-        if c_crossattn is None or transformer_options.get(EXCITE_PASS_OPTION) or not in_schedule_range(model, t, self.start_percent, self.end_percent):
+        if (
+            c_crossattn is None
+            or transformer_options.get(EXCITE_PASS_OPTION)
+            or not in_schedule_range(model, t, self.start_percent, self.end_percent)
+        ):
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         unet = model.diffusion_model
         keys = self._keys.get(id(unet))

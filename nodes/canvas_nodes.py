@@ -1,4 +1,5 @@
 """Canvas nodes: the Region JSON widget, masks from regions, regions from masks, and an overlay preview."""
+
 from __future__ import annotations
 
 import json
@@ -26,10 +27,27 @@ class PakatiCanvas(io.ComfyNode):
             description="A canvas of regions, each with its own prompt, negative, strength, feather, seed and lock. "
             "The regions live as Region JSON v1 in the 'regions' widget, so they travel with the workflow and the API prompt.",
             inputs=[
-                io.Int.Input("width", default=1024, min=64, max=16384, step=8, tooltip="Canvas width in pixels (a multiple of 8). Regions drawn at another size are rescaled."),
+                io.Int.Input(
+                    "width",
+                    default=1024,
+                    min=64,
+                    max=16384,
+                    step=8,
+                    tooltip="Canvas width in pixels (a multiple of 8). Regions drawn at another size are rescaled.",
+                ),
                 io.Int.Input("height", default=1024, min=64, max=16384, step=8, tooltip="Canvas height in pixels (a multiple of 8)."),
-                io.String.Input("regions", default=EMPTY_REGIONS, multiline=True, tooltip="Region JSON v1: {version, width, height, regions:[{id, name, shape: polygon|rect, points, prompt, negative, strength, feather, seed, locked}]}. Drawn by the canvas editor."),
-                io.Image.Input("background", optional=True, tooltip="Optional image shown behind the regions in the editor, so you can draw over what you have."),
+                io.String.Input(
+                    "regions",
+                    default=EMPTY_REGIONS,
+                    multiline=True,
+                    tooltip="Region JSON v1: {version, width, height, regions:[{id, name, shape: polygon|rect, points, "
+                    "prompt, negative, strength, feather, seed, locked}]}. Drawn by the canvas editor.",
+                ),
+                io.Image.Input(
+                    "background",
+                    optional=True,
+                    tooltip="Optional image shown behind the regions in the editor, so you can draw over what you have.",
+                ),
             ],
             outputs=[CanvasType.Output(display_name="canvas", tooltip="The parsed canvas.")],
         )
@@ -62,8 +80,19 @@ class PakatiRegionMask(io.ComfyNode):
             inputs=[
                 CanvasType.Input("canvas", tooltip="A canvas from Pakati Canvas."),
                 io.String.Input("region", default="0", tooltip="The region's name, id, or 0-based index in z-order."),
-                io.Float.Input("feather", default=-1.0, min=-1.0, max=512.0, step=0.5, tooltip="Edge softness in canvas pixels; -1 uses the region's own feather."),
-                io.Boolean.Input("exclusive", default=False, tooltip="Subtract the regions stacked above this one (what the sampler uses where regions overlap)."),
+                io.Float.Input(
+                    "feather",
+                    default=-1.0,
+                    min=-1.0,
+                    max=512.0,
+                    step=0.5,
+                    tooltip="Edge softness in canvas pixels; -1 uses the region's own feather.",
+                ),
+                io.Boolean.Input(
+                    "exclusive",
+                    default=False,
+                    tooltip="Subtract the regions stacked above this one (what the sampler uses where regions overlap).",
+                ),
             ],
             outputs=[io.Mask.Output(display_name="mask", tooltip="The region's coverage, 1 inside, 0 outside, soft at the edge.")],
         )
@@ -94,29 +123,69 @@ class PakatiRegionFromMask(io.ComfyNode):
             inputs=[
                 CanvasType.Input("canvas", tooltip="The canvas to add the region to (its other regions are kept)."),
                 io.Mask.Input("mask", tooltip="One mask with the canvas's aspect ratio, e.g. from Pakati Attention Mask."),
-                io.String.Input("name", default="from mask", tooltip="The new region's name (its id is made from it, unique on the canvas)."),
+                io.String.Input(
+                    "name", default="from mask", tooltip="The new region's name (its id is made from it, unique on the canvas)."
+                ),
                 io.String.Input("prompt", multiline=True, default="", tooltip="The new region's prompt."),
                 io.String.Input("negative", multiline=True, default="", tooltip="The new region's negative prompt (may be empty)."),
-                io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.05, tooltip="The new region's weight against the base prompt."),
-                io.Float.Input("feather", default=16.0, min=0.0, max=512.0, step=0.5, tooltip="The new region's edge softness in canvas pixels."),
-                io.Float.Input("threshold", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="Mask values at or above this are inside the region."),
-                io.Int.Input("max_points", default=32, min=3, max=256, tooltip="At most this many polygon vertices (the outline is simplified until it fits)."),
+                io.Float.Input(
+                    "strength", default=1.0, min=0.0, max=10.0, step=0.05, tooltip="The new region's weight against the base prompt."
+                ),
+                io.Float.Input(
+                    "feather", default=16.0, min=0.0, max=512.0, step=0.5, tooltip="The new region's edge softness in canvas pixels."
+                ),
+                io.Float.Input(
+                    "threshold", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="Mask values at or above this are inside the region."
+                ),
+                io.Int.Input(
+                    "max_points",
+                    default=32,
+                    min=3,
+                    max=256,
+                    tooltip="At most this many polygon vertices (the outline is simplified until it fits).",
+                ),
             ],
-            outputs=[CanvasType.Output(display_name="canvas", tooltip="The canvas with the new region on top."),
-                     io.String.Output(display_name="region_json", tooltip="The new region as Region JSON (paste it into a canvas to edit it there).")],
+            outputs=[
+                CanvasType.Output(display_name="canvas", tooltip="The canvas with the new region on top."),
+                io.String.Output(
+                    display_name="region_json", tooltip="The new region as Region JSON (paste it into a canvas to edit it there)."
+                ),
+            ],
         )
 
     @classmethod
-    def execute(cls, canvas: Canvas, mask: torch.Tensor, name: str, prompt: str, negative: str, strength: float, feather: float,
-                threshold: float, max_points: int) -> io.NodeOutput:
+    def execute(
+        cls,
+        canvas: Canvas,
+        mask: torch.Tensor,
+        name: str,
+        prompt: str,
+        negative: str,
+        strength: float,
+        feather: float,
+        threshold: float,
+        max_points: int,
+    ) -> io.NodeOutput:
         node = node_name(cls)
         if mask.ndim == 3 and mask.shape[0] != 1:
             raise PakatiNodeError(node, "mask", f"a batch of {mask.shape[0]} masks: one region comes from one mask")
         m = mask.reshape(mask.shape[-2], mask.shape[-1]).detach().float().cpu().numpy()
-        out, region = checked(node, "mask", lambda: add_mask_region(canvas, m, name=name, prompt=prompt, negative=negative,
-                                                                     strength=strength, feather=feather, threshold=threshold,
-                                                                     max_points=max_points),
-                              ("mask", "threshold", "max_points", "name", "prompt", "strength", "feather"))
+        out, region = checked(
+            node,
+            "mask",
+            lambda: add_mask_region(
+                canvas,
+                m,
+                name=name,
+                prompt=prompt,
+                negative=negative,
+                strength=strength,
+                feather=feather,
+                threshold=threshold,
+                max_points=max_points,
+            ),
+            ("mask", "threshold", "max_points", "name", "prompt", "strength", "feather"),
+        )
         # the front end's "Add to the Pakati Canvas" button puts the region into the editor upstream (web/js/pakati_canvas.js)
         return io.NodeOutput(out, json.dumps(region), ui={"pakati_region": [{"region": region, "width": out.width, "height": out.height}]})
 

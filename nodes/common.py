@@ -1,4 +1,5 @@
 """Shared node-boundary helpers: custom socket types, error wording, tensor shaping."""
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,14 @@ class PakatiNodeError(ValueError):
         super().__init__(f"{node}: input '{input_name}': {message}")
 
 
-def node_error(node: str, error: PakatiError, input_name: str, inputs: Iterable[str] = (),
-               input_of: Callable[[PakatiError], str | None] | None = None,
-               describe: Callable[[PakatiError], str] | None = None) -> PakatiNodeError:
+def node_error(
+    node: str,
+    error: PakatiError,
+    input_name: str,
+    inputs: Iterable[str] = (),
+    input_of: Callable[[PakatiError], str | None] | None = None,
+    describe: Callable[[PakatiError], str] | None = None,
+) -> PakatiNodeError:
     """The core's typed error as a message naming the node and the input: the one re-mapper every node uses.
 
     The input named is, in order: what ``input_of`` says for this error type (the model layer's

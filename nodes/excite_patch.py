@@ -16,17 +16,17 @@ Apply Regions renders regions in them exactly as in sampling (it wraps ``ExciteA
 any other attn2 replace); the attention capture skips them (the option
 ``EXCITE_PASS_OPTION`` marks them), so a capture records only the sampler's own calls.
 """
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 
-import torch
-
 import comfy.ldm.modules.attention as comfy_attention
 import comfy.model_management
 import comfy.samplers
 import comfy.utils
+import torch
 
 from ..pakati_core.attention_maps import ExciteMaps, ExciteSettings, ExciteTarget, PassComplete, excite_latent
 from ..pakati_core.regional import RegionalAttention
@@ -99,8 +99,9 @@ class ExciteAttn2:
             raise PassComplete  # every selected layer is in: the rest of the UNet is not needed
         if self.inner is not None:
             return self.inner(q, k, v, extra_options)
-        return comfy_attention.optimized_attention(q, k, v, extra_options["n_heads"], attn_precision=extra_options.get("attn_precision"),
-                                                   transformer_options=extra_options)
+        return comfy_attention.optimized_attention(
+            q, k, v, extra_options["n_heads"], attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options
+        )
 
 
 @dataclass
@@ -124,6 +125,7 @@ class ExciteWrapper:
     def coverage(self, latent_hw: tuple[int, int]):
         def at(region: int, grid: tuple[int, int]) -> torch.Tensor:
             return self.regions.grid_masks(*latent_hw, *grid)[region]
+
         return at
 
     def step_of(self, model_options: dict, timestep: torch.Tensor) -> tuple[int | None, int]:
@@ -137,7 +139,14 @@ class ExciteWrapper:
         step, total = self.step_of(model_options, timestep)
         guider = executor.class_obj
         positive = getattr(guider, "conds", {}).get("positive")
-        if step is None or step >= self.settings.steps or step in self.run.done or positive is None or x.ndim != 4 or self.settings.scale == 0:
+        if (
+            step is None
+            or step >= self.settings.steps
+            or step in self.run.done
+            or positive is None
+            or x.ndim != 4
+            or self.settings.scale == 0
+        ):
             return executor(x, timestep, model_options, seed)
         self.run.done.add(step)
         model = guider.inner_model
@@ -156,8 +165,9 @@ class ExciteWrapper:
             state = ExcitePass(self.subjects, {key for key, _ in chosen}, latent_hw, self.run.key_cache)
             options = dict(model_options)
             layers = dict(chosen)
-            topts = with_attn2_replaced(options.get("transformer_options", {}), layers,
-                                        lambda key, inner: ExciteAttn2(state, key, layers[key], inner))
+            topts = with_attn2_replaced(
+                options.get("transformer_options", {}), layers, lambda key, inner: ExciteAttn2(state, key, layers[key], inner)
+            )
             topts[EXCITE_PASS_OPTION] = True
             options["transformer_options"] = topts
             try:
@@ -168,16 +178,33 @@ class ExciteWrapper:
 
         bar = comfy.utils.ProgressBar(self.settings.iterations)
         c_in = model.model_sampling.calculate_input(timestep, torch.ones_like(x))
-        result = checked(NODE, "scale", lambda: excite_latent(
-            x, c_in, run_pass, self.settings, step, total, check=comfy.model_management.throw_exception_if_processing_interrupted,
-            progress=lambda done, of: bar.update_absolute(done, of)))
+        result = checked(
+            NODE,
+            "scale",
+            lambda: excite_latent(
+                x,
+                c_in,
+                run_pass,
+                self.settings,
+                step,
+                total,
+                check=comfy.model_management.throw_exception_if_processing_interrupted,
+                progress=lambda done, of: bar.update_absolute(done, of),
+            ),
+        )
         self.run.history.append((step, result.values))
         if result.updates:
             with torch.no_grad():
                 x.copy_(result.x)  # the sampler's own latent: its step continues from the nudged one
         first, last = result.values[0].amin(0), result.values[-1].amin(0)
-        log.info("Pakati Attend-and-Excite step %d/%d: %d update(s), weakest subject %s -> %s", step + 1, total, result.updates,
-                 [round(float(v), 3) for v in first], [round(float(v), 3) for v in last])
+        log.info(
+            "Pakati Attend-and-Excite step %d/%d: %d update(s), weakest subject %s -> %s",
+            step + 1,
+            total,
+            result.updates,
+            [round(float(v), 3) for v in first],
+            [round(float(v), 3) for v in last],
+        )
         return executor(x, timestep, model_options, seed)
 
 
@@ -194,8 +221,10 @@ class ExciteRun:
         self.wrapper.run = RunState()
         denoise_mask = args[4] if len(args) > 4 else kwargs.get("denoise_mask")
         if denoise_mask is not None:
-            log.warning("Pakati Attend-and-Excite: the latent has a noise mask; KSampler then hands the model a blended copy, "
-                        "so each nudge reaches that step's prediction but not the sampler's latent")
+            log.warning(
+                "Pakati Attend-and-Excite: the latent has a noise mask; KSampler then hands the model a blended copy, "
+                "so each nudge reaches that step's prediction but not the sampler's latent"
+            )
         return executor(*args, **kwargs)
 
 

@@ -7,6 +7,7 @@ and sampler settings, the checkpoint name, the hash of the saved pixels, a thumb
 seconds since the prompt was queued, and the run it was started from when the sidebar loaded
 the canvas. A database that cannot be written is logged; the images are saved regardless.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,11 +44,18 @@ class PakatiSaveImage(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 io.Image.Input("images", tooltip="The images to save."),
-                io.String.Input("filename_prefix", default="pakati",
-                                tooltip="The prefix for the file to save. This may include formatting information such as "
-                                "%date:yyyy-MM-dd% or %Empty Latent Image.width% to include values from nodes."),
-                CanvasType.Input("canvas", optional=True, tooltip="The canvas the images were made with (kept in the history). "
-                                 "Without it, the PakatiCanvas the images depend on is read from the workflow."),
+                io.String.Input(
+                    "filename_prefix",
+                    default="pakati",
+                    tooltip="The prefix for the file to save. This may include formatting information such as "
+                    "%date:yyyy-MM-dd% or %Empty Latent Image.width% to include values from nodes.",
+                ),
+                CanvasType.Input(
+                    "canvas",
+                    optional=True,
+                    tooltip="The canvas the images were made with (kept in the history). "
+                    "Without it, the PakatiCanvas the images depend on is read from the workflow.",
+                ),
             ],
             hidden=[io.Hidden.unique_id, io.Hidden.prompt, io.Hidden.extra_pnginfo],
         )
@@ -73,13 +81,18 @@ class PakatiSaveImage(io.ComfyNode):
         return io.NodeOutput(ui={"images": results})
 
     @classmethod
-    def _record(cls, images: torch.Tensor, results: list[dict], prompt: dict | None, extra: dict | None, node_id: str | None,
-                canvas: Canvas | None) -> None:
+    def _record(
+        cls, images: torch.Tensor, results: list[dict], prompt: dict | None, extra: dict | None, node_id: str | None, canvas: Canvas | None
+    ) -> None:
         """One history run per saved image, best effort: a failure is logged and the saved files stand."""
         node = node_name(cls)
         try:
-            fields = generation_fields(prompt, node_id, (extra or {}).get("workflow") if isinstance(extra, dict) else None,
-                                       canvas.to_dict() if canvas is not None else None)
+            fields = generation_fields(
+                prompt,
+                node_id,
+                (extra or {}).get("workflow") if isinstance(extra, dict) else None,
+                canvas.to_dict() if canvas is not None else None,
+            )
             store = pakati_store()
             hint = fields.pop("parent_hint")
             parent = hint if hint is not None and store.runs.get(hint, thumbnails=False) is not None else None
@@ -88,15 +101,28 @@ class PakatiSaveImage(io.ComfyNode):
             timings = {"since_queued_s": round(time.time() - queued, 3)} if queued else {}
             for i, (image, saved) in enumerate(zip(images, results)):
                 if not torch.isfinite(image).all():
-                    log.error("Pakati: image %d of this %s batch holds NaN or infinite values: saved as Save Image does, "
-                              "not kept in the history (check the VAE and the sampler settings)", i, node)
+                    log.error(
+                        "Pakati: image %d of this %s batch holds NaN or infinite values: saved as Save Image does, "
+                        "not kept in the history (check the VAE and the sampler settings)",
+                        i,
+                        node,
+                    )
                     continue
                 params = dict(fields["params"], saved={k: saved.get(k) for k in ("filename", "subfolder", "type")})
                 if len(results) > 1:
                     params["batch_index"] = i
-                store.runs.add(node, image=saved_pixels(image), canvas=fields["canvas"], prompts=fields["prompts"],
-                                 seeds=fields["seeds"], params=params, model_name=fields["model_name"], timings=timings,
-                                 prompt_id=prompt_id, parent_id=parent)
+                store.runs.add(
+                    node,
+                    image=saved_pixels(image),
+                    canvas=fields["canvas"],
+                    prompts=fields["prompts"],
+                    seeds=fields["seeds"],
+                    params=params,
+                    model_name=fields["model_name"],
+                    timings=timings,
+                    prompt_id=prompt_id,
+                    parent_id=parent,
+                )
         except (StoreError, OSError, ValueError, TypeError) as e:  # StoreError covers a read-only, full or unreachable database
             log.error("Pakati: the history of this %s run was not recorded (the images are saved): %s", node, e)
 

@@ -4,6 +4,7 @@ Keys never pass through a node: each node takes a credential *name* resolved fro
 environment or the 0600 key file (``pakati_core.models.credentials``). The SDKs are imported
 only when a node runs, so the pack loads without them and these nodes say so at queue time.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,11 +43,15 @@ set_user_dir(folder_paths.get_user_directory())
 T = TypeVar("T")
 QUALITIES = ["auto", "low", "medium", "high"]
 PROVIDERS = ["anthropic", "openai"]
-MODEL_TIP = ("Model name; empty = the configured default (defaults.<provider>.<kind> in <ComfyUI user dir>/pakati/models.json or "
-             "$PAKATI_MODELS_FILE). Providers retire names: change it here or in that file when told to.")
-CREDENTIAL_TIP = ("Name of the credential, never the key itself. 'default' reads OPENAI_API_KEY / ANTHROPIC_API_KEY "
-                  "(or PAKATI_API_KEY_<PROVIDER>); another name N reads PAKATI_API_KEY_<PROVIDER>_<N> or the entry N in "
-                  "<ComfyUI user dir>/pakati/keys.json (chmod 600).")
+MODEL_TIP = (
+    "Model name; empty = the configured default (defaults.<provider>.<kind> in <ComfyUI user dir>/pakati/models.json or "
+    "$PAKATI_MODELS_FILE). Providers retire names: change it here or in that file when told to."
+)
+CREDENTIAL_TIP = (
+    "Name of the credential, never the key itself. 'default' reads OPENAI_API_KEY / ANTHROPIC_API_KEY "
+    "(or PAKATI_API_KEY_<PROVIDER>); another name N reads PAKATI_API_KEY_<PROVIDER>_<N> or the entry N in "
+    "<ComfyUI user dir>/pakati/keys.json (chmod 600)."
+)
 
 
 def _interrupt() -> None:
@@ -92,8 +97,11 @@ def queue_check(node: str, provider: str, kind: str, model: str, credential: str
 
 
 def _options(node: str, model: str) -> dict:
-    return {"check_interrupt": _interrupt, "model_setting": f"{node} input 'model'" if model.strip() else None,
-            "recorder": BestEffortRecorder()}
+    return {
+        "check_interrupt": _interrupt,
+        "model_setting": f"{node} input 'model'" if model.strip() else None,
+        "recorder": BestEffortRecorder(),
+    }
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
@@ -114,12 +122,27 @@ class PakatiOpenAIGenerate(io.ComfyNode):
             "allowed aspect and centre-cropped/resized; the info output says what was done.",
             inputs=[
                 io.String.Input("prompt", multiline=True, default="", tooltip="What to draw."),
-                io.Int.Input("width", default=1024, min=64, max=4096, step=8, tooltip="Output width; sizes the model cannot make are fitted and said in info."),
+                io.Int.Input(
+                    "width",
+                    default=1024,
+                    min=64,
+                    max=4096,
+                    step=8,
+                    tooltip="Output width; sizes the model cannot make are fitted and said in info.",
+                ),
                 io.Int.Input("height", default=1024, min=64, max=4096, step=8, tooltip="Output height."),
                 io.String.Input("model", default="", tooltip=MODEL_TIP),
-                io.Combo.Input("quality", options=QUALITIES, default="auto", tooltip="Rendering quality (and cost) where the model offers it."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, control_after_generate=True,
-                             tooltip="Sent where the model supports a seed; otherwise it only decides when ComfyUI runs the node again."),
+                io.Combo.Input(
+                    "quality", options=QUALITIES, default="auto", tooltip="Rendering quality (and cost) where the model offers it."
+                ),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=0xFFFFFFFF,
+                    control_after_generate=True,
+                    tooltip="Sent where the model supports a seed; otherwise it only decides when ComfyUI runs the node again.",
+                ),
                 io.String.Input("credential", default="default", tooltip=CREDENTIAL_TIP),
             ],
             outputs=[
@@ -160,18 +183,42 @@ class PakatiOpenAIEditRegion(io.ComfyNode):
                 io.Image.Input("image", tooltip="The image (or batch) to edit; one API call per frame."),
                 io.String.Input("prompt", multiline=True, default="", tooltip="What the region should become."),
                 io.String.Input("model", default="", tooltip=MODEL_TIP),
-                io.Combo.Input("quality", options=QUALITIES, default="auto", tooltip="Rendering quality (and cost) where the model offers it."),
+                io.Combo.Input(
+                    "quality", options=QUALITIES, default="auto", tooltip="Rendering quality (and cost) where the model offers it."
+                ),
                 io.Int.Input("grow", default=8, min=0, max=512, tooltip="Grow the region by this many pixels before feathering."),
-                io.Float.Input("feather", default=16.0, min=0.0, max=512.0, step=0.5, tooltip="Width (pixels) of the soft band where edited and original pixels blend; nothing beyond it changes."),
-                io.Int.Input("context", default=64, min=0, max=4096, step=8, tooltip="Pixels of surrounding image sent with the region so the edit fits in."),
+                io.Float.Input(
+                    "feather",
+                    default=16.0,
+                    min=0.0,
+                    max=512.0,
+                    step=0.5,
+                    tooltip="Width (pixels) of the soft band where edited and original pixels blend; nothing beyond it changes.",
+                ),
+                io.Int.Input(
+                    "context",
+                    default=64,
+                    min=0,
+                    max=4096,
+                    step=8,
+                    tooltip="Pixels of surrounding image sent with the region so the edit fits in.",
+                ),
                 io.String.Input("credential", default="default", tooltip=CREDENTIAL_TIP),
                 io.Mask.Input("mask", optional=True, tooltip="The region as a mask (1 = edit). Takes precedence over canvas + region."),
-                CanvasType.Input("canvas", optional=True, tooltip="A canvas laid over the image: gives the region by name; its locked regions keep their pixels."),
-                io.String.Input("region", default="0", optional=True, tooltip="With a canvas and no mask: the region's name, id or 0-based index."),
+                CanvasType.Input(
+                    "canvas",
+                    optional=True,
+                    tooltip="A canvas laid over the image: gives the region by name; its locked regions keep their pixels.",
+                ),
+                io.String.Input(
+                    "region", default="0", optional=True, tooltip="With a canvas and no mask: the region's name, id or 0-based index."
+                ),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The image with only the region (and its feather band) changed."),
-                io.Mask.Output(display_name="blend", tooltip="Where the provider's pixels entered: the region grown and feathered, 0 beyond its band."),
+                io.Mask.Output(
+                    display_name="blend", tooltip="Where the provider's pixels entered: the region grown and feathered, 0 beyond its band."
+                ),
                 io.String.Output(display_name="info", tooltip="JSON per frame: crop box, size sent, size handling (pad/resize), model."),
             ],
         )
@@ -183,8 +230,20 @@ class PakatiOpenAIEditRegion(io.ComfyNode):
         return queue_check(node_name(cls), "openai", "image", model or "", credential or "default")
 
     @classmethod
-    def execute(cls, image: torch.Tensor, prompt: str, model: str, quality: str, grow: int, feather: float, context: int, credential: str,
-                mask: torch.Tensor | None = None, canvas: Canvas | None = None, region: str = "0") -> io.NodeOutput:
+    def execute(
+        cls,
+        image: torch.Tensor,
+        prompt: str,
+        model: str,
+        quality: str,
+        grow: int,
+        feather: float,
+        context: int,
+        credential: str,
+        mask: torch.Tensor | None = None,
+        canvas: Canvas | None = None,
+        region: str = "0",
+    ) -> io.NodeOutput:
         name = node_name(cls)
         frames = image.detach().float().cpu().numpy()
         b, h, w = frames.shape[:3]
@@ -209,8 +268,22 @@ class PakatiOpenAIEditRegion(io.ComfyNode):
         for i in range(b):
             _interrupt()
             m = masks[i if masks.shape[0] > 1 else 0]
-            res = _run(name, "model", lambda: edit_region(backend, frames[i], m, prompt, grow=grow, feather=feather, context=context,
-                                                          quality=quality, check_interrupt=_interrupt, keep=keep))
+            res = _run(
+                name,
+                "model",
+                lambda: edit_region(
+                    backend,
+                    frames[i],
+                    m,
+                    prompt,
+                    grow=grow,
+                    feather=feather,
+                    context=context,
+                    quality=quality,
+                    check_interrupt=_interrupt,
+                    keep=keep,
+                ),
+            )
             outs.append(res.image)
             blends.append(res.blend)
             infos.append(res.info)
@@ -229,21 +302,34 @@ class PakatiAskVision(io.ComfyNode):
             "a score in [0, 1] and a reason. The score output is the mean over questions and frames.",
             inputs=[
                 io.Image.Input("image", tooltip="The image (or batch) to judge; one call per frame."),
-                io.String.Input("questions", multiline=True, default="", tooltip="One question per line. Empty = one question made from the goal."),
-                io.String.Input("goal", multiline=True, default="", tooltip="What the image should show; used as a question when 'questions' is empty."),
+                io.String.Input(
+                    "questions", multiline=True, default="", tooltip="One question per line. Empty = one question made from the goal."
+                ),
+                io.String.Input(
+                    "goal", multiline=True, default="", tooltip="What the image should show; used as a question when 'questions' is empty."
+                ),
                 io.Combo.Input("provider", options=PROVIDERS, default="anthropic", tooltip="Which provider's vision model judges."),
                 io.String.Input("model", default="", tooltip=MODEL_TIP),
                 io.String.Input("credential", default="default", tooltip=CREDENTIAL_TIP),
             ],
             outputs=[
-                io.String.Output(display_name="answers", tooltip="JSON: provider, model, and per frame the answers (question, verdict, score, reason) and score."),
+                io.String.Output(
+                    display_name="answers",
+                    tooltip="JSON: provider, model, and per frame the answers (question, verdict, score, reason) and score.",
+                ),
                 io.Float.Output(display_name="score", tooltip="Mean score over every answer, in [0, 1]."),
             ],
         )
 
     @classmethod
-    def validate_inputs(cls, questions: str | None = None, goal: str | None = None, provider: str | None = None,
-                        model: str | None = None, credential: str | None = None) -> bool | str:
+    def validate_inputs(
+        cls,
+        questions: str | None = None,
+        goal: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        credential: str | None = None,
+    ) -> bool | str:
         if questions is not None and goal is not None and not questions_from(questions, goal):
             return f"{node_name(cls)}: input 'questions': give at least one question (one per line) or a goal"
         return queue_check(node_name(cls), provider or "anthropic", "vision", model or "", credential or "default")
@@ -261,8 +347,11 @@ class PakatiAskVision(io.ComfyNode):
             raise PakatiNodeError(name, "questions", "give at least one question (one per line) or a goal")
         frames = image.detach().float().cpu().numpy()
         bar = comfy.utils.ProgressBar(len(frames) + 1)
-        judge = _run(name, "model", lambda: CachedJudge(make_judge(provider, model or None, credential, **_options(name, model)),
-                                                         user_cache("judging")))
+        judge = _run(
+            name,
+            "model",
+            lambda: CachedJudge(make_judge(provider, model or None, credential, **_options(name, model)), user_cache("judging")),
+        )
         bar.update(1)
         per_frame, scores = [], []
         for frame in frames:

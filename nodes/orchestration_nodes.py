@@ -7,17 +7,17 @@ that a later plan for the same goal starts from what scored best. ``PakatiCheckA
 asks the plan's DSG questions about an image and returns a score, a report and repair tasks.
 API keys come only from the environment or the 0600 key file (the model layer); never a widget.
 """
+
 from __future__ import annotations
 
 import json
 import time
 
+import comfy.model_management
+import comfy.utils
 import numpy as np
 import torch
 from comfy_api.v0_0_2 import io, ui
-
-import comfy.model_management
-import comfy.utils
 
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.errors import PakatiError
@@ -55,33 +55,63 @@ class PakatiPlan(io.ComfyNode):
             description="Turns a goal sentence into a region canvas (one region per object, placed so the stated relations hold), "
             "a base prompt and a base negative for Pakati Regional Conditioning. The plan JSON and a layout preview show on the node.",
             inputs=[
-                io.String.Input("goal", multiline=True, default="The sleek black cat sat next to the fluffy white pillow.",
-                                tooltip="What the image should show, in a plain sentence: objects, counts, colours and materials, where things are, the setting."),
-                io.Int.Input("width", default=1024, min=64, max=16384, step=8, tooltip="Canvas width in pixels (a multiple of 8); match the latent."),
+                io.String.Input(
+                    "goal",
+                    multiline=True,
+                    default="The sleek black cat sat next to the fluffy white pillow.",
+                    tooltip="What the image should show, in a plain sentence: objects, counts, colours and materials, "
+                    "where things are, the setting.",
+                ),
+                io.Int.Input(
+                    "width", default=1024, min=64, max=16384, step=8, tooltip="Canvas width in pixels (a multiple of 8); match the latent."
+                ),
                 io.Int.Input("height", default=1024, min=64, max=16384, step=8, tooltip="Canvas height in pixels (a multiple of 8)."),
-                io.Combo.Input("planner", options=PLANNERS, default="offline",
-                               tooltip="offline: deterministic, no network. anthropic/openai: an LLM fills the plan schema (key from the "
-                               "environment or the 0600 key file; without one the offline planner is used and the plan says so). local: an "
-                               "OpenAI-compatible server on your machine (Ollama, llama.cpp, vLLM, LM Studio) at "
-                               "PAKATI_LOCAL_LLM_URL; no key."),
-                io.String.Input("model", default="",
-                                tooltip="LLM model name for the anthropic/openai planner (empty: the configured default); "
-                                "for local, the model name the server lists (empty: PAKATI_LOCAL_LLM_MODEL)."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed recorded in the plan's generate task (same goal and seed give the same plan)."),
-                io.Boolean.Input("remember", default=True, tooltip="Keep plans and checks per goal under the ComfyUI user folder and start "
-                                 "from the best-scoring earlier plan for the same goal."),
+                io.Combo.Input(
+                    "planner",
+                    options=PLANNERS,
+                    default="offline",
+                    tooltip="offline: deterministic, no network. anthropic/openai: an LLM fills the plan schema (key from the "
+                    "environment or the 0600 key file; without one the offline planner is used and the plan says so). local: an "
+                    "OpenAI-compatible server on your machine (Ollama, llama.cpp, vLLM, LM Studio) at "
+                    "PAKATI_LOCAL_LLM_URL; no key.",
+                ),
+                io.String.Input(
+                    "model",
+                    default="",
+                    tooltip="LLM model name for the anthropic/openai planner (empty: the configured default); "
+                    "for local, the model name the server lists (empty: PAKATI_LOCAL_LLM_MODEL).",
+                ),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=2**31 - 1,
+                    tooltip="Seed recorded in the plan's generate task (same goal and seed give the same plan).",
+                ),
+                io.Boolean.Input(
+                    "remember",
+                    default=True,
+                    tooltip="Keep plans and checks per goal under the ComfyUI user folder and start "
+                    "from the best-scoring earlier plan for the same goal.",
+                ),
             ],
             outputs=[
-                CanvasType.Output(display_name="canvas", tooltip="The planned regions, for Pakati Regional Conditioning or a canvas preview."),
+                CanvasType.Output(
+                    display_name="canvas", tooltip="The planned regions, for Pakati Regional Conditioning or a canvas preview."
+                ),
                 io.String.Output(display_name="base_prompt", tooltip="The whole-image prompt."),
                 io.String.Output(display_name="base_negative", tooltip="The whole-image negative prompt."),
                 PlanType.Output(display_name="plan", tooltip="The plan (objects, relations, task DAG), for Pakati Check Alignment."),
-                io.String.Output(display_name="plan_json", tooltip="The plan as JSON (schema: pakati_core/orchestration/plan.schema.json)."),
+                io.String.Output(
+                    display_name="plan_json", tooltip="The plan as JSON (schema: pakati_core/orchestration/plan.schema.json)."
+                ),
             ],
         )
 
     @classmethod
-    def validate_inputs(cls, goal: str | None = None, planner: str | None = None, width: int | None = None, height: int | None = None) -> bool | str:
+    def validate_inputs(
+        cls, goal: str | None = None, planner: str | None = None, width: int | None = None, height: int | None = None
+    ) -> bool | str:
         if goal is not None and not goal.strip():
             return "PakatiPlan: input 'goal': the goal is empty; describe what the image should show"
         if planner is not None and planner not in PLANNERS:
@@ -108,8 +138,9 @@ class PakatiPlan(io.ComfyNode):
             options["cache"] = user_cache("planning")
         if remember:
             options["context"] = BestEffortContext()
-        result = checked(node, "goal", lambda: plan(goal, width, height, planner=planner, **options),
-                         {"goal", "width", "height", "seed", "planner"})
+        result = checked(
+            node, "goal", lambda: plan(goal, width, height, planner=planner, **options), {"goal", "width", "height", "seed", "planner"}
+        )
         comfy.model_management.throw_exception_if_processing_interrupted()
         pbar.update(1)
         canvas = checked(node, "goal", result.canvas_obj)
@@ -132,25 +163,56 @@ class PakatiCheckAlignment(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 io.Image.Input("image", tooltip="The image to check (the first of a batch)."),
-                PlanType.Input("plan", optional=True, tooltip="The plan from Pakati Plan. Without it, the goal is planned offline at the canvas (or image) size."),
-                io.String.Input("goal", multiline=True, default="", optional=True, tooltip="The goal, when no plan is connected (or to check against another goal)."),
-                CanvasType.Input("canvas", optional=True, tooltip="A canvas whose region boxes replace the planned ones (regions matched by id)."),
-                io.Combo.Input("checker", options=CHECKERS, default="offline",
-                               tooltip="offline: colours and the plan's geometry only. anthropic/openai: a vision model answers what "
-                               "cannot be measured. "
-                               "local: a vision model on an OpenAI-compatible server on your machine (PAKATI_LOCAL_LLM_URL; no key)."),
-                io.String.Input("model", default="", optional=True,
-                                tooltip="Vision model name for the anthropic/openai checker (empty: the "
-                                "configured default); for local, the model name the server lists (empty: PAKATI_LOCAL_LLM_MODEL)."),
-                ReferencesType.Input("references", optional=True, tooltip="Optional: Pakati References whose description names an object "
-                                     "(\"a cat\"): the object is then found in the image by its look, and relations are judged where it really is."),
-                io.Boolean.Input("remember", default=True, optional=True, tooltip="Keep this check with its plan under the ComfyUI user folder, so "
-                                 "that Pakati Plan starts from the best-scoring plan for the same goal next time."),
+                PlanType.Input(
+                    "plan",
+                    optional=True,
+                    tooltip="The plan from Pakati Plan. Without it, the goal is planned offline at the canvas (or image) size.",
+                ),
+                io.String.Input(
+                    "goal",
+                    multiline=True,
+                    default="",
+                    optional=True,
+                    tooltip="The goal, when no plan is connected (or to check against another goal).",
+                ),
+                CanvasType.Input(
+                    "canvas", optional=True, tooltip="A canvas whose region boxes replace the planned ones (regions matched by id)."
+                ),
+                io.Combo.Input(
+                    "checker",
+                    options=CHECKERS,
+                    default="offline",
+                    tooltip="offline: colours and the plan's geometry only. anthropic/openai: a vision model answers what "
+                    "cannot be measured. "
+                    "local: a vision model on an OpenAI-compatible server on your machine (PAKATI_LOCAL_LLM_URL; no key).",
+                ),
+                io.String.Input(
+                    "model",
+                    default="",
+                    optional=True,
+                    tooltip="Vision model name for the anthropic/openai checker (empty: the "
+                    "configured default); for local, the model name the server lists (empty: PAKATI_LOCAL_LLM_MODEL).",
+                ),
+                ReferencesType.Input(
+                    "references",
+                    optional=True,
+                    tooltip="Optional: Pakati References whose description names an object "
+                    '("a cat"): the object is then found in the image by its look, and relations are judged where it really is.',
+                ),
+                io.Boolean.Input(
+                    "remember",
+                    default=True,
+                    optional=True,
+                    tooltip="Keep this check with its plan under the ComfyUI user folder, so "
+                    "that Pakati Plan starts from the best-scoring plan for the same goal next time.",
+                ),
             ],
             outputs=[
                 io.Float.Output(display_name="score", tooltip="Share of the plan's questions the image meets, in [0, 1]."),
                 io.String.Output(display_name="report", tooltip="Every question with its verdict, score, source and reason (JSON)."),
-                io.String.Output(display_name="suggestions", tooltip="Repair tasks (move/resize a box, regenerate a region, refine a colour) as JSON."),
+                io.String.Output(
+                    display_name="suggestions", tooltip="Repair tasks (move/resize a box, regenerate a region, refine a colour) as JSON."
+                ),
                 PlanType.Output(display_name="replanned", tooltip="The plan with the repairs applied (moved boxes, reweighted prompts)."),
                 CanvasType.Output(display_name="repaired_canvas", tooltip="The replanned canvas, ready for another regional pass."),
             ],
@@ -168,8 +230,17 @@ class PakatiCheckAlignment(io.ComfyNode):
         return user_fingerprint()
 
     @classmethod
-    def execute(cls, image: torch.Tensor, checker: str, plan: Plan | None = None, goal: str = "", canvas: Canvas | None = None,
-                model: str = "", remember: bool = True, references: tuple | None = None) -> io.NodeOutput:
+    def execute(
+        cls,
+        image: torch.Tensor,
+        checker: str,
+        plan: Plan | None = None,
+        goal: str = "",
+        canvas: Canvas | None = None,
+        model: str = "",
+        remember: bool = True,
+        references: tuple | None = None,
+    ) -> io.NodeOutput:
         node = cls.__name__
         if image.ndim != 4 or image.shape[-1] < 3:
             raise PakatiNodeError(node, "image", f"expected an IMAGE batch [B, H, W, 3], got shape {tuple(image.shape)}")
@@ -219,8 +290,11 @@ class PakatiCheckAlignment(io.ComfyNode):
         if not np.isfinite(score):
             raise PakatiNodeError(node, "image", "the check produced a non-finite score")
         pbar.update(1)
-        summary = f"score {score:.2f}\n" + "\n".join(f"{v.verdict:6s} {v.question.text} ({v.source})" for v in result.verdicts) + \
-            ("\n" + "\n".join(notes) if notes else "")
+        summary = (
+            f"score {score:.2f}\n"
+            + "\n".join(f"{v.verdict:6s} {v.question.text} ({v.source})" for v in result.verdicts)
+            + ("\n" + "\n".join(notes) if notes else "")
+        )
         return io.NodeOutput(score, report_text, suggestions, improved, improved.canvas_obj(), ui={"text": (summary,)})
 
 

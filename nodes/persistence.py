@@ -16,6 +16,7 @@ or is longer than 128 characters is replaced by a fresh uuid4 before ComfyUI see
 then runs the prompt under that id); an entry is dropped when ComfyUI refuses the prompt and
 once its prompt has left the queue, and there are at most 10,000.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -48,8 +49,10 @@ PROMPT_GRACE_S = 120.0  # an entry younger than this is kept while ComfyUI valid
 REQUEST_WAIT_S = 1.0  # what a route waits for a locked database before answering 503
 SCHEMA_WAIT_S = 0.2  # what /object_info (on the event loop) waits before listing no templates
 SECRET_FILE = "user_hash.key"
-UNKNOWN_USER = ("under --multi-user this prompt's user is unknown: queue it with the comfy-user header of a user "
-                "that /users lists (the front end sends it once a user is chosen)")
+UNKNOWN_USER = (
+    "under --multi-user this prompt's user is unknown: queue it with the comfy-user header of a user "
+    "that /users lists (the front end sends it once a user is chosen)"
+)
 _lock = threading.Lock()
 _imported: set[str] = set()
 _secret: dict[str, bytes] = {}

@@ -1,4 +1,5 @@
 """Region-only regeneration nodes: crop a region at its own resolution, stitch it back, compose persistent regions."""
+
 from __future__ import annotations
 
 import comfy.model_management
@@ -48,29 +49,95 @@ class PakatiCropRegion(io.ComfyNode):
             "InpaintModelConditioning, then put the result back with Pakati Stitch Region.",
             inputs=[
                 io.Image.Input("image", tooltip="The image (or batch) to regenerate a region of."),
-                io.Int.Input("context", default=64, min=0, max=4096, step=8, tooltip="Pixels of surrounding image kept around the region so the model sees what it must blend with."),
-                io.Combo.Input("target", options=list(TARGET_MODES), default="sdxl native", tooltip="Sampling size: 'sdxl native' scales the crop to about 1024x1024 pixels keeping its aspect; 'keep' samples at the crop's own size; 'explicit' uses width x height."),
-                io.Int.Input("width", default=1024, min=64, max=8192, step=8, tooltip="Crop width for target 'explicit' (a multiple of 8)."),
-                io.Int.Input("height", default=1024, min=64, max=8192, step=8, tooltip="Crop height for target 'explicit' (a multiple of 8)."),
-                io.Int.Input("grow", default=8, min=0, max=512, tooltip="Grow the region by this many pixels before feathering, so the regenerated area covers its edge."),
-                io.Float.Input("feather", default=16.0, min=0.0, max=512.0, step=0.5, tooltip="Width (pixels) of the soft band in which regenerated and original pixels blend; nothing beyond it changes."),
-                io.Mask.Input("mask", optional=True, tooltip="The region as a mask (one, or one per image). Takes precedence over canvas + region."),
-                CanvasType.Input("canvas", optional=True, tooltip="A canvas laid over the image: gives the region by name, keeps locked regions untouched, and is cropped with the image for regional prompts inside the crop."),
-                io.String.Input("region", default="0", optional=True, tooltip="With a canvas and no mask: the region's name, id or 0-based index."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, optional=True, tooltip="Seed output when the region has none of its own (a region's own seed always wins)."),
+                io.Int.Input(
+                    "context",
+                    default=64,
+                    min=0,
+                    max=4096,
+                    step=8,
+                    tooltip="Pixels of surrounding image kept around the region so the model sees what it must blend with.",
+                ),
+                io.Combo.Input(
+                    "target",
+                    options=list(TARGET_MODES),
+                    default="sdxl native",
+                    tooltip="Sampling size: 'sdxl native' scales the crop to about 1024x1024 pixels keeping its "
+                    "aspect; 'keep' samples at the crop's own size; 'explicit' uses width x height.",
+                ),
+                io.Int.Input(
+                    "width", default=1024, min=64, max=8192, step=8, tooltip="Crop width for target 'explicit' (a multiple of 8)."
+                ),
+                io.Int.Input(
+                    "height", default=1024, min=64, max=8192, step=8, tooltip="Crop height for target 'explicit' (a multiple of 8)."
+                ),
+                io.Int.Input(
+                    "grow",
+                    default=8,
+                    min=0,
+                    max=512,
+                    tooltip="Grow the region by this many pixels before feathering, so the regenerated area covers its edge.",
+                ),
+                io.Float.Input(
+                    "feather",
+                    default=16.0,
+                    min=0.0,
+                    max=512.0,
+                    step=0.5,
+                    tooltip="Width (pixels) of the soft band in which regenerated and original pixels blend; nothing beyond it changes.",
+                ),
+                io.Mask.Input(
+                    "mask", optional=True, tooltip="The region as a mask (one, or one per image). Takes precedence over canvas + region."
+                ),
+                CanvasType.Input(
+                    "canvas",
+                    optional=True,
+                    tooltip="A canvas laid over the image: gives the region by name, keeps locked regions untouched, "
+                    "and is cropped with the image for regional prompts inside the crop.",
+                ),
+                io.String.Input(
+                    "region", default="0", optional=True, tooltip="With a canvas and no mask: the region's name, id or 0-based index."
+                ),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=0xFFFFFFFF,
+                    optional=True,
+                    tooltip="Seed output when the region has none of its own (a region's own seed always wins).",
+                ),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The crop at sampling resolution."),
                 io.Mask.Output(display_name="mask", tooltip="The feathered region in the crop: the noise mask."),
                 StitchType.Output(display_name="stitch", tooltip="What Pakati Stitch Region needs to put the crop back."),
-                CanvasType.Output(display_name="canvas", tooltip="The canvas cut and scaled to the crop (or the mask as a one-region canvas), for regional prompts inside the crop."),
-                io.Int.Output(display_name="seed", tooltip="The region's seed (its own, or derived from its id and the seed input): the same region regenerates the same way."),
+                CanvasType.Output(
+                    display_name="canvas",
+                    tooltip="The canvas cut and scaled to the crop (or the mask as a one-region canvas), for regional "
+                    "prompts inside the crop.",
+                ),
+                io.Int.Output(
+                    display_name="seed",
+                    tooltip="The region's seed (its own, or derived from its id and the seed input): the same region "
+                    "regenerates the same way.",
+                ),
             ],
         )
 
     @classmethod
-    def execute(cls, image: torch.Tensor, context: int, target: str, width: int, height: int, grow: int, feather: float,
-                mask: torch.Tensor | None = None, canvas: Canvas | None = None, region: str = "0", seed: int = 0) -> io.NodeOutput:
+    def execute(
+        cls,
+        image: torch.Tensor,
+        context: int,
+        target: str,
+        width: int,
+        height: int,
+        grow: int,
+        feather: float,
+        mask: torch.Tensor | None = None,
+        canvas: Canvas | None = None,
+        region: str = "0",
+        seed: int = 0,
+    ) -> io.NodeOutput:
         name = node_name(cls)
         require_finite_tensor(name, "image", image, "the image")
         frames = _images(image)
@@ -89,8 +156,22 @@ class PakatiCropRegion(io.ComfyNode):
         else:
             raise PakatiNodeError(name, "mask", "connect a mask, or a canvas and a region name, to say which region to regenerate")
         bar = comfy.utils.ProgressBar(2)
-        result = checked(name, "mask", lambda: crop_region(frames, masks, context=context, mode=target, explicit=(width, height),
-                                                           grow=grow, feather=feather, keep_out=keep, check_interrupt=_interrupt), inputs)
+        result = checked(
+            name,
+            "mask",
+            lambda: crop_region(
+                frames,
+                masks,
+                context=context,
+                mode=target,
+                explicit=(width, height),
+                grow=grow,
+                feather=feather,
+                keep_out=keep,
+                check_interrupt=_interrupt,
+            ),
+            inputs,
+        )
         bar.update(1)
         tw, th = result.stitch.target
         if canvas is not None:
@@ -113,10 +194,19 @@ class PakatiStitchRegion(io.ComfyNode):
             inputs=[
                 StitchType.Input("stitch", tooltip="From Pakati Crop Region."),
                 io.Image.Input("image", tooltip="The regenerated crop (VAE Decode of the sampled crop)."),
-                io.Boolean.Input("colour_match", default=True, tooltip="Match the crop's Lab mean and spread to the original in a ring just outside the blend band (removes the VAE/sampler colour drift that shows as a seam)."),
-                io.Image.Input("original", optional=True, tooltip="Paste onto this image instead of the one the crop came from (same size)."),
+                io.Boolean.Input(
+                    "colour_match",
+                    default=True,
+                    tooltip="Match the crop's Lab mean and spread to the original in a ring just outside the blend "
+                    "band (removes the VAE/sampler colour drift that shows as a seam).",
+                ),
+                io.Image.Input(
+                    "original", optional=True, tooltip="Paste onto this image instead of the one the crop came from (same size)."
+                ),
             ],
-            outputs=[io.Image.Output(display_name="image", tooltip="The image with the region regenerated and every other pixel unchanged.")],
+            outputs=[
+                io.Image.Output(display_name="image", tooltip="The image with the region regenerated and every other pixel unchanged.")
+            ],
         )
 
     @classmethod
@@ -126,8 +216,12 @@ class PakatiStitchRegion(io.ComfyNode):
             require_finite_tensor(node_name(cls), "original", original, "the original image")
         base = None if original is None else _images(original)
         bar = comfy.utils.ProgressBar(1)
-        out = checked(node_name(cls), "image", lambda: stitch_region(stitch, _images(image), base, colour_match=colour_match, check_interrupt=_interrupt),
-                      {"image", "original", "stitch"})
+        out = checked(
+            node_name(cls),
+            "image",
+            lambda: stitch_region(stitch, _images(image), base, colour_match=colour_match, check_interrupt=_interrupt),
+            {"image", "original", "stitch"},
+        )
         bar.update(1)
         return io.NodeOutput(_tensor(out))
 
@@ -140,12 +234,17 @@ class PakatiComposeRegions(io.ComfyNode):
             display_name="Pakati Compose Regions",
             category="Pakati/regenerate",
             description="Persistent regions: take the canvas's regenerated regions from a new image and lay them over the previous "
-            "image with their feathered masks. Locked regions, and everything outside the chosen regions, keep the previous pixels exactly.",
+            "image with their feathered masks. Locked regions, and everything outside the chosen "
+            "regions, keep the previous pixels exactly.",
             inputs=[
                 CanvasType.Input("canvas", tooltip="The canvas whose regions are composed (its layout is scaled to the image)."),
                 io.Image.Input("previous", tooltip="The image so far: locked regions and untouched areas come from here."),
                 io.Image.Input("regenerated", tooltip="The new render the regenerated regions are taken from (same size)."),
-                io.String.Input("regions", default="", tooltip="Comma-separated region names, ids or indices to take from the new render; empty = every unlocked region."),
+                io.String.Input(
+                    "regions",
+                    default="",
+                    tooltip="Comma-separated region names, ids or indices to take from the new render; empty = every unlocked region.",
+                ),
             ],
             outputs=[io.Image.Output(display_name="image", tooltip="The composed image.")],
         )
@@ -158,7 +257,9 @@ class PakatiComposeRegions(io.ComfyNode):
         prev, new = _images(previous), _images(regenerated)
         n = max(len(prev), len(new))
         if len(prev) not in (1, n) or len(new) not in (1, n):
-            raise PakatiNodeError(name, "regenerated", f"{len(new)} regenerated frames for {len(prev)} previous frames; give one or the same number")
+            raise PakatiNodeError(
+                name, "regenerated", f"{len(new)} regenerated frames for {len(prev)} previous frames; give one or the same number"
+            )
         keys = [k.strip() for k in regions.split(",") if k.strip()] or None
         bar = comfy.utils.ProgressBar(n)
         out = []

@@ -1,4 +1,5 @@
 """Regional prompting nodes: encode region prompts, attach any conditioning to any mask, patch the model."""
+
 from __future__ import annotations
 
 import logging
@@ -10,6 +11,9 @@ from comfy_api.v0_0_2 import io
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.regional import RegionalAttention, RegionalOptions, RegionPrompt, RegionSet
 from .common import CanvasType, PakatiNodeError, RegionsType, checked, mask_to_numpy, node_name
+from .region_guidance import install_region_cfg
+from .region_lora_patch import clip_for_region
+from .regional_flux import apply_flux, clip_family, encode_flux, model_family, unsupported
 from .regional_patch import WRAPPER_KEY, RegionalWrapper, RunScope
 
 log = logging.getLogger("pakati")
@@ -27,7 +31,8 @@ def require_sdxl(node: str, input_name: str, cond: torch.Tensor, pooled: torch.T
     if cond.shape[-1] != SDXL_CONTEXT_DIM or (pooled is not None and pooled.shape[-1] != SDXL_POOLED_DIM):
         pooled_dim = None if pooled is None else pooled.shape[-1]
         raise PakatiNodeError(
-            node, input_name,
+            node,
+            input_name,
             f"conditioning is not from an SDXL text encoder (embedding size {cond.shape[-1]}, pooled {pooled_dim}; "
             f"SDXL gives {SDXL_CONTEXT_DIM} and {SDXL_POOLED_DIM}); load an SDXL checkpoint's CLIP",
         )
@@ -40,12 +45,20 @@ class PakatiRegionalConditioning(io.ComfyNode):
             node_id="PakatiRegionalConditioning",
             display_name="Pakati Regional Conditioning",
             category="Pakati/regional",
-            description="Encodes every region's prompt (and negative) of a canvas with the host's SDXL CLIP, "
+            description="Encodes every region's prompt (and negative) of a canvas with the model's CLIP (SDXL or Flux), "
             "plus the base prompt and negative for the sampler's positive and negative inputs.",
             inputs=[
-                io.Clip.Input("clip", tooltip="The SDXL checkpoint's CLIP (both text encoders)."),
+                io.Clip.Input(
+                    "clip",
+                    tooltip="The model's CLIP: an SDXL checkpoint's (both text encoders) or Flux's (T5 + CLIP-L, from DualCLIPLoader).",
+                ),
                 CanvasType.Input("canvas", tooltip="The regions, from Pakati Canvas."),
-                io.String.Input("base_prompt", multiline=True, default="", tooltip="The whole-image prompt: style, lighting, what lies outside every region. Also gives SDXL's pooled embedding."),
+                io.String.Input(
+                    "base_prompt",
+                    multiline=True,
+                    default="",
+                    tooltip="The whole-image prompt: style, lighting, what lies outside every region. Also gives SDXL's pooled embedding.",
+                ),
                 io.String.Input("base_negative", multiline=True, default="", tooltip="The negative prompt for the whole image."),
             ],
             outputs=[
@@ -60,6 +73,11 @@ class PakatiRegionalConditioning(io.ComfyNode):
         node = node_name(cls)
         if clip is None:
             raise PakatiNodeError(node, "clip", "no CLIP given (the checkpoint has no text encoder)")
+        family = clip_family(clip)
+        if family == "flux":
+            return io.NodeOutput(*encode_flux(node, clip, canvas, base_prompt, base_negative))
+        if family != "sdxl":
+            raise unsupported(node, "clip", family)
         positive = clip.encode_from_tokens_scheduled(clip.tokenize(base_prompt))
         negative = clip.encode_from_tokens_scheduled(clip.tokenize(base_negative))
         require_sdxl(node, "clip", positive[0][0], positive[0][1].get("pooled_output"))
@@ -67,8 +85,9 @@ class PakatiRegionalConditioning(io.ComfyNode):
         for i, r in enumerate(canvas.regions):
             if not r.prompt.strip():
                 raise PakatiNodeError(node, "canvas", f"region '{r.label}' (regions[{i}]) has an empty prompt")
-            cond, _ = encode(clip, r.prompt)
-            neg = encode(clip, r.negative)[0] if r.negative.strip() else None
+            rclip = clip_for_region(clip, r.id)  # a PakatiRegionLora's CLIP part applies to its region's prompt only
+            cond, _ = encode(rclip, r.prompt)
+            neg = encode(rclip, r.negative)[0] if r.negative.strip() else None
             regions = regions.add(RegionPrompt(name=r.label, cond=cond, strength=r.strength, negative=neg, canvas=canvas, canvas_index=i))
         return io.NodeOutput(regions, positive, negative)
 
@@ -84,9 +103,18 @@ class PakatiRegionFromConditioning(io.ComfyNode):
             inputs=[
                 io.Conditioning.Input("conditioning", tooltip="The region's prompt, from CLIPTextEncode or any SDXL text-encode node."),
                 io.Mask.Input("mask", tooltip="Where the prompt applies; any resolution with the image's aspect ratio. Soft masks blend."),
-                io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.05, tooltip="The region prompt's weight against the base prompt inside the mask."),
+                io.Float.Input(
+                    "strength",
+                    default=1.0,
+                    min=0.0,
+                    max=10.0,
+                    step=0.05,
+                    tooltip="The region prompt's weight against the base prompt inside the mask.",
+                ),
                 RegionsType.Input("regions", optional=True, tooltip="Regions to chain onto; this region goes on top of them."),
-                io.Conditioning.Input("negative", optional=True, tooltip="Optional negative prompt for this region only (used in the unconditional half)."),
+                io.Conditioning.Input(
+                    "negative", optional=True, tooltip="Optional negative prompt for this region only (used in the unconditional half)."
+                ),
             ],
             outputs=[RegionsType.Output(display_name="regions", tooltip="The chained regions.")],
         )
@@ -131,10 +159,43 @@ class PakatiApplyRegions(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The SDXL model (LoRAs and other patches may already be applied)."),
                 RegionsType.Input("regions", tooltip="From Pakati Regional Conditioning or Pakati Region From Conditioning."),
-                io.Float.Input("base_weight", default=0.3, min=0.0, max=1.0, step=0.05, tooltip="The base prompt's share inside regions: 0 = the region prompt alone, 1 = as strong as the region."),
-                io.Float.Input("auto_negative", default=0.0, min=0.0, max=1.0, step=0.05, tooltip="Use each region's prompt as a negative inside the other regions, to stop subjects and colours leaking."),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01, tooltip="Fraction of the schedule where regions start applying."),
-                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="Fraction of the schedule where regions stop applying."),
+                io.Float.Input(
+                    "base_weight",
+                    default=0.3,
+                    min=0.0,
+                    max=1.0,
+                    step=0.05,
+                    tooltip="The base prompt's share inside regions: 0 = the region prompt alone, 1 = as strong as the region.",
+                ),
+                io.Float.Input(
+                    "auto_negative",
+                    default=0.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.05,
+                    tooltip="Use each region's prompt as a negative inside the other regions, to stop subjects and colours leaking.",
+                ),
+                io.Float.Input(
+                    "start_percent",
+                    default=0.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Fraction of the schedule where regions start applying.",
+                ),
+                io.Float.Input(
+                    "end_percent", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="Fraction of the schedule where regions stop applying."
+                ),
+                io.Float.Input(
+                    "depth",
+                    default=1.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.05,
+                    optional=True,
+                    tooltip="Flux only: the fraction of the transformer's blocks, from the first, in which image tokens see "
+                    "their region's prompt (the rest see the base prompt alone). 1 = every block; ignored on SDXL.",
+                ),
             ],
             outputs=[io.Model.Output(display_name="model", tooltip="The patched model (a clone; the input is untouched).")],
         )
@@ -146,26 +207,50 @@ class PakatiApplyRegions(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, model, regions: RegionSet, base_weight: float, auto_negative: float, start_percent: float, end_percent: float) -> io.NodeOutput:
+    def execute(
+        cls,
+        model,
+        regions: RegionSet,
+        base_weight: float,
+        auto_negative: float,
+        start_percent: float,
+        end_percent: float,
+        depth: float = 1.0,
+    ) -> io.NodeOutput:
         node = node_name(cls)
         if start_percent > end_percent:
             raise PakatiNodeError(node, "start_percent", f"{start_percent} is after end_percent {end_percent}")
-        patched = model.clone()
         if len(regions) == 0:
             log.warning("Pakati: %s got no regions; the model is unchanged", node)
-            return io.NodeOutput(patched)
+            return io.NodeOutput(model.clone())
+        family = model_family(model)
+        if family == "flux":
+            return io.NodeOutput(apply_flux(node, model, regions, base_weight, auto_negative, start_percent, end_percent, depth))
+        if family != "sdxl":
+            raise unsupported(node, "model", family)
+        if regions.family != "sdxl":
+            raise PakatiNodeError(
+                node,
+                "regions",
+                f"the regions were encoded for {regions.family} but the model is SDXL; encode them with the SDXL checkpoint's CLIP",
+            )
+        patched = model.clone()
         context_dim = getattr(model.model, "model_config", None) and model.model.model_config.unet_config.get("context_dim")
         if context_dim is not None and context_dim != regions.embed_dim:
             raise PakatiNodeError(
-                node, "model",
+                node,
+                "model",
                 f"the model's cross-attention expects embeddings of size {context_dim} but the regions were encoded with size "
                 f"{regions.embed_dim}; Pakati regional prompting needs an SDXL model and SDXL conditioning",
             )
-        core = checked(node, "regions", lambda: RegionalAttention(regions, RegionalOptions(base_weight=base_weight, auto_negative=auto_negative)))
+        core = checked(
+            node, "regions", lambda: RegionalAttention(regions, RegionalOptions(base_weight=base_weight, auto_negative=auto_negative))
+        )
         wrapper = RegionalWrapper(core, start_percent, end_percent)
         for kind, fn in (("apply_model", wrapper), ("outer_sample", RunScope(wrapper.projections))):
             patched.remove_wrappers_with_key(kind, WRAPPER_KEY)
             patched.add_wrapper_with_key(kind, WRAPPER_KEY, fn)
+        install_region_cfg(patched, regions)  # the regions' `cfg` fields as a spatial CFG map (nothing when all are null)
         return io.NodeOutput(patched)
 
 

@@ -12,13 +12,13 @@ replace there (IP-Adapter, for instance), ``RegionalAttn2`` calls it with the ba
 and adds only the regional difference, so both keep working whatever order the nodes were
 applied in.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 import comfy.ldm.modules.attention as comfy_attention
+import torch
 
 from ..pakati_core.regional import ProjectionCache, RegionalAttention, base_where_needed, blend, regional_delta
 from .common import PakatiNodeError, checked
@@ -48,13 +48,34 @@ class RegionalAttn2:
     def __init__(self, core: RegionalAttention, state: CallState, layer: torch.nn.Module, projections: ProjectionCache, inner=None):
         self.core, self.state, self.layer, self.projections, self.inner = core, state, layer, projections, inner
 
-    def region_kv(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """This layer's K/V of the region tokens, from the cache while the weights stay the same."""
+    def region_kv(self, device: torch.device, dtype: torch.dtype, extra_options: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """This layer's K/V of the region tokens, from the cache while the weights stay the same.
+        A PakatiRegionLora bound to a region changes that region's tokens' K/V here (its identity is part of the key)."""
         layer = self.layer
         extra = self.core.extra_context(device, dtype)
         volatile = self.state.volatile or patches_weights_per_call(layer.to_k) or patches_weights_per_call(layer.to_v)
-        return self.projections.get(layer, [layer.to_k.weight, layer.to_v.weight], device, dtype,
-                                    lambda: (layer.to_k(extra), layer.to_v(extra)), volatile=volatile, token=self.state.weights)
+        lora = (extra_options or {}).get("pakati_region_lora")
+        lora = lora.region_tokens(layer, self.core) if lora is not None else None
+        if lora is None:
+            return self.projections.get(
+                layer,
+                [layer.to_k.weight, layer.to_v.weight],
+                device,
+                dtype,
+                lambda: (layer.to_k(extra), layer.to_v(extra)),
+                volatile=volatile,
+                token=self.state.weights,
+            )
+        key, apply = lora
+        return self.projections.get(
+            layer,
+            [layer.to_k.weight, layer.to_v.weight],
+            device,
+            dtype,
+            lambda: apply(layer.to_k(extra), layer.to_v(extra), extra),
+            volatile=volatile,
+            token=(self.state.weights, key),
+        )
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
         heads = extra_options["n_heads"]
@@ -66,7 +87,7 @@ class RegionalAttn2:
             return self.inner(q, k, v, extra_options) if self.inner is not None else self._plain(q, k, v, heads, extra_options)
         grid = self._grid(extra_options, q.shape[1])
         plans = {i: self.core.plan(kinds[i], self.state.latent_hw, grid, q.device, q.dtype) for i in regional}
-        kx, vx = self.region_kv(q.device, q.dtype)
+        kx, vx = self.region_kv(q.device, q.dtype, extra_options)
         rows = lambda i: slice(i * per, (i + 1) * per)  # noqa: E731
         if self.inner is not None:
             out = self.inner(q, k, v, extra_options)
@@ -98,7 +119,9 @@ class RegionalAttn2:
     @staticmethod
     def _plain(q, k, v, heads, extra_options):
         """Exactly ComfyUI's own cross-attention over the base tokens."""
-        return comfy_attention.optimized_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options)
+        return comfy_attention.optimized_attention(
+            q, k, v, heads, attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options
+        )
 
     def _grid(self, extra_options: dict, tokens: int) -> tuple[int, int]:
         return call_grid(extra_options, tokens, self.state.latent_hw)
@@ -122,7 +145,8 @@ class RegionalWrapper:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         if c_crossattn.shape[-1] != self.core.extra.shape[-1]:
             raise PakatiNodeError(
-                "PakatiApplyRegions", "regions",
+                "PakatiApplyRegions",
+                "regions",
                 f"region prompts have embedding size {self.core.extra.shape[-1]} but the sampler's conditioning has "
                 f"{c_crossattn.shape[-1]}: encode regions and the base prompt with the same (SDXL) CLIP",
             )
@@ -146,7 +170,8 @@ class RegionalWrapper:
         out = executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
         if not bool(torch.isfinite(out).all()):
             raise PakatiNodeError(
-                "PakatiApplyRegions", "model",
+                "PakatiApplyRegions",
+                "model",
                 f"the model's prediction with the regions applied has NaN/infinite values (sigma {float(t.flatten()[0]):.4g}): "
                 "the model or a patch on it overflows (fp16 overflow, a broken checkpoint or LoRA); try --force-fp32 or another checkpoint",
             )

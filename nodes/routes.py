@@ -8,6 +8,7 @@ never sees any of it. Every route answers only with the calling user's rows (Com
 event loop and waits at most a second for a lock (then 503 with a plain message; the detail is
 logged); bodies are strict JSON of at most 2 MB.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,11 +47,13 @@ def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int
     try:
         value = int(raw)
     except ValueError:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"{name} must be an integer, got {raw[:40]!r}"}),
-                                 content_type="application/json") from None
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"{name} must be an integer, got {raw[:40]!r}"}), content_type="application/json"
+        ) from None
     if not lo <= value <= hi:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"{name} must be in [{lo}, {hi}], got {value}"}),
-                                 content_type="application/json")
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"{name} must be in [{lo}, {hi}], got {value}"}), content_type="application/json"
+        )
     return value
 
 
@@ -73,22 +76,28 @@ async def _in_thread(request_user_id: str, work):
 def content_disposition(name: str, suffix: str) -> str:
     """``attachment`` with an ASCII fallback ``filename`` and the exact name as RFC 5987 ``filename*``."""
     fallback = "".join(c if c.isascii() and (c.isalnum() or c in " -_.(),") else "_" for c in name).strip() or "template"
-    return f'attachment; filename="{fallback}{suffix}"; filename*=UTF-8\'\'{urllib.parse.quote(name + suffix, safe="")}'
+    return f"attachment; filename=\"{fallback}{suffix}\"; filename*=UTF-8''{urllib.parse.quote(name + suffix, safe='')}"
 
 
 async def _json_body(request: web.Request):
     """The body as strict JSON, at most BODY_MAX bytes; an HTTP error (400/413) otherwise."""
     if request.content_length is not None and request.content_length > BODY_MAX:
-        raise web.HTTPRequestEntityTooLarge(max_size=BODY_MAX, actual_size=request.content_length,
-                                            text=json.dumps({"error": f"the body is larger than {BODY_MAX} bytes"}),
-                                            content_type="application/json")
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=BODY_MAX,
+            actual_size=request.content_length,
+            text=json.dumps({"error": f"the body is larger than {BODY_MAX} bytes"}),
+            content_type="application/json",
+        )
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(65536):
         size += len(chunk)
         if size > BODY_MAX:
-            raise web.HTTPRequestEntityTooLarge(max_size=BODY_MAX, actual_size=size,
-                                                text=json.dumps({"error": f"the body is larger than {BODY_MAX} bytes"}),
-                                                content_type="application/json")
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=BODY_MAX,
+                actual_size=size,
+                text=json.dumps({"error": f"the body is larger than {BODY_MAX} bytes"}),
+                content_type="application/json",
+            )
         chunks.append(chunk)
 
     def bad(message: str) -> web.HTTPBadRequest:
@@ -189,8 +198,11 @@ def install(server) -> None:
             return _store_error(e, 404)
         except StoreError as e:
             return _store_error(e)
-        return web.Response(text=json.dumps(doc, indent=1, allow_nan=False), content_type="application/json",
-                            headers={"Content-Disposition": content_disposition(doc["name"], ".pakati-template.json")})
+        return web.Response(
+            text=json.dumps(doc, indent=1, allow_nan=False),
+            content_type="application/json",
+            headers={"Content-Disposition": content_disposition(doc["name"], ".pakati-template.json")},
+        )
 
     @routes.post("/pakati/templates/import")
     async def import_template(request: web.Request) -> web.Response:

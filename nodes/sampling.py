@@ -1,6 +1,7 @@
 """The host's sampler as the core's loops need it: encode pixels, sample (with a noise mask or at a
 denoise), decode; the path ``KSampler`` takes (``comfy.sample.sample``). Refinement's regenerator and
 understanding's reconstructor both sample through :func:`sample_pixels`."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -27,9 +28,24 @@ class PromptEncoder:
 
 
 @torch.no_grad()
-def sample_pixels(node: str, model, vae, image: np.ndarray, positive, negative, *, seed: int, steps: int, cfg: float,
-                  sampler_name: str, scheduler: str, denoise: float = 1.0, mask: np.ndarray | None = None,
-                  on_step: Callable[[int, int], None] | None = None, what: tuple[str, str] = ("the image", "the result")) -> np.ndarray:
+def sample_pixels(
+    node: str,
+    model,
+    vae,
+    image: np.ndarray,
+    positive,
+    negative,
+    *,
+    seed: int,
+    steps: int,
+    cfg: float,
+    sampler_name: str,
+    scheduler: str,
+    denoise: float = 1.0,
+    mask: np.ndarray | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    what: tuple[str, str] = ("the image", "the result"),
+) -> np.ndarray:
     """``image`` (float ``H x W x 3``) VAE-encoded, sampled with ``mask`` as the noise mask (SetLatentNoiseMask
     semantics) or at ``denoise``, and decoded: float32 ``H' x W' x 3`` (the VAE's size). NaN/Inf at any stage
     stop with an error naming ``node`` and the input to blame; ComfyUI's interrupt is honoured at every step.
@@ -46,8 +62,22 @@ def sample_pixels(node: str, model, vae, image: np.ndarray, positive, negative, 
         if on_step is not None:
             on_step(step, total_steps)
 
-    samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise=denoise,
-                                  noise_mask=noise_mask, callback=callback, disable_pbar=True, seed=seed)
+    samples = comfy.sample.sample(
+        model,
+        noise,
+        steps,
+        cfg,
+        sampler_name,
+        scheduler,
+        positive,
+        negative,
+        latent,
+        denoise=denoise,
+        noise_mask=noise_mask,
+        callback=callback,
+        disable_pbar=True,
+        seed=seed,
+    )
     require_finite_tensor(node, "model", samples, "the sampled latent")
     out = vae.decode(samples)
     require_finite_tensor(node, "vae", out, f"the VAE-decoded {what[1].removeprefix('the ')}")

@@ -1,14 +1,14 @@
 """Template nodes: save a configuration that worked (canvas, references, refinement settings) and start from it again."""
+
 from __future__ import annotations
 
 import json
 import os
 
+import folder_paths
 import numpy as np
 import torch
 from comfy_api.v0_0_2 import io, ui
-
-import folder_paths
 
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.references import Reference
@@ -53,12 +53,35 @@ class PakatiSaveTemplate(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 CanvasType.Input("canvas", tooltip="The canvas of regions to keep."),
-                io.String.Input("name", default="my template", tooltip="The template's name: 1-128 letters or digits of any script, spaces and - _ . ( ) , (not starting with '.'). Saving under an existing name replaces it."),
+                io.String.Input(
+                    "name",
+                    default="my template",
+                    tooltip="The template's name: 1-128 letters or digits of any script, spaces and - _ . ( ) , (not "
+                    "starting with '.'). Saving under an existing name replaces it.",
+                ),
                 io.String.Input("description", default="", multiline=True, tooltip="What the template is for."),
-                io.String.Input("settings", default="", multiline=True, optional=True, tooltip="Optional JSON object of settings to keep with it, for example {\"refine\": {\"target\": 0.9, \"strategy\": \"adaptive\"}}."),
-                ReferencesType.Input("references", optional=True, tooltip="Optional references (from Pakati Reference) to keep with the template; their images are stored, their masks are not."),
+                io.String.Input(
+                    "settings",
+                    default="",
+                    multiline=True,
+                    optional=True,
+                    tooltip='Optional JSON object of settings to keep with it, for example {"refine": {"target": 0.9, '
+                    '"strategy": "adaptive"}}.',
+                ),
+                ReferencesType.Input(
+                    "references",
+                    optional=True,
+                    tooltip="Optional references (from Pakati Reference) to keep with the template; their images are "
+                    "stored, their masks are not.",
+                ),
                 io.Image.Input("image", optional=True, tooltip="Optional image whose first frame becomes the template's thumbnail."),
-                io.Boolean.Input("export_json", default=False, optional=True, tooltip="Also write the template as a JSON file to share, under <ComfyUI user dir>/<user>/pakati/templates/<name>.json."),
+                io.Boolean.Input(
+                    "export_json",
+                    default=False,
+                    optional=True,
+                    tooltip="Also write the template as a JSON file to share, under <ComfyUI user "
+                    "dir>/<user>/pakati/templates/<name>.json.",
+                ),
             ],
             outputs=[io.String.Output(display_name="template", tooltip="The saved template as a shareable JSON document.")],
         )
@@ -85,8 +108,16 @@ class PakatiSaveTemplate(io.ComfyNode):
         return user_fingerprint()
 
     @classmethod
-    def execute(cls, canvas: Canvas, name: str, description: str, settings: str = "", references: tuple | None = None,
-                image: torch.Tensor | None = None, export_json: bool = False) -> io.NodeOutput:
+    def execute(
+        cls,
+        canvas: Canvas,
+        name: str,
+        description: str,
+        settings: str = "",
+        references: tuple | None = None,
+        image: torch.Tensor | None = None,
+        export_json: bool = False,
+    ) -> io.NodeOutput:
         node = "PakatiSaveTemplate"
         checked(node, "name", lambda: validate_template_name(name))
         values = parse_settings(node, settings)
@@ -97,9 +128,18 @@ class PakatiSaveTemplate(io.ComfyNode):
         try:
             store = pakati_store(user)
             if references:
-                values = dict(values, references=[{"image_hash": store.references.put(r.image, r.aspect, r.description, r.weight),
-                                                   "aspect": r.aspect, "description": r.description, "weight": r.weight}
-                                                  for r in references])
+                values = dict(
+                    values,
+                    references=[
+                        {
+                            "image_hash": store.references.put(r.image, r.aspect, r.description, r.weight),
+                            "aspect": r.aspect,
+                            "description": r.description,
+                            "weight": r.weight,
+                        }
+                        for r in references
+                    ],
+                )
             saved = store.templates.save(name, canvas.to_dict(), values, description, thumb)
             doc = store.templates.export(saved["name"])
             where = ""
@@ -107,7 +147,11 @@ class PakatiSaveTemplate(io.ComfyNode):
                 where = str(store.templates.export_file(saved["name"], export_directory(user)))
         except StoreError as e:
             raise PakatiNodeError(node, "name" if e.field in ("name", "user") else "canvas", str(e)) from e
-        text = f"Saved template '{saved['name']}' ({len(canvas.regions)} regions" + (f", {len(references)} references" if references else "") + ")"
+        text = (
+            f"Saved template '{saved['name']}' ({len(canvas.regions)} regions"
+            + (f", {len(references)} references" if references else "")
+            + ")"
+        )
         if where:
             text += f"; exported to {where}"
         return io.NodeOutput(json.dumps(doc, allow_nan=False), ui=ui.PreviewText(text))
@@ -127,12 +171,16 @@ class PakatiLoadTemplate(io.ComfyNode):
             description="Start from a saved template: its canvas, its settings (JSON) and its references. The list shows your templates "
             "(press R in the front end to refresh it after saving one).",
             inputs=[
-                io.Combo.Input("name", options=names or [NO_TEMPLATES], tooltip="A template saved with Pakati Save Template (or imported)."),
+                io.Combo.Input(
+                    "name", options=names or [NO_TEMPLATES], tooltip="A template saved with Pakati Save Template (or imported)."
+                ),
             ],
             outputs=[
                 CanvasType.Output(display_name="canvas", tooltip="The template's canvas."),
                 io.String.Output(display_name="settings", tooltip="The template's settings as a JSON object."),
-                ReferencesType.Output(display_name="references", tooltip="The template's references (without masks); empty when it has none."),
+                ReferencesType.Output(
+                    display_name="references", tooltip="The template's references (without masks); empty when it has none."
+                ),
                 io.String.Output(display_name="description", tooltip="The template's description."),
             ],
         )
@@ -174,7 +222,9 @@ class PakatiLoadTemplate(io.ComfyNode):
         for r in t["settings"].get("references", []):
             img = store.references.image(r["image_hash"])
             if img is None:
-                raise PakatiNodeError(node, "name", f"template '{name}' names a reference image {r['image_hash'][:12]}… that is not in the store")
+                raise PakatiNodeError(
+                    node, "name", f"template '{name}' names a reference image {r['image_hash'][:12]}… that is not in the store"
+                )
             refs.append(Reference(img, r.get("description", ""), r.get("aspect", "general"), None, r.get("weight", 1.0)))
         settings = {k: v for k, v in t["settings"].items() if k != "references"}
         return io.NodeOutput(canvas, json.dumps(settings, allow_nan=False), tuple(refs), t["description"])

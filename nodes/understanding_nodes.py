@@ -1,4 +1,5 @@
 """Reference understanding nodes: learn a reference by reconstructing it with the host model, reuse it."""
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,19 @@ class HostReconstructor:
     """The core's Reconstructor over the host: VAE encode, sample with a noise mask
     (SetLatentNoiseMask semantics) or at a denoise (img2img), VAE decode."""
 
-    def __init__(self, model, clip, vae, steps: int, cfg: float, sampler_name: str, scheduler: str, negative: str,
-                 bar: comfy.utils.ProgressBar | None = None, attempts_total: int = 1):
+    def __init__(
+        self,
+        model,
+        clip,
+        vae,
+        steps: int,
+        cfg: float,
+        sampler_name: str,
+        scheduler: str,
+        negative: str,
+        bar: comfy.utils.ProgressBar | None = None,
+        attempts_total: int = 1,
+    ):
         self.model, self.clip, self.vae = model, clip, vae
         self.steps, self.cfg, self.sampler_name, self.scheduler = steps, cfg, sampler_name, scheduler
         self.negative = negative
@@ -49,9 +61,23 @@ class HostReconstructor:
             if self.bar is not None:
                 self.bar.update_absolute(self.done * self.steps + min(i + 1, self.steps), self.units)
 
-        return sample_pixels(NODE, self.model, self.vae, image, self.encode(prompt), self.encode(self.negative), seed=seed,
-                             steps=self.steps, cfg=self.cfg, sampler_name=self.sampler_name, scheduler=self.scheduler, denoise=denoise, mask=mask,
-                             on_step=on_step, what=("the reference", "the reconstruction"))
+        return sample_pixels(
+            NODE,
+            self.model,
+            self.vae,
+            image,
+            self.encode(prompt),
+            self.encode(self.negative),
+            seed=seed,
+            steps=self.steps,
+            cfg=self.cfg,
+            sampler_name=self.sampler_name,
+            scheduler=self.scheduler,
+            denoise=denoise,
+            mask=mask,
+            on_step=on_step,
+            what=("the reference", "the reconstruction"),
+        )
 
     def inpaint(self, image: np.ndarray, mask: np.ndarray, prompt: str, seed: int) -> np.ndarray:
         return self._run(image, prompt, seed, 1.0, mask)
@@ -63,8 +89,10 @@ class HostReconstructor:
 def short_report(record: dict, source: str, path: str) -> str:
     lines = [f"Pakati understanding ({source}; {path})", record["summary"]]
     for name, e in record["strategies"].items():
-        lines.append(f"- {name}: best {e['best_composite']:.3f} vs classical {e['best_baseline_composite']:.3f}"
-                     + (" MASTERED" if e["mastered"] else ""))
+        lines.append(
+            f"- {name}: best {e['best_composite']:.3f} vs classical {e['best_baseline_composite']:.3f}"
+            + (" MASTERED" if e["mastered"] else "")
+        )
     for name, why in record["shortfalls"].items():
         lines += [f"  {name}: {w}" for w in why]
     return "\n".join(lines)
@@ -82,15 +110,37 @@ class PakatiLearnReference(io.ComfyNode):
             "inpainting on the same masks, and keep what was learned under ComfyUI's user directory.",
             is_output_node=True,
             inputs=[
-                io.Model.Input("model", tooltip="The model that should prove it understands the reference (an inpainting-capable SDXL checkpoint works best)."),
+                io.Model.Input(
+                    "model",
+                    tooltip="The model that should prove it understands the reference (an inpainting-capable SDXL checkpoint works best).",
+                ),
                 io.Clip.Input("clip", tooltip="Text encoder for the description."),
                 io.Vae.Input("vae", tooltip="VAE used to encode the masked reference and decode the reconstruction."),
-                io.Image.Input("image", tooltip="The reference (first image of the batch). Resized so the long side is at most max_side and sides are multiples of 16."),
-                io.String.Input("description", default="", multiline=True, tooltip="What the reference shows; the reconstruction is conditioned on it."),
-                io.String.Input("strategies", default="all", tooltip="'all' or a comma list of: random_patches, progressive_reveal, center_out, edge_in, quadrant_reveal, frequency_bands, semantic_regions."),
+                io.Image.Input(
+                    "image",
+                    tooltip="The reference (first image of the batch). Resized so the long side is at most max_side "
+                    "and sides are multiples of 16.",
+                ),
+                io.String.Input(
+                    "description", default="", multiline=True, tooltip="What the reference shows; the reconstruction is conditioned on it."
+                ),
+                io.String.Input(
+                    "strategies",
+                    default="all",
+                    tooltip="'all' or a comma list of: random_patches, progressive_reveal, center_out, edge_in, "
+                    "quadrant_reveal, frequency_bands, semantic_regions.",
+                ),
                 io.Int.Input("levels", default=2, min=1, max=5, tooltip="How many difficulty levels per strategy, easiest first."),
-                io.Int.Input("attempts", default=2, min=1, max=8, tooltip="Reconstructions per view, each with its own seed; mastery needs at least two seeds."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the masks and first attempt (attempt k uses seed + k)."),
+                io.Int.Input(
+                    "attempts",
+                    default=2,
+                    min=1,
+                    max=8,
+                    tooltip="Reconstructions per view, each with its own seed; mastery needs at least two seeds.",
+                ),
+                io.Int.Input(
+                    "seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the masks and first attempt (attempt k uses seed + k)."
+                ),
                 io.Int.Input("steps", default=20, min=1, max=200, tooltip="Sampler steps per reconstruction."),
                 io.Float.Input("cfg", default=6.0, min=0.0, max=30.0, step=0.1, tooltip="Classifier-free guidance scale."),
                 io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler", tooltip="Sampler."),
@@ -123,13 +173,33 @@ class PakatiLearnReference(io.ComfyNode):
         return validation_result("PakatiLearnReference", "strategies", lambda: parse_strategies(strategies))
 
     @classmethod
-    def execute(cls, model, clip, vae, image: torch.Tensor, description: str, strategies: str, levels: int, attempts: int,
-                seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str, negative: str, max_side: int,
-                force: bool) -> io.NodeOutput:
+    def execute(
+        cls,
+        model,
+        clip,
+        vae,
+        image: torch.Tensor,
+        description: str,
+        strategies: str,
+        levels: int,
+        attempts: int,
+        seed: int,
+        steps: int,
+        cfg: float,
+        sampler_name: str,
+        scheduler: str,
+        negative: str,
+        max_side: int,
+        force: bool,
+    ) -> io.NodeOutput:
         names = checked("PakatiLearnReference", "strategies", lambda: parse_strategies(strategies))
         if image.shape[0] != 1:
-            raise PakatiNodeError(NODE, "image", f"got a batch of {image.shape[0]} images; one understanding is learned from one "
-                                  "reference: split the batch (ImageFromBatch) and learn each image with its own node")
+            raise PakatiNodeError(
+                NODE,
+                "image",
+                f"got a batch of {image.shape[0]} images; one understanding is learned from one "
+                "reference: split the batch (ImageFromBatch) and learn each image with its own node",
+            )
         require_finite_tensor(NODE, "image", image, "the reference image")
         ref = fit_to_grid(image[0, ..., :3].float().cpu().numpy(), max_side)
         params = {"steps": steps, "cfg": cfg, "sampler": sampler_name, "scheduler": scheduler, "negative": negative, "max_side": max_side}
@@ -139,9 +209,18 @@ class PakatiLearnReference(io.ComfyNode):
             total = sum(min(levels, len(get_strategy(n).levels)) for n in names) * attempts
             bar = comfy.utils.ProgressBar(total * steps)
             recon = HostReconstructor(model, clip, vae, steps, cfg, sampler_name, scheduler, negative, bar, total)
-            return checked(NODE, "image", lambda: learn(ref, recon, settings, progress=recon.attempts_done,
-                                                        check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
-                                                        on_view=on_view))
+            return checked(
+                NODE,
+                "image",
+                lambda: learn(
+                    ref,
+                    recon,
+                    settings,
+                    progress=recon.attempts_done,
+                    check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
+                    on_view=on_view,
+                ),
+            )
 
         found = recall_or_learn(ref, settings, lambda: UnderstandingStore(pakati_store()), run, force)
         record, grid, source, path = found.record, found.preview, found.source, found.location
@@ -159,15 +238,32 @@ class PakatiUseUnderstanding(io.ComfyNode):
             node_id="PakatiUseUnderstanding",
             display_name="Pakati Use Understanding",
             category="Pakati/understanding",
-            description="Turn a learned reference into references whose targets are the learned statistics (the whole reference, whatever region is measured; for Pakati Delta Analysis and Pakati Refine), prompt terms, and an init image for img2img.",
+            description="Turn a learned reference into references whose targets are the learned statistics (the "
+            "whole reference, whatever region is measured; for Pakati Delta Analysis and Pakati "
+            "Refine), prompt terms, and an init image for img2img.",
             inputs=[
                 UnderstandingType.Input("understanding", tooltip="From Pakati Learn Reference."),
-                io.String.Input("target_prompt", default="", multiline=True, tooltip="What you want to generate; the learned terms are appended."),
-                io.String.Input("aspects", default="color,texture,composition", tooltip="'all' or a comma list of color, texture, composition, lighting, style, general: one reference per aspect."),
+                io.String.Input(
+                    "target_prompt", default="", multiline=True, tooltip="What you want to generate; the learned terms are appended."
+                ),
+                io.String.Input(
+                    "aspects",
+                    default="color,texture,composition",
+                    tooltip="'all' or a comma list of color, texture, composition, lighting, style, general: one reference per aspect.",
+                ),
             ],
             outputs=[
-                ReferencesType.Output(display_name="references", tooltip="One reference per aspect (the same PAKATI_REFERENCES as Pakati Reference), masked to the whole learned image: its learned statistics are the targets of Pakati Delta Analysis and Pakati Refine for any region."),
-                io.String.Output(display_name="prompt", tooltip="target_prompt plus the description (weighted by how well it reconstructed the reference) and terms naming the learned statistics."),
+                ReferencesType.Output(
+                    display_name="references",
+                    tooltip="One reference per aspect (the same PAKATI_REFERENCES as Pakati Reference), masked to the "
+                    "whole learned image: its learned statistics are the targets of Pakati Delta Analysis and "
+                    "Pakati Refine for any region.",
+                ),
+                io.String.Output(
+                    display_name="prompt",
+                    tooltip="target_prompt plus the description (weighted by how well it reconstructed the reference) "
+                    "and terms naming the learned statistics.",
+                ),
                 io.Image.Output(display_name="init_image", tooltip="The reference as learned, for img2img."),
                 io.String.Output(display_name="info", tooltip="What was transferred and why, as JSON."),
             ],

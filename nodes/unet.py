@@ -6,6 +6,7 @@ find their layers, their grid levels and each call's token grid here, and instal
 per-call ``attn2`` replaces through :func:`with_attn2_replaced`, which keeps whatever replace
 another pack put there for them to wrap.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

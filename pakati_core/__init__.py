@@ -3,18 +3,19 @@
 Nothing in this package imports ComfyUI; the ComfyUI nodes in ``nodes/`` adapt host objects
 to the small functions and protocols defined here.
 """
+
 from .canvas import MAX_REGIONS, REGION_JSON_VERSION, Canvas, Region, mask_region
 from .errors import (
     CanvasError,
     CanvasSizeError,
     DuplicateRegionError,
     PakatiError,
+    RegionalConditioningError,
     RegionClippedWarning,
     RegionError,
     RegionGeometryError,
     RegionLimitError,
     RegionNotFoundError,
-    RegionalConditioningError,
     UnsupportedVersionError,
 )
 

@@ -5,6 +5,7 @@ implements it on the database's ``cache_entries`` table (per user), ``MemoryCach
 for one process. ``BestEffortCache`` wraps either so that a cache that cannot be read or
 written costs only the cache: the call it serves never fails because of it.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,10 +1,12 @@
 """The region canvas: regions on a width x height canvas, Region JSON v1, rasterisation.
 
 Region JSON v1 is Pakati's one exchange format (the canvas widget stores it, workflows and
-API prompts carry it, and the planner in ``pakati_core.orchestration`` writes a plan's layout in it). Points are canvas pixels; ``rect`` regions give two corners.
+API prompts carry it, and the planner in ``pakati_core.orchestration`` writes a plan's layout in
+it). Points are canvas pixels; ``rect`` regions give two corners.
 Rasterisation is anti-aliased (exact pixel coverage to 1/16 px) at any target resolution,
 so the same region gives a mask at canvas, latent or UNet-token-grid size.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,7 +52,10 @@ _REGION_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "feather": ((int, float), False),
     "seed": ((int, type(None)), False),
     "locked": ((bool,), False),
+    "cfg": ((int, float, type(None)), False),  # null / absent: the sampler's CFG
+    "denoise": ((int, float, type(None)), False),  # null / absent: 1.0
 }
+CFG_MAX = 100.0  # ComfyUI's KSampler limit
 _CANVAS_FIELDS = {"version", "width", "height", "regions"}
 # How far (relative) a mask's aspect ratio may differ from the image's and still be resized onto
 # it: sizes rounded to the 8-px latent grid move the aspect by up to 8 / side, 1.6 % at 512 px.
@@ -76,6 +81,8 @@ class Region:
     seed: int | None = None
     locked: bool = False
     mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+    cfg: float | None = None  # this region's CFG scale (None: the sampler's)
+    denoise: float | None = None  # this region's img2img denoise strength (None: 1.0)
 
     @property
     def label(self) -> str:
@@ -94,6 +101,7 @@ class Region:
                 "mask regions come from a MASK input and cannot be written to Region JSON v1",
                 field=f"region '{self.label}'.shape",
             )
+        optional = {key: _compact(value) for key, value in (("cfg", self.cfg), ("denoise", self.denoise)) if value is not None}
         return {
             "id": self.id,
             "name": self.name,
@@ -105,6 +113,7 @@ class Region:
             "feather": _compact(self.feather),
             "seed": self.seed,
             "locked": self.locked,
+            **optional,
         }
 
 
@@ -272,7 +281,7 @@ class Canvas:
         if not isinstance(data, dict):
             raise CanvasError(f"expected a JSON object, got {type(data).__name__}")
         if "version" not in data:
-            raise UnsupportedVersionError("missing; Region JSON must declare \"version\": 1", field="version")
+            raise UnsupportedVersionError('missing; Region JSON must declare "version": 1', field="version")
         version = data["version"]
         if version != REGION_JSON_VERSION or isinstance(version, bool):
             raise UnsupportedVersionError(
@@ -330,6 +339,10 @@ def parse_region(data: Any, index: int, width: int, height: int) -> Region:
     for key in ("strength", "feather"):
         if key in data and not math.isfinite(data[key]):
             raise RegionError(f"must be finite, got {data[key]!r}", field=f"{where}.{key}")
+    for key, hi in (("cfg", CFG_MAX), ("denoise", 1.0)):
+        value = data.get(key)
+        if value is not None and not (math.isfinite(value) and 0.0 <= value <= hi):
+            raise RegionError(f"must be null or a number from 0 to {_compact(hi)}, got {value!r}", field=f"{where}.{key}")
     if data.get("strength", 1.0) < 0:
         raise RegionError(f"must be >= 0, got {data['strength']}", field=f"{where}.strength")
     if data.get("feather", 0.0) < 0:
@@ -348,6 +361,8 @@ def parse_region(data: Any, index: int, width: int, height: int) -> Region:
         feather=float(data.get("feather", 0.0)),
         seed=data.get("seed"),
         locked=data.get("locked", False),
+        cfg=None if data.get("cfg") is None else float(data["cfg"]),
+        denoise=None if data.get("denoise") is None else float(data["denoise"]),
     )
 
 
@@ -400,11 +415,15 @@ def validate_points(points: Sequence, shape: str, where: str, width: int, height
         warnings.warn(msg, RegionClippedWarning, stacklevel=3)
         log.warning("Pakati: %s", msg)
     if shape == "polygon" and len(clipped) < 3:
-        raise RegionGeometryError(f"region '{label}' has zero area (points are collinear, coincide, or lie outside the canvas)", field=where)
+        raise RegionGeometryError(
+            f"region '{label}' has zero area (points are collinear, coincide, or lie outside the canvas)", field=where
+        )
     pts = clipped
     poly = Region(id="_", shape=shape, points=tuple(pts)).polygon()
     if polygon_area(poly) < 1e-6:
-        raise RegionGeometryError(f"region '{label}' has zero area (points are collinear, coincide, or lie outside the canvas)", field=where)
+        raise RegionGeometryError(
+            f"region '{label}' has zero area (points are collinear, coincide, or lie outside the canvas)", field=where
+        )
     return tuple(pts)
 
 

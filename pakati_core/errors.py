@@ -3,6 +3,7 @@
 Every error carries the offending ``field`` (a JSON path such as ``regions[2].points``) so
 that the ComfyUI nodes can name the node, the input and the field in one message.
 """
+
 from __future__ import annotations
 
 

@@ -5,6 +5,7 @@ Everything Pakati computes from host pixels goes through :func:`require_finite`,
 it writes as JSON goes through :func:`strict_json` (``allow_nan=False``), so non-finite values
 stop where they appear and nothing is stored.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,8 +15,10 @@ import numpy as np
 from .errors import NonFiniteError
 
 # The usual cause when a host model or VAE produces NaN/Inf, and what fixes it.
-NAN_HINT = ("an SDXL VAE run in fp16 overflows to NaN; start ComfyUI with --fp32-vae (or --bf16-vae) or load an "
-            "fp16-fixed SDXL VAE; a broken or mismatched checkpoint, LoRA or VAE does the same")
+NAN_HINT = (
+    "an SDXL VAE run in fp16 overflows to NaN; start ComfyUI with --fp32-vae (or --bf16-vae) or load an "
+    "fp16-fixed SDXL VAE; a broken or mismatched checkpoint, LoRA or VAE does the same"
+)
 
 
 def count_non_finite(values: Any) -> int:

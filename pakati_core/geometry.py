@@ -5,6 +5,7 @@ rows ``y0 <= y < y1`` (the order PIL, OpenCV and Region JSON ``rect`` corners us
 delta reports, scores and the nodes' crop boxes all take and return this one type; polygons
 are ``[N, 2]`` arrays of canvas pixels.
 """
+
 from __future__ import annotations
 
 import math
@@ -86,6 +87,7 @@ def fit_box(box: Box, target_w: int, target_h: int, width: int, height: int, exa
 def snapped_box(box: Box, padding: int, width: int, height: int, multiple: int = 8) -> Box:
     """``box`` grown by ``padding`` on every side, each side then a multiple of ``multiple`` (at most the
     image's side rounded down to one), shifted to stay inside the ``width x height`` image."""
+
     def span(lo: int, hi: int, size: int) -> tuple[int, int]:
         lo, hi = max(0, lo - padding), min(size, hi + padding)
         length = min(-(-(hi - lo) // multiple) * multiple, size // multiple * multiple)
@@ -130,8 +132,10 @@ def segments_cross(p1: np.ndarray, p2: np.ndarray, p3: np.ndarray, p4: np.ndarra
     """True where closed segments p1p2 and p3p4 touch or cross (points ``[..., 2]``, broadcast)."""
     o1, o2, o3, o4 = _orient(p1, p2, p3), _orient(p1, p2, p4), _orient(p3, p4, p1), _orient(p3, p4, p2)
     return ((o1 != o2) & (o3 != o4)) | (
-        ((o1 == 0) & _on_segment(p1, p2, p3)) | ((o2 == 0) & _on_segment(p1, p2, p4))
-        | ((o3 == 0) & _on_segment(p3, p4, p1)) | ((o4 == 0) & _on_segment(p3, p4, p2))
+        ((o1 == 0) & _on_segment(p1, p2, p3))
+        | ((o2 == 0) & _on_segment(p1, p2, p4))
+        | ((o3 == 0) & _on_segment(p3, p4, p1))
+        | ((o4 == 0) & _on_segment(p3, p4, p2))
     )
 
 
@@ -177,6 +181,7 @@ def clip_polygon(points: np.ndarray, width: float, height: float) -> np.ndarray:
     for axis, bound, side in edges:
         if not poly:
             break
+
         def inside(p: tuple, axis: int = axis, bound: float = bound, side: int = side) -> bool:
             return (p[axis] - bound) * side >= 0
 

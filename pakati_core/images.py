@@ -10,6 +10,7 @@ refuses what it cannot read (booleans, 16-bit values past 255, other dtypes) wit
 One NaN policy: non-finite pixels are refused with :class:`NonFiniteError` (naming the input)
 everywhere an image is read, converted to 8 bits, hashed or encoded; nothing maps NaN to black.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,10 @@ def unit_float(pixels: Any, field: str = "image", what: str = "the image") -> np
         raise ImageInputError(f"{what} is a boolean array; give 8-bit (0..255) or float (0..1) pixels", field)
     if kind in "ui":
         if a.size and (int(a.min()) < 0 or int(a.max()) > 255):
-            raise ImageInputError(f"{what} is an integer array with values outside 0..255 ({a.dtype}); "
-                                  "only 8-bit (0..255) or float (0..1) pixels are read", field)
+            raise ImageInputError(
+                f"{what} is an integer array with values outside 0..255 ({a.dtype}); only 8-bit (0..255) or float (0..1) pixels are read",
+                field,
+            )
         return a.astype(np.float32) / np.float32(255.0)
     if kind != "f":
         raise ImageInputError(f"{what} has dtype {a.dtype}; give 8-bit (0..255) or float (0..1) pixels", field)

@@ -3,6 +3,7 @@
 ``json.dumps`` writes ``NaN`` by default, which is not JSON and reads back as a number; a score
 or record that holds one is an error where it appears, not text that looks like a result.
 """
+
 from __future__ import annotations
 
 import json

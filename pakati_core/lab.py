@@ -5,6 +5,7 @@ analysis, refinement corrections, stitch colour matching and reconstruction scor
 scikit-image's ``rgb2lab`` agrees to within 0.6 (mean 0.08) and is several times slower.
 CIEDE2000 is scikit-image's ``deltaE_ciede2000`` on these Lab values.
 """
+
 from __future__ import annotations
 
 import cv2

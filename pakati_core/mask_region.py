@@ -5,6 +5,7 @@ and save in Region JSON, which holds polygons, not pixels. The outline is OpenCV
 the largest 8-connected blob above the threshold, simplified with Douglas-Peucker
 (``cv2.approxPolyDP``) until it has at most ``max_points`` vertices and does not cross itself.
 """
+
 from __future__ import annotations
 
 import re
@@ -39,8 +40,9 @@ def polygon_from_mask(mask: np.ndarray, width: int, height: int, threshold: floa
     binary = (m >= threshold).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     if count < 2:
-        raise RegionError(f"no pixel of the mask reaches the threshold {threshold:g} (its largest value is {float(m.max()):.3g})",
-                          field="threshold")
+        raise RegionError(
+            f"no pixel of the mask reaches the threshold {threshold:g} (its largest value is {float(m.max()):.3g})", field="threshold"
+        )
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     blob = (labels == largest).astype(np.uint8)
     # Contours run through the centres of the blob's boundary pixels, half a pixel inside its
@@ -75,8 +77,18 @@ def _area(pts: np.ndarray) -> float:
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
 
 
-def add_mask_region(canvas: Canvas, mask: np.ndarray, *, name: str, prompt: str, negative: str = "", strength: float = 1.0,
-                    feather: float = 0.0, threshold: float = 0.5, max_points: int = 32) -> tuple[Canvas, dict]:
+def add_mask_region(
+    canvas: Canvas,
+    mask: np.ndarray,
+    *,
+    name: str,
+    prompt: str,
+    negative: str = "",
+    strength: float = 1.0,
+    feather: float = 0.0,
+    threshold: float = 0.5,
+    max_points: int = 32,
+) -> tuple[Canvas, dict]:
     """The canvas with one more region (on top) outlined from ``mask``, and that region's Region JSON.
 
     The new canvas goes through Region JSON parsing, so it holds exactly what the editor and a
@@ -88,8 +100,18 @@ def add_mask_region(canvas: Canvas, mask: np.ndarray, *, name: str, prompt: str,
     rid, n = base, 2
     while rid in taken:
         rid, n = f"{base}-{n}", n + 1
-    region = {"id": rid, "name": name.strip() or rid, "shape": "polygon", "points": points, "prompt": prompt, "negative": negative,
-              "strength": strength, "feather": feather, "seed": None, "locked": False}
+    region = {
+        "id": rid,
+        "name": name.strip() or rid,
+        "shape": "polygon",
+        "points": points,
+        "prompt": prompt,
+        "negative": negative,
+        "strength": strength,
+        "feather": feather,
+        "seed": None,
+        "locked": False,
+    }
     doc = canvas.to_dict()
     doc["regions"] = [*doc["regions"], region]
     out = Canvas.from_dict(doc)

@@ -5,6 +5,7 @@ the same region gives a mask at canvas, latent or UNet-token-grid size. Every fe
 (canvas, regional attention, regeneration, attention maps, delta analysis) takes its mask
 helpers from here.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,7 @@ def rasterize_polygon(points: np.ndarray, width: int, height: int, scale_x: floa
     cv2.fillPoly(hi, fixed, 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
     if width * height <= 4 * _TILE * _TILE:
         return _block_coverage(hi, 0, 0, width, height, ss)
-    out = hi[ss // 2::ss, ss // 2::ss][:height, :width].astype(np.float32)  # whole pixels, inside or out
+    out = hi[ss // 2 :: ss, ss // 2 :: ss][:height, :width].astype(np.float32)  # whole pixels, inside or out
     centres = np.round((pts - 0.5) * (1 << _SUBPIXEL_BITS)).astype(np.int32).reshape(1, -1, 2)
     band = np.zeros((height, width), dtype=np.uint8)  # pixels the outline passes through, with a margin
     cv2.polylines(band, centres, True, 1, thickness=1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
@@ -60,7 +61,7 @@ _TILE = 64  # pixels per side of the tiles whose supersampled blocks are counted
 
 def _block_coverage(hi: np.ndarray, x0: int, y0: int, width: int, height: int, ss: int) -> np.ndarray:
     """Coverage of pixels ``[y0, y0 + height) x [x0, x0 + width)`` from the supersampled drawing ``hi``."""
-    win = hi[y0 * ss:(y0 + height) * ss + 1, x0 * ss:(x0 + width) * ss + 1]
+    win = hi[y0 * ss : (y0 + height) * ss + 1, x0 * ss : (x0 + width) * ss + 1]
     core = win[:-1, :-1] & win[:-1, 1:]
     core &= win[1:, :-1]
     # Area average of each ss x ss block as integer counts (what INTER_AREA computes for an

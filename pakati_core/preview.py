@@ -1,4 +1,5 @@
 """Draw a canvas's regions over an image: translucent fill, outline and label per region."""
+
 from __future__ import annotations
 
 import colorsys

@@ -1,4 +1,5 @@
 """Prompt text: the weight syntax ``(words:1.2)`` that ComfyUI's (and A1111's) text encoders read, written in one place."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -4,6 +4,7 @@ Used wherever text leaves the process or is kept: provider error messages (redac
 they are raised or logged), workflow inputs recorded in the history (secret-looking fields and
 values left out), stored prompts. One pattern, so what one place hides the others hide too.
 """
+
 from __future__ import annotations
 
 import re

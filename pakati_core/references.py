@@ -3,6 +3,7 @@
 A reference is plain data (image, description, aspect, optional mask, weight) so that it can be
 rebuilt from a workflow's inputs and hashed by content for caches and history records.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,7 +50,9 @@ class Reference:
         if self.mask is not None:
             mask = np.asarray(self.mask, dtype=np.float32)
             if mask.shape != image.shape[:2]:
-                raise ReferenceInputError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}", "mask")
+                raise ReferenceInputError(
+                    f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}", "mask"
+                )
             require_finite(mask, "the reference mask", "mask")
             mask = np.ascontiguousarray(np.clip(mask, 0.0, 1.0))
             if not (mask > 0).any():
@@ -82,5 +85,11 @@ class Reference:
     def summary(self) -> dict:
         """What history records and reports keep of a reference (no pixels)."""
         h, w = self.image.shape[:2]
-        return {"description": self.description, "aspect": self.aspect, "weight": self.weight,
-                "size": [w, h], "masked": self.mask is not None, "hash": self.content_hash[:16]}
+        return {
+            "description": self.description,
+            "aspect": self.aspect,
+            "weight": self.weight,
+            "size": [w, h],
+            "masked": self.mask is not None,
+            "hash": self.content_hash[:16],
+        }

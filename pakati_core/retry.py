@@ -1,5 +1,6 @@
 """Bounded retries, the one retry loop of the core: at most ``max_calls`` calls, exponential backoff (with full
 jitter by default), a server's ``Retry-After`` honoured. Provider calls and the ComfyUI client both retry through it."""
+
 from __future__ import annotations
 
 import random
@@ -40,8 +41,7 @@ class RetryPolicy:
         return rng.uniform(0.0, ceiling)
 
 
-def call_with_retries(attempt: Callable[[int], T], policy: RetryPolicy,
-                      before_retry: Callable[[], None] | None = None) -> tuple[T, int]:
+def call_with_retries(attempt: Callable[[int], T], policy: RetryPolicy, before_retry: Callable[[], None] | None = None) -> tuple[T, int]:
     """Run ``attempt(n)`` until it returns; a ``Retryable`` is retried until ``max_calls`` calls were made.
 
     Returns the result and the number of calls made. ``before_retry`` runs before each retry

@@ -5,6 +5,7 @@ use_sample_covariance=False)`` (an 11-tap Gaussian, reflect borders, K1 = 0.01, 
 written out once here because MS-SSIM also needs the contrast-structure map on its own, which
 scikit-image does not return. A test holds it to scikit-image's map.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ Rotation-invariant uniform LBP over the 8-neighbourhood (codes 0..9, as scikit-i
 interpolated diagonals), vectorised because scikit-image's per-pixel loop dominated the delta
 report. Used by delta analysis and by the reconstruction scores.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +18,7 @@ def uniform_lbp(lightness: np.ndarray) -> np.ndarray:
     """The uniform LBP code (0..9) of every pixel of a 2-D array (edges replicated)."""
     p = np.pad(lightness, 1, mode="edge")
     h, w = lightness.shape
-    bits = np.stack([p[y:y + h, x:x + w] >= lightness for y, x in _RING]).astype(np.int8)
+    bits = np.stack([p[y : y + h, x : x + w] >= lightness for y, x in _RING]).astype(np.int8)
     ones = bits.sum(axis=0)
     transitions = np.abs(bits - np.roll(bits, 1, axis=0)).sum(axis=0)
     return np.where(transitions <= 2, ones, LBP_CODES - 1).astype(np.int64)

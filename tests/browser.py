@@ -4,6 +4,7 @@ Used by the browser tests: open the server's page, wait for ``window.app``, coll
 errors raised after our own actions, and load UI-format workflows with ``app.loadGraphData``.
 No browser is ever downloaded: Playwright launches the system ``/usr/bin/chromium``.
 """
+
 from __future__ import annotations
 
 import os
@@ -85,7 +86,11 @@ class FrontEnd:
         """Load the page and wait until the graph exists and the node definitions are in."""
         self._watching = False
         self.page.goto(self.url)
-        self.page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph && LiteGraph.registered_node_types && Object.keys(LiteGraph.registered_node_types).length > 50")
+        self.page.wait_for_function(
+            "() => window.app && window.app.graph && window.LiteGraph && "
+            "LiteGraph.registered_node_types && Object.keys(LiteGraph.registered_node_types).length > "
+            "50"
+        )
         self.close_dialogs()
 
     def reload(self) -> None:
@@ -148,6 +153,10 @@ class FrontEnd:
 def doc_picture(name: str) -> Path:
     """Where a test writes the README picture ``name``: ``docs/`` when PAKATI_UPDATE_DOCS=1 (to
     refresh the README's pictures), else a temporary folder, so a test run changes no tracked file."""
-    folder = Path(__file__).resolve().parent.parent / "docs" if os.environ.get("PAKATI_UPDATE_DOCS") == "1" else Path(tempfile.gettempdir()) / "pakati-docs"
+    folder = (
+        Path(__file__).resolve().parent.parent / "docs"
+        if os.environ.get("PAKATI_UPDATE_DOCS") == "1"
+        else Path(tempfile.gettempdir()) / "pakati-docs"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     return folder / name

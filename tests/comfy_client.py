@@ -3,6 +3,7 @@
 Used by the host tests and the workflow checks: queue API-format prompts on /prompt, follow
 /history, fetch outputs with /view.
 """
+
 from __future__ import annotations
 
 import copy
@@ -44,8 +45,9 @@ class ExecutionFailed(Exception):
 
 
 class ComfyServer:
-    def __init__(self, host: Path, base: Path, packs: dict[str, Path], extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self, host: Path, base: Path, packs: dict[str, Path], extra_args: list[str] | None = None, env: dict[str, str] | None = None
+    ):
         self.host, self.base, self.packs = Path(host), Path(base), packs
         self.extra_args = extra_args or []
         self.env = env or {}  # extra environment for the server process (e.g. a provider base URL and a test key)
@@ -56,7 +58,7 @@ class ComfyServer:
         self.client_id = uuid.uuid4().hex
 
     # -- lifecycle ----------------------------------------------------------------------
-    def start(self, timeout: float = 300.0) -> None:  # a loaded 2-core CI machine can take minutes to start ComfyUI
+    def start(self, timeout: float = 600.0) -> None:  # a loaded shared machine takes minutes to start ComfyUI
         custom = self.base / "custom_nodes"
         custom.mkdir(parents=True, exist_ok=True)
         for name, path in self.packs.items():
@@ -64,8 +66,17 @@ class ComfyServer:
             if not link.exists():
                 link.symlink_to(Path(path).resolve(), target_is_directory=True)
         cmd = [
-            sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-            "--disable-auto-launch", "--base-directory", str(self.base), *self.extra_args,
+            sys.executable,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-auto-launch",
+            "--base-directory",
+            str(self.base),
+            *self.extra_args,
         ]
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self._log = open(self.log_path, "ab")
@@ -171,6 +182,7 @@ def for_the_test_host(prompt: dict) -> dict:
     """The API prompt with the tiny model in place of the checkpoint (tiny ControlNets, CLIP vision and IP-Adapter
     checkpoints in place of loaded ones) and at most MAX_STEPS steps."""
     out = copy.deepcopy(prompt)
+    swap_flux_loaders(out)
     for node in out.values():
         if node["class_type"] == "CheckpointLoaderSimple":
             node["class_type"] = "PakatiTestTinySDXL"
@@ -189,6 +201,29 @@ def for_the_test_host(prompt: dict) -> dict:
             if isinstance(node["inputs"].get("end_at_step"), int):
                 node["inputs"]["end_at_step"] = min(node["inputs"]["end_at_step"], MAX_STEPS)
     return out
+
+
+FLUX_LOADERS = {"DualCLIPLoader": 1, "VAELoader": 2}  # Flux's separate loaders -> the tiny Flux node's CLIP and VAE outputs
+
+
+def swap_flux_loaders(prompt: dict) -> None:
+    """Flux's UNETLoader becomes the tiny Flux node; DualCLIPLoader and VAELoader are dropped and
+    their users wired to the tiny node's CLIP and VAE outputs (in place)."""
+    unets = [i for i, n in prompt.items() if n["class_type"] == "UNETLoader"]
+    if not unets:
+        return
+    tiny = unets[0]
+    prompt[tiny] = {"class_type": "PakatiTestTinyFlux", "inputs": {"seed": 0, "hidden_size": 64, "depth": 2, "depth_single_blocks": 2}}
+    dropped = {i: FLUX_LOADERS[n["class_type"]] for i, n in prompt.items() if n["class_type"] in FLUX_LOADERS}
+    for i in dropped:
+        del prompt[i]
+    for i in unets[1:]:
+        dropped[i] = 0
+        del prompt[i]
+    for node in prompt.values():
+        for name, value in node["inputs"].items():
+            if isinstance(value, list) and len(value) == 2 and value[0] in dropped:
+                node["inputs"][name] = [tiny, dropped[value[0]]]
 
 
 def api_template(name: str) -> dict:

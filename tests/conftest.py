@@ -5,6 +5,7 @@ re-exported here: tests that need something missing skip with one line, or fail 
 PAKATI_REQUIRE_HOST=1. There is deliberately no tests/__init__.py and no root conftest.py: pytest
 must never import the pack root's __init__.py (it imports ComfyUI) as a package of the test session.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -105,8 +106,12 @@ def provider_comfy_server(tmp_path_factory, fake_openai):
     from model_fakes import SENTINEL_KEY
 
     base = tmp_path_factory.mktemp("comfy_providers")
-    env = {"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": fake_openai.url,
-           "ANTHROPIC_API_KEY": SENTINEL_KEY, "ANTHROPIC_BASE_URL": fake_openai.url.removesuffix("/v1")}
+    env = {
+        "OPENAI_API_KEY": SENTINEL_KEY,
+        "OPENAI_BASE_URL": fake_openai.url,
+        "ANTHROPIC_API_KEY": SENTINEL_KEY,
+        "ANTHROPIC_BASE_URL": fake_openai.url.removesuffix("/v1"),
+    }
     server = ComfyServer(HOST, base, packs={"pakati": REPO, "pakati_test_nodes": HOST_NODES / "pakati_test_nodes"}, env=env)
     server.start()
     try:

@@ -3,6 +3,7 @@
 Everything is tiny on purpose: 64-px photographs from ``skimage.data``, the tiny SDXL-class model
 node, one or two sampler steps, so the server tests stay fast on a 2-core CPU.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,12 +40,24 @@ def tiny(nan_vae: bool = False) -> dict:
 
 
 def canvas_json(points=POINTS, side: int = SIDE) -> str:
-    return json.dumps({"version": 1, "width": side, "height": side,
-                       "regions": [{"id": "r1", "name": "blob", "shape": "polygon", "points": points, "prompt": "a blob", "feather": 0}]})
+    return json.dumps(
+        {
+            "version": 1,
+            "width": side,
+            "height": side,
+            "regions": [{"id": "r1", "name": "blob", "shape": "polygon", "points": points, "prompt": "a blob", "feather": 0}],
+        }
+    )
 
 
-BAD_LAYOUT = json.dumps({"version": 1, "width": SIDE, "height": SIDE,
-                         "regions": [{"id": "a", "shape": "polygon", "points": [[0, 0], [40, 40], [40, 0], [0, 40]]}]})
+BAD_LAYOUT = json.dumps(
+    {
+        "version": 1,
+        "width": SIDE,
+        "height": SIDE,
+        "regions": [{"id": "a", "shape": "polygon", "points": [[0, 0], [40, 40], [40, 0], [0, 40]]}],
+    }
+)
 
 
 def mask_prompt(regions: str | None = None, prefix: str = "pakati_h_mask") -> dict:
@@ -62,12 +75,37 @@ def regional_prompt(seed: int, regions: str | None = None, steps: int = 1, prefi
     return {
         "1": tiny(),
         "2": {"class_type": "PakatiCanvas", "inputs": {"width": SIDE, "height": SIDE, "regions": regions or canvas_json()}},
-        "3": {"class_type": "PakatiRegionalConditioning", "inputs": {"clip": ["1", 1], "canvas": ["2", 0], "base_prompt": "a landscape", "base_negative": ""}},
-        "4": {"class_type": "PakatiApplyRegions", "inputs": {"model": ["1", 0], "regions": ["3", 0], "base_weight": 0.3, "auto_negative": 0.0,
-                                                             "start_percent": 0.0, "end_percent": 1.0}},
+        "3": {
+            "class_type": "PakatiRegionalConditioning",
+            "inputs": {"clip": ["1", 1], "canvas": ["2", 0], "base_prompt": "a landscape", "base_negative": ""},
+        },
+        "4": {
+            "class_type": "PakatiApplyRegions",
+            "inputs": {
+                "model": ["1", 0],
+                "regions": ["3", 0],
+                "base_weight": 0.3,
+                "auto_negative": 0.0,
+                "start_percent": 0.0,
+                "end_percent": 1.0,
+            },
+        },
         "5": {"class_type": "EmptyLatentImage", "inputs": {"width": SIDE, "height": SIDE, "batch_size": 1}},
-        "6": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "positive": ["3", 1], "negative": ["3", 2], "latent_image": ["5", 0],
-                                                   "seed": seed, "steps": steps, "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+        "6": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["4", 0],
+                "positive": ["3", 1],
+                "negative": ["3", 2],
+                "latent_image": ["5", 0],
+                "seed": seed,
+                "steps": steps,
+                "cfg": 4.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+            },
+        },
         "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}},
         "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": prefix}},
     }
@@ -78,30 +116,82 @@ def learn_prompt(nan_vae: bool = False, seed: int = 0, steps: int = 1, strategie
     return {
         "1": tiny(nan_vae),
         "2": {"class_type": "LoadImage", "inputs": {"image": REF}},
-        "3": {"class_type": "PakatiLearnReference", "inputs": {
-            "model": ["1", 0], "clip": ["1", 1], "vae": ["1", 2], "image": ["2", 0], "description": "an astronaut",
-            "strategies": strategies, "levels": 1, "attempts": attempts, "seed": seed, "steps": steps, "cfg": 4.0,
-            "sampler_name": "euler", "scheduler": "normal", "negative": "", "max_side": SIDE, "force": False}},
+        "3": {
+            "class_type": "PakatiLearnReference",
+            "inputs": {
+                "model": ["1", 0],
+                "clip": ["1", 1],
+                "vae": ["1", 2],
+                "image": ["2", 0],
+                "description": "an astronaut",
+                "strategies": strategies,
+                "levels": 1,
+                "attempts": attempts,
+                "seed": seed,
+                "steps": steps,
+                "cfg": 4.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "negative": "",
+                "max_side": SIDE,
+                "force": False,
+            },
+        },
     }
 
 
-def refine_prompt(nan_vae: bool = False, seed: int = 0, steps: int = 1, max_passes: int = 1, learn: bool = False,
-                  target: float = 1.0, prefix: str = "pakati_h_refined") -> dict:
+def refine_prompt(
+    nan_vae: bool = False,
+    seed: int = 0,
+    steps: int = 1,
+    max_passes: int = 1,
+    learn: bool = False,
+    target: float = 1.0,
+    prefix: str = "pakati_h_refined",
+) -> dict:
     """LoadImage x2 -> PakatiReference -> PakatiRefine (mask from a canvas rect) -> SaveImage."""
-    rect = json.dumps({"version": 1, "width": SIDE, "height": SIDE,
-                       "regions": [{"id": "r1", "name": "subject", "shape": "rect", "points": [[16, 16], [48, 48]], "prompt": "", "feather": 0}]})
+    rect = json.dumps(
+        {
+            "version": 1,
+            "width": SIDE,
+            "height": SIDE,
+            "regions": [{"id": "r1", "name": "subject", "shape": "rect", "points": [[16, 16], [48, 48]], "prompt": "", "feather": 0}],
+        }
+    )
     return {
         "1": tiny(nan_vae),
         "2": {"class_type": "LoadImage", "inputs": {"image": START}},
         "3": {"class_type": "LoadImage", "inputs": {"image": REF}},
-        "4": {"class_type": "PakatiReference", "inputs": {"image": ["3", 0], "aspect": "general", "description": "the look", "weight": 1.0}},
+        "4": {
+            "class_type": "PakatiReference",
+            "inputs": {"image": ["3", 0], "aspect": "general", "description": "the look", "weight": 1.0},
+        },
         "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "an astronaut"}},
         "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
         "7": {"class_type": "PakatiCanvas", "inputs": {"width": SIDE, "height": SIDE, "regions": rect}},
-        "8": {"class_type": "PakatiRefine", "inputs": {
-            "model": ["1", 0], "clip": ["1", 1], "vae": ["1", 2], "image": ["2", 0], "positive": ["5", 0], "negative": ["6", 0],
-            "references": ["4", 0], "max_passes": max_passes, "target": target, "strategy": "adaptive", "seed": seed, "steps": steps,
-            "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal", "canvas": ["7", 0], "region": "subject", "learn": learn}},
+        "8": {
+            "class_type": "PakatiRefine",
+            "inputs": {
+                "model": ["1", 0],
+                "clip": ["1", 1],
+                "vae": ["1", 2],
+                "image": ["2", 0],
+                "positive": ["5", 0],
+                "negative": ["6", 0],
+                "references": ["4", 0],
+                "max_passes": max_passes,
+                "target": target,
+                "strategy": "adaptive",
+                "seed": seed,
+                "steps": steps,
+                "cfg": 4.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "canvas": ["7", 0],
+                "region": "subject",
+                "learn": learn,
+            },
+        },
         "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": prefix}},
     }
 

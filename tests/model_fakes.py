@@ -4,6 +4,7 @@ Used two ways: behind the real SDK clients through an ``httpx2.MockTransport`` (
 and as a real local HTTP endpoint that ComfyUI reaches through ``OPENAI_BASE_URL`` (server tests).
 Nothing here imitates the SDKs; only the wire format of the providers' answers.
 """
+
 from __future__ import annotations
 
 import base64
@@ -16,7 +17,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 from PIL import Image
-
 
 # A key that must never show up anywhere Pakati writes (tests scan for it).
 SENTINEL_KEY = "sk-proj-PAKATI-SENTINEL-9c4e1f7a2b5d8e03"
@@ -34,9 +34,11 @@ def images_body(rgb: np.ndarray) -> dict:
 
 def chat_body(content: str | None, refusal: str | None = None, finish_reason: str = "stop") -> dict:
     return {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": "gpt-test",
-        "choices": [{"index": 0, "finish_reason": finish_reason,
-                     "message": {"role": "assistant", "content": content, "refusal": refusal}}],
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "gpt-test",
+        "choices": [{"index": 0, "finish_reason": finish_reason, "message": {"role": "assistant", "content": content, "refusal": refusal}}],
         "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
     }
 
@@ -48,8 +50,16 @@ def anthropic_body(data: object = None, stop_reason: str = "end_turn", text: str
     body = text if text is not None else (json.dumps(data) if data is not None else None)
     if body is not None:
         content.append({"type": "text", "text": body})
-    return {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test", "content": content,
-            "stop_reason": stop_reason, "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 10}}
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-test",
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 10},
+    }
 
 
 def openai_error(status: int, message: str, code: str | None = None, type_: str = "invalid_request_error") -> dict:
@@ -72,8 +82,9 @@ def key_leaks(server, texts: dict[str, str]) -> list[str]:
     """Where the sentinel key (or a fragment of it) appears: in ``texts`` (name -> text), the server's /history and
     /queue, its log, and every file under its base directory (user dir with settings and database, outputs, temp)."""
     places = dict(texts)
-    places.update({"/history": json.dumps(server.get_json("/history")), "/queue": json.dumps(server.get_json("/queue")),
-                   "server log": server.log()})
+    places.update(
+        {"/history": json.dumps(server.get_json("/history")), "/queue": json.dumps(server.get_json("/queue")), "server log": server.log()}
+    )
     for path in server.base.rglob("*"):
         if path.is_file() and path.stat().st_size < 50_000_000:
             places[str(path)] = path.read_bytes().decode("latin-1")
@@ -84,7 +95,8 @@ def key_leaks(server, texts: dict[str, str]) -> list[str]:
 def multipart_files(content_type: str, body: bytes) -> dict[str, bytes | str]:
     """The parts of a multipart/form-data body, by field name (files as bytes, fields as text)."""
     msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode() + b"\r\nMIME-Version: 1.0\r\n\r\n" + body)
+        b"Content-Type: " + content_type.encode() + b"\r\nMIME-Version: 1.0\r\n\r\n" + body
+    )
     out: dict[str, bytes | str] = {}
     for part in msg.iter_parts():
         name = part.get_param("name", header="content-disposition")
@@ -123,21 +135,42 @@ class FakeImagesServer:
                     parts = multipart_files(self.headers["Content-Type"], body)
                     image = decode_png(parts["image"])
                     mask = decode_png(parts["mask"])
-                    outer.requests.append({"path": self.path, "size": parts.get("size"), "model": parts.get("model"),
-                                           "image_shape": image.shape, "mask_shape": mask.shape, "prompt": parts.get("prompt"),
-                                           "mask_alpha": mask[..., 3] if mask.ndim == 3 and mask.shape[2] == 4 else None})
+                    outer.requests.append(
+                        {
+                            "path": self.path,
+                            "size": parts.get("size"),
+                            "model": parts.get("model"),
+                            "image_shape": image.shape,
+                            "mask_shape": mask.shape,
+                            "prompt": parts.get("prompt"),
+                            "mask_alpha": mask[..., 3] if mask.ndim == 3 and mask.shape[2] == 4 else None,
+                        }
+                    )
                     w, h = (int(v) for v in str(parts.get("size")).split("x"))
                     if "[401]" in str(parts.get("prompt")):  # answer like OpenAI does to a bad key: echoing it back
                         key = outer.auth_headers[-1].removeprefix("Bearer ")
-                        return self._json(401, openai_error(401, f"Incorrect API key provided: {key}. You can find your API key at "
-                                                                 "https://platform.openai.com/account/api-keys.", "invalid_api_key"))
+                        return self._json(
+                            401,
+                            openai_error(
+                                401,
+                                f"Incorrect API key provided: {key}. You can find your API key at "
+                                "https://platform.openai.com/account/api-keys.",
+                                "invalid_api_key",
+                            ),
+                        )
                 elif self.path.endswith("/chat/completions") or self.path.endswith("/messages"):
                     req = json.loads(body)
                     answers = fake_answers(json.dumps(req.get("messages")))
-                    outer.requests.append({
-                        "path": self.path, "model": req.get("model"), "questions": len(answers["answers"]),
-                        "format": ((req.get("output_config") or {}).get("format") or req.get("response_format") or {}).get("type"),
-                        "forced_tool": "tool_choice" in req, "sampling": sorted(k for k in ("temperature", "top_p", "top_k") if k in req)})
+                    outer.requests.append(
+                        {
+                            "path": self.path,
+                            "model": req.get("model"),
+                            "questions": len(answers["answers"]),
+                            "format": ((req.get("output_config") or {}).get("format") or req.get("response_format") or {}).get("type"),
+                            "forced_tool": "tool_choice" in req,
+                            "sampling": sorted(k for k in ("temperature", "top_p", "top_k") if k in req),
+                        }
+                    )
                     if self.path.endswith("/messages"):
                         return self._json(200, anthropic_body(answers, thinking=True))
                     return self._json(200, chat_body(json.dumps(answers)))
@@ -201,8 +234,15 @@ class FakeLocalChatServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 fmt = (body.get("response_format") or {}).get("type")
-                outer.requests.append({"path": self.path, "model": body.get("model"), "format": fmt,
-                                       "auth": self.headers.get("Authorization"), "messages": len(body.get("messages", []))})
+                outer.requests.append(
+                    {
+                        "path": self.path,
+                        "model": body.get("model"),
+                        "format": fmt,
+                        "auth": self.headers.get("Authorization"),
+                        "messages": len(body.get("messages", [])),
+                    }
+                )
                 if not self.path.endswith("/chat/completions"):
                     return self._json(404, openai_error(404, "not found"))
                 if outer.mode == "json_mode" and fmt == "json_schema":

@@ -4,6 +4,7 @@ Debian's ``postgresql`` package puts the server binaries under /usr/lib/postgres
 (``.ci/run`` installs it). PostgreSQL refuses to run as root, so under root the server runs as
 the ``postgres`` (or ``nobody``) user. Each test asks for a fresh database of its own.
 """
+
 from __future__ import annotations
 
 import glob
@@ -19,8 +20,10 @@ from comfy_client import free_port
 
 
 def find_bindir() -> Path | None:
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name)
-                        if Path(p).parent.parent.name.isdigit() else 0)
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+    )
     if candidates:
         return Path(candidates[-1]).parent
     which = shutil.which("initdb")
@@ -63,14 +66,17 @@ class PostgresServer:
 
     def _cmd(self, *args: str) -> None:
         env = dict(os.environ, LC_ALL="C", LANG="C")
-        subprocess.run(list(args), check=True, preexec_fn=self._demote, cwd=self.root, env=env,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        subprocess.run(
+            list(args), check=True, preexec_fn=self._demote, cwd=self.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
 
     def start(self) -> None:
         try:
             self._cmd(str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8", "--no-sync")
             opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
-            self._cmd(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w", "-t", "60", "start")
+            self._cmd(
+                str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w", "-t", "60", "start"
+            )
         except subprocess.CalledProcessError as e:
             log = (self.root / "log").read_text(errors="replace") if (self.root / "log").exists() else ""
             raise RuntimeError(f"PostgreSQL did not start: {e.stdout.decode(errors='replace')}\n{log}") from e

@@ -1,4 +1,5 @@
 """Host-test helpers for regional prompting: attn2 block keys and a tiny ControlNet from ComfyUI's classes."""
+
 from __future__ import annotations
 
 import torch

@@ -22,6 +22,7 @@ from local storage) with ``app.loadGraphData``, and the front end's own serialis
 back, so the files hold exactly what the front end's zod schema accepts (arrays, objects and
 numbers where it wants them, never null). Needs the ComfyUI host and Chromium, like the browser tests.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,7 @@ sys.path.insert(0, str(HERE))
 from browser import FrontEnd, browser_missing_reason  # noqa: E402
 from comfy_client import ComfyServer  # noqa: E402
 from conftest import HOST, HOST_NODES, NO_HOST_REASON, REPO  # noqa: E402
-from ipadapter_pack import server_packs
+from ipadapter_pack import server_packs  # noqa: E402  (tests/ must be on sys.path first, see above)
 
 
 def drop_nulls(value):
@@ -172,14 +173,17 @@ def main() -> int:
                 api = json.loads((REPO / "workflows" / "api" / f"{args.from_api}.json").read_text())
                 fe.fresh()
                 fe.close_toasts()
-                fe.js("""async ([api, note]) => {
+                fe.js(
+                    """async ([api, note]) => {
                     await app.loadApiJson(api, 'template');
                     const n = LiteGraph.createNode('Note');
                     n.widgets[0].value = note;
                     n.pos = [20, -280];
                     n.size = [560, 240];
                     app.graph.add(n);
-                }""", [api, args.note])
+                }""",
+                    [api, args.note],
+                )
                 fe.page.wait_for_timeout(500)
                 graph = json.loads(fe.js("() => JSON.stringify(app.graph.serialize())"))
                 paths[0].write_text(json.dumps(drop_nulls(graph), indent=2, allow_nan=False) + "\n")

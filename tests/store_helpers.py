@@ -1,4 +1,5 @@
 """Helpers of the store's host and browser tests: small API prompts and requests made as a given user."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,12 @@ import skimage.data
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
-CANVAS = {"version": 1, "width": 128, "height": 128,
-          "regions": [{"id": "r1", "name": "subject", "shape": "rect", "points": [[32, 32], [96, 96]], "prompt": "an astronaut"}]}
+CANVAS = {
+    "version": 1,
+    "width": 128,
+    "height": 128,
+    "regions": [{"id": "r1", "name": "subject", "shape": "rect", "points": [[32, 32], [96, 96]], "prompt": "an astronaut"}],
+}
 
 
 def refine_prompt(seed: int) -> dict:
@@ -40,8 +45,9 @@ def call(server, method: str, path: str, body=None, user: str | None = None):
     headers = {"Content-Type": "application/json"}
     if user is not None:
         headers["comfy-user"] = user
-    req = urllib.request.Request(server.url + path, method=method, headers=headers,
-                                 data=json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(
+        server.url + path, method=method, headers=headers, data=json.dumps(body).encode() if body is not None else None
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, json.loads(r.read() or b"null")
@@ -56,9 +62,13 @@ def queue_as(server, prompt: dict, user: str | None) -> str:
 
 
 def template_prompt(name: str) -> dict:
-    return {"1": {"class_type": "PakatiCanvas", "inputs": {"width": 128, "height": 128, "regions": json.dumps(CANVAS)}},
-            "2": {"class_type": "PakatiSaveTemplate", "inputs": {"canvas": ["1", 0], "name": name, "description": "",
-                                                                 "settings": "", "export_json": False}}}
+    return {
+        "1": {"class_type": "PakatiCanvas", "inputs": {"width": 128, "height": 128, "regions": json.dumps(CANVAS)}},
+        "2": {
+            "class_type": "PakatiSaveTemplate",
+            "inputs": {"canvas": ["1", 0], "name": name, "description": "", "settings": "", "export_json": False},
+        },
+    }
 
 
 def regional_prompt(seed: int, steps: int = 2, size: int = 128) -> dict:

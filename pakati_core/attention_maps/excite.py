@@ -17,6 +17,7 @@ The host adapters (the ComfyUI patch, the diffusers backend) run the model on ``
 each cross-attention call's projected queries and keys to ``ExciteMaps.add``; this module
 does the maps, the loss and the update (``excite_latent``). Pure torch.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,13 @@ class ExciteSettings:
     def __post_init__(self) -> None:
         if self.reduce not in REDUCES:
             raise AttentionMapError(f"unknown reduce {self.reduce!r}; use one of {', '.join(REDUCES)}", "reduce")
-        for name, value, low in (("scale", self.scale, 0.0), ("steps", self.steps, 0), ("iterations", self.iterations, 1),
-                                 ("sharpen", self.sharpen, 0.0), ("smooth", self.smooth, 0.0)):
+        for name, value, low in (
+            ("scale", self.scale, 0.0),
+            ("steps", self.steps, 0),
+            ("iterations", self.iterations, 1),
+            ("sharpen", self.sharpen, 0.0),
+            ("smooth", self.smooth, 0.0),
+        ):
             if not (math.isfinite(value) and value >= low):
                 raise AttentionMapError(f"{value} is not a finite number >= {low}", name)
         if not 0.0 <= self.threshold <= 1.0:
@@ -108,7 +114,7 @@ def gaussian_smooth(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma <= 0:
         return maps
     ax = torch.tensor([-1.0, 0.0, 1.0], device=maps.device, dtype=maps.dtype)
-    g = torch.exp(-(ax ** 2) / (2 * sigma ** 2))
+    g = torch.exp(-(ax**2) / (2 * sigma**2))
     kernel = (g[:, None] * g[None, :]) / (g.sum() ** 2)
     h, w = maps.shape[-2:]
     mode = "reflect" if h > 1 and w > 1 else "replicate"
@@ -151,14 +157,19 @@ class ExciteMaps:
     def __len__(self) -> int:
         return len(self._layers)
 
-    def add(self, layer: Hashable, grid_hw: tuple[int, int], q: torch.Tensor, keys: Sequence[torch.Tensor], heads: int, chunks: int = 1) -> None:
+    def add(
+        self, layer: Hashable, grid_hw: tuple[int, int], q: torch.Tensor, keys: Sequence[torch.Tensor], heads: int, chunks: int = 1
+    ) -> None:
         if len(keys) != len(self.targets):
             raise AttentionMapError(f"{len(keys)} key tensors for {len(self.targets)} subjects", "subjects")
         probs = []
         for target, k in zip(self.targets, keys):
             if max(target.text_positions) >= k.shape[1]:
-                raise AttentionMapError(f"subject '{target.name}' sits at context position {max(target.text_positions)} but its context "
-                                        f"has {k.shape[1]} tokens: give the prompt exactly as encoded", "text")
+                raise AttentionMapError(
+                    f"subject '{target.name}' sits at context position {max(target.text_positions)} but its context "
+                    f"has {k.shape[1]} tokens: give the prompt exactly as encoded",
+                    "text",
+                )
             if k.shape[0] != q.shape[0]:
                 k = k.expand(q.shape[0], -1, -1)
             p = token_probabilities(q, k, heads, target.text_positions)  # [rows, Q, T']
@@ -239,9 +250,16 @@ class ExciteResult:
     updates: int
 
 
-def excite_latent(x: torch.Tensor, c_in: torch.Tensor, run_pass: Callable[[torch.Tensor], torch.Tensor], settings: ExciteSettings,
-                  step: int, total: int, check: Callable[[], None] | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> ExciteResult:
+def excite_latent(
+    x: torch.Tensor,
+    c_in: torch.Tensor,
+    run_pass: Callable[[torch.Tensor], torch.Tensor],
+    settings: ExciteSettings,
+    step: int,
+    total: int,
+    check: Callable[[], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExciteResult:
     """One excited step: up to ``settings.iterations`` gradient updates of ``x``.
 
     ``run_pass(x)`` runs the model on a latent and returns ``ExciteMaps.values`` ``[targets, B]``
@@ -271,8 +289,11 @@ def excite_latent(x: torch.Tensor, c_in: torch.Tensor, run_pass: Callable[[torch
             loss = excite_loss(values)
             (grad,) = torch.autograd.grad(loss[active].sum(), xv)
             if not bool(torch.isfinite(grad).all()):
-                raise AttentionMapError("the gradient of the excite loss has NaN/infinite values (the model overflows in this "
-                                        "precision): lower the scale or run the model in fp32", "scale")
+                raise AttentionMapError(
+                    "the gradient of the excite loss has NaN/infinite values (the model overflows in this "
+                    "precision): lower the scale or run the model in fp32",
+                    "scale",
+                )
             xc = xc.detach() - alpha * grad
             updates += 1
         out = (xc / c).to(x.dtype).detach() if updates else x

@@ -1,4 +1,5 @@
 """A mask from an attention map: normalise, select (threshold or top fraction), grow, feather."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,16 @@ def normalised_map(attn: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.clip(resize_mask(norm, width, height), 0.0, 1.0).astype(np.float32)
 
 
-def mask_from_map(attn: np.ndarray, width: int, height: int, mode: str = "threshold", value: float = 0.5, blur: float = 0.0,
-                  dilate: int = 0, soft: bool = False) -> np.ndarray:
+def mask_from_map(
+    attn: np.ndarray,
+    width: int,
+    height: int,
+    mode: str = "threshold",
+    value: float = 0.5,
+    blur: float = 0.0,
+    dilate: int = 0,
+    soft: bool = False,
+) -> np.ndarray:
     """An ``height x width`` float32 mask in [0, 1] from one ``h x w`` attention map.
 
     The map is min-max normalised, resized to the image, then cut at ``value`` (mode

@@ -9,6 +9,7 @@ resizing each layer's map by area to one grid (the latent's).
 The probabilities are computed beside the layer's real attention (which stays untouched),
 in float32, only for the rows being recorded. Pure torch.
 """
+
 from __future__ import annotations
 
 from typing import Hashable, Sequence
@@ -28,7 +29,7 @@ def token_probabilities(q: torch.Tensor, k: torch.Tensor, heads: int, positions:
     d = hd // heads
     qh = q.float().reshape(b, nq, heads, d).transpose(1, 2)
     kh = k.float().reshape(b, k.shape[1], heads, d).transpose(1, 2)
-    scores = torch.matmul(qh, kh.transpose(-1, -2)) * (d ** -0.5)
+    scores = torch.matmul(qh, kh.transpose(-1, -2)) * (d**-0.5)
     idx = torch.as_tensor(list(positions), device=q.device, dtype=torch.long)
     lse = torch.logsumexp(scores, dim=-1, keepdim=True)
     return torch.exp(scores.index_select(-1, idx) - lse).mean(dim=1)
@@ -73,13 +74,23 @@ class AttentionRecorder:
                 return i
         raise AttentionMapError(f"'{word}' was not captured; the capture watches {', '.join(repr(w) for w in self.words)}", "word")
 
-    def record(self, layer: Hashable, q: torch.Tensor, k: torch.Tensor, heads: int, chunks: int, grid_hw: tuple[int, int],
-               latent_hw: tuple[int, int]) -> None:
+    def record(
+        self,
+        layer: Hashable,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        heads: int,
+        chunks: int,
+        grid_hw: tuple[int, int],
+        latent_hw: tuple[int, int],
+    ) -> None:
         """Add one call's maps: q, k hold ``chunks`` equal row blocks (conditional rows, one block per cond entry)."""
         if max(self._all) >= k.shape[1]:
             raise AttentionMapError(
                 f"the watched words sit at context positions up to {max(self._all)} but the sampler's conditioning has "
-                f"{k.shape[1]} tokens: capture with the prompt that the sampler's positive input encodes", "text")
+                f"{k.shape[1]} tokens: capture with the prompt that the sampler's positive input encodes",
+                "text",
+            )
         with torch.no_grad():
             p = token_probabilities(q.detach(), k.detach(), heads, self._all)  # [rows, Q, P]
             p = p.reshape(chunks, -1, p.shape[1], p.shape[2]).mean(0)
@@ -89,7 +100,9 @@ class AttentionRecorder:
             self.recording = True
         self.latent_hw = latent_hw
         if layer in self._sums and self._sums[layer].shape != maps.shape:
-            raise AttentionMapError(f"layer {layer} was called with {maps.shape[1]} images after {self._sums[layer].shape[1]} in one run", "model")
+            raise AttentionMapError(
+                f"layer {layer} was called with {maps.shape[1]} images after {self._sums[layer].shape[1]} in one run", "model"
+            )
         if layer in self._sums:
             self._sums[layer] += maps
             self._counts[layer] += 1
@@ -109,8 +122,11 @@ class AttentionRecorder:
     def maps(self, grid_hw: tuple[int, int] | None = None) -> torch.Tensor:
         """``[W, B, H, W]`` float32 on the CPU: every layer's map resized by area to one grid, averaged."""
         if not self._sums:
-            raise AttentionMapError("nothing was recorded: run a sampler with the captured model (and a step range "
-                                    "and blocks that include at least one cross-attention call) before reading the map", "capture")
+            raise AttentionMapError(
+                "nothing was recorded: run a sampler with the captured model (and a step range "
+                "and blocks that include at least one cross-attention call) before reading the map",
+                "capture",
+            )
         grid = grid_hw or self.latent_hw
         total = None
         for layer in self._sums:

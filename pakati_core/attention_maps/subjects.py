@@ -5,6 +5,7 @@ the word given there is used, else the last noun of the region's prompt. A regio
 bare conditioning has no known prompt: its line must give it (``region: word | prompt``).
 The ComfyUI node and the diffusers backend both resolve subjects here.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -32,8 +33,9 @@ class RegionSubject:
     prompt: str  # the prompt the word is found in
 
 
-def region_subjects(regions: Sequence[SubjectRegion], given: Mapping[str, tuple[str | None, str | None]] | None = None,
-                    field: str = "subjects") -> list[RegionSubject]:
+def region_subjects(
+    regions: Sequence[SubjectRegion], given: Mapping[str, tuple[str | None, str | None]] | None = None, field: str = "subjects"
+) -> list[RegionSubject]:
     """One subject per region, in order. ``given`` maps a region's label, id or number (any case) to
     ``(word or None, prompt or None)``; a key that names no region is an error (a typo would
     otherwise excite nothing), as is a region whose prompt is unknown and not given."""
@@ -46,8 +48,11 @@ def region_subjects(regions: Sequence[SubjectRegion], given: Mapping[str, tuple[
         used.update(keys)
         prompt = prompt or r.prompt
         if prompt is None:
-            raise AttentionMapError(f"region '{r.name}' (number {i + 1}) was made from CONDITIONING, so its prompt is not "
-                                    f"known here: add the line '{r.name}: word | the prompt it was encoded from'", field)
+            raise AttentionMapError(
+                f"region '{r.name}' (number {i + 1}) was made from CONDITIONING, so its prompt is not "
+                f"known here: add the line '{r.name}: word | the prompt it was encoded from'",
+                field,
+            )
         out.append(RegionSubject(i, r.name, word or subject_word(prompt, field), prompt))
     unknown = sorted(set(lines) - used)
     if unknown:

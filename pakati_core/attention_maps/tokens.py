@@ -6,6 +6,7 @@ and padding; a word's positions are the union of where each encoder's sub-tokens
 Long prompts are chunked by the tokenizer (77 tokens each); chunk ``i`` position ``j`` is
 context position ``i * chunk_len + j``.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -15,7 +16,7 @@ from ..errors import AttentionMapError
 
 def _find(seq: Sequence[int], sub: Sequence[int]) -> list[int]:
     n = len(sub)
-    return [i for i in range(len(seq) - n + 1) if list(seq[i:i + n]) == list(sub)]
+    return [i for i in range(len(seq) - n + 1) if list(seq[i : i + n]) == list(sub)]
 
 
 def word_positions(prompt: Mapping[str, Sequence[Sequence[int]]], word: Mapping[str, Sequence[int]], field: str = "words") -> list[int]:

@@ -1,4 +1,5 @@
 """``python -m pakati_core.client``: the command line (guarded, so importing the module runs nothing)."""
+
 import sys
 
 from .cli import main

@@ -6,6 +6,7 @@ and completion arrive early, so a dropped socket or a missed message never loses
 Prompt ids are chosen here, before ``/prompt`` is called, so a POST retried after a dropped
 connection is checked against the server's queue and history and never queued twice.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -225,8 +226,16 @@ class ComfyClient:
     before :class:`ServerUnavailableError`.
     """
 
-    def __init__(self, url: str, *, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5,
-                 client_id: str | None = None, poll_interval: float = 1.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        client_id: str | None = None,
+        poll_interval: float = 1.0,
+    ):
         self.url = normalise_url(url)
         self.timeout, self.retries, self.backoff = float(timeout), int(retries), float(backoff)
         self.poll_interval = float(poll_interval)
@@ -246,8 +255,7 @@ class ComfyClient:
             s = self._local.session = requests.Session()
         return s
 
-    def _request(self, method: str, path: str, *, retries: int | None = None, timeout: float | None = None,
-                 **kwargs) -> requests.Response:
+    def _request(self, method: str, path: str, *, retries: int | None = None, timeout: float | None = None, **kwargs) -> requests.Response:
         tries = (self.retries if retries is None else retries) + 1
 
         def attempt(_n: int) -> requests.Response:
@@ -315,8 +323,7 @@ class ComfyClient:
     def queue(self) -> QueueState:
         """``/queue``: prompt ids running and pending (every client's, not only ours)."""
         q = self._json("GET", "/queue")
-        return QueueState(tuple(item[1] for item in q.get("queue_running", [])),
-                          tuple(item[1] for item in q.get("queue_pending", [])))
+        return QueueState(tuple(item[1] for item in q.get("queue_running", [])), tuple(item[1] for item in q.get("queue_pending", [])))
 
     def queue_remaining(self) -> int:
         """Prompts running or waiting on the server (``GET /prompt``), cheaper than ``/queue``."""
@@ -341,8 +348,12 @@ class ComfyClient:
         """
         data = encode_png(image)
         name = name or f"pakati_{hashlib.sha256(data).hexdigest()[:20]}.png"
-        r = self._request("POST", "/upload/image", files={"image": (name, data, "image/png")},
-                          data={"subfolder": subfolder, "type": "input", "overwrite": "true" if overwrite else "false"})
+        r = self._request(
+            "POST",
+            "/upload/image",
+            files={"image": (name, data, "image/png")},
+            data={"subfolder": subfolder, "type": "input", "overwrite": "true" if overwrite else "false"},
+        )
         if r.status_code != 200:
             raise ClientError(f"/upload/image answered {r.status_code}: {r.text[:300]}", self.url)
         info = r.json()
@@ -384,8 +395,9 @@ class ComfyClient:
 
         def attempt(_n: int) -> str:
             try:
-                r = self._session.post(self.url + "/prompt", data=payload, headers={"Content-Type": "application/json"},
-                                       timeout=self.timeout)
+                r = self._session.post(
+                    self.url + "/prompt", data=payload, headers={"Content-Type": "application/json"}, timeout=self.timeout
+                )
             except (requests.ConnectionError, requests.Timeout) as e:
                 # The request may have reached the server before the connection dropped.
                 try:
@@ -424,15 +436,28 @@ class ComfyClient:
                 if name == "execution_interrupted":
                     raise ExecutionInterruptedError(self.url, prompt_id, data.get("node_id"))
                 if name == "execution_error":
-                    raise ExecutionError(self.url, prompt_id, data.get("node_id"), data.get("node_type"),
-                                         str(data.get("exception_message", "")), str(data.get("exception_type", "")))
+                    raise ExecutionError(
+                        self.url,
+                        prompt_id,
+                        data.get("node_id"),
+                        data.get("node_type"),
+                        str(data.get("exception_message", "")),
+                        str(data.get("exception_type", "")),
+                    )
             raise ExecutionError(self.url, prompt_id, None, None, "the prompt ended with an error")
         if status.get("completed") or status.get("status_str") == "success":
             return entry
         return None
 
-    def wait(self, prompt_id: str, *, timeout: float | None = None, on_event: Callable[[Event], None] | None = None,
-             cancel: threading.Event | None = None, _events: queue_mod.Queue | None = None) -> dict:
+    def wait(
+        self,
+        prompt_id: str,
+        *,
+        timeout: float | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        cancel: threading.Event | None = None,
+        _events: queue_mod.Queue | None = None,
+    ) -> dict:
         """Block until the prompt finishes; returns its ``/history`` entry.
 
         Progress events go to ``on_event``. Raises :class:`ExecutionError` (node id, type and
@@ -501,9 +526,16 @@ class ComfyClient:
                 out.append(OutputImage(node_id, img["filename"], img.get("subfolder", ""), img.get("type", "output"), data))
         return out
 
-    def run(self, prompt: dict, *, timeout: float | None = None, on_event: Callable[[Event], None] | None = None,
-            cancel: threading.Event | None = None, output_nodes: Iterable[str] | None = None,
-            prompt_id: str | None = None) -> PromptResult:
+    def run(
+        self,
+        prompt: dict,
+        *,
+        timeout: float | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        cancel: threading.Event | None = None,
+        output_nodes: Iterable[str] | None = None,
+        prompt_id: str | None = None,
+    ) -> PromptResult:
         """Queue a prompt, follow it to the end and fetch its images."""
         t0 = time.monotonic()
         prompt_id = prompt_id or str(uuid.uuid4())
@@ -541,12 +573,19 @@ def check_output(node_id, filename, server: str | None) -> str:
     """The file's extension (lower case) when the node id and file name are safe to name a local file
     after; an UnsafeOutputError naming the server otherwise."""
     if not isinstance(node_id, str) or not NODE_ID.match(node_id):
-        raise UnsafeOutputError(f"the history names an output node {str(node_id)[:80]!r}: node ids are 1-64 of [0-9A-Za-z_.:-]; "
-                                "nothing was written", server, "node_id")
+        raise UnsafeOutputError(
+            f"the history names an output node {str(node_id)[:80]!r}: node ids are 1-64 of [0-9A-Za-z_.:-]; nothing was written",
+            server,
+            "node_id",
+        )
     ext = os.path.splitext(filename)[1].lower() if isinstance(filename, str) else ""
     if ext not in IMAGE_EXTENSIONS:
-        raise UnsafeOutputError(f"node {node_id} names an output file {str(filename)[:80]!r}: only {', '.join(IMAGE_EXTENSIONS)} "
-                                "images are fetched; nothing was written", server, "filename")
+        raise UnsafeOutputError(
+            f"node {node_id} names an output file {str(filename)[:80]!r}: only {', '.join(IMAGE_EXTENSIONS)} "
+            "images are fetched; nothing was written",
+            server,
+            "filename",
+        )
     return ext
 
 

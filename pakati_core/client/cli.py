@@ -1,4 +1,5 @@
 """``python -m pakati_core.client``: render a workflow over many seeds and servers from the shell."""
+
 from __future__ import annotations
 
 import argparse
@@ -44,10 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, type=Path, help="directory for the images and summary.json")
     g.add_argument("--prompt", help="base prompt of PakatiRegionalConditioning")
     g.add_argument("--negative", help="base negative prompt of PakatiRegionalConditioning")
-    g.add_argument("--image", action="append", default=[], type=_image_arg,
-                   help="NODE=PATH: image uploaded for a LoadImage node (id or title); PATH alone when there is one")
-    g.add_argument("--set", action="append", default=[], type=_override_arg, dest="overrides",
-                   help="NODE.INPUT=VALUE: set any other input (node id or title; VALUE parsed as JSON when it can be)")
+    g.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        type=_image_arg,
+        help="NODE=PATH: image uploaded for a LoadImage node (id or title); PATH alone when there is one",
+    )
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=_override_arg,
+        dest="overrides",
+        help="NODE.INPUT=VALUE: set any other input (node id or title; VALUE parsed as JSON when it can be)",
+    )
     g.add_argument("--output-node", action="append", help="only keep images of these node ids (default: every image)")
     g.add_argument("--backend", choices=("threads", "ray"), default="threads", help="threads (default) or ray (pip install 'pakati[ray]')")
     g.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray instance)")
@@ -60,23 +72,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run-goal", help="plan a goal, render it on the servers, check it, replan; at most --rounds rounds")
     r.add_argument("--goal", required=True, help="what the image should show, in words")
-    r.add_argument("--workflow", required=True, type=Path, help="API-format workflow with a PakatiCanvas (e.g. workflows/api/regional_sdxl.json with your loader)")
+    r.add_argument(
+        "--workflow",
+        required=True,
+        type=Path,
+        help="API-format workflow with a PakatiCanvas (e.g. workflows/api/regional_sdxl.json with your loader)",
+    )
     r.add_argument("--server", action="append", required=True, help="ComfyUI base URL; repeat for several servers")
     r.add_argument("--out", required=True, type=Path, help="directory for each round's images, best.png, plan_final.json and summary.json")
     r.add_argument("--width", type=int, default=1024)
     r.add_argument("--height", type=int, default=1024)
-    r.add_argument("--planner", default="offline",
-                   help="offline (default), openai or anthropic (key from the environment), or local (an OpenAI-compatible "
-                   "server on this machine: PAKATI_LOCAL_LLM_URL and PAKATI_LOCAL_LLM_MODEL; no key)")
+    r.add_argument(
+        "--planner",
+        default="offline",
+        help="offline (default), openai or anthropic (key from the environment), or local (an OpenAI-compatible "
+        "server on this machine: PAKATI_LOCAL_LLM_URL and PAKATI_LOCAL_LLM_MODEL; no key)",
+    )
     r.add_argument("--rounds", type=int, default=3, help="at most this many plan → generate → check rounds (default 3)")
     r.add_argument("--variants", default="0", help="seed offsets rendered in parallel per round, e.g. 0-3 (default 0)")
     r.add_argument("--seed", type=int, default=0, help="the plan's seed")
     r.add_argument("--target", type=float, help="stop when the check scores at least this (default: the plan's check threshold)")
     r.add_argument("--output-node", help="node id whose image is checked (default: the first saved image)")
-    r.add_argument("--database", metavar="URL",
-                   help="SQLAlchemy URL of Pakati's database, where plans, checks and generations are remembered per goal (a later "
-                   "run starts from the best-scoring plan) and LLM plans are cached (default: PAKATI_DATABASE_URL, else the SQLite "
-                   "file <PAKATI_USER_DIR or the platform data dir, e.g. ~/.local/share>/pakati/pakati.db)")
+    r.add_argument(
+        "--database",
+        metavar="URL",
+        help="SQLAlchemy URL of Pakati's database, where plans, checks and generations are remembered per goal (a later "
+        "run starts from the best-scoring plan) and LLM plans are cached (default: PAKATI_DATABASE_URL, else the SQLite "
+        "file <PAKATI_USER_DIR or the platform data dir, e.g. ~/.local/share>/pakati/pakati.db)",
+    )
     r.add_argument("--no-database", action="store_true", help="remember nothing: no context, no plan cache")
     r.add_argument("--backend", choices=("threads", "ray"), default="threads")
     r.add_argument("--ray-address")
@@ -104,24 +127,53 @@ def cmd_run_goal(args: argparse.Namespace) -> int:
 
     def on_round(rnd) -> None:
         best = rnd.best or {}
-        progress.bar.write(f"round {rnd.round}: best score {best.get('score')} (seed {best.get('seed')} on {best.get('server')}), "
-                           f"{len(rnd.repairs)} repair task(s)")
+        progress.bar.write(
+            f"round {rnd.round}: best score {best.get('score')} (seed {best.get('seed')} on {best.get('server')}), "
+            f"{len(rnd.repairs)} repair task(s)"
+        )
 
     try:
-        run = run_goal(args.goal, Workflow.load(args.workflow), servers=args.server, width=args.width, height=args.height,
-                       planner=args.planner, rounds=args.rounds, variants=variants, target=args.target, seed=args.seed,
-                       output_node=args.output_node, out_dir=args.out, context=store.context if store is not None else None, backend=args.backend,
-                       max_inflight=args.max_inflight, timeout=args.timeout, on_event=progress.event, on_result=progress.result,
-                       on_round=on_round, client_options={"timeout": args.http_timeout, "retries": args.retries},
-                       ray_options={"address": args.ray_address} if args.ray_address else None, planner_options=planner_options)
+        run = run_goal(
+            args.goal,
+            Workflow.load(args.workflow),
+            servers=args.server,
+            width=args.width,
+            height=args.height,
+            planner=args.planner,
+            rounds=args.rounds,
+            variants=variants,
+            target=args.target,
+            seed=args.seed,
+            output_node=args.output_node,
+            out_dir=args.out,
+            context=store.context if store is not None else None,
+            backend=args.backend,
+            max_inflight=args.max_inflight,
+            timeout=args.timeout,
+            on_event=progress.event,
+            on_result=progress.result,
+            on_round=on_round,
+            client_options={"timeout": args.http_timeout, "retries": args.retries},
+            ray_options={"address": args.ray_address} if args.ray_address else None,
+            planner_options=planner_options,
+        )
     finally:
         progress.close()
     path = args.out / "summary.json"
     write_goal_summary(run, path, {"workflow": str(args.workflow), "servers": args.server})
     errors = _distinct_errors(res.get("error") for rnd in run.rounds for res in rnd.results if res.get("status") != "done")
-    print(json.dumps({"summary": str(path), "stop_reason": run.stop_reason, "rounds": len(run.rounds),
-                      "best_score": (run.best or {}).get("score"), "seconds": round(run.seconds, 2),
-                      "database": store.url if store is not None else None}))
+    print(
+        json.dumps(
+            {
+                "summary": str(path),
+                "stop_reason": run.stop_reason,
+                "rounds": len(run.rounds),
+                "best_score": (run.best or {}).get("score"),
+                "seconds": round(run.seconds, 2),
+                "database": store.url if store is not None else None,
+            }
+        )
+    )
     if run.stop_reason == "failed":
         _print_errors(errors or ["no image was made (see summary.json)"])
     if run.stop_reason == "interrupted":
@@ -181,8 +233,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for node, inp, value in args.overrides:
         overrides.setdefault(node, {})[inp] = value
     images = {ref: path for ref, path in args.image}
-    tasks = make_tasks(wf, seeds, canvas=canvas, prompt=args.prompt, negative=args.negative, images=images,
-                       overrides=overrides, output_nodes=args.output_node)
+    tasks = make_tasks(
+        wf,
+        seeds,
+        canvas=canvas,
+        prompt=args.prompt,
+        negative=args.negative,
+        images=images,
+        overrides=overrides,
+        output_nodes=args.output_node,
+    )
     progress = _Progress(len(tasks), not args.quiet)
 
     def on_result(r: TaskResult) -> None:
@@ -192,20 +252,33 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     client_options = {"timeout": args.http_timeout, "retries": args.retries}
     ray_options = {"address": args.ray_address} if args.ray_address else None
-    dispatcher = make_dispatcher(args.server, backend=args.backend, max_inflight=args.max_inflight, timeout=args.timeout,
-                                 on_event=progress.event, on_result=on_result, client_options=client_options,
-                                 ray_options=ray_options)
+    dispatcher = make_dispatcher(
+        args.server,
+        backend=args.backend,
+        max_inflight=args.max_inflight,
+        timeout=args.timeout,
+        on_event=progress.event,
+        on_result=on_result,
+        client_options=client_options,
+        ray_options=ray_options,
+    )
     try:
         summary = dispatcher.run(tasks)
     finally:
         dispatcher.close()
         progress.close()
     path = args.summary or (args.out / "summary.json")
-    write_summary(summary, path, {"workflow": str(args.workflow), "canvas": str(args.canvas) if args.canvas else None,
-                                  "seeds": seeds, "out": str(args.out)})
+    write_summary(
+        summary,
+        path,
+        {"workflow": str(args.workflow), "canvas": str(args.canvas) if args.canvas else None, "seeds": seeds, "out": str(args.out)},
+    )
     counts = summary.to_dict()["tasks"]
-    print(json.dumps({"summary": str(path), **counts, "seconds": round(summary.seconds, 2),
-                      "servers": {s.url: s.done for s in summary.servers}}))
+    print(
+        json.dumps(
+            {"summary": str(path), **counts, "seconds": round(summary.seconds, 2), "servers": {s.url: s.done for s in summary.servers}}
+        )
+    )
     _print_errors(_distinct_errors(r.error for r in summary.results if r.status == "failed"))
     if summary.interrupted:
         return 130

@@ -8,6 +8,7 @@ once, so a server that dies or stops answering has its tasks re-queued on the ot
 task lost and no result duplicated. Ctrl-C takes our prompts off every queue and interrupts the
 running ones.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -70,13 +71,18 @@ class TaskResult:
 
     def to_dict(self) -> dict:
         return {
-            "id": self.task_id, "status": self.status, "meta": self.meta, "server": self.server,
-            "prompt_id": self.prompt_id, "seconds": round(self.seconds, 3), "error": self.error,
-            "images": [{"node": im.node_id, "filename": im.filename, "subfolder": im.subfolder, "type": im.type}
-                       for im in self.images],
+            "id": self.task_id,
+            "status": self.status,
+            "meta": self.meta,
+            "server": self.server,
+            "prompt_id": self.prompt_id,
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+            "images": [{"node": im.node_id, "filename": im.filename, "subfolder": im.subfolder, "type": im.type} for im in self.images],
             "files": self.files,
-            "attempts": [{"server": a.server, "outcome": a.outcome, "seconds": round(a.seconds, 3), "error": a.error}
-                         for a in self.attempts],
+            "attempts": [
+                {"server": a.server, "outcome": a.outcome, "seconds": round(a.seconds, 3), "error": a.error} for a in self.attempts
+            ],
         }
 
 
@@ -117,18 +123,37 @@ class RunSummary:
             "started": self.started,
             "seconds": round(self.seconds, 3),
             "interrupted": self.interrupted,
-            "tasks": {"total": len(self.results), "done": sum(r.status == "done" for r in self.results),
-                      "failed": sum(r.status == "failed" for r in self.results),
-                      "interrupted": sum(r.status == "interrupted" for r in self.results)},
-            "servers": [{"url": s.url, "alive": s.alive, "done": s.done, "failed": s.failed, "requeued": s.requeued,
-                         "busy_seconds": round(s.busy_seconds, 3), "error": s.error} for s in self.servers],
+            "tasks": {
+                "total": len(self.results),
+                "done": sum(r.status == "done" for r in self.results),
+                "failed": sum(r.status == "failed" for r in self.results),
+                "interrupted": sum(r.status == "interrupted" for r in self.results),
+            },
+            "servers": [
+                {
+                    "url": s.url,
+                    "alive": s.alive,
+                    "done": s.done,
+                    "failed": s.failed,
+                    "requeued": s.requeued,
+                    "busy_seconds": round(s.busy_seconds, 3),
+                    "error": s.error,
+                }
+                for s in self.servers
+            ],
             "results": [r.to_dict() for r in self.results],
             "failures": [{"id": r.task_id, "status": r.status, "error": r.error} for r in self.failures],
         }
 
 
-def execute_task(client: ComfyClient, task: PromptTask, *, timeout: float | None = None,
-                 on_event: Callable[[Event], None] | None = None, cancel: threading.Event | None = None) -> PromptResult:
+def execute_task(
+    client: ComfyClient,
+    task: PromptTask,
+    *,
+    timeout: float | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> PromptResult:
     """Upload the task's images to this server, queue its prompt, wait, fetch the images."""
     prompt = task.prompt
     if task.images:
@@ -185,10 +210,18 @@ class Dispatcher:
     others; an execution error in a node fails the task (running it again would fail again).
     """
 
-    def __init__(self, servers: Sequence[str | ComfyClient], *, max_inflight: int = 1, timeout: float | None = None,
-                 backend: Any = None, on_event: Callable[[Event], None] | None = None,
-                 on_result: Callable[[TaskResult], None] | None = None, queue_probe_interval: float = 0.25,
-                 client_options: dict | None = None):
+    def __init__(
+        self,
+        servers: Sequence[str | ComfyClient],
+        *,
+        max_inflight: int = 1,
+        timeout: float | None = None,
+        backend: Any = None,
+        on_event: Callable[[Event], None] | None = None,
+        on_result: Callable[[TaskResult], None] | None = None,
+        queue_probe_interval: float = 0.25,
+        client_options: dict | None = None,
+    ):
         if not servers:
             raise ClientError("at least one server URL is needed")
         self.clients = [s if isinstance(s, ComfyClient) else ComfyClient(s, **(client_options or {})) for s in servers]
@@ -221,8 +254,9 @@ class Dispatcher:
         self._probe[i] = (now, n)
         return n
 
-    def _pick(self, task: PromptTask, stats: list[ServerStats], inflight_on: list[int], excluded: set[int],
-              assigned: list[int]) -> int | None:
+    def _pick(
+        self, task: PromptTask, stats: list[ServerStats], inflight_on: list[int], excluded: set[int], assigned: list[int]
+    ) -> int | None:
         cands = [i for i, s in enumerate(stats) if s.alive and i not in excluded and inflight_on[i] < self.max_inflight]
         if not cands:
             return None
@@ -325,8 +359,14 @@ class Dispatcher:
                 for task in pending:
                     if results[task.id].status == "pending":
                         finish(task, "interrupted", "not started: the run was interrupted")
-        return RunSummary(getattr(self.backend, "name", type(self.backend).__name__), [results[t] for t in ids], stats,
-                          time.monotonic() - t0, interrupted, started)
+        return RunSummary(
+            getattr(self.backend, "name", type(self.backend).__name__),
+            [results[t] for t in ids],
+            stats,
+            time.monotonic() - t0,
+            interrupted,
+            started,
+        )
 
     def interrupt(self, inflight: dict, results: dict, pending: deque, finish) -> None:
         """Ctrl-C: every running task cancels its prompt on its server; wait for them to end."""

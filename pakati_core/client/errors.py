@@ -3,6 +3,7 @@
 Each says which server, and where ComfyUI named one, which node and what went wrong there, so
 a failed task in a summary reads as a sentence rather than a stack trace.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,10 +13,18 @@ from ..errors import PakatiError
 # ComfyUI's model folders (``models/<folder>/``) of the loader inputs that name a model file. An
 # input of the same name whose folder depends on the loader is in MODEL_FOLDERS_BY_CLASS.
 MODEL_INPUT_FOLDERS = {
-    "ckpt_name": "checkpoints", "lora_name": "loras", "vae_name": "vae", "control_net_name": "controlnet",
-    "unet_name": "diffusion_models", "clip_name": "text_encoders", "clip_name1": "text_encoders",
-    "clip_name2": "text_encoders", "clip_name3": "text_encoders", "style_model_name": "style_models",
-    "gligen_name": "gligen", "ipadapter_file": "ipadapter",
+    "ckpt_name": "checkpoints",
+    "lora_name": "loras",
+    "vae_name": "vae",
+    "control_net_name": "controlnet",
+    "unet_name": "diffusion_models",
+    "clip_name": "text_encoders",
+    "clip_name1": "text_encoders",
+    "clip_name2": "text_encoders",
+    "clip_name3": "text_encoders",
+    "style_model_name": "style_models",
+    "gligen_name": "gligen",
+    "ipadapter_file": "ipadapter",
 }
 MODEL_FOLDERS_BY_CLASS = {
     "CLIPVisionLoader": {"clip_name": "clip_vision"},
@@ -47,9 +56,11 @@ class MissingModel:
         else:
             pick = "YOUR_FILE.safetensors"
             have = "the server has none" if self.choices is not None else "see the choices in the node's list in ComfyUI"
-        return (f"fix: put {self.value!r} into ComfyUI's models/{self.folder}/ folder and restart ComfyUI, or choose a file "
-                f"the server has ({have}) with --set {self.node_id}.{self.input}={pick} "
-                f"(Python: overrides={{{self.node_id!r}: {{{self.input!r}: {pick!r}}}}})")
+        return (
+            f"fix: put {self.value!r} into ComfyUI's models/{self.folder}/ folder and restart ComfyUI, or choose a file "
+            f"the server has ({have}) with --set {self.node_id}.{self.input}={pick} "
+            f"(Python: overrides={{{self.node_id!r}: {{{self.input!r}: {pick!r}}}}})"
+        )
 
 
 def missing_models(node_errors: dict) -> list[MissingModel]:
@@ -137,8 +148,7 @@ class MissingNodeTypeError(ClientError):
 class ExecutionError(ClientError):
     """A node raised while the prompt ran: ``node_id``, ``node_type`` and ComfyUI's message."""
 
-    def __init__(self, server: str, prompt_id: str, node_id: str | None, node_type: str | None,
-                 message: str, exception_type: str = ""):
+    def __init__(self, server: str, prompt_id: str, node_id: str | None, node_type: str | None, message: str, exception_type: str = ""):
         self.prompt_id, self.node_id, self.node_type = prompt_id, node_id, node_type
         self.exception_message, self.exception_type = message, exception_type
         super().__init__(f"node {node_id} ({node_type}) failed: {exception_type + ': ' if exception_type else ''}{message.strip()}", server)

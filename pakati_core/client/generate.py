@@ -1,4 +1,5 @@
 """The Python API: a workflow, a canvas and seeds in; images from one or many servers out."""
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,18 @@ from .errors import UnsafeOutputError, WorkflowError
 from .workflow import Workflow
 
 
-def make_tasks(workflow: Workflow | dict | str | Path, seeds: Iterable[int], *, canvas: Any = None,
-               canvases: Mapping[str, Any] | None = None, prompt: str | None = None, negative: str | None = None,
-               images: Mapping[str, Any] | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None,
-               output_nodes: Sequence[str] | None = None) -> list[PromptTask]:
+def make_tasks(
+    workflow: Workflow | dict | str | Path,
+    seeds: Iterable[int],
+    *,
+    canvas: Any = None,
+    canvases: Mapping[str, Any] | None = None,
+    prompt: str | None = None,
+    negative: str | None = None,
+    images: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    output_nodes: Sequence[str] | None = None,
+) -> list[PromptTask]:
     """One task per seed, with the canvas, prompts and overrides substituted.
 
     ``images`` maps LoadImage node ids or titles (or ``"*"``) to paths, bytes or arrays; they
@@ -32,8 +41,15 @@ def make_tasks(workflow: Workflow | dict | str | Path, seeds: Iterable[int], *, 
     tasks = []
     for seed in seeds:
         p = wf.render(canvas=canvas, canvases=canvases, prompt=prompt, negative=negative, seed=int(seed), overrides=overrides)
-        tasks.append(PromptTask(id=f"seed-{seed}", prompt=p, images=dict(node_images), meta={"seed": int(seed)},
-                          output_nodes=list(output_nodes) if output_nodes else None))
+        tasks.append(
+            PromptTask(
+                id=f"seed-{seed}",
+                prompt=p,
+                images=dict(node_images),
+                meta={"seed": int(seed)},
+                output_nodes=list(output_nodes) if output_nodes else None,
+            )
+        )
     return tasks
 
 
@@ -45,21 +61,36 @@ def as_workflow(workflow: Workflow | dict | str | Path) -> Workflow:
     return Workflow.load(workflow)
 
 
-def make_dispatcher(servers: Sequence[str | ComfyClient], *, backend: str = "threads", max_inflight: int = 1,
-                    timeout: float | None = None, on_event: Callable[[Event], None] | None = None,
-                    on_result: Callable[[TaskResult], None] | None = None, client_options: dict | None = None,
-                    ray_options: dict | None = None) -> Dispatcher:
+def make_dispatcher(
+    servers: Sequence[str | ComfyClient],
+    *,
+    backend: str = "threads",
+    max_inflight: int = 1,
+    timeout: float | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    on_result: Callable[[TaskResult], None] | None = None,
+    client_options: dict | None = None,
+    ray_options: dict | None = None,
+) -> Dispatcher:
     """A dispatcher over ``servers`` with the thread-pool backend or, with ``backend="ray"``, Ray actors."""
     if backend == "threads":
-        return Dispatcher(servers, max_inflight=max_inflight, timeout=timeout, on_event=on_event, on_result=on_result,
-                          client_options=client_options)
+        return Dispatcher(
+            servers, max_inflight=max_inflight, timeout=timeout, on_event=on_event, on_result=on_result, client_options=client_options
+        )
     if backend == "ray":
         from .ray_backend import RayBackend
 
         urls = [s.url if isinstance(s, ComfyClient) else s for s in servers]
         rb = RayBackend(urls, max_inflight=max_inflight, client_options=client_options, **(ray_options or {}))
-        return Dispatcher(urls, max_inflight=max_inflight, timeout=timeout, backend=rb, on_event=on_event,
-                          on_result=on_result, client_options=client_options)
+        return Dispatcher(
+            urls,
+            max_inflight=max_inflight,
+            timeout=timeout,
+            backend=rb,
+            on_event=on_event,
+            on_result=on_result,
+            client_options=client_options,
+        )
     raise WorkflowError(f"unknown backend {backend!r}; use 'threads' or 'ray'", "backend")
 
 
@@ -77,8 +108,9 @@ def save_result(result: TaskResult, out_dir: str | Path) -> list[str]:
         counts[im.node_id] = k + 1
         path = out / f"{result.task_id}_node{im.node_id}_{k}{ext}"
         if path.resolve().parent != root:
-            raise UnsafeOutputError(f"task {str(result.task_id)[:80]!r} would write {path} outside {out}; nothing was written",
-                                    result.server, "task_id")
+            raise UnsafeOutputError(
+                f"task {str(result.task_id)[:80]!r} would write {path} outside {out}; nothing was written", result.server, "task_id"
+            )
         path.write_bytes(im.data)
         paths.append(str(path))
     result.files = paths
@@ -93,21 +125,35 @@ def write_summary(summary: RunSummary, path: str | Path, extra: Mapping[str, Any
     return data
 
 
-def generate(workflow: Workflow | dict | str | Path, *, servers: Sequence[str | ComfyClient], seeds: Iterable[int],
-             canvas: Any = None, prompt: str | None = None, negative: str | None = None,
-             images: Mapping[str, Any] | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None,
-             output_nodes: Sequence[str] | None = None, out_dir: str | Path | None = None, backend: str = "threads",
-             max_inflight: int = 1, timeout: float | None = None, on_event: Callable[[Event], None] | None = None,
-             on_result: Callable[[TaskResult], None] | None = None, client_options: dict | None = None,
-             ray_options: dict | None = None) -> RunSummary:
+def generate(
+    workflow: Workflow | dict | str | Path,
+    *,
+    servers: Sequence[str | ComfyClient],
+    seeds: Iterable[int],
+    canvas: Any = None,
+    prompt: str | None = None,
+    negative: str | None = None,
+    images: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    output_nodes: Sequence[str] | None = None,
+    out_dir: str | Path | None = None,
+    backend: str = "threads",
+    max_inflight: int = 1,
+    timeout: float | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    on_result: Callable[[TaskResult], None] | None = None,
+    client_options: dict | None = None,
+    ray_options: dict | None = None,
+) -> RunSummary:
     """Render ``workflow`` once per seed over ``servers``; images are on each result (and in ``out_dir``).
 
     >>> summary = generate("workflows/api/regional_sdxl.json", canvas=open("layout.json").read(),
     ...                    seeds=range(8), servers=["http://gpu1:8188", "http://gpu2:8188"])
     >>> [(r.meta["seed"], r.server, len(r.images)) for r in summary.results]
     """
-    tasks = make_tasks(workflow, seeds, canvas=canvas, prompt=prompt, negative=negative, images=images,
-                       overrides=overrides, output_nodes=output_nodes)
+    tasks = make_tasks(
+        workflow, seeds, canvas=canvas, prompt=prompt, negative=negative, images=images, overrides=overrides, output_nodes=output_nodes
+    )
 
     def record(result: TaskResult) -> None:
         if out_dir is not None and result.status == "done":
@@ -115,6 +161,14 @@ def generate(workflow: Workflow | dict | str | Path, *, servers: Sequence[str | 
         if on_result is not None:
             on_result(result)
 
-    with make_dispatcher(servers, backend=backend, max_inflight=max_inflight, timeout=timeout, on_event=on_event,
-                         on_result=record, client_options=client_options, ray_options=ray_options) as d:
+    with make_dispatcher(
+        servers,
+        backend=backend,
+        max_inflight=max_inflight,
+        timeout=timeout,
+        on_event=on_event,
+        on_result=record,
+        client_options=client_options,
+        ray_options=ray_options,
+    ) as d:
         return d.run(tasks)

@@ -8,6 +8,7 @@ repair tasks a check emits (``inpaint``/``refine`` of a region, moved boxes) are
 canvas by ``replan``, and the next round regenerates the image with that canvas: the client runs
 whole-image prompts of the user's workflow, not separate region-only workflows.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,16 @@ class GoalRound:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"round": self.round, "plan": self.plan, "results": self.results, "checks": self.checks, "best": self.best,
-                "repairs": self.repairs, "folded_into_canvas": self.folded, "seconds": round(self.seconds, 3)}
+        return {
+            "round": self.round,
+            "plan": self.plan,
+            "results": self.results,
+            "checks": self.checks,
+            "best": self.best,
+            "repairs": self.repairs,
+            "folded_into_canvas": self.folded,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 @dataclass
@@ -56,8 +65,14 @@ class GoalRun:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"version": GOAL_SUMMARY_VERSION, "goal": self.goal, "stop_reason": self.stop_reason, "best": self.best,
-                "seconds": round(self.seconds, 3), "rounds": [r.to_dict() for r in self.rounds]}
+        return {
+            "version": GOAL_SUMMARY_VERSION,
+            "goal": self.goal,
+            "stop_reason": self.stop_reason,
+            "best": self.best,
+            "seconds": round(self.seconds, 3),
+            "rounds": [r.to_dict() for r in self.rounds],
+        }
 
 
 def _checked_image(result: TaskResult, output_node: str | None) -> OutputImage | None:
@@ -66,13 +81,31 @@ def _checked_image(result: TaskResult, output_node: str | None) -> OutputImage |
     return (saved or images or [None])[0]
 
 
-def run_goal(goal: str, workflow: Workflow | dict | str | Path, *, servers: Sequence[str | ComfyClient], width: int = 1024,
-             height: int = 1024, planner: str = "offline", rounds: int = 3, variants: Sequence[int] = (0,),
-             target: float | None = None, seed: int = 0, output_node: str | None = None, out_dir: str | Path | None = None,
-             context: Any = None, backend: str = "threads", max_inflight: int = 1, timeout: float | None = None,
-             on_event: Callable[[Event], None] | None = None, on_result: Callable[[TaskResult], None] | None = None,
-             on_round: Callable[[GoalRound], None] | None = None, client_options: dict | None = None,
-             ray_options: dict | None = None, planner_options: Mapping[str, Any] | None = None) -> GoalRun:
+def run_goal(
+    goal: str,
+    workflow: Workflow | dict | str | Path,
+    *,
+    servers: Sequence[str | ComfyClient],
+    width: int = 1024,
+    height: int = 1024,
+    planner: str = "offline",
+    rounds: int = 3,
+    variants: Sequence[int] = (0,),
+    target: float | None = None,
+    seed: int = 0,
+    output_node: str | None = None,
+    out_dir: str | Path | None = None,
+    context: Any = None,
+    backend: str = "threads",
+    max_inflight: int = 1,
+    timeout: float | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    on_result: Callable[[TaskResult], None] | None = None,
+    on_round: Callable[[GoalRound], None] | None = None,
+    client_options: dict | None = None,
+    ray_options: dict | None = None,
+    planner_options: Mapping[str, Any] | None = None,
+) -> GoalRun:
     """Run the goal loop; ``variants`` are seed offsets rendered in parallel per generate task.
 
     ``target`` overrides the check task's threshold. ``context`` (a ``ContextStore``) makes
@@ -87,15 +120,26 @@ def run_goal(goal: str, workflow: Workflow | dict | str | Path, *, servers: Sequ
         raise WorkflowError("at least one seed variant is needed", "variants")
     wf = as_workflow(workflow)
     if not wf.canvas_nodes:
-        raise WorkflowError(f"{wf.name}: run-goal needs a workflow with a PakatiCanvas node (the plan's canvas goes there), "
-                            "for example workflows/api/regional_sdxl.json with your loader", "workflow")
+        raise WorkflowError(
+            f"{wf.name}: run-goal needs a workflow with a PakatiCanvas node (the plan's canvas goes there), "
+            "for example workflows/api/regional_sdxl.json with your loader",
+            "workflow",
+        )
     opts = dict(planner_options or {})
     if context is not None:
         opts["context"] = context
     t_start = time.monotonic()
     first_plan = make_plan(goal, width, height, planner=planner, seed=seed, **opts)
-    dispatcher = make_dispatcher(servers, backend=backend, max_inflight=max_inflight, timeout=timeout, on_event=on_event,
-                                 on_result=on_result, client_options=client_options, ray_options=ray_options)
+    dispatcher = make_dispatcher(
+        servers,
+        backend=backend,
+        max_inflight=max_inflight,
+        timeout=timeout,
+        on_event=on_event,
+        on_result=on_result,
+        client_options=client_options,
+        ray_options=ray_options,
+    )
     out = Path(out_dir) if out_dir is not None else None
     loop = _GoalLoop(wf, dispatcher, first_plan, list(variants), target, output_node, out, context)
     try:
@@ -194,8 +238,9 @@ class _GoalLoop:
         tasks = []
         for gt in gens:
             base_seed = int(gt.params.get("seed", p.seed))
-            for ts in make_tasks(self.wf, [base_seed + v for v in self.variants], canvas=p.canvas, prompt=p.base_prompt,
-                                 negative=p.base_negative):
+            for ts in make_tasks(
+                self.wf, [base_seed + v for v in self.variants], canvas=p.canvas, prompt=p.base_prompt, negative=p.base_negative
+            ):
                 ts.id = f"r{r}-{gt.id}-{ts.id}"
                 ts.meta.update(round=r, plan_task=gt.id)
                 tasks.append(ts)
@@ -209,9 +254,12 @@ class _GoalLoop:
             if im is not None:
                 candidates.append(_Candidate(res, im.array()))
         if self.context is not None:
-            record_generation(self.context, p, {"round": r, "tasks": [t.id for t in tasks],
-                                                "servers": sorted({x.server for x in summary.results if x.server})},
-                              time.monotonic() - g0)
+            record_generation(
+                self.context,
+                p,
+                {"round": r, "tasks": [t.id for t in tasks], "servers": sorted({x.server for x in summary.results if x.server})},
+                time.monotonic() - g0,
+            )
         return bool(summary.interrupted)
 
     def check(self, candidate: _Candidate, threshold: float, rnd: GoalRound) -> _Checked:
@@ -223,8 +271,15 @@ class _GoalLoop:
         chk = check_alignment(candidate.pixels[..., :3], self.plan)
         if self.context is not None:
             record_check(self.context, self.plan, chk, time.monotonic() - c0)
-        entry = {"task": res.task_id, "seed": res.meta.get("seed"), "server": res.server, "score": round(float(chk.score), 4),
-                 "threshold": threshold, "check": chk.to_dict(), "files": res.files}
+        entry = {
+            "task": res.task_id,
+            "seed": res.meta.get("seed"),
+            "server": res.server,
+            "score": round(float(chk.score), 4),
+            "threshold": threshold,
+            "check": chk.to_dict(),
+            "files": res.files,
+        }
         rnd.checks.append(entry)
         return _Checked(chk, entry, candidate.pixels, threshold)
 

@@ -7,6 +7,7 @@ tests run it. The :class:`~.dispatch.Dispatcher` still chooses the server with t
 queue and moves a dead server's tasks to the others; Ray restarts an actor whose process died
 and re-runs the task it was running (``max_restarts``, ``max_task_retries``).
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -46,10 +47,19 @@ class RayBackend:
 
     name = "ray"
 
-    def __init__(self, urls: Sequence[str], *, max_inflight: int = 1, client_options: dict | None = None,
-                 address: str | None = None, max_restarts: int = 2, max_task_retries: int = 2,
-                 resources: Sequence[dict | None] | None = None, init_options: dict | None = None,
-                 probe_timeout: float = 10.0):
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        max_inflight: int = 1,
+        client_options: dict | None = None,
+        address: str | None = None,
+        max_restarts: int = 2,
+        max_task_retries: int = 2,
+        resources: Sequence[dict | None] | None = None,
+        init_options: dict | None = None,
+        probe_timeout: float = 10.0,
+    ):
         try:
             import ray
         except ImportError:
@@ -72,8 +82,12 @@ class RayBackend:
         actor_cls = ray.remote(ServerActor)
         self.actors = []
         for i, url in enumerate(urls):
-            opts: dict[str, Any] = {"max_restarts": max_restarts, "max_task_retries": max_task_retries,
-                                    "max_concurrency": max_inflight + 2, "num_cpus": 0}
+            opts: dict[str, Any] = {
+                "max_restarts": max_restarts,
+                "max_task_retries": max_task_retries,
+                "max_concurrency": max_inflight + 2,
+                "num_cpus": 0,
+            }
             if resources and resources[i]:
                 opts["resources"] = dict(resources[i])
             self.actors.append(actor_cls.options(**opts).remote(url, client_options))

@@ -5,6 +5,7 @@ unlinked empty latent, so it matches the canvas), the base prompts of
 ``PakatiRegionalConditioning``, the seeds of the sampler nodes, and the images of ``LoadImage``
 nodes. The user's loaders, LoRAs, ControlNets and every other input stay exactly as they are.
 """
+
 from __future__ import annotations
 
 import copy
@@ -60,8 +61,10 @@ class Workflow:
         if not isinstance(self.prompt, dict) or not self.prompt:
             raise WorkflowError(f"{self.name}: an API-format workflow is a non-empty JSON object of nodes")
         if "nodes" in self.prompt and "links" in self.prompt:
-            raise WorkflowError(f"{self.name}: this is a UI-format workflow (it has 'nodes' and 'links'); "
-                                "save it with Workflow → Export (API) and use that file")
+            raise WorkflowError(
+                f"{self.name}: this is a UI-format workflow (it has 'nodes' and 'links'); "
+                "save it with Workflow → Export (API) and use that file"
+            )
         if "prompt" in self.prompt and isinstance(self.prompt["prompt"], dict) and "class_type" not in self.prompt["prompt"]:
             self.prompt = self.prompt["prompt"]  # a /prompt request body
         for node_id, node in self.prompt.items():
@@ -97,8 +100,11 @@ class Workflow:
         if ref != "*":
             return self.find(ref)
         if len(self.image_nodes) != 1:
-            raise WorkflowError(f"{self.name}: an image without a node name needs exactly one LoadImage node, "
-                                f"found {len(self.image_nodes)} ({', '.join(self.image_nodes)})", "images")
+            raise WorkflowError(
+                f"{self.name}: an image without a node name needs exactly one LoadImage node, "
+                f"found {len(self.image_nodes)} ({', '.join(self.image_nodes)})",
+                "images",
+            )
         return self.image_nodes[0]
 
     @property
@@ -121,10 +127,18 @@ class Workflow:
         return json.loads(self.prompt[ids[0]]["inputs"]["regions"])
 
     # -- substitution ---------------------------------------------------------------------------
-    def render(self, *, canvas: Canvas | Mapping | str | None = None, canvases: Mapping[str, Any] | None = None,
-               prompt: str | None = None, negative: str | None = None, seed: int | None = None,
-               images: Mapping[str, str] | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None,
-               match_latent_size: bool = True) -> dict:
+    def render(
+        self,
+        *,
+        canvas: Canvas | Mapping | str | None = None,
+        canvases: Mapping[str, Any] | None = None,
+        prompt: str | None = None,
+        negative: str | None = None,
+        seed: int | None = None,
+        images: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        match_latent_size: bool = True,
+    ) -> dict:
         """A new API prompt with the given inputs put in; the workflow itself is not changed.
 
         ``canvas`` goes into every ``PakatiCanvas`` node (``canvases`` maps node ids or titles to
@@ -152,7 +166,7 @@ class Workflow:
             out[nid]["inputs"].update({"regions": text, "width": w, "height": h})
             sizes.add((w, h))
         if match_latent_size and len(sizes) == 1:
-            (w, h), = sizes
+            ((w, h),) = sizes
             for nid in self.nodes_of(*LATENT_NODES):
                 inputs = out[nid]["inputs"]
                 if not is_link(inputs.get("width")) and not is_link(inputs.get("height")):
@@ -166,7 +180,9 @@ class Workflow:
                 for key, value in (("base_prompt", prompt), ("base_negative", negative)):
                     if value is not None:
                         if is_link(out[nid]["inputs"].get(key)):
-                            raise WorkflowError(f"{self.name}: node {nid} takes {key} from a link; set it with overrides on the source node", key)
+                            raise WorkflowError(
+                                f"{self.name}: node {nid} takes {key} from a link; set it with overrides on the source node", key
+                            )
                         out[nid]["inputs"][key] = value
 
         if seed is not None:
@@ -194,8 +210,11 @@ class Workflow:
             if is_link(value):
                 # Wired seed: set the source's own seed (a primitive's value, PakatiCropRegion's seed).
                 src = out.get(value[0])
-                keys = [k for k in _SEED_SOURCE_INPUTS if src and isinstance(src["inputs"].get(k), int)
-                        and not isinstance(src["inputs"].get(k), bool)]
+                keys = [
+                    k
+                    for k in _SEED_SOURCE_INPUTS
+                    if src and isinstance(src["inputs"].get(k), int) and not isinstance(src["inputs"].get(k), bool)
+                ]
                 if not keys:
                     continue  # computed from something else: leave it
                 src["inputs"][keys[0]] = seed

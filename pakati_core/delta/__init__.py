@@ -1,4 +1,5 @@
 """Delta analysis: how a region differs from its references, as named, signed, explained numbers."""
+
 from __future__ import annotations
 
 from .catalogue import ASPECT_DELTAS, DELTA_SPECS, DeltaSpec
@@ -8,6 +9,17 @@ from .report import DeltaReport, ReferenceResult, analyse
 from .view import RegionView, image_view, reference_view
 
 __all__ = [
-    "ASPECT_DELTAS", "DELTA_SPECS", "DeltaSpec", "RegionFeatures", "region_features", "Delta", "compare",
-    "DeltaReport", "ReferenceResult", "analyse", "RegionView", "image_view", "reference_view",
+    "ASPECT_DELTAS",
+    "DELTA_SPECS",
+    "DeltaSpec",
+    "RegionFeatures",
+    "region_features",
+    "Delta",
+    "compare",
+    "DeltaReport",
+    "ReferenceResult",
+    "analyse",
+    "RegionView",
+    "image_view",
+    "reference_view",
 ]

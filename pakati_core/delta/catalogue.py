@@ -4,6 +4,7 @@ Stored as data so that calibration and wording change in one place. ``jnd`` is t
 viewer just notices; a delta of one JND maps to a similarity of 0.95 (``exp(-|d|/tau)`` with
 ``tau = jnd / -ln 0.95``).
 """
+
 from __future__ import annotations
 
 import math
@@ -58,7 +59,10 @@ MEASURED_ASPECTS = ("lighting", "color", "texture", "composition")
 ASPECT_DELTAS: dict[str, tuple[str, ...]] = {a: tuple(s.name for s in _SPECS if s.aspect == a) for a in MEASURED_ASPECTS}
 # Bundles: which measured aspects an annotated aspect is scored on.
 ASPECT_BUNDLES: dict[str, tuple[str, ...]] = {
-    "lighting": ("lighting",), "color": ("color",), "texture": ("texture",), "composition": ("composition",),
+    "lighting": ("lighting",),
+    "color": ("color",),
+    "texture": ("texture",),
+    "composition": ("composition",),
     "style": ("color", "texture", "lighting"),
     "general": MEASURED_ASPECTS,
 }

@@ -4,6 +4,7 @@ Everything is weighted by the region mask and normalised by the total weight (no
 the zeros outside). Filters (Laplacian, LBP, Sobel) are read only where their 3x3 support lies
 inside the region; the GLCM counts only pixel pairs with both ends inside.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,9 +17,7 @@ from .view import RegionView
 
 GLCM_LEVELS = 32
 GLCM_OFFSETS = [(0, 1), (1, 1), (1, 0), (1, -1), (0, 3), (3, 0)]
-PALETTE_DIRECTIONS = np.array(
-    [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, -1, 0], [0, 1, 1], [0, 1, -1], [1, 1, 1]], np.float32
-)
+PALETTE_DIRECTIONS = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, -1, 0], [0, 1, 1], [0, 1, -1], [1, 1, 1]], np.float32)
 PALETTE_DIRECTIONS /= np.linalg.norm(PALETTE_DIRECTIONS, axis=1, keepdims=True)
 PALETTE_QUANTILES = np.linspace(0.02, 0.98, 25)
 PALETTE_SAMPLES = 1 << 14
@@ -107,8 +106,8 @@ def _glcm(lightness: np.ndarray, inside: np.ndarray) -> dict[str, float]:
     for dy, dx in GLCM_OFFSETS:
         ys, ye = 0, h - dy
         xs, xe = max(0, -dx), w - max(0, dx)
-        a, b = q[ys:ye, xs:xe], q[ys + dy:ye + dy, xs + dx:xe + dx]
-        ok = inside[ys:ye, xs:xe] & inside[ys + dy:ye + dy, xs + dx:xe + dx]
+        a, b = q[ys:ye, xs:xe], q[ys + dy : ye + dy, xs + dx : xe + dx]
+        ok = inside[ys:ye, xs:xe] & inside[ys + dy : ye + dy, xs + dx : xe + dx]
         if ok.sum() < 4:
             continue
         codes = a[ok] * GLCM_LEVELS + b[ok]
@@ -139,7 +138,7 @@ def _energy(lightness: np.ndarray, interior: np.ndarray) -> tuple[tuple[float, f
     cy = float((e.sum(axis=1) * (np.arange(h) + 0.5)).sum() / total / h)
     yb = np.linspace(0, h, 4).astype(int)
     xb = np.linspace(0, w, 4).astype(int)
-    grid = np.array([[e[yb[i]:yb[i + 1], xb[j]:xb[j + 1]].sum() for j in range(3)] for i in range(3)]) / total
+    grid = np.array([[e[yb[i] : yb[i + 1], xb[j] : xb[j + 1]].sum() for j in range(3)] for i in range(3)]) / total
     return (cx, cy), grid
 
 

@@ -1,4 +1,5 @@
 """Named signed deltas between a region and a reference ('+' = more than the reference)."""
+
 from __future__ import annotations
 
 import math
@@ -63,9 +64,16 @@ class Delta:
         return f"The region is {s.more if d == 'more' else s.less} than the reference by {amount}."
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "value": round(self.value, 6), "unit": self.unit, "aspect": self.aspect,
-                "magnitude": round(self.magnitude, 6), "direction": self.direction,
-                "similarity": round(self.similarity, 6), "sentence": self.sentence}
+        return {
+            "name": self.name,
+            "value": round(self.value, 6),
+            "unit": self.unit,
+            "aspect": self.aspect,
+            "magnitude": round(self.magnitude, 6),
+            "direction": self.direction,
+            "similarity": round(self.similarity, 6),
+            "sentence": self.sentence,
+        }
 
 
 def _log_ratio(a: float, b: float) -> float:

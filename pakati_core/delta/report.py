@@ -1,4 +1,5 @@
 """The delta report: per-reference deltas, aspect scores and one overall score, as a dict/JSON."""
+
 from __future__ import annotations
 
 import math
@@ -43,9 +44,12 @@ class ReferenceResult:
         return next(d for d in self.deltas if d.name == name)
 
     def to_dict(self) -> dict:
-        return {**self.reference.summary(), "score": round(self.score, 6),
-                "aspects": {k: round(v, 6) for k, v in self.aspects.items()},
-                "deltas": [d.to_dict() for d in self.deltas]}
+        return {
+            **self.reference.summary(),
+            "score": round(self.score, 6),
+            "aspects": {k: round(v, 6) for k, v in self.aspects.items()},
+            "deltas": [d.to_dict() for d in self.deltas],
+        }
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,13 @@ class DeltaReport:
 
     def to_dict(self) -> dict:
         b = self.box
-        return {"version": REPORT_VERSION, "overall": round(self.overall, 6),
-                "region": {"x": b.x0, "y": b.y0, "width": b.width, "height": b.height},
-                "summary": self.summary(), "references": [r.to_dict() for r in self.results]}
+        return {
+            "version": REPORT_VERSION,
+            "overall": round(self.overall, 6),
+            "region": {"x": b.x0, "y": b.y0, "width": b.width, "height": b.height},
+            "summary": self.summary(),
+            "references": [r.to_dict() for r in self.results],
+        }
 
     def to_json(self, indent: int | None = 2) -> str:
         return strict_json(self.to_dict(), "the delta report", "image", indent=indent)
@@ -99,8 +107,9 @@ class ReferenceCache:
         return self._store[key]
 
 
-def analyse(image: np.ndarray, references: Sequence[Reference], mask: np.ndarray | None = None,
-            cache: ReferenceCache | None = None) -> DeltaReport:
+def analyse(
+    image: np.ndarray, references: Sequence[Reference], mask: np.ndarray | None = None, cache: ReferenceCache | None = None
+) -> DeltaReport:
     """Measure the region of ``image`` under ``mask`` against every reference.
 
     Overall = weighted geometric mean of the references' scores; each reference is scored on the

@@ -4,6 +4,7 @@ The region is cropped to its mask's bounding box, pixels outside the mask are re
 mask-weighted mean colour of the pixels inside (so neighbourhood filters near the border see
 only in-mask content), and the crop is area-downscaled to at most ``ANALYSIS_SIDE`` pixels.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,10 +1,11 @@
 """Attention capture in diffusers: the conditional rows' cross-attention of watched words, into an ``AttentionRecorder``.
 
-    rec = AttentionRecorder(["cat"], [word_positions_in(pipe, prompt, "cat")])
-    with capture_attention(pipe.unet, rec, latent_hw=(128, 128)):
-        pipe(prompt, num_inference_steps=30)
-    rec.word_map("cat")                      # [B, 128, 128]
+rec = AttentionRecorder(["cat"], [word_positions_in(pipe, prompt, "cat")])
+with capture_attention(pipe.unet, rec, latent_hw=(128, 128)):
+    pipe(prompt, num_inference_steps=30)
+rec.word_map("cat")                      # [B, 128, 128]
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -36,8 +37,9 @@ class CaptureProcessor:
 
 
 @contextmanager
-def capture_attention(unet: torch.nn.Module, recorder: AttentionRecorder, latent_hw: tuple[int, int], cfg: bool = True,
-                      blocks: str = "all") -> Iterator[AttentionRecorder]:
+def capture_attention(
+    unet: torch.nn.Module, recorder: AttentionRecorder, latent_hw: tuple[int, int], cfg: bool = True, blocks: str = "all"
+) -> Iterator[AttentionRecorder]:
     """Record into ``recorder`` (a fresh run) during the block; ``cfg``: the pipeline batches [uncond, cond] (guidance > 1)."""
     recorder.begin_run()
     try:

@@ -10,6 +10,7 @@ A gradient pass runs the UNet on the conditional rows only, with the ``ExcitePro
 handing queries and keys to ``ExciteMaps`` and stopping the pass after the last selected
 layer. Needs the optional ``diffusers`` package.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,7 +35,8 @@ class _Pass:
 
 
 class ExciteProcessor:
-    """Inside a gradient pass: hands q and the subjects' keys to the maps, stops after the last selected layer; otherwise only the wrapped processor."""
+    """Inside a gradient pass: hands q and the subjects' keys to the maps, stops after the last
+    selected layer; otherwise only the wrapped processor."""
 
     def __init__(self, exciter: Exciter, name: str, inner):
         self.exciter, self.name, self.inner = exciter, name, inner
@@ -57,10 +59,20 @@ class Exciter:
     prompt's), how to reach the UNet, and the update. ``pass_context`` is entered around every gradient pass
     (the regional backend uses it to treat the pass's batch as conditional rows only)."""
 
-    def __init__(self, pipe, targets: Sequence[ExciteTarget], contexts: Sequence[torch.Tensor | None], settings: ExciteSettings,
-                 prompt_embeds: torch.Tensor, pooled: torch.Tensor, time_ids: torch.Tensor, latent_hw: tuple[int, int],
-                 coverage: Callable[[int, tuple[int, int]], torch.Tensor] | None = None, blocks: str = "lowest resolution",
-                 pass_context: Callable[[], AbstractContextManager] = nullcontext):
+    def __init__(
+        self,
+        pipe,
+        targets: Sequence[ExciteTarget],
+        contexts: Sequence[torch.Tensor | None],
+        settings: ExciteSettings,
+        prompt_embeds: torch.Tensor,
+        pooled: torch.Tensor,
+        time_ids: torch.Tensor,
+        latent_hw: tuple[int, int],
+        coverage: Callable[[int, tuple[int, int]], torch.Tensor] | None = None,
+        blocks: str = "lowest resolution",
+        pass_context: Callable[[], AbstractContextManager] = nullcontext,
+    ):
         if len(targets) != len(contexts):
             raise AttentionMapError("one context per target", "subjects")
         if any(t.region is not None for t in targets) and coverage is None:
@@ -93,13 +105,21 @@ class Exciter:
         unet = self.pipe.unet
         b = latents.shape[0]
         x_in = self.pipe.scheduler.scale_model_input(latents, t)
-        cond = {"text_embeds": self.pooled.to(x_in.device, x_in.dtype).expand(b, -1), "time_ids": self.time_ids.to(x_in.device, x_in.dtype).expand(b, -1)}
+        cond = {
+            "text_embeds": self.pooled.to(x_in.device, x_in.dtype).expand(b, -1),
+            "time_ids": self.time_ids.to(x_in.device, x_in.dtype).expand(b, -1),
+        }
         self.current = _Pass(self.targets, set(self.names))
         token = IN_EXCITE_PASS.set(True)
         try:
             with self.pass_context():
-                unet(x_in, t, encoder_hidden_states=self.prompt_embeds.to(x_in.device, x_in.dtype).expand(b, -1, -1),
-                     added_cond_kwargs=cond, return_dict=False)
+                unet(
+                    x_in,
+                    t,
+                    encoder_hidden_states=self.prompt_embeds.to(x_in.device, x_in.dtype).expand(b, -1, -1),
+                    added_cond_kwargs=cond,
+                    return_dict=False,
+                )
         except PassComplete:
             pass
         finally:
@@ -135,8 +155,16 @@ def time_ids(pipe, width: int, height: int, pipe_kwargs: Mapping[str, Any]) -> t
     return torch.tensor([list(original + crop + target)], dtype=torch.float32)
 
 
-def run_excited(pipe, exciter: Exciter, width: int, height: int, num_inference_steps: int = 50, generator=None,
-                num_images_per_prompt: int = 1, **pipe_kwargs: Any):
+def run_excited(
+    pipe,
+    exciter: Exciter,
+    width: int,
+    height: int,
+    num_inference_steps: int = 50,
+    generator=None,
+    num_images_per_prompt: int = 1,
+    **pipe_kwargs: Any,
+):
     """Run ``pipe`` with Attend-and-Excite: the initial latents excited for step 0, the rest in the step callback.
 
     ``pipe_kwargs`` go to the pipeline (embeddings, guidance scale...); a ``callback_on_step_end``
@@ -145,8 +173,11 @@ def run_excited(pipe, exciter: Exciter, width: int, height: int, num_inference_s
     from diffusers.utils.torch_utils import randn_tensor
 
     if "latents" in pipe_kwargs or "timesteps" in pipe_kwargs or "sigmas" in pipe_kwargs or "denoising_end" in pipe_kwargs:
-        raise AttentionMapError("Attend-and-Excite makes the initial latents and follows the default schedule: "
-                                "leave out latents, timesteps, sigmas and denoising_end", "pipe_kwargs")
+        raise AttentionMapError(
+            "Attend-and-Excite makes the initial latents and follows the default schedule: "
+            "leave out latents, timesteps, sigmas and denoising_end",
+            "pipe_kwargs",
+        )
     unet = pipe.unet
     device = getattr(pipe, "_execution_device", None) or pipe.device
     batch = exciter.prompt_embeds.shape[0] * num_images_per_prompt
@@ -166,23 +197,59 @@ def run_excited(pipe, exciter: Exciter, width: int, height: int, num_inference_s
         start = noise * sigma0
         first = exciter.excite(start, scheduler.timesteps[0], 0, len(scheduler.timesteps))
         latents = noise if first is start else first / sigma0  # the pipeline multiplies by init_noise_sigma again
-        return pipe(width=width, height=height, num_inference_steps=num_inference_steps, generator=generator, latents=latents,
-                    num_images_per_prompt=num_images_per_prompt, callback_on_step_end=callback,
-                    callback_on_step_end_tensor_inputs=inputs, **pipe_kwargs)
+        return pipe(
+            width=width,
+            height=height,
+            num_inference_steps=num_inference_steps,
+            generator=generator,
+            latents=latents,
+            num_images_per_prompt=num_images_per_prompt,
+            callback_on_step_end=callback,
+            callback_on_step_end_tensor_inputs=inputs,
+            **pipe_kwargs,
+        )
 
 
-def attend_and_excite(pipe, prompt: str, words: Sequence[str], settings: ExciteSettings = DEFAULT_SETTINGS, negative_prompt: str = "",
-                      width: int | None = None, height: int | None = None, blocks: str = "lowest resolution", **pipe_kwargs: Any):
+def attend_and_excite(
+    pipe,
+    prompt: str,
+    words: Sequence[str],
+    settings: ExciteSettings = DEFAULT_SETTINGS,
+    negative_prompt: str = "",
+    width: int | None = None,
+    height: int | None = None,
+    blocks: str = "lowest resolution",
+    **pipe_kwargs: Any,
+):
     """Plain Attend-and-Excite: ``words`` of ``prompt`` excited over the whole image."""
     if not words:
         raise AttentionMapError("give at least one word of the prompt to excite", "words")
     size = pipe.default_sample_size * pipe.vae_scale_factor
     width, height = width or size, height or size
     device = getattr(pipe, "_execution_device", None) or pipe.device
-    pos, neg, pooled, neg_pooled = pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True,
-                                                      negative_prompt=negative_prompt or None)
+    pos, neg, pooled, neg_pooled = pipe.encode_prompt(
+        prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True, negative_prompt=negative_prompt or None
+    )
     targets = [excite_target(pipe, prompt, w) for w in words]
-    exciter = Exciter(pipe, targets, [None] * len(targets), settings, pos, pooled, time_ids(pipe, width, height, pipe_kwargs),
-                      (height // pipe.vae_scale_factor, width // pipe.vae_scale_factor), blocks=blocks)
-    return run_excited(pipe, exciter, width, height, prompt_embeds=pos, negative_prompt_embeds=neg, pooled_prompt_embeds=pooled,
-                       negative_pooled_prompt_embeds=neg_pooled, **pipe_kwargs)
+    exciter = Exciter(
+        pipe,
+        targets,
+        [None] * len(targets),
+        settings,
+        pos,
+        pooled,
+        time_ids(pipe, width, height, pipe_kwargs),
+        (height // pipe.vae_scale_factor, width // pipe.vae_scale_factor),
+        blocks=blocks,
+    )
+    return run_excited(
+        pipe,
+        exciter,
+        width,
+        height,
+        prompt_embeds=pos,
+        negative_prompt_embeds=neg,
+        pooled_prompt_embeds=pooled,
+        negative_pooled_prompt_embeds=neg_pooled,
+        **pipe_kwargs,
+    )

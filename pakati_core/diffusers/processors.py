@@ -4,6 +4,7 @@ The regional, capture and excite processors all wrap whatever processor a layer 
 already has (diffusers' own, IP-Adapter's, each other's) through :func:`wrapped_processors`,
 and restore the UNet's own processors when the block ends.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -15,8 +16,14 @@ import torch
 
 from ..errors import AttentionMapError
 
-BLOCKS = {"lowest resolution": None, "all": ("input", "middle", "output"), "input": ("input",), "middle": ("middle",),
-          "output": ("output",), "middle+output": ("middle", "output")}
+BLOCKS = {
+    "lowest resolution": None,
+    "all": ("input", "middle", "output"),
+    "input": ("input",),
+    "middle": ("middle",),
+    "output": ("output",),
+    "middle+output": ("middle", "output"),
+}
 # Set while Attend-and-Excite runs its gradient pass: the capture leaves those calls out.
 IN_EXCITE_PASS: contextvars.ContextVar[bool] = contextvars.ContextVar("pakati_excite_pass", default=False)
 

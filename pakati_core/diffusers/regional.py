@@ -19,6 +19,7 @@ rows too where a region has a negative prompt or auto-negative is on.
 
 Needs the optional ``diffusers`` package (``pip install diffusers``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
@@ -57,11 +58,24 @@ class PakatiAttnProcessor:
         self.core, self.state, self.inner, self.projections = core, state, inner, projections
         self.own = isinstance(inner, plain_processor_types())
 
-    def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Any = None,
-                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
-                 ip_adapter_masks: Any = None, **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: Any = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        ip_adapter_masks: Any = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
         text = encoder_hidden_states[0] if isinstance(encoder_hidden_states, tuple) else encoder_hidden_states
-        if text is None or attention_mask is not None or hidden_states.ndim != 3 or attn.spatial_norm is not None or attn.group_norm is not None:
+        if (
+            text is None
+            or attention_mask is not None
+            or hidden_states.ndim != 3
+            or attn.spatial_norm is not None
+            or attn.group_norm is not None
+        ):
             raise RegionalConditioningError("Pakati's processor only runs on SDXL cross-attention layers", field="attention")
         b = hidden_states.shape[0]
         chunks = [("uncond", slice(0, b // 2)), ("cond", slice(b // 2, b))] if self.state.cfg else [("cond", slice(0, b))]
@@ -76,8 +90,13 @@ class PakatiAttnProcessor:
 
         if not self.own:
             passed = {"temb": temb, "ip_adapter_masks": ip_adapter_masks, **kwargs}
-            out = self.inner(attn, hidden_states, encoder_hidden_states=encoder_hidden_states, attention_mask=attention_mask,
-                             **{name: value for name, value in passed.items() if value is not None})
+            out = self.inner(
+                attn,
+                hidden_states,
+                encoder_hidden_states=encoder_hidden_states,
+                attention_mask=attention_mask,
+                **{name: value for name, value in passed.items() if value is not None},
+            )
             if out.requires_grad:  # a gradient pass (Attend-and-Excite): in-place updates must not touch a saved output
                 out = out.clone()
             k, v = attn.to_k(text), attn.to_v(text)
@@ -97,9 +116,11 @@ class PakatiAttnProcessor:
         else:  # base attention only where it has weight (base_weight 0 under full cover)
             out = torch.empty_like(q)
             restricted = {rows.start: plan for plan, rows in plans if plan.base_index is not None}
-            for rows in ([slice(0, b // 2), slice(b // 2, b)] if self.state.cfg else [slice(0, b)]):
+            for rows in [slice(0, b // 2), slice(b // 2, b)] if self.state.cfg else [slice(0, b)]:
                 plan = restricted.get(rows.start)
-                out[rows] = sdpa(q[rows], k[rows], v[rows], heads) if plan is None else base_where_needed(q[rows], k[rows], v[rows], heads, plan)
+                out[rows] = (
+                    sdpa(q[rows], k[rows], v[rows], heads) if plan is None else base_where_needed(q[rows], k[rows], v[rows], heads, plan)
+                )
         if out.requires_grad:  # a gradient pass (Attend-and-Excite): the in-place blend must not touch a saved output
             out = out.clone()
         for plan, rows in plans:
@@ -125,7 +146,9 @@ def regional_processors(unet: torch.nn.Module, core: RegionalAttention, state: _
     """Wrap every ``attn2`` processor of a diffusers UNet with Pakati's for the duration of the block."""
     projections = ProjectionCache()
     try:
-        with wrapped_processors(unet, cross_attention_names(unet), lambda name, inner: PakatiAttnProcessor(core, state, inner, projections)):
+        with wrapped_processors(
+            unet, cross_attention_names(unet), lambda name, inner: PakatiAttnProcessor(core, state, inner, projections)
+        ):
             yield projections
     finally:
         projections.clear()
@@ -140,7 +163,9 @@ class RegionalSDXL:
 
     def encode(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(embeddings [1, 77, dim], pooled) with the pipeline's own two text encoders."""
-        cond, _, pooled, _ = self.pipe.encode_prompt(prompt, device=self.pipe.device, num_images_per_prompt=1, do_classifier_free_guidance=False)
+        cond, _, pooled, _ = self.pipe.encode_prompt(
+            prompt, device=self.pipe.device, num_images_per_prompt=1, do_classifier_free_guidance=False
+        )
         return cond, pooled
 
     def regions_from_canvas(self, canvas: Canvas) -> RegionSet:
@@ -153,8 +178,15 @@ class RegionalSDXL:
         chosen = region_subjects([SubjectRegion(r.label, r.id, r.prompt) for r in canvas.regions], given)
         return [excite_target(self.pipe, s.prompt, s.word, region=s.index, name=f"{s.name}: {s.word}") for s in chosen]
 
-    def __call__(self, canvas: Canvas, prompt: str, negative_prompt: str = "", excite: ExciteSettings | None = None,
-                 subjects: Mapping[str, str] | None = None, **pipe_kwargs: Any):
+    def __call__(
+        self,
+        canvas: Canvas,
+        prompt: str,
+        negative_prompt: str = "",
+        excite: ExciteSettings | None = None,
+        subjects: Mapping[str, str] | None = None,
+        **pipe_kwargs: Any,
+    ):
         """Render ``canvas``; with ``excite``, Attend-and-Excite on each region's subject inside its mask
         (``subjects``: region id or label -> word; default the last noun of the region's prompt)."""
         pos, pooled = self.encode(prompt)
@@ -167,10 +199,22 @@ class RegionalSDXL:
         targets = self.subjects(canvas, subjects) if excite is not None else ()
         return self.generate(self.regions_from_canvas(canvas), pos, pooled, neg, neg_pooled, excite=excite, targets=targets, **pipe_kwargs)
 
-    def generate(self, regions: RegionSet, prompt_embeds: torch.Tensor, pooled_prompt_embeds: torch.Tensor,
-                 negative_prompt_embeds: torch.Tensor, negative_pooled_prompt_embeds: torch.Tensor, *,
-                 width: int, height: int, guidance_scale: float = 5.0, excite: ExciteSettings | None = None,
-                 targets: Sequence[ExciteTarget] = (), blocks: str = "lowest resolution", **pipe_kwargs: Any):
+    def generate(
+        self,
+        regions: RegionSet,
+        prompt_embeds: torch.Tensor,
+        pooled_prompt_embeds: torch.Tensor,
+        negative_prompt_embeds: torch.Tensor,
+        negative_pooled_prompt_embeds: torch.Tensor,
+        *,
+        width: int,
+        height: int,
+        guidance_scale: float = 5.0,
+        excite: ExciteSettings | None = None,
+        targets: Sequence[ExciteTarget] = (),
+        blocks: str = "lowest resolution",
+        **pipe_kwargs: Any,
+    ):
         """Run the pipeline with precomputed embeddings (the pooled vectors come from the base prompt).
 
         With ``excite``, Attend-and-Excite on ``targets`` (``ExciteTarget``: a region's word, or a
@@ -191,8 +235,13 @@ class RegionalSDXL:
         latent_hw = (height // f, width // f)
         core.reference_masks(*latent_hw)  # aspect check before any sampling
         state = _CallState(latent_hw, cfg=guidance_scale > 1.0)
-        embeds = {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds, "pooled_prompt_embeds": pooled_prompt_embeds,
-                  "negative_pooled_prompt_embeds": negative_pooled_prompt_embeds, "guidance_scale": guidance_scale}
+        embeds = {
+            "prompt_embeds": prompt_embeds,
+            "negative_prompt_embeds": negative_prompt_embeds,
+            "pooled_prompt_embeds": pooled_prompt_embeds,
+            "negative_pooled_prompt_embeds": negative_pooled_prompt_embeds,
+            "guidance_scale": guidance_scale,
+        }
         with regional_processors(self.pipe.unet, core, state):
             if excite is None:
                 return self.pipe(width=width, height=height, **embeds, **pipe_kwargs)
@@ -211,9 +260,18 @@ class RegionalSDXL:
                     state.cfg = saved
 
             contexts = [None if t.region is None else regions.regions[t.region].cond for t in targets]
-            exciter = Exciter(self.pipe, targets, contexts, excite, prompt_embeds, pooled_prompt_embeds,
-                              time_ids(self.pipe, width, height, pipe_kwargs), latent_hw,
-                              coverage=lambda region, grid: core.grid_masks(*latent_hw, *grid)[region], blocks=blocks,
-                              pass_context=cond_rows_only)
+            exciter = Exciter(
+                self.pipe,
+                targets,
+                contexts,
+                excite,
+                prompt_embeds,
+                pooled_prompt_embeds,
+                time_ids(self.pipe, width, height, pipe_kwargs),
+                latent_hw,
+                coverage=lambda region, grid: core.grid_masks(*latent_hw, *grid)[region],
+                blocks=blocks,
+                pass_context=cond_rows_only,
+            )
             self.exciter = exciter  # its history, for inspection
             return run_excited(self.pipe, exciter, width, height, **embeds, **pipe_kwargs)

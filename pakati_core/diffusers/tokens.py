@@ -1,4 +1,5 @@
 """Where a word sits in a diffusers SDXL pipeline's context: both tokenizers, every sub-token."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,13 +9,17 @@ from ..attention_maps.tokens import word_positions
 
 
 def _tokenizers(pipe) -> dict[str, Any]:
-    return {name: tok for name, tok in (("l", getattr(pipe, "tokenizer", None)), ("g", getattr(pipe, "tokenizer_2", None))) if tok is not None}
+    return {
+        name: tok for name, tok in (("l", getattr(pipe, "tokenizer", None)), ("g", getattr(pipe, "tokenizer_2", None))) if tok is not None
+    }
 
 
 def prompt_token_ids(pipe, text: str) -> dict[str, list[list[int]]]:
     """Per tokenizer, the ids of the prompt as ``encode_prompt`` tokenises it (one padded chunk)."""
-    return {name: [list(tok(text, padding="max_length", max_length=tok.model_max_length, truncation=True).input_ids)]
-            for name, tok in _tokenizers(pipe).items()}
+    return {
+        name: [list(tok(text, padding="max_length", max_length=tok.model_max_length, truncation=True).input_ids)]
+        for name, tok in _tokenizers(pipe).items()
+    }
 
 
 def word_positions_in(pipe, text: str, word: str, field: str = "words") -> list[int]:

@@ -1,4 +1,5 @@
 """Fuzzy engine: Mamdani inference over rules stored as JSON data (defaults plus user overrides)."""
+
 from __future__ import annotations
 
 from .engine import Inference, MamdaniEngine

@@ -6,6 +6,7 @@ matplotlib, and its rules are Python objects, whereas Pakati's rules are JSON da
 validated field by field. The engine is ~60 lines with the same semantics (scikit-fuzzy's
 defaults: fmin/fmax, centroid) and is tested for coverage and monotonicity on dense grids.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,8 +38,7 @@ class MamdaniEngine:
         self.rulebase = rulebase
         self._grids = {n: np.linspace(o.range[0], o.range[1], RESOLUTION) for n, o in rulebase.outputs.items()}
         self._shapes = {
-            n: {t: membership(term.shape, term.params, self._grids[n]) for t, term in o.terms.items()}
-            for n, o in rulebase.outputs.items()
+            n: {t: membership(term.shape, term.params, self._grids[n]) for t, term in o.terms.items()} for n, o in rulebase.outputs.items()
         }
 
     def normalise(self, deltas: dict[str, float]) -> dict[str, float]:
@@ -66,7 +66,9 @@ class MamdaniEngine:
         for name, agg in aggregate.items():
             area = float(agg.sum())
             if area <= 0:
-                raise FuzzyRuleError(f"no rule fires for output '{name}' at inputs {x}: the rule base does not cover this case", f"outputs.{name}")
+                raise FuzzyRuleError(
+                    f"no rule fires for output '{name}' at inputs {x}: the rule base does not cover this case", f"outputs.{name}"
+                )
             outputs[name] = float((agg * self._grids[name]).sum() / area)
         return Inference(x, outputs)
 

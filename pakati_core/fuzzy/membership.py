@@ -1,4 +1,5 @@
 """Membership functions (triangle and trapezoid; shoulders by repeating an end point)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -15,6 +15,7 @@ An input reads the named delta, divides by ``scale`` and clips to [-1, 1] ([0, 1
 Overrides use the same shape: a variable given there replaces the default one, a rule with a
 known id replaces it, a new id is appended, and ``"remove_rules": [ID, ...]`` drops rules.
 """
+
 from __future__ import annotations
 
 import copy
@@ -133,8 +134,14 @@ class RuleBase:
                 raise _fail("range must have lo < hi", f + ".range")
             if v["kind"] == "prompt_term" and not str(v.get("text", "")).strip():
                 raise _fail("a prompt_term output needs its 'text'", f + ".text")
-            outputs[name] = OutputVar(name, v["kind"], (lo, hi), _terms(v.get("terms"), f + ".terms"),
-                                      str(v.get("text", "")), _number(v.get("min_weight", 0.0), f + ".min_weight"))
+            outputs[name] = OutputVar(
+                name,
+                v["kind"],
+                (lo, hi),
+                _terms(v.get("terms"), f + ".terms"),
+                str(v.get("text", "")),
+                _number(v.get("min_weight", 0.0), f + ".min_weight"),
+            )
         if not inputs or not outputs:
             raise _fail("a rule base needs inputs and outputs", "inputs" if not inputs else "outputs")
         rules, seen = [], set()
@@ -175,7 +182,9 @@ class RuleBase:
             outputs[o.name] = d
         return {
             "version": RULEBASE_VERSION,
-            "inputs": {i.name: {"delta": i.delta, "scale": i.scale, "abs": i.absolute, "terms": terms(i.terms)} for i in self.inputs.values()},
+            "inputs": {
+                i.name: {"delta": i.delta, "scale": i.scale, "abs": i.absolute, "terms": terms(i.terms)} for i in self.inputs.values()
+            },
             "outputs": outputs,
             "rules": [{"id": r.id, "if": r.antecedent, "op": r.op, "then": r.consequent, "weight": r.weight} for r in self.rules],
         }

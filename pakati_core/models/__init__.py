@@ -3,6 +3,7 @@
 Nothing here imports ComfyUI, and the SDKs (``openai``, ``anthropic``) are imported only when
 a provider object is made, so Pakati works where they are missing.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,7 +28,7 @@ from .judging import CachedJudge
 from .protocols import Answer, CallRecord, CallRecorder, ImageBackend, TextPlanner, VisionJudge
 from .recording import ListRecorder, LoggingRecorder
 from .registry import ModelSpec, Registry, default_registry
-from .selector import Selection, ModelNeeds, select_model
+from .selector import ModelNeeds, Selection, select_model
 
 PROVIDERS = ("openai", "anthropic")
 CHAT_PROVIDERS = (*PROVIDERS, "local")  # "local": an OpenAI-compatible endpoint on the user's machine (local_provider.py)
@@ -40,8 +41,9 @@ def _check_provider(provider: str, allowed: tuple[str, ...], what: str) -> str:
     return p
 
 
-def make_planner(provider: str, model: str | None = None, credential: str | None = None, recorder: CallRecorder | None = None,
-                 **options: Any) -> TextPlanner:
+def make_planner(
+    provider: str, model: str | None = None, credential: str | None = None, recorder: CallRecorder | None = None, **options: Any
+) -> TextPlanner:
     """A ``TextPlanner`` (forced structured output) for ``provider``; ``KeyMissingError`` when no key is configured."""
     p = _check_provider(provider, CHAT_PROVIDERS, "planner")
     if p == "local":
@@ -53,8 +55,9 @@ def make_planner(provider: str, model: str | None = None, credential: str | None
     return cls(model, credential, recorder, **options)
 
 
-def make_judge(provider: str, model: str | None = None, credential: str | None = None, recorder: CallRecorder | None = None,
-               **options: Any) -> VisionJudge:
+def make_judge(
+    provider: str, model: str | None = None, credential: str | None = None, recorder: CallRecorder | None = None, **options: Any
+) -> VisionJudge:
     """A ``VisionJudge`` (image + questions -> answers) for ``provider``."""
     p = _check_provider(provider, CHAT_PROVIDERS, "vision judge")
     if p == "local":
@@ -66,8 +69,9 @@ def make_judge(provider: str, model: str | None = None, credential: str | None =
     return cls(model, credential, recorder, **options)
 
 
-def make_image_backend(provider: str, model: str | None = None, credential: str | None = None, recorder: CallRecorder | None = None,
-                       **options: Any) -> ImageBackend:
+def make_image_backend(
+    provider: str, model: str | None = None, credential: str | None = None, recorder: CallRecorder | None = None, **options: Any
+) -> ImageBackend:
     """An ``ImageBackend`` for ``provider`` (OpenAI Images; Anthropic makes no images)."""
     _check_provider(provider, ("openai",), "image backend")
     from .openai_provider import OpenAIImages
@@ -76,10 +80,39 @@ def make_image_backend(provider: str, model: str | None = None, credential: str 
 
 
 __all__ = [
-    "Answer", "CachedJudge", "CallRecord", "CallRecorder", "ImageBackend", "TextPlanner", "VisionJudge",
-    "ListRecorder", "LoggingRecorder", "ModelSpec", "Registry", "Selection", "ModelNeeds", "PROVIDERS", "CHAT_PROVIDERS",
-    "default_registry", "make_image_backend", "make_judge", "make_planner", "resolve_key", "select_model", "set_user_dir",
-    "KeyFileInsecureError", "KeyMissingError", "KeyRejectedError", "MalformedResponseError", "ModelConfigError", "ModelRetiredError",
-    "NoModelError", "OptionalPackageMissingError", "ProviderError", "ProviderRefusedError", "ProviderRequestError",
-    "ProviderUnavailableError", "RateLimitedError",
+    "Answer",
+    "CachedJudge",
+    "CallRecord",
+    "CallRecorder",
+    "ImageBackend",
+    "TextPlanner",
+    "VisionJudge",
+    "ListRecorder",
+    "LoggingRecorder",
+    "ModelSpec",
+    "Registry",
+    "Selection",
+    "ModelNeeds",
+    "PROVIDERS",
+    "CHAT_PROVIDERS",
+    "default_registry",
+    "make_image_backend",
+    "make_judge",
+    "make_planner",
+    "resolve_key",
+    "select_model",
+    "set_user_dir",
+    "KeyFileInsecureError",
+    "KeyMissingError",
+    "KeyRejectedError",
+    "MalformedResponseError",
+    "ModelConfigError",
+    "ModelRetiredError",
+    "NoModelError",
+    "OptionalPackageMissingError",
+    "ProviderError",
+    "ProviderRefusedError",
+    "ProviderRequestError",
+    "ProviderUnavailableError",
+    "RateLimitedError",
 ]

@@ -8,6 +8,7 @@ with ``additionalProperties: false``; no numeric ranges, string lengths or ``max
 schema is sent through the SDK's own ``transform_schema`` (which moves unsupported keywords into
 the description) and the answer is validated against the caller's original schema.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -29,27 +30,43 @@ class _AnthropicJSON(ProviderModel):
         """``schema`` in the subset the API accepts (the SDK's transform); a schema it cannot take fails before any call."""
         transform = getattr(self.sdk, "transform_schema", None)
         if transform is None:
-            raise ProviderRequestError("the installed anthropic package has no structured-output support (transform_schema); "
-                                       "upgrade it with: pip install -U anthropic", "anthropic", field="provider")
+            raise ProviderRequestError(
+                "the installed anthropic package has no structured-output support (transform_schema); "
+                "upgrade it with: pip install -U anthropic",
+                "anthropic",
+                field="provider",
+            )
         try:
             return transform(schema)
         except (ValueError, TypeError, KeyError, AttributeError) as e:
-            raise ProviderRequestError(f"the schema for {what} cannot be sent to provider anthropic (model '{self.model}'): {e}",
-                                       "anthropic", field="schema") from None
+            raise ProviderRequestError(
+                f"the schema for {what} cannot be sent to provider anthropic (model '{self.model}'): {e}", "anthropic", field="schema"
+            ) from None
 
     def _json(self, operation: str, system: str, content: list[dict], schema: dict, what: str, prompt: str) -> Any:
         """The JSON object the model wrote in its text block(s), or the typed error that says why there is none."""
         fmt = {"type": "json_schema", "schema": self._wire_schema(schema, what)}
-        response = self._call(operation, lambda: self.client.messages.create(
-            model=self.model, max_tokens=self.settings.max_tokens, system=system,
-            messages=[{"role": "user", "content": content}], output_config={"format": fmt},
-        ), cost=self.resolved.spec.cost(), prompt=prompt)
+        response = self._call(
+            operation,
+            lambda: self.client.messages.create(
+                model=self.model,
+                max_tokens=self.settings.max_tokens,
+                system=system,
+                messages=[{"role": "user", "content": content}],
+                output_config={"format": fmt},
+            ),
+            cost=self.resolved.spec.cost(),
+            prompt=prompt,
+        )
         stop = getattr(response, "stop_reason", None)
         if stop == "refusal":
             raise ProviderRefusedError(f"provider anthropic refused to answer (model '{self.model}')", "anthropic")
         if stop == "max_tokens":
-            raise MalformedResponseError(f"provider anthropic ran out of tokens before finishing {what} (model '{self.model}', "
-                                         f"max_tokens {self.settings.max_tokens}: raise providers.anthropic.max_tokens)", "anthropic")
+            raise MalformedResponseError(
+                f"provider anthropic ran out of tokens before finishing {what} (model '{self.model}', "
+                f"max_tokens {self.settings.max_tokens}: raise providers.anthropic.max_tokens)",
+                "anthropic",
+            )
         # thinking blocks may come first (adaptive thinking is on by default on current models): read text blocks only
         text = "".join(getattr(b, "text", "") or "" for b in getattr(response, "content", None) or [] if getattr(b, "type", None) == "text")
         return self._json_answer(text, what, f"stop reason {stop!r}")

@@ -6,6 +6,7 @@ own retries are switched off (``max_retries=0``) so that at most ``max_calls`` c
 Provider error text is quoted only after redaction, and our errors never chain the SDK's
 exception (its text and request carry headers), so neither a traceback nor a log shows a key.
 """
+
 from __future__ import annotations
 
 import email.utils
@@ -96,19 +97,30 @@ def map_error(exc: Exception, ctx: CallContext) -> Exception:
     said = redact(message, ctx.key)[:300]
     low = f"{code} {said}".lower()
     if status == 401:
-        return KeyRejectedError(f"key rejected for provider {p} (credential name '{c}'): check {' / '.join(env_names(p, c))} or the key file",
-                                p, field="credential", status=status)
+        return KeyRejectedError(
+            f"key rejected for provider {p} (credential name '{c}'): check {' / '.join(env_names(p, c))} or the key file",
+            p,
+            field="credential",
+            status=status,
+        )
     if status == 403:
-        return KeyRejectedError(f"the key for provider {p} (credential name '{c}') may not use model '{model}' (403)",
-                                p, field="credential", status=status)
-    if status == 404 or any(k in low for k in MODEL_CODES) or ("model" in low and ("does not exist" in low or "deprecat" in low or "retired" in low)):
+        return KeyRejectedError(
+            f"the key for provider {p} (credential name '{c}') may not use model '{model}' (403)", p, field="credential", status=status
+        )
+    if (
+        status == 404
+        or any(k in low for k in MODEL_CODES)
+        or ("model" in low and ("does not exist" in low or "deprecat" in low or "retired" in low))
+    ):
         spec = ctx.resolved.spec
         return retired_error(p, model, ctx.resolved.setting, spec.replacement)
     if status == 429:
         if "insufficient_quota" in low or "quota" in code:
             return RateLimitedError(f"provider {p} says the account's quota is used up (credential name '{c}')", p, status=status)
-        return Retryable(RateLimitedError(f"provider {p} is rate limiting (429) model '{model}'; retried with backoff", p, status=status),
-                         retry_after(exc))
+        return Retryable(
+            RateLimitedError(f"provider {p} is rate limiting (429) model '{model}'; retried with backoff", p, status=status),
+            retry_after(exc),
+        )
     if status in (408, 409, 529) or status >= 500:
         what = "overloaded (529)" if status == 529 else f"unavailable ({status})"
         return Retryable(ProviderUnavailableError(f"provider {p} is {what} for model '{model}'", p, status=status), retry_after(exc))
@@ -117,8 +129,9 @@ def map_error(exc: Exception, ctx: CallContext) -> Exception:
     return ProviderRequestError(f"provider {p} rejected the request ({status}): {said}", p, status=status)
 
 
-def run_call(ctx: CallContext, operation: str, send: Callable[[], T], size: str | None = None,
-             cost: float | None = None, prompt: str | None = None) -> T:
+def run_call(
+    ctx: CallContext, operation: str, send: Callable[[], T], size: str | None = None, cost: float | None = None, prompt: str | None = None
+) -> T:
     """``send()`` under the provider's token bucket and retry policy; records one ``CallRecord``."""
     s = ctx.settings
     policy = ctx.policy or RetryPolicy(max_calls=s.max_calls, backoff_s=s.backoff_s, cap_s=s.backoff_cap_s)
@@ -150,9 +163,17 @@ def run_call(ctx: CallContext, operation: str, send: Callable[[], T], size: str 
         raise
     finally:
         if ctx.recorder is not None:
-            ctx.recorder.record(CallRecord(
-                provider=ctx.provider, model=ctx.model, operation=operation, duration_s=round(time.monotonic() - start, 4),
-                ok=error is None, size=size, estimated_cost_usd=cost if error is None else None,
-                error_kind=None if error is None else getattr(error, "kind", type(error).__name__), prompt=prompt if ctx.record_prompts else None,
-                extra={"calls": made[0], "credential": ctx.credential_name},
-            ))
+            ctx.recorder.record(
+                CallRecord(
+                    provider=ctx.provider,
+                    model=ctx.model,
+                    operation=operation,
+                    duration_s=round(time.monotonic() - start, 4),
+                    ok=error is None,
+                    size=size,
+                    estimated_cost_usd=cost if error is None else None,
+                    error_kind=None if error is None else getattr(error, "kind", type(error).__name__),
+                    prompt=prompt if ctx.record_prompts else None,
+                    extra={"calls": made[0], "credential": ctx.credential_name},
+                )
+            )

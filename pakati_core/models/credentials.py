@@ -8,6 +8,7 @@ say ``team``, reads ``PAKATI_API_KEY_OPENAI_TEAM``, then the key file. The key f
 or ``<user dir>/pakati/keys.json``, and is ignored unless only its owner can read it.
 Keys are returned to the caller and never logged, stored or put into error text.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,8 @@ def normalise_name(credential_name: str | None) -> str:
     if not _NAME.match(name):
         raise KeyMissingError(
             f"credential name {name!r} is not valid: use letters, digits, '-' or '_' (at most 64), e.g. 'default'",
-            provider="?", field="credential",
+            provider="?",
+            field="credential",
         )
     return name
 
@@ -73,13 +75,17 @@ def _from_key_file(provider: str, name: str) -> str | None:
     if mode & 0o077:
         raise KeyFileInsecureError(
             f"the key file {path} can be read by other users (mode {mode:04o}); run: chmod 600 {path}",
-            provider=provider, field="credential",
+            provider=provider,
+            field="credential",
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
-        raise KeyMissingError(f"the key file {path} is not valid JSON ({type(e).__name__} at line {getattr(e, 'lineno', '?')})",
-                              provider=provider, field="credential") from None
+        raise KeyMissingError(
+            f"the key file {path} is not valid JSON ({type(e).__name__} at line {getattr(e, 'lineno', '?')})",
+            provider=provider,
+            field="credential",
+        ) from None
     entry = data.get(provider) if isinstance(data, dict) else None
     if isinstance(entry, str):
         return entry if name == DEFAULT_CREDENTIAL else None
@@ -103,10 +109,11 @@ def resolve_key(provider: str, credential_name: str | None = None) -> str:
     if value and value.strip():
         return value.strip()
     path = key_file_path()
-    where = f" or under \"{provider}\" -> \"{name}\" in the key file {path} (chmod 600)" if path else ""
+    where = f' or under "{provider}" -> "{name}" in the key file {path} (chmod 600)' if path else ""
     raise KeyMissingError(
         f"no key for provider {provider} (credential name '{name}'): set {' or '.join(names)}{where}",
-        provider=provider, field="credential",
+        provider=provider,
+        field="credential",
     )
 
 

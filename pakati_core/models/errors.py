@@ -3,6 +3,7 @@
 Every message is built by Pakati from the provider name, the credential *name* and the model
 setting: never from a key, and provider text is only quoted after redaction.
 """
+
 from __future__ import annotations
 
 from ..errors import PakatiError

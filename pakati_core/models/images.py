@@ -4,6 +4,7 @@ conversion themselves are ``pakati_core.images``).
 Providers take only some sizes. ``fit_to_size`` pads (edge pixels) to the allowed size's aspect
 and resizes; ``restore`` undoes it exactly in geometry, so a caller gets its own size back.
 """
+
 from __future__ import annotations
 
 import base64

@@ -1,5 +1,6 @@
 """What a vision judge is asked and how its structured answer is read, shared by both providers, and the
 cache that keeps a judge from being asked the same thing about the same pixels twice."""
+
 from __future__ import annotations
 
 import hashlib
@@ -66,11 +67,13 @@ def check_schema(data: object, schema: dict, provider: str, what: str) -> dict:
         jsonschema.validate(data, schema)
     except jsonschema.ValidationError as e:
         path = "/".join(str(p) for p in e.absolute_path) or "(root)"
-        raise MalformedResponseError(f"provider {provider} returned {what} that does not match the schema at {path}: {e.message[:200]}",
-                                     provider) from None
+        raise MalformedResponseError(
+            f"provider {provider} returned {what} that does not match the schema at {path}: {e.message[:200]}", provider
+        ) from None
     except jsonschema.SchemaError as e:
-        raise MalformedResponseError(f"the schema given for {what} is not a valid JSON schema: {e.message[:200]}", provider,
-                                     field="schema") from None
+        raise MalformedResponseError(
+            f"the schema given for {what} is not a valid JSON schema: {e.message[:200]}", provider, field="schema"
+        ) from None
     return data
 
 
@@ -90,8 +93,14 @@ def judge_cache_key(image: np.ndarray, questions: Sequence[str], model: str) -> 
     """SHA-256 over the image's 8-bit pixels and shape, the questions, the model and what it is told (system text, schema)."""
     pixels = to_uint8(image)  # uint8 or float in [0, 1]; NaN/Inf refused (the one NaN policy)
     h = hashlib.sha256()
-    for part in (str(pixels.shape).encode(), pixels.tobytes(), json.dumps(list(questions)).encode(), model.encode(),
-                 JUDGE_SYSTEM.encode(), json.dumps(ANSWERS_SCHEMA, sort_keys=True).encode()):
+    for part in (
+        str(pixels.shape).encode(),
+        pixels.tobytes(),
+        json.dumps(list(questions)).encode(),
+        model.encode(),
+        JUDGE_SYSTEM.encode(),
+        json.dumps(ANSWERS_SCHEMA, sort_keys=True).encode(),
+    ):
         h.update(len(part).to_bytes(8, "little") + part)
     return h.hexdigest()
 
@@ -119,12 +128,16 @@ class CachedJudge:
         hit = self.cache.cache_get(JUDGE_CACHE_NAMESPACE, key)
         if hit is not None and isinstance(hit[0], list) and len(hit[0]) == len(questions):
             try:
-                answers = [Answer(question=q, verdict=a["verdict"], score=float(a["score"]), reason=str(a["reason"]))
-                           for q, a in zip(questions, hit[0])]
+                answers = [
+                    Answer(question=q, verdict=a["verdict"], score=float(a["score"]), reason=str(a["reason"]))
+                    for q, a in zip(questions, hit[0])
+                ]
                 self.hits += 1
                 return answers
             except (KeyError, TypeError, ValueError):
                 pass  # an entry of another shape: ask again
         answers = self.judge.ask(image, questions)
-        self.cache.cache_put(JUDGE_CACHE_NAMESPACE, key, [{"verdict": a.verdict, "score": float(a.score), "reason": a.reason} for a in answers])
+        self.cache.cache_put(
+            JUDGE_CACHE_NAMESPACE, key, [{"verdict": a.verdict, "score": float(a.score), "reason": a.reason} for a in answers]
+        )
         return answers

@@ -1,4 +1,5 @@
 """OpenAI over the official SDK: Images (generate, masked edit) and chat models as judge and planner."""
+
 from __future__ import annotations
 
 import base64
@@ -51,12 +52,16 @@ class OpenAIImages(ProviderModel):
         b64 = getattr(item, "b64_json", None)
         if not b64:
             if getattr(item, "url", None):
-                raise MalformedResponseError(f"provider openai returned an image URL instead of image data (model '{self.model}')", "openai")
+                raise MalformedResponseError(
+                    f"provider openai returned an image URL instead of image data (model '{self.model}')", "openai"
+                )
             raise MalformedResponseError(f"provider openai returned an image entry without data (model '{self.model}')", "openai")
         try:
             image = decode_image(base64.b64decode(b64, validate=True))
         except (binascii.Error, ValueError, OSError) as e:
-            raise MalformedResponseError(f"provider openai returned image data that is not a readable image ({type(e).__name__})", "openai") from None
+            raise MalformedResponseError(
+                f"provider openai returned image data that is not a readable image ({type(e).__name__})", "openai"
+            ) from None
         if not np.isfinite(image).all():
             raise MalformedResponseError("provider openai returned an image with non-finite values", "openai")
         h, w = image.shape[:2]
@@ -72,12 +77,15 @@ class OpenAIImages(ProviderModel):
         if seed is not None and not spec.seed:
             notes.append(f"{spec.name} takes no seed; the seed only decides when ComfyUI re-runs the node")
         kwargs = dict(model=spec.name, prompt=prompt, size=self._size_arg(sent), n=1, **self._quality(quality, notes))
-        response = self._call("generate", lambda: self.client.images.generate(**kwargs), size=kwargs["size"],
-                              cost=spec.cost(quality), prompt=prompt)
+        response = self._call(
+            "generate", lambda: self.client.images.generate(**kwargs), size=kwargs["size"], cost=spec.cost(quality), prompt=prompt
+        )
         image = self._decode(response, sent, notes)
         if sent != (width, height):
-            notes.append(f"{width}x{height} is not a size {spec.name} makes; generated at {sent[0]}x{sent[1]} and "
-                         f"centre-cropped/resized to {width}x{height}")
+            notes.append(
+                f"{width}x{height} is not a size {spec.name} makes; generated at {sent[0]}x{sent[1]} and "
+                f"centre-cropped/resized to {width}x{height}"
+            )
             image = cover(image, width, height)
         return ImageResult(image, spec.name, sent, notes)
 
@@ -122,8 +130,12 @@ class _OpenAIChat(ProviderModel):
     def _json(self, operation: str, system: str, content: list[dict], schema: dict, strict: bool, what: str, prompt: str) -> dict:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": content}]
         fmt = {"type": "json_schema", "json_schema": {"name": "pakati_output", "schema": schema, "strict": strict}}
-        response = self._call(operation, lambda: self.client.chat.completions.create(model=self.model, messages=messages, response_format=fmt),
-                              cost=self.resolved.spec.cost(), prompt=prompt)
+        response = self._call(
+            operation,
+            lambda: self.client.chat.completions.create(model=self.model, messages=messages, response_format=fmt),
+            cost=self.resolved.spec.cost(),
+            prompt=prompt,
+        )
         choices = getattr(response, "choices", None) or []
         if not choices:
             raise MalformedResponseError(f"provider openai returned no choices (model '{self.model}')", "openai")

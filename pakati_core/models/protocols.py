@@ -4,6 +4,7 @@ Orchestration (planner, checker), the nodes and the client code against these pr
 never against a provider SDK. Images are float32 ``[H, W, 3]`` arrays in [0, 1]; masks are
 float32 ``[H, W]`` arrays in [0, 1] where 1 means "may change".
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
 """A client-side token bucket per provider, so Pakati stays under the configured request rate."""
+
 from __future__ import annotations
 
 import threading
@@ -9,8 +10,9 @@ from typing import Callable
 class TokenBucket:
     """``rate`` tokens per second up to ``capacity``; ``acquire`` waits until a token is free."""
 
-    def __init__(self, rate: float, capacity: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self, rate: float, capacity: float, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
+    ):
         if rate <= 0 or capacity < 1:
             raise ValueError("a token bucket needs rate > 0 and capacity >= 1")
         self.rate, self.capacity = float(rate), float(capacity)

@@ -1,4 +1,5 @@
 """Default call recorders: a log line per call (model, duration, size, estimated cost; no prompt, no key)."""
+
 from __future__ import annotations
 
 import logging
@@ -16,8 +17,17 @@ class LoggingRecorder:
         size = f" {call.size}" if call.size else ""
         outcome = "ok" if call.ok else f"failed ({call.error_kind})"
         calls = call.extra.get("calls")
-        log.info("Pakati model call: %s %s %s%s %s in %.2fs%s%s", call.provider, call.model, call.operation, size, outcome,
-                 call.duration_s, cost, f" after {calls} calls" if calls and calls > 1 else "")
+        log.info(
+            "Pakati model call: %s %s %s%s %s in %.2fs%s%s",
+            call.provider,
+            call.model,
+            call.operation,
+            size,
+            outcome,
+            call.duration_s,
+            cost,
+            f" after {calls} calls" if calls and calls > 1 else "",
+        )
 
 
 class ListRecorder:

@@ -5,6 +5,7 @@ The shipped ``models.json`` is merged with a user override (``$PAKATI_MODELS_FIL
 merged key by key, ``models`` entries replace shipped ones by name. Providers retire models;
 a retired name resolves to ``ModelRetiredError`` naming the setting that chose it.
 """
+
 from __future__ import annotations
 
 import json
@@ -87,14 +88,21 @@ def _spec(entry: dict, where: str) -> ModelSpec:
         raise ModelConfigError(f"'kinds' must list some of {KINDS}", field=f"{where}.kinds")
     rpm = entry.get("requests_per_minute")
     return ModelSpec(
-        name=entry["name"], provider=entry["provider"], kinds=kinds,
+        name=entry["name"],
+        provider=entry["provider"],
+        kinds=kinds,
         sizes=tuple(_size(s, f"{where}.sizes") for s in entry.get("sizes", ())),
-        max_side=int(entry.get("max_side", 2048)), inpainting=bool(entry.get("inpainting", False)),
-        regional=bool(entry.get("regional", False)), seed=bool(entry.get("seed", False)),
-        qualities=tuple(entry.get("qualities", ())), cost_usd=dict(entry.get("cost_usd", {})),
+        max_side=int(entry.get("max_side", 2048)),
+        inpainting=bool(entry.get("inpainting", False)),
+        regional=bool(entry.get("regional", False)),
+        seed=bool(entry.get("seed", False)),
+        qualities=tuple(entry.get("qualities", ())),
+        cost_usd=dict(entry.get("cost_usd", {})),
         requests_per_minute=float(rpm) if rpm is not None else None,
-        retired=bool(entry.get("retired", False)), replacement=entry.get("replacement"),
-        legacy=bool(entry.get("legacy", False)), note=str(entry.get("note") or ""),
+        retired=bool(entry.get("retired", False)),
+        replacement=entry.get("replacement"),
+        legacy=bool(entry.get("legacy", False)),
+        note=str(entry.get("note") or ""),
     )
 
 
@@ -128,7 +136,7 @@ class Registry:
     def __init__(self, config: dict, source: str = "models.json"):
         self.source = source
         if not isinstance(config, dict) or config.get("version") != 1:
-            raise ModelConfigError("expected a JSON object with \"version\": 1", field="version")
+            raise ModelConfigError('expected a JSON object with "version": 1', field="version")
         self.models: dict[str, ModelSpec] = {}
         for i, entry in enumerate(config.get("models", [])):
             spec = _spec(entry, f"models[{i}]")
@@ -167,8 +175,10 @@ class Registry:
     def default(self, provider: str, kind: str) -> str:
         name = (self.defaults.get(provider) or {}).get(kind)
         if not name:
-            raise ModelConfigError(f"no default {kind} model for provider {provider}; set {self.default_setting_name(provider, kind)}",
-                                   field=f"defaults.{provider}.{kind}")
+            raise ModelConfigError(
+                f"no default {kind} model for provider {provider}; set {self.default_setting_name(provider, kind)}",
+                field=f"defaults.{provider}.{kind}",
+            )
         return name
 
     def get(self, name: str) -> ModelSpec | None:
@@ -196,16 +206,27 @@ class Registry:
             raise retired_error(provider, name, where, spec.replacement or self.defaults.get(provider, {}).get(kind))
         if spec is None:
             base = self.models.get(self.defaults.get(provider, {}).get(kind, ""))
-            spec = ModelSpec(name=name, provider=provider, kinds=(kind,), known=False,
-                             **({} if base is None else dict(sizes=base.sizes, max_side=base.max_side, inpainting=base.inpainting,
-                                                              qualities=base.qualities, seed=base.seed)))
+            spec = ModelSpec(
+                name=name,
+                provider=provider,
+                kinds=(kind,),
+                known=False,
+                **(
+                    {}
+                    if base is None
+                    else dict(
+                        sizes=base.sizes, max_side=base.max_side, inpainting=base.inpainting, qualities=base.qualities, seed=base.seed
+                    )
+                ),
+            )
         return Resolved(spec, where)
 
 
 def retired_error(provider: str, name: str, setting: str, replacement: str | None) -> ModelRetiredError:
     hint = f" (for example to '{replacement}')" if replacement else ""
-    return ModelRetiredError(f"model '{name}' is retired or unknown at provider {provider}: change {setting}{hint}",
-                             provider=provider, field="model")
+    return ModelRetiredError(
+        f"model '{name}' is retired or unknown at provider {provider}: change {setting}{hint}", provider=provider, field="model"
+    )
 
 
 _cache: tuple[object, Registry] | None = None

@@ -1,4 +1,5 @@
 """Pick a model for a task from its configured capabilities and the recorded success of past calls, and say why."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -46,8 +47,9 @@ def success_stats(records: Iterable[CallRecord]) -> dict[str, tuple[int, int]]:
     return {k: (v[0], v[1]) for k, v in stats.items()}
 
 
-def select_model(task: ModelNeeds, registry: Registry | None = None, records: Iterable[CallRecord] = (),
-                 key_available: Callable[[str], bool] = has_key) -> Selection:
+def select_model(
+    task: ModelNeeds, registry: Registry | None = None, records: Iterable[CallRecord] = (), key_available: Callable[[str], bool] = has_key
+) -> Selection:
     """The best model for ``task``: capable, not retired, with a key; ranked by recorded success, then current
     before legacy, then cost.
 

@@ -1,18 +1,46 @@
 """Orchestration: a goal becomes a region plan, the image is checked against it, the plan improves."""
+
 from __future__ import annotations
 
+from .checker import CheckResult, Question, Verdict, check_alignment, questions, replan
+from .context import ContextStore, goal_key, record_check, record_generation
 from .errors import (
-    CheckError, ContextError, DanglingDependencyError, GoalError, OrchestrationError, PlanCycleError, PlanError, PlannerError,
+    CheckError,
+    ContextError,
+    DanglingDependencyError,
+    GoalError,
+    OrchestrationError,
+    PlanCycleError,
+    PlanError,
+    PlannerError,
 )
 from .plan_model import Attribute, Plan, PlannedObject, Relation, Task, plan_schema
-from .context import ContextStore, goal_key, record_check, record_generation
-from .checker import CheckResult, Question, Verdict, check_alignment, questions, replan
 
 __all__ = [
-    "ContextStore", "goal_key", "record_check", "record_generation",
-    "CheckResult", "Question", "Verdict", "check_alignment", "questions", "replan",
-    "Attribute", "Plan", "PlannedObject", "Relation", "Task", "plan_schema",
-    "CheckError", "ContextError", "DanglingDependencyError", "GoalError", "OrchestrationError", "PlanCycleError", "PlanError", "PlannerError",
+    "ContextStore",
+    "goal_key",
+    "record_check",
+    "record_generation",
+    "CheckResult",
+    "Question",
+    "Verdict",
+    "check_alignment",
+    "questions",
+    "replan",
+    "Attribute",
+    "Plan",
+    "PlannedObject",
+    "Relation",
+    "Task",
+    "plan_schema",
+    "CheckError",
+    "ContextError",
+    "DanglingDependencyError",
+    "GoalError",
+    "OrchestrationError",
+    "PlanCycleError",
+    "PlanError",
+    "PlannerError",
 ]
 
 

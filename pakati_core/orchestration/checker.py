@@ -14,6 +14,7 @@ objects); a question whose parent fails scores 0. Answers, best source first:
 Failed questions become repair tasks (move/resize a box, regenerate a region with a reweighted
 prompt, refine a region's colour) that :func:`replan` applies.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,17 @@ PASS = 0.5  # a question with score >= PASS is met
 MATCH_MIN = 0.85  # normalised cross-correlation for "the exemplar is there"
 SCALES = (0.6, 0.7, 0.8, 0.9, 1.0, 1.12, 1.25, 1.4, 1.6)
 MATCH_SIDE = 48
-REL_WORDS = {"left_of": "on the left of", "right_of": "on the right of", "above": "above", "on": "on top of", "below": "below",
-             "near": "next to", "in_front_of": "in front of", "behind": "behind", "inside": "inside"}
+REL_WORDS = {
+    "left_of": "on the left of",
+    "right_of": "on the right of",
+    "above": "above",
+    "on": "on top of",
+    "below": "below",
+    "near": "next to",
+    "in_front_of": "in front of",
+    "behind": "behind",
+    "inside": "inside",
+}
 
 
 @dataclass
@@ -60,8 +70,17 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         q = self.question
-        return {"id": q.id, "kind": q.kind, "question": q.text, "objects": list(q.objects), "depends_on": list(q.depends_on),
-                "verdict": self.verdict, "score": round(float(self.score), 4), "source": self.source, "reason": self.reason}
+        return {
+            "id": q.id,
+            "kind": q.kind,
+            "question": q.text,
+            "objects": list(q.objects),
+            "depends_on": list(q.depends_on),
+            "verdict": self.verdict,
+            "score": round(float(self.score), 4),
+            "source": self.source,
+            "reason": self.reason,
+        }
 
 
 @dataclass
@@ -77,10 +96,13 @@ class CheckResult:
         return [v for v in self.verdicts if v.verdict == "no"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"score": round(float(self.score), 4), "verdicts": [v.to_dict() for v in self.verdicts],
-                "repair_tasks": [t.to_dict() for t in self.repair_tasks],
-                "located": {k: [round(float(x), 1) for x in b] for k, b in self.located.items()},
-                "moves": {k: [round(float(x), 1) for x in b] for k, b in self.moves.items()}}
+        return {
+            "score": round(float(self.score), 4),
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "repair_tasks": [t.to_dict() for t in self.repair_tasks],
+            "located": {k: [round(float(x), 1) for x in b] for k, b in self.located.items()},
+            "moves": {k: [round(float(x), 1) for x in b] for k, b in self.moves.items()},
+        }
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
@@ -103,18 +125,30 @@ def questions(plan: Plan) -> list[Question]:
             counted.setdefault(o.noun, []).append(o.id)
     for noun, ids in counted.items():
         n = plan.object(ids[0]).count
-        qs.append(Question(f"count:{noun}", "count", f"Are there {n} {noun}s in the image?", tuple(ids), tuple(exist[i] for i in ids), str(n)))
+        qs.append(
+            Question(f"count:{noun}", "count", f"Are there {n} {noun}s in the image?", tuple(ids), tuple(exist[i] for i in ids), str(n))
+        )
     for r in plan.relations:
         a, b = plan.object(r.subject), plan.object(r.object)
-        qs.append(Question(f"rel:{a.id}:{r.relation}:{b.id}", "relation", f"Is the {a.noun} {REL_WORDS[r.relation]} the {b.noun}?",
-                           (a.id, b.id), (exist[a.id], exist[b.id]), r.relation))
+        qs.append(
+            Question(
+                f"rel:{a.id}:{r.relation}:{b.id}",
+                "relation",
+                f"Is the {a.noun} {REL_WORDS[r.relation]} the {b.noun}?",
+                (a.id, b.id),
+                (exist[a.id], exist[b.id]),
+                r.relation,
+            )
+        )
     return qs
 
 
 # ----------------------------------------------------------------------------- exemplars
 
 
-def locate(image: np.ndarray, exemplar: np.ndarray, expected: tuple[float, float, float, float]) -> tuple[float, tuple[float, float, float, float]]:
+def locate(
+    image: np.ndarray, exemplar: np.ndarray, expected: tuple[float, float, float, float]
+) -> tuple[float, tuple[float, float, float, float]]:
     """Best normalised cross-correlation of ``exemplar`` on L*, over scales about the expected box size.
 
     Matching runs at a reduced, slightly blurred resolution (the expected box about
@@ -155,7 +189,7 @@ def exemplars_from_references(references: Sequence[Any], plan: Plan) -> dict[str
                 img = np.asarray(ref.image, np.float32)
                 if getattr(ref, "mask", None) is not None and (ref.mask > 0.5).any():
                     ys, xs = np.nonzero(ref.mask > 0.5)
-                    img = img[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+                    img = img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
                 if min(img.shape[:2]) >= 8:
                     out[o.noun] = img
                     break
@@ -179,8 +213,9 @@ def _box_mask(shape: tuple[int, int], box: tuple[float, float, float, float], in
 # ----------------------------------------------------------------------------- checking
 
 
-def check_alignment(image: np.ndarray, plan: Plan, goal: str | None = None, judge: Any = None,
-                    exemplars: dict[str, np.ndarray] | None = None) -> CheckResult:
+def check_alignment(
+    image: np.ndarray, plan: Plan, goal: str | None = None, judge: Any = None, exemplars: dict[str, np.ndarray] | None = None
+) -> CheckResult:
     """Score ``image`` (uint8 in 0..255 or float in 0..1: both read through ``pakati_core.images.as_rgb``) against
     ``plan`` (and ``goal`` when it differs from the plan's)."""
     if goal and goal.strip() and goal.strip() != plan.goal.strip():
@@ -213,10 +248,17 @@ def check_alignment(image: np.ndarray, plan: Plan, goal: str | None = None, judg
         q = next(q for q in qs if q.id == f"exist:{oid}")
         if score >= MATCH_MIN and taken is None:
             located[oid] = box
-        why = f"best L* cross-correlation {score:.2f} (threshold {MATCH_MIN})" + (f", but at the place where {taken} was found" if taken else "")
+        why = f"best L* cross-correlation {score:.2f} (threshold {MATCH_MIN})" + (
+            f", but at the place where {taken} was found" if taken else ""
+        )
         ok = score >= MATCH_MIN and taken is None
-        answers[q.id] = Verdict(q, "yes" if ok else "no", float(np.clip((score - 0.3) / (2 * (MATCH_MIN - 0.3)), 0, 1)) if ok or not taken else 0.0,
-                                "exemplar", why)
+        answers[q.id] = Verdict(
+            q,
+            "yes" if ok else "no",
+            float(np.clip((score - 0.3) / (2 * (MATCH_MIN - 0.3)), 0, 1)) if ok or not taken else 0.0,
+            "exemplar",
+            why,
+        )
     # 2) colours measured where the object is (found box, else planned box)
     for q in qs:
         if q.kind != "attribute" or not accepted_names(q.value):
@@ -226,7 +268,13 @@ def check_alignment(image: np.ndarray, plan: Plan, goal: str | None = None, judg
         shares, mean = colour_shares(rgb, _box_mask((H, W), box, 0.0 if o.background else 0.2))
         s = colour_score(shares, q.value)
         top = ", ".join(f"{k} {v:.0%}" for k, v in sorted(shares.items(), key=lambda kv: -kv[1])[:3])
-        answers[q.id] = Verdict(q, "yes" if s >= PASS else "no", s, "colour", f"named colours in the box: {top} (mean L*a*b* {mean[0]:.0f}, {mean[1]:.0f}, {mean[2]:.0f})")
+        answers[q.id] = Verdict(
+            q,
+            "yes" if s >= PASS else "no",
+            s,
+            "colour",
+            f"named colours in the box: {top} (mean L*a*b* {mean[0]:.0f}, {mean[1]:.0f}, {mean[2]:.0f})",
+        )
     # 3) relations on found boxes
     z = {r["id"]: i for i, r in enumerate(plan.canvas["regions"])}
     for q in qs:
@@ -249,8 +297,15 @@ def check_alignment(image: np.ndarray, plan: Plan, goal: str | None = None, judg
         if q.kind == "relation":
             a, b = (plan.object(i) for i in q.objects)
             ok = relation_holds(q.value, plan.box(a.id), plan.box(b.id), plan.width, plan.height, z[a.region_id], z[b.region_id])
-            answers[q.id] = Verdict(q, "unsure" if ok else "no", 0.5 if ok else 0.0, "plan",
-                                    "the plan's layout keeps this relation; no exemplar or judge saw the image" if ok else "the plan's own layout breaks this relation")
+            answers[q.id] = Verdict(
+                q,
+                "unsure" if ok else "no",
+                0.5 if ok else 0.0,
+                "plan",
+                "the plan's layout keeps this relation; no exemplar or judge saw the image"
+                if ok
+                else "the plan's own layout breaks this relation",
+            )
         elif q.kind == "count" and all(i in located for i in q.objects):
             answers[q.id] = Verdict(q, "yes", 1.0, "exemplar", "every instance found")
         else:
@@ -305,14 +360,28 @@ def _repairs(plan: Plan, result: CheckResult) -> tuple[list[Task], dict[str, tup
                 moves[oid] = b
         for oid, b in moves.items():
             o = plan.object(oid)
-            tasks.append(Task(f"repair_move_{oid}", "inpaint", (o.region_id,),
-                              {"action": "move", "box": [round(float(x), 1) for x in b], "prompt": o.phrase, "denoise": 0.9, "strength": 1.2}, after))
+            tasks.append(
+                Task(
+                    f"repair_move_{oid}",
+                    "inpaint",
+                    (o.region_id,),
+                    {"action": "move", "box": [round(float(x), 1) for x in b], "prompt": o.phrase, "denoise": 0.9, "strength": 1.2},
+                    after,
+                )
+            )
             done.add(oid)
         # the layout already keeps the relation but the image does not: redraw those regions harder
         for oid in sorted(involved - done, key=lambda i: [o.id for o in plan.objects].index(i)):
             o = plan.object(oid)
-            tasks.append(Task(f"repair_regen_{oid}", "inpaint", (o.region_id,),
-                              {"action": "regenerate", "prompt": f"({o.phrase}:1.2)", "denoise": 0.85, "strength": 1.3}, after))
+            tasks.append(
+                Task(
+                    f"repair_regen_{oid}",
+                    "inpaint",
+                    (o.region_id,),
+                    {"action": "regenerate", "prompt": f"({o.phrase}:1.2)", "denoise": 0.85, "strength": 1.3},
+                    after,
+                )
+            )
             done.add(oid)
     for v in result.verdicts:
         q = v.question
@@ -321,13 +390,27 @@ def _repairs(plan: Plan, result: CheckResult) -> tuple[list[Task], dict[str, tup
         oid = q.objects[0]
         o = plan.object(oid)
         if q.kind == "exist" and oid not in done:
-            tasks.append(Task(f"repair_regen_{oid}", "inpaint", (o.region_id,),
-                              {"action": "regenerate", "prompt": f"({o.phrase}:1.3)", "denoise": 0.9, "strength": 1.3}, after))
+            tasks.append(
+                Task(
+                    f"repair_regen_{oid}",
+                    "inpaint",
+                    (o.region_id,),
+                    {"action": "regenerate", "prompt": f"({o.phrase}:1.3)", "denoise": 0.9, "strength": 1.3},
+                    after,
+                )
+            )
             done.add(oid)
         elif q.kind == "attribute" and oid not in done:
             prompt = o.phrase.replace(q.value, f"({q.value}:1.4)") if q.value in o.phrase else f"({q.value}:1.4) {o.phrase}"
-            tasks.append(Task(f"repair_colour_{oid}_{q.value}", "refine", (o.region_id,),
-                              {"action": "refine_colour", "colour": q.value, "prompt": prompt, "denoise": 0.55}, after))
+            tasks.append(
+                Task(
+                    f"repair_colour_{oid}_{q.value}",
+                    "refine",
+                    (o.region_id,),
+                    {"action": "refine_colour", "colour": q.value, "prompt": prompt, "denoise": 0.55},
+                    after,
+                )
+            )
     if tasks:
         tasks.append(Task("recheck", "check", (), {"threshold": PASS}, tuple(t.id for t in tasks)))
     return tasks, moves

@@ -8,6 +8,7 @@ the area-weighted median of those; a region whose light differs by more than ``T
 that pasted or separately generated regions stop looking lit by different suns. Hues the goal
 asks for are left alone: only lightness and the neutral cast move.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,8 +34,12 @@ class CoherenceReport:
     tasks: list[Task] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"score": round(self.score, 4), "shared": [round(v, 2) for v in self.shared], "regions": self.regions,
-                "tasks": [t.to_dict() for t in self.tasks]}
+        return {
+            "score": round(self.score, 4),
+            "shared": [round(v, 2) for v in self.shared],
+            "regions": self.regions,
+            "tasks": [t.to_dict() for t in self.tasks],
+        }
 
 
 def _region_light(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
@@ -75,10 +80,21 @@ def colour_coherence(image: np.ndarray, plan: Plan) -> CoherenceReport:
     after = (plan.tasks[-1].id,) if plan.tasks else ()
     for rid, light, de in zip(ids, L, d):
         shift = (shared - light).round(2)
-        report.regions[rid] = {"light_lab": [round(float(v), 2) for v in light], "delta_e": round(float(de), 2), "shift_lab": [float(v) for v in shift]}
+        report.regions[rid] = {
+            "light_lab": [round(float(v), 2) for v in light],
+            "delta_e": round(float(de), 2),
+            "shift_lab": [float(v) for v in shift],
+        }
         if de > TOLERANCE:
-            report.tasks.append(Task(f"coherence_{rid}", "refine", (rid,), {"action": "match_light", "lab_shift": [float(v) for v in shift],
-                                                                             "delta_e": round(float(de), 2), "denoise": 0.3}, after))
+            report.tasks.append(
+                Task(
+                    f"coherence_{rid}",
+                    "refine",
+                    (rid,),
+                    {"action": "match_light", "lab_shift": [float(v) for v in shift], "delta_e": round(float(de), 2), "denoise": 0.3},
+                    after,
+                )
+            )
     return report
 
 

@@ -2,9 +2,11 @@
 
 Pixels are read through ``pakati_core.delta.view.image_view`` (the region cropped, weighted by
 its mask, in CIELAB) and each sampled pixel gets the nearest of a small named palette by
-``skimage.color.deltaE_ciede2000`` (with a lighter lightness weight than ``pakati_core.lab.ciede2000``). Chromatic names are judged on the chromatic pixels only
+``skimage.color.deltaE_ciede2000`` (with a lighter lightness weight than
+``pakati_core.lab.ciede2000``). Chromatic names are judged on the chromatic pixels only
 (C* above a floor), so shading and dark texture do not vote for "black".
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -17,21 +19,54 @@ from ..delta.view import image_view
 from ..lab import rgb_to_lab
 
 PALETTE_RGB = {
-    "red": (200, 30, 35), "orange": (235, 125, 25), "yellow": (240, 215, 40), "green": (40, 150, 55), "blue": (35, 75, 200),
-    "purple": (120, 50, 160), "pink": (240, 140, 180), "brown": (120, 75, 40), "white": (245, 245, 245), "gray": (128, 128, 128),
-    "black": (18, 18, 18), "cyan": (40, 200, 210), "magenta": (210, 40, 170)
+    "red": (200, 30, 35),
+    "orange": (235, 125, 25),
+    "yellow": (240, 215, 40),
+    "green": (40, 150, 55),
+    "blue": (35, 75, 200),
+    "purple": (120, 50, 160),
+    "pink": (240, 140, 180),
+    "brown": (120, 75, 40),
+    "white": (245, 245, 245),
+    "gray": (128, 128, 128),
+    "black": (18, 18, 18),
+    "cyan": (40, 200, 210),
+    "magenta": (210, 40, 170),
 }
 ACHROMATIC = ("white", "gray", "black")
 CHROMA_FLOOR = 14.0  # C* below this is treated as achromatic
 # Goal words -> palette names that count as that colour
 SYNONYMS = {
-    "grey": ("gray",), "silver": ("gray", "white"), "gold": ("yellow", "orange", "brown"), "golden": ("yellow", "orange"), "beige": ("white", "brown", "yellow", "orange"),
-    "tan": ("brown", "orange"), "cream": ("white", "yellow"), "ivory": ("white", "yellow"), "violet": ("purple", "magenta"),
-    "lavender": ("purple", "pink"), "maroon": ("red", "brown"), "crimson": ("red",), "scarlet": ("red",), "navy": ("blue",),
-    "turquoise": ("cyan", "green", "blue"), "teal": ("cyan", "green"), "lime": ("green", "yellow"), "olive": ("green", "brown", "yellow"),
-    "emerald": ("green",), "azure": ("blue", "cyan"), "indigo": ("blue", "purple"), "amber": ("orange", "yellow"),
-    "bronze": ("brown", "orange"), "copper": ("orange", "brown"), "khaki": ("brown", "green", "yellow"), "charcoal": ("black", "gray"),
-    "ruby": ("red",), "burgundy": ("red", "purple", "brown"), "pink": ("pink", "magenta"), "orange": ("orange", "brown"),
+    "grey": ("gray",),
+    "silver": ("gray", "white"),
+    "gold": ("yellow", "orange", "brown"),
+    "golden": ("yellow", "orange"),
+    "beige": ("white", "brown", "yellow", "orange"),
+    "tan": ("brown", "orange"),
+    "cream": ("white", "yellow"),
+    "ivory": ("white", "yellow"),
+    "violet": ("purple", "magenta"),
+    "lavender": ("purple", "pink"),
+    "maroon": ("red", "brown"),
+    "crimson": ("red",),
+    "scarlet": ("red",),
+    "navy": ("blue",),
+    "turquoise": ("cyan", "green", "blue"),
+    "teal": ("cyan", "green"),
+    "lime": ("green", "yellow"),
+    "olive": ("green", "brown", "yellow"),
+    "emerald": ("green",),
+    "azure": ("blue", "cyan"),
+    "indigo": ("blue", "purple"),
+    "amber": ("orange", "yellow"),
+    "bronze": ("brown", "orange"),
+    "copper": ("orange", "brown"),
+    "khaki": ("brown", "green", "yellow"),
+    "charcoal": ("black", "gray"),
+    "ruby": ("red",),
+    "burgundy": ("red", "purple", "brown"),
+    "pink": ("pink", "magenta"),
+    "orange": ("orange", "brown"),
     "brown": ("brown", "orange"),
 }
 MAX_SAMPLES = 4096

@@ -6,6 +6,7 @@ JSON-lines context directories written by earlier builds are imported into the d
 with ``python -m pakati_core.store import-legacy --context-dir DIR``. ``best_plan`` is how a
 later plan for the same goal starts from what worked.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,11 @@ def record_plan(store: ContextStore, plan, seconds: float) -> None:
 
 def record_check(store: ContextStore, plan, check, seconds: float) -> None:
     """A check with the plan it judged, so that the best-scoring plan can be started from."""
-    store.save_record(goal_key(plan.goal, plan.width, plan.height), "check",
-                      {"score": round(float(check.score), 4), "plan": plan.to_dict(), "check": check.to_dict(), "seconds": round(seconds, 4)})
+    store.save_record(
+        goal_key(plan.goal, plan.width, plan.height),
+        "check",
+        {"score": round(float(check.score), 4), "plan": plan.to_dict(), "check": check.to_dict(), "seconds": round(seconds, 4)},
+    )
 
 
 def record_generation(store: ContextStore, plan, params: dict, seconds: float) -> None:

@@ -1,4 +1,5 @@
 """Typed errors of the orchestration layer (plans, planners, checks, context)."""
+
 from __future__ import annotations
 
 from ..errors import PakatiError

@@ -4,36 +4,48 @@ Open-class words (nouns, most adjectives) are not listed: the parser finds noun 
 structure (determiner ... head before a verb, preposition or conjunction), so nouns it has
 never seen still become objects. These lists only say what a word *is* when it matters.
 """
+
 from __future__ import annotations
 
-COLOURS = frozenset("""
+COLOURS = frozenset(
+    """
 red green blue yellow black white brown pink purple orange gray grey silver gold golden beige turquoise cyan magenta
 violet maroon navy teal tan cream ivory crimson scarlet lavender indigo bronze copper khaki olive lime emerald azure
 amber ruby burgundy charcoal colorful colourful multicolored multicoloured
-""".split())
+""".split()
+)
 
-MATERIALS = frozenset("""
+MATERIALS = frozenset(
+    """
 wooden wood metallic metal plastic rubber fabric leather glass glassy paper cardboard ceramic porcelain marble stone
 steel iron golden silk silken velvet cotton wool woolen woollen denim concrete brick crystal diamond clay bamboo
 wicker straw stainless chrome copper bronze tin aluminum aluminium granite plush knitted
-""".split())
+""".split()
+)
 
-TEXTURES = frozenset("""
+TEXTURES = frozenset(
+    """
 fluffy furry fuzzy smooth rough soft hard sharp blunt shiny glossy matte sleek bumpy prickly spiky jagged velvety silky
 polished textured striped spotted dotted checkered plaid wrinkled crinkled cracked rusty sticky slimy scaly
 feathery hairy woolly grainy gritty coarse wet dry icy frosty crisp crunchy leafy mossy sandy rocky dusty muddy
 glittering sparkling shimmering gleaming translucent transparent opaque patterned tiled weathered worn
-""".split())
+""".split()
+)
 
-SHAPES = frozenset("""
+SHAPES = frozenset(
+    """
 round square rectangular circular triangular oval oblong pentagonal hexagonal octagonal pyramidal conical
 cylindrical spherical cubic cuboid curved angular heart-shaped star-shaped diamond-shaped crescent flat pointed
-""".split())
+""".split()
+)
 
-SIZES = frozenset("""
+SIZES = frozenset(
+    """
 big large huge giant enormous massive tall long wide small tiny little mini miniature short thin narrow slim
 petite oversized towering
-""".split())
+""".split()
+)
+
 
 # The attribute kind for a word; materials before textures so "golden" reads as a colour first.
 def attribute_kind(word: str) -> str | None:
@@ -51,8 +63,25 @@ def attribute_kind(word: str) -> str | None:
 
 
 NUMBERS = {
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
-    "eleven": 11, "twelve": 12, "a": 1, "an": 1, "single": 1, "pair": 2, "couple": 2, "several": 3, "few": 3,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "a": 1,
+    "an": 1,
+    "single": 1,
+    "pair": 2,
+    "couple": 2,
+    "several": 3,
+    "few": 3,
 }
 
 DETERMINERS = frozenset("a an the this that these those some his her their its my your our each every another any".split())
@@ -60,30 +89,71 @@ DETERMINERS = frozenset("a an the this that these those some his her their its m
 CONJUNCTIONS = frozenset("and or but while as so yet nor".split())
 
 # Prepositions that end a noun phrase but are not one of the spatial relations below.
-PREPOSITIONS = frozenset("""
+PREPOSITIONS = frozenset(
+    """
 of with without for from to toward towards into onto through across along around past at by about among against
 during after before within like than off up down out upon underneath beneath inside outside via
-""".split())
+""".split()
+)
 
 # Spatial phrases, longest first when matched. Value: relation kind.
 RELATION_PHRASES: dict[tuple[str, ...], str] = {}
 for _phrase, _rel in [
-    ("on the left of", "left_of"), ("on the left side of", "left_of"), ("to the left of", "left_of"), ("at the left of", "left_of"),
-    ("left of", "left_of"), ("on left of", "left_of"),
-    ("on the right of", "right_of"), ("on the right side of", "right_of"), ("to the right of", "right_of"), ("at the right of", "right_of"),
-    ("right of", "right_of"), ("on right of", "right_of"),
-    ("on the top of", "above"), ("on top of", "above"), ("at the top of", "above"), ("above", "above"), ("over", "above"),
-    ("atop", "above"), ("on the bottom of", "below"), ("at the bottom of", "below"), ("on bottom of", "below"),
-    ("below", "below"), ("under", "below"), ("underneath", "below"), ("beneath", "below"),
+    ("on the left of", "left_of"),
+    ("on the left side of", "left_of"),
+    ("to the left of", "left_of"),
+    ("at the left of", "left_of"),
+    ("left of", "left_of"),
+    ("on left of", "left_of"),
+    ("on the right of", "right_of"),
+    ("on the right side of", "right_of"),
+    ("to the right of", "right_of"),
+    ("at the right of", "right_of"),
+    ("right of", "right_of"),
+    ("on right of", "right_of"),
+    ("on the top of", "above"),
+    ("on top of", "above"),
+    ("at the top of", "above"),
+    ("above", "above"),
+    ("over", "above"),
+    ("atop", "above"),
+    ("on the bottom of", "below"),
+    ("at the bottom of", "below"),
+    ("on bottom of", "below"),
+    ("below", "below"),
+    ("under", "below"),
+    ("underneath", "below"),
+    ("beneath", "below"),
     ("crossing", "on"),
-    ("next to", "near"), ("near", "near"), ("beside", "near"), ("besides", "near"), ("by", "near"), ("on side of", "near"),
-    ("on the side of", "near"), ("at the side of", "near"), ("alongside", "near"), ("close to", "near"), ("adjacent to", "near"),
-    ("nearby", "near"), ("against", "near"),
-    ("in front of", "in_front_of"), ("in the front of", "in_front_of"),
-    ("behind", "behind"), ("hidden by", "behind"), ("hidden behind", "behind"), ("in the back of", "behind"), ("at the back of", "behind"),
-    ("inside", "inside"), ("in", "inside"), ("within", "inside"), ("into", "inside"),
-    ("on", "on"), ("onto", "on"), ("upon", "on"),
-    ("between", "between"), ("in between", "between"),
+    ("next to", "near"),
+    ("near", "near"),
+    ("beside", "near"),
+    ("besides", "near"),
+    ("by", "near"),
+    ("on side of", "near"),
+    ("on the side of", "near"),
+    ("at the side of", "near"),
+    ("alongside", "near"),
+    ("close to", "near"),
+    ("adjacent to", "near"),
+    ("nearby", "near"),
+    ("against", "near"),
+    ("in front of", "in_front_of"),
+    ("in the front of", "in_front_of"),
+    ("behind", "behind"),
+    ("hidden by", "behind"),
+    ("hidden behind", "behind"),
+    ("in the back of", "behind"),
+    ("at the back of", "behind"),
+    ("inside", "inside"),
+    ("in", "inside"),
+    ("within", "inside"),
+    ("into", "inside"),
+    ("on", "on"),
+    ("onto", "on"),
+    ("upon", "on"),
+    ("between", "between"),
+    ("in between", "between"),
 ]:
     RELATION_PHRASES[tuple(_phrase.split())] = _rel
 MAX_RELATION_WORDS = max(len(k) for k in RELATION_PHRASES)
@@ -91,36 +161,45 @@ MAX_RELATION_WORDS = max(len(k) for k in RELATION_PHRASES)
 RELATION_STARTERS = frozenset(k[0] for k in RELATION_PHRASES if len(k) > 1) - {"on", "in", "at", "to", "close"}
 
 # Settings: a noun phrase headed by one of these after a locative word becomes the background.
-SCENES = frozenset("""
+SCENES = frozenset(
+    """
 kitchen bathroom bedroom room livingroom office classroom hallway garage attic basement library restaurant cafe
 garden park beach forest woods jungle desert field meadow farm street road city town village countryside landscape
 sky ocean sea lake river pond mountains hills valley snow tundra space universe night background backyard yard
 stadium market shop store mall station airport museum church temple castle playground lawn underwater savanna
 sun sunlight sunshine moonlight rain fog mist water waters sunset sunrise dusk dawn
-""".split())
+""".split()
+)
 
 # Nouns that stand for a property of the thing after "of" ("the taste of the pickles").
-ABSTRACT_HEADS = frozenset("""
+ABSTRACT_HEADS = frozenset(
+    """
 taste scent smell aroma sound surface texture hue hues color colour colors colours shade shades light glow warmth
 touch feel flavor flavour flavors movements movement rhythm sight view shape edges edge pattern patterns design
 reflection shadow shadows beauty elegance grace piece slice pair group bunch set collection row pile stack cluster
 photo photograph picture image illustration drawing render rendering shot closeup close-up snapshot portrait
-""".split())
+""".split()
+)
 
 # Framing words: "a photo of a red car" is a red car (the framing stays in the base prompt).
-FRAMING_HEADS = frozenset("photo photograph picture image illustration drawing render rendering shot closeup close-up snapshot portrait".split())
+FRAMING_HEADS = frozenset(
+    "photo photograph picture image illustration drawing render rendering shot closeup close-up snapshot portrait".split()
+)
 
 # Heads that cannot be drawn as an object of their own; dropped (their words stay in the base prompt).
-NON_OBJECTS = frozenset("""
+NON_OBJECTS = frozenset(
+    """
 beauty elegance grace display feast testament symphony challenge adventure excitement comfort indulgence strength
 sophistication refinement precision artistry innovation creativity wonder love life joy peace fun delight mood
 atmosphere ambiance expression emotion mind thought idea skill strategy progress power speed time moment day
 air breeze world nature environment feeling sense way work masterpiece punch hint touch appeal welcome respite
 relief shade balance harmony contrast energy spirit celebration tranquility serenity warmth
-""".split())
+""".split()
+)
 
 # Verbs that often follow a subject (past, present, -s forms); -ed words before a non-noun are read as verbs too.
-VERBS = frozenset("""
+VERBS = frozenset(
+    """
 is was are were be been being am has have had do does did sits sat sit stands stood stand lies lay lie lying rests
 hangs hung hang floats float perches leans leaned looks look seems seem appears appear holds held hold carries carry
 cast casts shone shine shines fell fall falls flew fly flies led leads drew draw draws spun set sets cut cuts felt feels
@@ -133,26 +212,35 @@ surrounds wrapped wraps adorned adorns decorated decorates balanced balances res
 playing holding wearing sitting standing resting lying riding looking eating drinking reading watching walking running
 flying swimming hanging floating perched parked placed positioned located situated mounted suspended propped
 drove flew fell swam rode threw blew ate wrote sang shook woke spoke broke chose froze stole wove dove came went
-""".split())
+""".split()
+)
 # -ing / -ed words in VERBS that are much more often modifiers before a noun
 MODIFIER_PARTICIPLES = frozenset("parked perched framed painted mounted suspended".split())
 
-LY_WORDS = frozenset("""prickly curly bubbly sparkly wrinkly lovely friendly silly ugly woolly chilly hilly jolly holy oily
-lively elderly lily belly jelly fly butterfly dragonfly holly trolley family bully wobbly crumbly knobbly""".split())
+LY_WORDS = frozenset(
+    """prickly curly bubbly sparkly wrinkly lovely friendly silly ugly woolly chilly hilly jolly holy oily
+lively elderly lily belly jelly fly butterfly dragonfly holly trolley family bully wobbly crumbly knobbly""".split()
+)
 
 PRONOUNS = frozenset("it they them he she him her we us i you its itself themselves someone something everyone".split())
 
-AUXILIARIES = frozenset("is was are were be been being am has have had do does did will would can could may might shall should must".split())
+AUXILIARIES = frozenset(
+    "is was are were be been being am has have had do does did will would can could may might shall should must".split()
+)
 # Words that are verbs in VERBS but name things after a singular noun ("umbrella stand", "red rose").
 VERB_NOUNS = frozenset("stand rose set cut cast rest hold fall draw display lay sink light watch cover frame paint".split())
 COUNT_NOUNS = frozenset("pair couple single several few".split())
 
 # Common adjectives without a telltale ending ("plump", "warm"): attributes, not compound nouns.
-PLAIN_ADJECTIVES = frozenset("""plump warm cold cool hot bright dark dim pale deep rich fresh ripe sweet sour bitter old new young
+PLAIN_ADJECTIVES = frozenset(
+    """plump warm cold cool hot bright dark dim pale deep rich fresh ripe sweet sour bitter old new young
 clean dirty empty full open closed bare wild calm quiet loud busy vast tall short huge tiny vivid neon ornate elegant
-modern ancient rustic vintage simple plain ripe raw thick thin wide narrow sharp blunt light heavy gentle fierce""".split())
+modern ancient rustic vintage simple plain ripe raw thick thin wide narrow sharp blunt light heavy gentle fierce""".split()
+)
 
-ADVERBS_NON_LY = frozenset("very too so quite just also still gently softly there here then now together slightly low high down up away".split())
+ADVERBS_NON_LY = frozenset(
+    "very too so quite just also still gently softly there here then now together slightly low high down up away".split()
+)
 
 # Relative size (fraction of the canvas's shorter side) for common nouns; others get MEDIUM.
 LARGE, MEDIUM, SMALL, TINY = 0.46, 0.34, 0.24, 0.17
@@ -173,14 +261,35 @@ _SIZE_WORDS = {
     eraser marker grape cherry strawberry acorn dice nail pin badge leaf feather""".split(),
 }
 SIZE_OF: dict[str, float] = {w: s for s, words in _SIZE_WORDS.items() for w in words}
-SIZE_SCALE = {"big": 1.25, "large": 1.25, "huge": 1.4, "giant": 1.4, "enormous": 1.4, "massive": 1.4, "tall": 1.15,
-              "long": 1.1, "wide": 1.1, "oversized": 1.3, "towering": 1.3, "small": 0.75, "tiny": 0.6, "little": 0.75,
-              "mini": 0.65, "miniature": 0.6, "short": 0.85, "petite": 0.75}
+SIZE_SCALE = {
+    "big": 1.25,
+    "large": 1.25,
+    "huge": 1.4,
+    "giant": 1.4,
+    "enormous": 1.4,
+    "massive": 1.4,
+    "tall": 1.15,
+    "long": 1.1,
+    "wide": 1.1,
+    "oversized": 1.3,
+    "towering": 1.3,
+    "small": 0.75,
+    "tiny": 0.6,
+    "little": 0.75,
+    "mini": 0.65,
+    "miniature": 0.6,
+    "short": 0.85,
+    "petite": 0.75,
+}
 # Aspect (width / height) of the box a noun usually fills.
-TALL_THINGS = frozenset("""giraffe person man woman boy girl child people tree tower bottle vase lamp candle
-refrigerator fridge door statue sunflower cactus plant umbrella wardrobe bookshelf bookcase dress coat""".split())
-WIDE_THINGS = frozenset("""car truck bus train airplane plane boat ship couch sofa bed table bench desk bathtub
-rug carpet mountain bridge limousine whale crocodile snake sink keyboard laptop mattress""".split())
+TALL_THINGS = frozenset(
+    """giraffe person man woman boy girl child people tree tower bottle vase lamp candle
+refrigerator fridge door statue sunflower cactus plant umbrella wardrobe bookshelf bookcase dress coat""".split()
+)
+WIDE_THINGS = frozenset(
+    """car truck bus train airplane plane boat ship couch sofa bed table bench desk bathtub
+rug carpet mountain bridge limousine whale crocodile snake sink keyboard laptop mattress""".split()
+)
 
 
 # -- the scene grammar's noun lexicon (generated from WordNet by tools/build_noun_lexicon.py) ------------------
@@ -224,15 +333,23 @@ def noun_table() -> dict[str, NounInfo]:
 # Verbs that attach what follows to the subject (its prompt), or relate it: "wearing a cap", "holding an umbrella",
 # "riding a horse", "flying a kite" (the kite is above the flyer).
 ATTACH_VERBS = {
-    **dict.fromkeys("wearing wears wore dressed holding holds held carrying carries carried reading reads clutching grasping"
-                    " hugging cradling".split(), "attach"),
+    **dict.fromkeys(
+        "wearing wears wore dressed holding holds held carrying carries carried reading reads clutching grasping hugging cradling".split(),
+        "attach",
+    ),
     **dict.fromkeys("riding rides rode driving drives".split(), "riding"),
     **dict.fromkeys("flying flies".split(), "flying"),
 }
 # Nouns after "on the" / "to the" / "in the" that place the subject instead of being drawn.
 DIRECTIONS = {"left": "left", "right": "right", "middle": "center", "center": "center", "centre": "center"}
-DEPTHS = {"foreground": "foreground", "front": "foreground", "background": "background", "distance": "background",
-          "back": "background", "horizon": "background"}
+DEPTHS = {
+    "foreground": "foreground",
+    "front": "foreground",
+    "background": "background",
+    "distance": "background",
+    "back": "background",
+    "horizon": "background",
+}
 # Categories whose owner keeps a "with X" phrase in its prompt (contained in it) rather than standing beside it.
 CONTAINER_CATEGORIES = frozenset("container food drink".split())
 MOUNT_CATEGORIES = frozenset("mount".split())

@@ -5,6 +5,7 @@ request in a ``ResultCache`` (namespace "plan"): the caller's store (the databas
 else one dict per process. A cache that fails costs only the cache, never the plan. With no
 key configured it falls back to the offline planner and says so in a note.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,19 +28,49 @@ LLM_SCHEMA: dict = {
         "base_prompt": {"type": "string"},
         "base_negative": {"type": "string"},
         "background": {"type": "string", "description": "the setting, or an empty string"},
-        "objects": {"type": "array", "minItems": 1, "maxItems": 31, "items": {
-            "type": "object", "additionalProperties": False, "required": ["id", "noun", "phrase", "attributes", "box"],
-            "properties": {
-                "id": {"type": "string"}, "noun": {"type": "string"}, "phrase": {"type": "string"},
-                "attributes": {"type": "array", "items": {"type": "object", "additionalProperties": False, "required": ["kind", "value"],
-                               "properties": {"kind": {"enum": ["colour", "material", "texture", "size", "shape", "other"]},
-                                              "value": {"type": "string"}}}},
-                "box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
-                        "description": "x0, y0, x1, y1 as fractions of the width and height (y grows downwards)"},
-            }}},
-        "relations": {"type": "array", "items": {
-            "type": "object", "additionalProperties": False, "required": ["subject", "relation", "object"],
-            "properties": {"subject": {"type": "string"}, "relation": {"enum": list(RELATIONS)}, "object": {"type": "string"}}}},
+        "objects": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 31,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["id", "noun", "phrase", "attributes", "box"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "noun": {"type": "string"},
+                    "phrase": {"type": "string"},
+                    "attributes": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["kind", "value"],
+                            "properties": {
+                                "kind": {"enum": ["colour", "material", "texture", "size", "shape", "other"]},
+                                "value": {"type": "string"},
+                            },
+                        },
+                    },
+                    "box": {
+                        "type": "array",
+                        "items": {"type": "number"},
+                        "minItems": 4,
+                        "maxItems": 4,
+                        "description": "x0, y0, x1, y1 as fractions of the width and height (y grows downwards)",
+                    },
+                },
+            },
+        },
+        "relations": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["subject", "relation", "object"],
+                "properties": {"subject": {"type": "string"}, "relation": {"enum": list(RELATIONS)}, "object": {"type": "string"}},
+            },
+        },
     },
 }
 SYSTEM = (
@@ -54,13 +85,25 @@ _memory_cache = MemoryCache()  # used when the caller gives no cache
 
 
 def request_key(provider: str, model: str | None, goal: str, width: int, height: int, seed: int) -> str:
-    blob = json.dumps({"p": provider, "m": model, "g": goal.strip(), "w": width, "h": height, "s": seed, "schema": LLM_SCHEMA}, sort_keys=True)
+    blob = json.dumps(
+        {"p": provider, "m": model, "g": goal.strip(), "w": width, "h": height, "s": seed, "schema": LLM_SCHEMA}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def plan_with_llm(goal: str, width: int = 1024, height: int = 1024, provider: str = "anthropic", model: str | None = None,
-                  credential: str | None = None, seed: int = 0, recorder: Any = None, text_planner: Any = None,
-                  cache: ResultCache | None = None, **planner_options: Any) -> Plan:
+def plan_with_llm(
+    goal: str,
+    width: int = 1024,
+    height: int = 1024,
+    provider: str = "anthropic",
+    model: str | None = None,
+    credential: str | None = None,
+    seed: int = 0,
+    recorder: Any = None,
+    text_planner: Any = None,
+    cache: ResultCache | None = None,
+    **planner_options: Any,
+) -> Plan:
     """Plan ``goal`` with an LLM through the model layer (``make_planner``), or offline when no key is set.
 
     ``cache``: where answers are kept by request hash (a ``Store``'s ``cache`` repository; default: this process's memory)."""
@@ -114,7 +157,9 @@ def plan_with_llm(goal: str, width: int = 1024, height: int = 1024, provider: st
             return last
         problems = [v.quoted() for v in left[:8]]
     if last is not None:
-        raise PlannerError(f"the {provider} planner broke the layout rules after {MAX_CALLS} calls: " + "; ".join(problems[:3]), field="planner")
+        raise PlannerError(
+            f"the {provider} planner broke the layout rules after {MAX_CALLS} calls: " + "; ".join(problems[:3]), field="planner"
+        )
     raise PlannerError(f"the {provider} planner gave no usable plan in {MAX_CALLS} calls: " + "; ".join(problems[:3]), field="planner")
 
 
@@ -151,13 +196,28 @@ def _to_plan(goal: str, width: int, height: int, seed: int, data: Any, planner: 
         phrase = str(o["phrase"]).strip()
         if not has_word(phrase, noun):
             phrase = f"{phrase} {noun}".strip()  # the region prompt must name its noun
-        attrs = tuple(Attribute(a["kind"], str(a["value"]).strip().lower()) for a in o.get("attributes", [])
-                      if isinstance(a, dict) and a.get("kind") in ("colour", "material", "texture", "size", "shape", "other") and str(a.get("value", "")).strip())
+        attrs = tuple(
+            Attribute(a["kind"], str(a["value"]).strip().lower())
+            for a in o.get("attributes", [])
+            if isinstance(a, dict)
+            and a.get("kind") in ("colour", "material", "texture", "size", "shape", "other")
+            and str(a.get("value", "")).strip()
+        )
         for a in attrs:
             if not has_word(phrase, a.value):
                 phrase = f"{a.value} {phrase}"
-        regions[oid] = {"id": oid, "name": noun, "shape": "rect", "points": [], "prompt": phrase, "negative": "", "strength": 1.0,
-                        "feather": round(0.015 * min(width, height), 1), "seed": None, "locked": False}
+        regions[oid] = {
+            "id": oid,
+            "name": noun,
+            "shape": "rect",
+            "points": [],
+            "prompt": phrase,
+            "negative": "",
+            "strength": 1.0,
+            "feather": round(0.015 * min(width, height), 1),
+            "seed": None,
+            "locked": False,
+        }
         objs.append(PlannedObject(oid, noun, oid, phrase, 1, attrs))
     by_raw = {str(o.get("id", "")).strip(): objs[i].id for i, o in enumerate(data["objects"][:31]) if isinstance(o, dict)}
     rels = []
@@ -170,17 +230,44 @@ def _to_plan(goal: str, width: int, height: int, seed: int, data: Any, planner: 
     bg = str(data.get("background", "") or "").strip()
     all_objs = list(objs)
     if bg:
-        region_list.append({"id": "background", "name": "background", "shape": "rect", "points": [[0, 0], [width, height]], "prompt": bg,
-                            "negative": "", "strength": 0.7, "feather": 0.0, "seed": None, "locked": False})
+        region_list.append(
+            {
+                "id": "background",
+                "name": "background",
+                "shape": "rect",
+                "points": [[0, 0], [width, height]],
+                "prompt": bg,
+                "negative": "",
+                "strength": 0.7,
+                "feather": 0.0,
+                "seed": None,
+                "locked": False,
+            }
+        )
         all_objs.insert(0, PlannedObject("background", bg.split()[-1].lower(), "background", bg, 1, (), True))
     for o in objs:
         x0, y0, x1, y1 = solved[o.id]
         r = dict(regions[o.id])
-        r["points"] = [[round(max(0.0, x0), 1), round(max(0.0, y0), 1)], [round(min(float(width), x1), 1), round(min(float(height), y1), 1)]]
+        r["points"] = [
+            [round(max(0.0, x0), 1), round(max(0.0, y0), 1)],
+            [round(min(float(width), x1), 1), round(min(float(height), y1), 1)],
+        ]
         region_list.append(r)
     canvas = {"version": 1, "width": width, "height": height, "regions": region_list}
     gen = {**DEFAULT_GENERATE, "seed": int(seed)}
-    tasks = [Task("generate", "generate", tuple(r["id"] for r in region_list), gen), Task("check", "check", (), dict(DEFAULT_CHECK), ("generate",))]
-    return Plan(goal.strip(), canvas, str(data.get("base_prompt") or goal).strip(), str(data.get("base_negative") or DEFAULT_NEGATIVE),
-                all_objs, rels, tasks, planner, int(seed), [])
-
+    tasks = [
+        Task("generate", "generate", tuple(r["id"] for r in region_list), gen),
+        Task("check", "check", (), dict(DEFAULT_CHECK), ("generate",)),
+    ]
+    return Plan(
+        goal.strip(),
+        canvas,
+        str(data.get("base_prompt") or goal).strip(),
+        str(data.get("base_negative") or DEFAULT_NEGATIVE),
+        all_objs,
+        rels,
+        tasks,
+        planner,
+        int(seed),
+        [],
+    )

@@ -1,4 +1,5 @@
 """The offline planner: deterministic, no network, no weights — a goal becomes a plan in milliseconds."""
+
 from __future__ import annotations
 
 import re
@@ -47,8 +48,16 @@ def _instances(objects: list[ParsedObject]) -> tuple[list[tuple[ParsedObject, st
     return out[:MAX_OBJECTS], {k: [i for i in v if i < MAX_OBJECTS] for k, v in of.items()}
 
 
-def build_plan(parsed: ParsedGoal, width: int, height: int, seed: int = 0, base_negative: str | None = None,
-               generate: dict | None = None, notes: list[str] | None = None, planner: str = "offline") -> Plan:
+def build_plan(
+    parsed: ParsedGoal,
+    width: int,
+    height: int,
+    seed: int = 0,
+    base_negative: str | None = None,
+    generate: dict | None = None,
+    notes: list[str] | None = None,
+    planner: str = "offline",
+) -> Plan:
     """Turn a parsed goal into a plan: regions placed so that the relations hold."""
     entries, of = _instances(parsed.objects)
     notes = list(notes or [])
@@ -103,15 +112,26 @@ def build_plan(parsed: ParsedGoal, width: int, height: int, seed: int = 0, base_
         others = sorted(set().union(*(c for k, c in colours.items() if k != oid)) - colours[oid]) if len(colours) > 1 else []
         prompt = phrase if count == 1 else f"{phrase}, one of {count}"
         band = oid in bands
-        regions_by_id[oid] = {"id": oid, "name": noun, "shape": "rect", "points": [], "prompt": prompt,
-                              "negative": "" if band else ", ".join(f"{c} {noun}" for c in others), "strength": 0.8 if band else 1.0,
-                              "feather": feather * (3 if band else 1), "seed": None, "locked": False}
+        regions_by_id[oid] = {
+            "id": oid,
+            "name": noun,
+            "shape": "rect",
+            "points": [],
+            "prompt": prompt,
+            "negative": "" if band else ", ".join(f"{c} {noun}" for c in others),
+            "strength": 0.8 if band else 1.0,
+            "feather": feather * (3 if band else 1),
+            "seed": None,
+            "locked": False,
+        }
         objects.append(PlannedObject(oid, noun, oid, phrase, count, tuple(Attribute(k, v) for k, v in o.attributes)))
     relations = [Relation(a, r, b, p) for a, r, b, p in rels]
     plan = _assemble(parsed, width, height, seed, base_negative, generate, notes, planner, regions_by_id, objects, relations, boxes, z)
     if any(v.rule not in ("noun", "attribute") for v in layout_violations(plan)):
         solved, ok = solve_layout(boxes, triples, width, height)
-        plan = _assemble(parsed, width, height, seed, base_negative, generate, plan.notes, planner, regions_by_id, objects, relations, solved, z)
+        plan = _assemble(
+            parsed, width, height, seed, base_negative, generate, plan.notes, planner, regions_by_id, objects, relations, solved, z
+        )
         left = layout_violations(plan)
         if not ok or left:
             plan.notes.append("the relations conflict; the layout keeps as many as it can: " + "; ".join(v.message for v in left[:4]))
@@ -122,8 +142,20 @@ def _assemble(parsed, width, height, seed, base_negative, generate, notes, plann
     regions = []
     if parsed.background is not None:
         bg = parsed.background
-        regions.append({"id": "background", "name": "background", "shape": "rect", "points": [[0, 0], [width, height]], "prompt": bg.phrase,
-                        "negative": "", "strength": 0.7, "feather": 0.0, "seed": None, "locked": False})
+        regions.append(
+            {
+                "id": "background",
+                "name": "background",
+                "shape": "rect",
+                "points": [[0, 0], [width, height]],
+                "prompt": bg.phrase,
+                "negative": "",
+                "strength": 0.7,
+                "feather": 0.0,
+                "seed": None,
+                "locked": False,
+            }
+        )
     for oid in z:
         r = dict(regions_by_id[oid])
         x0, y0, x1, y1 = boxes[oid]
@@ -134,18 +166,37 @@ def _assemble(parsed, width, height, seed, base_negative, generate, notes, plann
     objs = list(objects)
     if parsed.background is not None:
         bg = parsed.background
-        objs.insert(0, PlannedObject("background", bg.noun, "background", bg.phrase, 1, tuple(Attribute(k, v) for k, v in bg.attributes), True))
+        objs.insert(
+            0, PlannedObject("background", bg.noun, "background", bg.phrase, 1, tuple(Attribute(k, v) for k, v in bg.attributes), True)
+        )
     region_ids = [r["id"] for r in regions]
     gen = {**DEFAULT_GENERATE, **(generate or {}), "seed": int(seed)}
     tasks = [Task("generate", "generate", tuple(region_ids), gen), Task("check", "check", (), dict(DEFAULT_CHECK), ("generate",))]
     canvas = {"version": 1, "width": width, "height": height, "regions": regions}
     goal_text = parsed.goal.strip()
-    return Plan(goal_text, canvas, goal_text.rstrip(" ."), DEFAULT_NEGATIVE if base_negative is None else base_negative,
-                objs, list(relations), tasks, planner, int(seed), list(notes))
+    return Plan(
+        goal_text,
+        canvas,
+        goal_text.rstrip(" ."),
+        DEFAULT_NEGATIVE if base_negative is None else base_negative,
+        objs,
+        list(relations),
+        tasks,
+        planner,
+        int(seed),
+        list(notes),
+    )
 
 
-def plan_offline(goal: str, width: int = 1024, height: int = 1024, seed: int = 0, base_negative: str | None = None,
-                 generate: dict | None = None, **options: Any) -> Plan:
+def plan_offline(
+    goal: str,
+    width: int = 1024,
+    height: int = 1024,
+    seed: int = 0,
+    base_negative: str | None = None,
+    generate: dict | None = None,
+    **options: Any,
+) -> Plan:
     """Parse ``goal`` and place its objects; the same goal and options always give the same plan."""
     if options:
         raise PlanError(f"unknown option(s) {sorted(options)} for the offline planner", field="options")

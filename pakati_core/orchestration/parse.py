@@ -7,6 +7,7 @@ become objects. Relation phrases ("on the left of", "hidden by", "next to", "bet
 ...") bind the nearest subject phrase before them to the phrases after them; locative phrases
 naming a setting ("in the kitchen", "on the beach") become the background.
 """
+
 from __future__ import annotations
 
 import re
@@ -99,7 +100,7 @@ def tokenize(goal: str) -> list[str]:
 
 def _relation_at(tokens: list[str], i: int) -> tuple[str, int] | None:
     for n in range(min(lx.MAX_RELATION_WORDS, len(tokens) - i), 0, -1):
-        kind = lx.RELATION_PHRASES.get(tuple(tokens[i:i + n]))
+        kind = lx.RELATION_PHRASES.get(tuple(tokens[i : i + n]))
         if kind:
             return kind, n
     return None
@@ -134,22 +135,45 @@ def _is_break(tokens: list[str], i: int, have: list[str]) -> bool:
         return False  # "the umbrella stand"
     if have and nxt in lx.DETERMINERS and nxt not in ("a", "an"):
         return True  # "... watch complement each other", "... bottles clink the ...": a head is not followed by a determiner
-    verb_follows = nxt != "of" and (nxt in lx.PREPOSITIONS or nxt in lx.CONJUNCTIONS or nxt in lx.ADVERBS_NON_LY or _adverb(nxt, "", ["x"])
-                                    or (nxt,) in lx.RELATION_PHRASES or nxt in lx.RELATION_STARTERS or nxt in ("on", "in", "at"))
+    verb_follows = nxt != "of" and (
+        nxt in lx.PREPOSITIONS
+        or nxt in lx.CONJUNCTIONS
+        or nxt in lx.ADVERBS_NON_LY
+        or _adverb(nxt, "", ["x"])
+        or (nxt,) in lx.RELATION_PHRASES
+        or nxt in lx.RELATION_STARTERS
+        or nxt in ("on", "in", "at")
+    )
     if have and verb_follows and have[-1] not in lx.VERBS and not _modifier_like(have[-1]):
         if is_plural(have[-1]) and not t.endswith("s") and t.isalpha() and len(t) > 2:
             return True  # "the glass bottles clink together": plural head, then a bare verb
-        if not is_plural(have[-1]) and t.endswith("s") and not t.endswith("ss") and not is_plural_noun_like(t) and not lx.attribute_kind(have[-1]):
+        if (
+            not is_plural(have[-1])
+            and t.endswith("s")
+            and not t.endswith("ss")
+            and not is_plural_noun_like(t)
+            and not lx.attribute_kind(have[-1])
+        ):
             return True  # "the rubber ball bounces off"
-    if have and known_noun(have[-1]) and not known_noun(t) and not lx.attribute_kind(t) \
-            and (nxt in lx.PREPOSITIONS or nxt in lx.ADVERBS_NON_LY or nxt in lx.RELATION_STARTERS or _adverb(nxt, "", ["x"])):
+    if (
+        have
+        and known_noun(have[-1])
+        and not known_noun(t)
+        and not lx.attribute_kind(t)
+        and (nxt in lx.PREPOSITIONS or nxt in lx.ADVERBS_NON_LY or nxt in lx.RELATION_STARTERS or _adverb(nxt, "", ["x"]))
+    ):
         return True  # "the sports car drove past": a known noun, then a word before a preposition
     if t in lx.VERBS:
         return not (t in lx.MODIFIER_PARTICIPLES and content_next) and not (t.endswith("ing") and not have and content_next)
     if have and t.endswith("ed") and t not in lx.SIZE_OF and not content_next:
         return True
-    if have and t.endswith("ing") and known_noun(have[-1]) and not lx.attribute_kind(have[-1]) \
-            and nxt in ("a", "an", "the", "her", "his", "their"):
+    if (
+        have
+        and t.endswith("ing")
+        and known_noun(have[-1])
+        and not lx.attribute_kind(have[-1])
+        and nxt in ("a", "an", "the", "her", "his", "their")
+    ):
         return True  # "two children building a sandcastle": a participle taking an object
     if have and t.endswith("ing") and t not in lx.SIZE_OF and known_noun(have[-1]) and not lx.attribute_kind(have[-1]):
         return True  # "the sun casting shadows": a known noun then a participle
@@ -159,8 +183,18 @@ def _is_break(tokens: list[str], i: int, have: list[str]) -> bool:
 def _is_content(t: str) -> bool:
     if t != "one" and _is_number(t) is not None and t not in lx.COUNT_NOUNS:
         return False  # "two sofas, two kites": a number starts the next phrase
-    return bool(t) and (t[0].isalnum()) and t not in lx.RELATION_STARTERS and t not in lx.DETERMINERS and t not in lx.CONJUNCTIONS and t not in lx.PREPOSITIONS \
-        and t not in lx.PRONOUNS and t not in lx.VERBS and not lx.RELATION_PHRASES.get((t,)) and t not in lx.ADVERBS_NON_LY
+    return (
+        bool(t)
+        and (t[0].isalnum())
+        and t not in lx.RELATION_STARTERS
+        and t not in lx.DETERMINERS
+        and t not in lx.CONJUNCTIONS
+        and t not in lx.PREPOSITIONS
+        and t not in lx.PRONOUNS
+        and t not in lx.VERBS
+        and not lx.RELATION_PHRASES.get((t,))
+        and t not in lx.ADVERBS_NON_LY
+    )
 
 
 def _noun_phrase(tokens: list[str], i: int) -> NounPhrase | None:
@@ -179,8 +213,14 @@ def _noun_phrase(tokens: list[str], i: int) -> NounPhrase | None:
     have: list[str] = []
     while i < len(tokens):
         t = tokens[i]
-        if t == "," and i + 2 < len(tokens) and tokens[i + 1] == "and" and have and lx.attribute_kind(have[-1]) == "colour" \
-                and lx.attribute_kind(tokens[i + 2]) == "colour":
+        if (
+            t == ","
+            and i + 2 < len(tokens)
+            and tokens[i + 1] == "and"
+            and have
+            and lx.attribute_kind(have[-1]) == "colour"
+            and lx.attribute_kind(tokens[i + 2]) == "colour"
+        ):
             i += 2  # "a blue, black, and white floor"
             continue
         if t == "," or t == "and":
@@ -191,7 +231,11 @@ def _noun_phrase(tokens: list[str], i: int) -> NounPhrase | None:
                 joins = joins and lx.attribute_kind(prev) == "colour" and lx.attribute_kind(nxt) == "colour"
             else:
                 after = tokens[i + 2] if i + 2 < len(tokens) else ""
-                joins = joins and (_modifier_like(prev) or (_is_content(after) and not _is_break(tokens, i + 2, have))) and prev not in lx.SIZE_OF
+                joins = (
+                    joins
+                    and (_modifier_like(prev) or (_is_content(after) and not _is_break(tokens, i + 2, have)))
+                    and prev not in lx.SIZE_OF
+                )
             if joins:
                 i += 1
                 continue
@@ -210,7 +254,7 @@ def _noun_phrase(tokens: list[str], i: int) -> NounPhrase | None:
         tail = _noun_phrase(tokens, i + 1)
         if tail is not None:
             np_.tail, np_.end = tail, tail.end
-            np_.text = " ".join(tokens[start:tail.end])
+            np_.text = " ".join(tokens[start : tail.end])
             if np_.head in lx.ABSTRACT_HEADS and np_.count is None:
                 np_.count = tail.count
     return np_
@@ -231,7 +275,11 @@ def _lone_participle(tokens: list[str], i: int) -> bool:
 
 
 def _modifier_like(word: str) -> bool:
-    return bool(lx.attribute_kind(word)) or word.endswith(("y", "ed", "ing", "ful", "ous", "ic", "al", "ish", "ive", "ant", "ent")) and word not in lx.SIZE_OF
+    return (
+        bool(lx.attribute_kind(word))
+        or word.endswith(("y", "ed", "ing", "ful", "ous", "ic", "al", "ish", "ive", "ant", "ent"))
+        and word not in lx.SIZE_OF
+    )
 
 
 def _attributes(np_: NounPhrase) -> list[tuple[str, str]]:
@@ -245,8 +293,14 @@ def _attributes(np_: NounPhrase) -> list[tuple[str, str]]:
         kind = lx.attribute_kind(w)
         if kind:
             out.append((kind, w))
-        elif w not in lx.SIZE_OF and w not in lx.SCENES and w not in lx.ABSTRACT_HEADS and w != "of" and w.isalpha() \
-                and (_modifier_like(w) or w in lx.PLAIN_ADJECTIVES):
+        elif (
+            w not in lx.SIZE_OF
+            and w not in lx.SCENES
+            and w not in lx.ABSTRACT_HEADS
+            and w != "of"
+            and w.isalpha()
+            and (_modifier_like(w) or w in lx.PLAIN_ADJECTIVES)
+        ):
             out.append(("other", w))
     return out
 
@@ -256,8 +310,11 @@ def _phrase(np_: NounPhrase) -> str:
     if np_.tail is not None and np_.head in lx.FRAMING_HEADS:
         return _phrase(np_.tail)
     raw = np_.text.split()
-    words = [w for k, w in enumerate(raw) if (w not in lx.DETERMINERS and (_is_number(w) is None or w in lx.COUNT_NOUNS or k == len(raw) - 1))
-             or w == "of"]
+    words = [
+        w
+        for k, w in enumerate(raw)
+        if (w not in lx.DETERMINERS and (_is_number(w) is None or w in lx.COUNT_NOUNS or k == len(raw) - 1)) or w == "of"
+    ]
     text = " ".join(words).replace(" ,", ",").strip(" ,")
     return re.sub(r"^of\s+", "", text)
 
@@ -281,7 +338,7 @@ def parse_goal(goal: str) -> ParsedGoal:
             items.append(("comma",))
             i += 1
         elif rel:
-            items.append(("rel", rel[0], " ".join(tokens[i:i + rel[1]])))
+            items.append(("rel", rel[0], " ".join(tokens[i : i + rel[1]])))
             i += rel[1]
         elif t in lx.ATTACH_VERBS and not (i > 0 and tokens[i - 1] in lx.DETERMINERS):
             items.append(("verb", lx.ATTACH_VERBS[t], t))
@@ -292,8 +349,13 @@ def parse_goal(goal: str) -> ParsedGoal:
         elif t in lx.PREPOSITIONS:
             items.append(("prep", t))
             i += 1
-        elif t in lx.PRONOUNS or (t in lx.VERBS and _is_break(tokens, i, [])) or _adverb(t, tokens[i + 1] if i + 1 < len(tokens) else ".", []) \
-                or t in lx.ADVERBS_NON_LY or _lone_participle(tokens, i):
+        elif (
+            t in lx.PRONOUNS
+            or (t in lx.VERBS and _is_break(tokens, i, []))
+            or _adverb(t, tokens[i + 1] if i + 1 < len(tokens) else ".", [])
+            or t in lx.ADVERBS_NON_LY
+            or _lone_participle(tokens, i)
+        ):
             items.append(("other",))
             i += 1
         else:
@@ -366,8 +428,9 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
         if noun in lx.NON_OBJECTS or noun in lx.PRONOUNS or len(noun) < 2 or noun.isdigit() or kind == "non-object" or placement_word(k):
             np_index[k] = None  # times, weather, light, directions, framing: they stay in the base prompt
             return None
-        first_scene = not scene_parts or scene_parts[0][0].split()[-1] == noun \
-            or (kind == "setting" and not scene_parts[0][0].endswith(noun))
+        first_scene = (
+            not scene_parts or scene_parts[0][0].split()[-1] == noun or (kind == "setting" and not scene_parts[0][0].endswith(noun))
+        )
         scene_like = kind == "setting" or (noun in lx.SCENES and kind not in lx.BANDS and kind != "thing")
         on_it = k > 0 and items[k - 1][0] == "rel" and items[k - 1][1] == "on"  # "a towel on the bar": a surface, not a place
         setting = kind == "setting" and not on_it
@@ -383,8 +446,18 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
                 if same and np_.count is None:
                     np_index[k] = j
                     return j
-        objects.append(ParsedObject(noun, _phrase(np_), np_.count or 1, attrs, mention=len(objects),
-                                    kind=kind if kind in lx.BANDS else "thing", category=lex.category, lex=lex))
+        objects.append(
+            ParsedObject(
+                noun,
+                _phrase(np_),
+                np_.count or 1,
+                attrs,
+                mention=len(objects),
+                kind=kind if kind in lx.BANDS else "thing",
+                category=lex.category,
+                lex=lex,
+            )
+        )
         np_index[k] = len(objects) - 1
         return len(objects) - 1
 
@@ -452,9 +525,14 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
             if not targets:
                 pass
             elif it[1] == "with" and owner is not None and objects[owner].kind == "thing":
-                while targets[-1] + 2 < len(items) and items[targets[-1] + 1][0] == "conj" and items[targets[-1] + 1][1] == "and" \
-                        and items[targets[-1] + 2][0] == "np" and info(targets[-1] + 2).kind in ("part", "wearable", "thing") \
-                        and not _relation_follows(items, targets[-1] + 2, "near"):
+                while (
+                    targets[-1] + 2 < len(items)
+                    and items[targets[-1] + 1][0] == "conj"
+                    and items[targets[-1] + 1][1] == "and"
+                    and items[targets[-1] + 2][0] == "np"
+                    and info(targets[-1] + 2).kind in ("part", "wearable", "thing")
+                    and not _relation_follows(items, targets[-1] + 2, "near")
+                ):
                     targets.append(targets[-1] + 2)  # "with pepperoni and olives on a table": both toppings
                 for t in targets:
                     ti = info(t)
@@ -502,9 +580,15 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
                 for t in targets:
                     obj_for(t, False)  # "in the rain", "at night", "on a sunny day"
                 k = targets[-1]
-            elif targets and rel in ("inside", "on", "near") and info(targets[0]).kind not in lx.BANDS \
-                    and ((items[targets[0]][1].noun in lx.SCENES and info(targets[0]).kind != "thing")
-                         or (info(targets[0]).kind == "setting" and rel == "inside")):
+            elif (
+                targets
+                and rel in ("inside", "on", "near")
+                and info(targets[0]).kind not in lx.BANDS
+                and (
+                    (items[targets[0]][1].noun in lx.SCENES and info(targets[0]).kind != "thing")
+                    or (info(targets[0]).kind == "setting" and rel == "inside")
+                )
+            ):
                 for t in targets:
                     obj_for(t, True)
                 k = targets[-1]
@@ -541,8 +625,12 @@ def _bind(goal: str, items: list[tuple]) -> ParsedGoal:  # noqa: C901 - one bran
                             continue
                         if objects[subj].kind in lx.BANDS:
                             continue  # a band's place is fixed
-                        if rel == "on" and objects[o].category in lx.MOUNT_CATEGORIES and animate(subj) \
-                                and objects[subj].category == "person":
+                        if (
+                            rel == "on"
+                            and objects[o].category in lx.MOUNT_CATEGORIES
+                            and animate(subj)
+                            and objects[subj].category == "person"
+                        ):
                             relations.append((subj, "riding", o, phrase))  # "a cowboy on a horse"
                         else:
                             relations.append((subj, rel, o, phrase))
@@ -588,8 +676,13 @@ def _subject_group(items: list[tuple], k: int) -> list[int]:
     """The subject phrase at ``k`` and those joined to it before ("two apples and a pear on the table"),
     stopping at a phrase that is itself the target of a relation."""
     group = [k]
-    while k >= 2 and items[k - 1][0] in ("conj", "comma") and (items[k - 1][0] == "comma" or items[k - 1][1] == "and") \
-            and items[k - 2][0] == "np" and not (k >= 3 and items[k - 3][0] in ("rel", "prep")):
+    while (
+        k >= 2
+        and items[k - 1][0] in ("conj", "comma")
+        and (items[k - 1][0] == "comma" or items[k - 1][1] == "and")
+        and items[k - 2][0] == "np"
+        and not (k >= 3 and items[k - 3][0] in ("rel", "prep"))
+    ):
         k -= 2
         group.insert(0, k)
     return group

@@ -6,6 +6,7 @@ exactly and ``from_json`` validates against the published schema (``plan.schema.
 then the canvas with ``Canvas.from_dict``, the task graph (dangling dependency, cycle) and
 every region id a task or object names.
 """
+
 from __future__ import annotations
 
 import copy
@@ -45,7 +46,13 @@ class Task:
     depends_on: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "region_ids": list(self.region_ids), "params": copy.deepcopy(self.params), "depends_on": list(self.depends_on)}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "region_ids": list(self.region_ids),
+            "params": copy.deepcopy(self.params),
+            "depends_on": list(self.depends_on),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Task":
@@ -75,8 +82,13 @@ class PlannedObject:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "noun": self.noun, "phrase": self.phrase, "count": self.count,
-            "attributes": [a.to_dict() for a in self.attributes], "region_id": self.region_id, "background": self.background,
+            "id": self.id,
+            "noun": self.noun,
+            "phrase": self.phrase,
+            "count": self.count,
+            "attributes": [a.to_dict() for a in self.attributes],
+            "region_id": self.region_id,
+            "background": self.background,
         }
 
     @classmethod
@@ -168,10 +180,14 @@ class Plan:
                 raise PlanError(f"duplicate object id '{o.id}'", field=f"objects[{i}].id")
             seen.add(o.id)
             if o.region_id not in region_ids:
-                raise PlanError(f"object '{o.id}' names region '{o.region_id}', which is not on the canvas", field=f"objects[{i}].region_id")
+                raise PlanError(
+                    f"object '{o.id}' names region '{o.region_id}', which is not on the canvas", field=f"objects[{i}].region_id"
+                )
             for a in o.attributes:
                 if a.kind not in ATTRIBUTE_KINDS:
-                    raise PlanError(f"unknown attribute kind {a.kind!r}; expected one of {ATTRIBUTE_KINDS}", field=f"objects[{i}].attributes")
+                    raise PlanError(
+                        f"unknown attribute kind {a.kind!r}; expected one of {ATTRIBUTE_KINDS}", field=f"objects[{i}].attributes"
+                    )
         for i, r in enumerate(self.relations):
             if r.relation not in RELATIONS:
                 raise PlanError(f"unknown relation {r.relation!r}; expected one of {RELATIONS}", field=f"relations[{i}].relation")
@@ -277,4 +293,4 @@ def _find_cycle(graph: dict[str, list[str]]) -> list[str]:
         index[node] = len(path)
         path.append(node)
         node = next(d for d in graph[node] if d in graph)
-    return path[index[node]:]
+    return path[index[node] :]

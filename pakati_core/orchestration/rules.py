@@ -5,6 +5,7 @@ acceptance rules of issue 13: left/right needs the centres 5% of the width apart
 horizontal offset larger than the vertical one; above/below needs 2% of the height;
 near/next to needs a gap of at most 15% of the shorter side and IoU at most 0.5.
 """
+
 from __future__ import annotations
 
 import math
@@ -110,12 +111,16 @@ def layout_violations(plan: Plan) -> list[Violation]:
                 if has_word(other.noun, a.value) or has_word(a.value, other.noun):
                     continue  # "a crystal and a crystal holder": the word is the other object's own noun
                 if has_word(plan.region(other.region_id).get("prompt", ""), a.value):
-                    out.append(Violation("attribute", f"'{a.value}' of {o.id} also appears in {other.id}'s region prompt", (o.id, other.id)))
+                    out.append(
+                        Violation("attribute", f"'{a.value}' of {o.id} also appears in {other.id}'s region prompt", (o.id, other.id))
+                    )
     side = min(w, h)
     for o in fg:
         x0, y0, x1, y1 = plan.box(o.id)
         if x0 < -0.5 or y0 < -0.5 or x1 > w + 0.5 or y1 > h + 0.5 or min(x1 - x0, y1 - y0) < 0.03 * side:
-            out.append(Violation("bounds", f"{o.id}'s box {tuple(round(v) for v in (x0, y0, x1, y1))} is off the canvas or too small", (o.id,)))
+            out.append(
+                Violation("bounds", f"{o.id}'s box {tuple(round(v) for v in (x0, y0, x1, y1))} is off the canvas or too small", (o.id,))
+            )
     for r in plan.relations:
         a, b = plan.object(r.subject), plan.object(r.object)
         if a.background or b.background:

@@ -5,6 +5,7 @@ linear constraints, one set per relation, solved with SciPy's SLSQP — every ru
 ``rules.py`` is linear in the centres once the side a "near" pair separates along is chosen
 from the proposed layout, so the problem is a small convex QP.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,8 +43,8 @@ def solve_layout(boxes: dict[str, Box], relations: list[tuple[str, str, str]], w
         wa, ha = wh[idx[a]]
         wb, hb = wh[idx[b]]
         if rel in ("left_of", "right_of"):
-            l, r = (a, b) if rel == "left_of" else (b, a)
-            lx_, ly, rx, ry = 2 * idx[l], 2 * idx[l] + 1, 2 * idx[r], 2 * idx[r] + 1
+            left, right = (a, b) if rel == "left_of" else (b, a)
+            lx_, ly, rx, ry = 2 * idx[left], 2 * idx[left] + 1, 2 * idx[right], 2 * idx[right] + 1
             add({rx: 1, lx_: -1}, LEFT_MARGIN * width)
             add({rx: 1, lx_: -1, ly: -1, ry: 1}, 0.01 * width)
             add({rx: 1, lx_: -1, ly: 1, ry: -1}, 0.01 * width)

@@ -6,6 +6,7 @@ and never renders the same point twice. Parameters: region strength multiplier, 
 CFG and denoise, each in a box; the best point and the whole history come back, and
 :func:`apply_parameters` writes them into a plan.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,12 @@ from scipy.stats import qmc
 from .errors import PlannerError
 from .plan_model import Plan
 
-DEFAULT_SPACE: dict[str, tuple[float, float]] = {"strength": (0.6, 1.6), "base_weight": (0.0, 0.8), "cfg": (3.0, 10.0), "denoise": (0.5, 1.0)}
+DEFAULT_SPACE: dict[str, tuple[float, float]] = {
+    "strength": (0.6, 1.6),
+    "base_weight": (0.0, 0.8),
+    "cfg": (3.0, 10.0),
+    "denoise": (0.5, 1.0),
+}
 DEFAULT_START = {"strength": 1.0, "base_weight": 0.3, "cfg": 6.5, "denoise": 1.0}
 
 
@@ -38,8 +44,14 @@ class TuningResult:
         return len(self.history)
 
 
-def optimise_parameters(evaluate: Callable[[dict[str, float]], float], budget: int, space: dict[str, tuple[float, float]] | None = None,
-                        start: dict[str, float] | None = None, seed: int = 0, progress: Callable[[int, int], None] | None = None) -> TuningResult:
+def optimise_parameters(
+    evaluate: Callable[[dict[str, float]], float],
+    budget: int,
+    space: dict[str, tuple[float, float]] | None = None,
+    start: dict[str, float] | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> TuningResult:
     """Maximise ``evaluate`` over ``space`` with at most ``budget`` calls (deterministic for a seed)."""
     space = dict(space or DEFAULT_SPACE)
     if not isinstance(budget, int) or budget < 1:
@@ -74,8 +86,12 @@ def optimise_parameters(evaluate: Callable[[dict[str, float]], float], budget: i
             progress(len(history), budget)
         return -s
 
-    u0 = np.array([(min(max(start.get(k, (space[k][0] + space[k][1]) / 2), space[k][0]), space[k][1]) - space[k][0]) / (space[k][1] - space[k][0])
-                   for k in names])
+    u0 = np.array(
+        [
+            (min(max(start.get(k, (space[k][0] + space[k][1]) / 2), space[k][0]), space[k][1]) - space[k][0]) / (space[k][1] - space[k][0])
+            for k in names
+        ]
+    )
     try:
         f(u0)
         n_design = max(0, min(budget - 1, budget // 2))
@@ -87,8 +103,13 @@ def optimise_parameters(evaluate: Callable[[dict[str, float]], float], budget: i
         u_best = (np.array(best_u) - lo) / (hi - lo)
         remaining = budget - len(history)
         if remaining > 0:
-            minimize(f, u_best, method="Nelder-Mead", bounds=[(0.0, 1.0)] * len(names),
-                     options={"maxfev": remaining, "initial_simplex": _simplex(u_best, 0.15), "xatol": 1e-3, "fatol": 1e-4})
+            minimize(
+                f,
+                u_best,
+                method="Nelder-Mead",
+                bounds=[(0.0, 1.0)] * len(names),
+                options={"maxfev": remaining, "initial_simplex": _simplex(u_best, 0.15), "xatol": 1e-3, "fatol": 1e-4},
+            )
     except _BudgetSpent:
         pass
     best_p, best_s = max(history, key=lambda h: h[1])

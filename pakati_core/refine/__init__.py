@@ -1,4 +1,5 @@
 """Reference-guided refinement: measure, ask the fuzzy rules, correct cheaply, regenerate what still misses."""
+
 from __future__ import annotations
 
 from ..masks import paste_masked
@@ -8,6 +9,17 @@ from .protocols import RefineInterrupted, Regenerator, RegenParams
 from .store import STORE_VERSION, WhatWorkedStore
 
 __all__ = [
-    "correct_region", "match_region_statistics", "paste_masked", "tone_colour_deltas", "RefineResult", "RefineSettings",
-    "STOP_REASONS", "refine", "RefineInterrupted", "RegenParams", "Regenerator", "STORE_VERSION", "WhatWorkedStore",
+    "correct_region",
+    "match_region_statistics",
+    "paste_masked",
+    "tone_colour_deltas",
+    "RefineResult",
+    "RefineSettings",
+    "STOP_REASONS",
+    "refine",
+    "RefineInterrupted",
+    "RegenParams",
+    "Regenerator",
+    "STORE_VERSION",
+    "WhatWorkedStore",
 ]

@@ -3,6 +3,7 @@
 Only pixels with mask weight > 0 are read back into the image, so every pixel outside the mask
 stays bit-identical; soft mask weights blend the correction in.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,14 +17,15 @@ from ..lab import lab_to_rgb, rgb_to_lab
 CHANNELS = ("brightness", "contrast", "warmth", "tint", "saturation")
 
 
-def tone_colour_deltas(image: np.ndarray, mask: np.ndarray | None, reference: np.ndarray, reference_mask: np.ndarray | None = None) -> dict[str, float]:
+def tone_colour_deltas(
+    image: np.ndarray, mask: np.ndarray | None, reference: np.ndarray, reference_mask: np.ndarray | None = None
+) -> dict[str, float]:
     """The five correctable deltas of a region against a reference, at full resolution (the
     definitions are delta analysis's :func:`tone_deltas`)."""
     rgb, ref = as_rgb(image, min_side=8), as_rgb(reference, "reference", min_side=8)
     m = as_mask(mask, rgb.shape[:2])
     rm = as_mask(reference_mask, ref.shape[:2], "reference_mask")
-    return tone_deltas(tone_colour(rgb_to_lab(rgb[m > 0][None])[0], m[m > 0]),
-                       tone_colour(rgb_to_lab(ref[rm > 0][None])[0], rm[rm > 0]))
+    return tone_deltas(tone_colour(rgb_to_lab(rgb[m > 0][None])[0], m[m > 0]), tone_colour(rgb_to_lab(ref[rm > 0][None])[0], rm[rm > 0]))
 
 
 def _mean_chroma(mean_ab: np.ndarray, dev: np.ndarray, k: float, w: np.ndarray) -> float:
@@ -77,8 +79,9 @@ def correct_region(image: np.ndarray, mask: np.ndarray | None, deltas: dict[str,
     return out
 
 
-def match_region_statistics(image: np.ndarray, mask: np.ndarray | None, reference: np.ndarray,
-                            reference_mask: np.ndarray | None = None, iterations: int = 4) -> np.ndarray:
+def match_region_statistics(
+    image: np.ndarray, mask: np.ndarray | None, reference: np.ndarray, reference_mask: np.ndarray | None = None, iterations: int = 4
+) -> np.ndarray:
     """Full-strength masked Lab transfer, repeated on the residual (gamut clipping and soft mask
     edges leave some after one step)."""
     out = as_rgb(image, min_side=8)

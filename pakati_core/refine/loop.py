@@ -6,6 +6,7 @@ so one bad regeneration cannot drag the run down. Correction strengths for a cha
 every time that channel's delta flips sign (damping). A stretch of passes without progress is
 "converged", or "oscillating" when the tried results swung a delta's sign on every one of them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -79,8 +80,14 @@ class RefineResult:
     records: list[dict] = field(default_factory=list)  # what-worked records of this run
 
     def to_dict(self) -> dict:
-        return {"version": 1, "stop_reason": self.stop_reason, "best_pass": self.best_pass,
-                "score": round(self.score, 6), "epsilon": round(self.epsilon, 6), "passes": self.history}
+        return {
+            "version": 1,
+            "stop_reason": self.stop_reason,
+            "best_pass": self.best_pass,
+            "score": round(self.score, 6),
+            "epsilon": round(self.epsilon, 6),
+            "passes": self.history,
+        }
 
 
 def _r(x: float) -> float:
@@ -108,8 +115,11 @@ def _swinging(passes: list[dict], channels) -> bool:
     progress: the loop is swinging the region back and forth rather than settling."""
     for c in channels:
         values = [h.get("tried_deltas", h["deltas"]).get(c, 0.0) for h in passes]
-        if len(values) >= 3 and all(abs(v) > DELTA_SPECS[c].jnd for v in values) and all(
-                np.sign(a) == -np.sign(b) for a, b in zip(values, values[1:])):
+        if (
+            len(values) >= 3
+            and all(abs(v) > DELTA_SPECS[c].jnd for v in values)
+            and all(np.sign(a) == -np.sign(b) for a, b in zip(values, values[1:]))
+        ):
             return True
     return False
 
@@ -185,29 +195,66 @@ class RefineState:
     def record(self, pass_index: int, action: str, before: DeltaReport, after: DeltaReport, deltas: dict, kept: bool) -> dict:
         """Keep a what-worked record of one tried action; returns its summary for the history."""
         ab, aa = _aspects(before), _aspects(after)
-        rec = {"run": self.run_id, "pass": pass_index, "action": action, "deltas": {k: _r(v) for k, v in deltas.items()},
-               "before": _r(before.overall), "after": _r(after.overall), "gain": _r(after.overall - before.overall),
-               "aspects_gain": {k: _r(aa[k] - ab[k]) for k in ab}, "kept": kept}
+        rec = {
+            "run": self.run_id,
+            "pass": pass_index,
+            "action": action,
+            "deltas": {k: _r(v) for k, v in deltas.items()},
+            "before": _r(before.overall),
+            "after": _r(after.overall),
+            "gain": _r(after.overall - before.overall),
+            "aspects_gain": {k: _r(aa[k] - ab[k]) for k in ab},
+            "kept": kept,
+        }
         self.records.append(rec)
         return {k: rec[k] for k in ("action", "before", "after", "gain", "kept")}
 
     def result(self) -> RefineResult:
-        return RefineResult(self.best_img, float(self.best_score), self.best_pass, self.stop, self.history, float(self.epsilon), self.records)
+        return RefineResult(
+            self.best_img, float(self.best_score), self.best_pass, self.stop, self.history, float(self.epsilon), self.records
+        )
 
 
-def start_state(image: np.ndarray, references: Sequence[Reference], mask: np.ndarray | None, settings: RefineSettings,
-                engine: MamdaniEngine, store: WhatWorkedStore | None) -> RefineState:
+def start_state(
+    image: np.ndarray,
+    references: Sequence[Reference],
+    mask: np.ndarray | None,
+    settings: RefineSettings,
+    engine: MamdaniEngine,
+    store: WhatWorkedStore | None,
+) -> RefineState:
     """Measure the input (pass 0) and set up the run."""
     rgb = as_rgb(image, min_side=8)
     m = as_mask(mask, rgb.shape[:2])
     cache = ReferenceCache()
     region_mask = None if mask is None else m
     report = _measure(rgb, references, region_mask, cache)
-    state = RefineState(references, settings, engine, m, region_mask, cache, _run_id(references, settings, rgb),
-                        store.order(list(CORRECTIONS)) if store else list(CORRECTIONS), rgb, report, epsilon=settings.epsilon)
-    state.history.append({"pass": 0, "seed": None, "score": _r(report.overall), "best_so_far": _r(report.overall),
-                          "aspects": _aspects(report), "deltas": {k: _r(v) for k, v in _deltas(report).items()},
-                          "adjustments": {}, "actions": [], "kept": "input"})
+    state = RefineState(
+        references,
+        settings,
+        engine,
+        m,
+        region_mask,
+        cache,
+        _run_id(references, settings, rgb),
+        store.order(list(CORRECTIONS)) if store else list(CORRECTIONS),
+        rgb,
+        report,
+        epsilon=settings.epsilon,
+    )
+    state.history.append(
+        {
+            "pass": 0,
+            "seed": None,
+            "score": _r(report.overall),
+            "best_so_far": _r(report.overall),
+            "aspects": _aspects(report),
+            "deltas": {k: _r(v) for k, v in _deltas(report).items()},
+            "adjustments": {},
+            "actions": [],
+            "kept": "input",
+        }
+    )
     return state
 
 
@@ -220,7 +267,9 @@ def damp(state: RefineState, deltas: dict[str, float]) -> None:
             state.damping[c] *= 0.5
 
 
-def cheap_corrections(state: RefineState, p: int, outcome: PassOutcome, deltas: dict[str, float], out: dict[str, float]) -> dict[str, float]:
+def cheap_corrections(
+    state: RefineState, p: int, outcome: PassOutcome, deltas: dict[str, float], out: dict[str, float]
+) -> dict[str, float]:
     """Try each in-mask tone/colour correction in turn, keeping those that raise the score;
     returns the deltas of what is kept."""
     for action in state.cheap_order:
@@ -229,24 +278,32 @@ def cheap_corrections(state: RefineState, p: int, outcome: PassOutcome, deltas: 
         trial_report = state.measure(trial)
         kept = trial_report.overall > outcome.report.overall
         outcome.tried = trial_report
-        outcome.actions.append(state.record(p, action, outcome.report, trial_report, deltas, kept) | {"strengths": {k: _r(v) for k, v in strengths.items()}})
+        outcome.actions.append(
+            state.record(p, action, outcome.report, trial_report, deltas, kept) | {"strengths": {k: _r(v) for k, v in strengths.items()}}
+        )
         if kept:
             outcome.image, outcome.report = trial, trial_report
             deltas = _deltas(outcome.report)
     return deltas
 
 
-def regenerate_region(state: RefineState, p: int, outcome: PassOutcome, deltas: dict[str, float], inference: Inference,
-                      regenerate: Regenerator) -> None:
+def regenerate_region(
+    state: RefineState, p: int, outcome: PassOutcome, deltas: dict[str, float], inference: Inference, regenerate: Regenerator
+) -> None:
     """Regenerate the region with the rules' sampler settings; keep it if it scores higher.
 
     The first regeneration also samples a second seed: the seed-to-seed spread of the score is
     the least gain convergence counts as progress (never claim what a different seed gives)."""
     out, gain = inference.outputs, state.gain
     seed = state.settings.seed + p
-    params = RegenParams(seed=seed, denoise=float(np.clip(out.get("denoise", DEFAULT_DENOISE) * gain, 0.05, 1.0)),
-                         cfg_delta=out.get("cfg_delta", 0.0) * gain, steps_factor=out.get("steps_factor", 1.0),
-                         prompt_terms=tuple(inference.prompt_terms(state.engine.rulebase)), pass_index=p)
+    params = RegenParams(
+        seed=seed,
+        denoise=float(np.clip(out.get("denoise", DEFAULT_DENOISE) * gain, 0.05, 1.0)),
+        cfg_delta=out.get("cfg_delta", 0.0) * gain,
+        steps_factor=out.get("steps_factor", 1.0),
+        prompt_terms=tuple(inference.prompt_terms(state.engine.rulebase)),
+        pass_index=p,
+    )
     regen = _regenerated(regenerate, outcome.image, state.mask, params)
     regen_report = state.measure(regen)
     if state.spread is None:
@@ -283,10 +340,20 @@ def keep_best(state: RefineState, p: int, outcome: PassOutcome) -> None:
     if improved > 0:
         state.best_img, state.best_report, state.best_pass = outcome.image, outcome.report, p
     state.since_progress = 0 if improved >= state.epsilon else state.since_progress + 1
-    state.history.append({"pass": p, "seed": outcome.seed, "score": _r(outcome.report.overall), "best_so_far": _r(state.best_score),
-                          "aspects": _aspects(outcome.report), "deltas": {k: _r(v) for k, v in _deltas(outcome.report).items()},
-                          "adjustments": outcome.adjustments, "actions": outcome.actions, "kept": "pass" if improved > 0 else "best",
-                          "tried_deltas": {c: _r(_deltas(outcome.tried).get(c, 0.0)) for c in state.damping}})
+    state.history.append(
+        {
+            "pass": p,
+            "seed": outcome.seed,
+            "score": _r(outcome.report.overall),
+            "best_so_far": _r(state.best_score),
+            "aspects": _aspects(outcome.report),
+            "deltas": {k: _r(v) for k, v in _deltas(outcome.report).items()},
+            "adjustments": outcome.adjustments,
+            "actions": outcome.actions,
+            "kept": "pass" if improved > 0 else "best",
+            "tried_deltas": {c: _r(_deltas(outcome.tried).get(c, 0.0)) for c in state.damping},
+        }
+    )
 
 
 def stop_reason(state: RefineState) -> str | None:
@@ -294,7 +361,7 @@ def stop_reason(state: RefineState) -> str | None:
     if state.best_score >= state.settings.target:
         return "target"
     if state.since_progress >= state.settings.patience:
-        return "oscillating" if _swinging(state.history[-max(state.settings.patience, 3):], state.damping) else "converged"
+        return "oscillating" if _swinging(state.history[-max(state.settings.patience, 3) :], state.damping) else "converged"
     return None
 
 

@@ -1,4 +1,5 @@
 """The small protocols the loop needs from its host: a regenerator and an interrupt signal."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,8 +24,13 @@ class RegenParams:
     pass_index: int = 0
 
     def to_dict(self) -> dict:
-        return {"seed": self.seed, "denoise": round(self.denoise, 4), "cfg_delta": round(self.cfg_delta, 4),
-                "steps_factor": round(self.steps_factor, 4), "prompt_terms": [list(t) for t in self.prompt_terms]}
+        return {
+            "seed": self.seed,
+            "denoise": round(self.denoise, 4),
+            "cfg_delta": round(self.cfg_delta, 4),
+            "steps_factor": round(self.steps_factor, 4),
+            "prompt_terms": [list(t) for t in self.prompt_terms],
+        }
 
 
 class Regenerator(Protocol):

@@ -11,6 +11,7 @@ The loop orders its cheap corrections by the mean past gain of each action (comp
 database). ``what_worked.v1.jsonl`` files written by earlier builds are imported once
 (``pakati_core.store.import_legacy``); lines of another version or that do not parse are skipped.
 """
+
 from __future__ import annotations
 
 from typing import Iterable, Sequence

@@ -4,6 +4,7 @@ One concept per module: ``box`` (crop boxes and sampling sizes), ``blend`` (grow
 rings), ``resize``, ``colour`` (Lab matching; the Lab conversion and CIEDE2000 live in ``pakati_core.lab``), ``crop``, ``stitch``,
 ``canvas_crop`` (regions inside the crop) and ``persistent`` (locked regions, composition, seeds).
 """
+
 from __future__ import annotations
 
 from ..geometry import Box, clip_polygon
@@ -18,9 +19,28 @@ from .persistent import compose_regions, locked_mask, regeneration_mask, region_
 from .stitch import stitch_region
 
 __all__ = [
-    "Box", "RegionCrop", "RegionStitch", "SDXL_NATIVE_AREA", "TARGET_MODES",
-    "band_radius", "blend_mask", "clip_polygon", "compose_regions", "crop_canvas", "crop_region",
-    "locked_mask", "match_colour", "mean_ciede2000", "regeneration_mask", "region_seed", "ring",
-    "stitch_region", "target_size",
-    "EmptyMaskError", "LockedRegionError", "MaskSizeError", "RegenerateError", "StitchMismatchError",
+    "Box",
+    "RegionCrop",
+    "RegionStitch",
+    "SDXL_NATIVE_AREA",
+    "TARGET_MODES",
+    "band_radius",
+    "blend_mask",
+    "clip_polygon",
+    "compose_regions",
+    "crop_canvas",
+    "crop_region",
+    "locked_mask",
+    "match_colour",
+    "mean_ciede2000",
+    "regeneration_mask",
+    "region_seed",
+    "ring",
+    "stitch_region",
+    "target_size",
+    "EmptyMaskError",
+    "LockedRegionError",
+    "MaskSizeError",
+    "RegenerateError",
+    "StitchMismatchError",
 ]

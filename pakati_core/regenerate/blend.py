@@ -3,6 +3,7 @@
 The blend mask is exactly 0 outside the grown mask plus the feather's kernel radius, so the
 stitch can leave every pixel there untouched (bit-identical to the input).
 """
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@
 Boxes are :class:`pakati_core.geometry.Box` (half-open ``x0, y0, x1, y1``). The target size is
 always a multiple of 8 (SDXL latents are 1/8 of the image).
 """
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,9 @@ def ceil8(v: float) -> int:
     return max(8, int(math.ceil(v / 8.0)) * 8)
 
 
-def target_size(mode: str, box_w: int, box_h: int, explicit: tuple[int, int] = (1024, 1024), native_area: int = SDXL_NATIVE_AREA) -> tuple[int, int]:
+def target_size(
+    mode: str, box_w: int, box_h: int, explicit: tuple[int, int] = (1024, 1024), native_area: int = SDXL_NATIVE_AREA
+) -> tuple[int, int]:
     """The sampling resolution ``(w, h)`` for a crop of ``box_w x box_h`` (multiples of 8).
 
     ``keep``: the crop's own size rounded up to a multiple of 8 (at least 64 px a side);

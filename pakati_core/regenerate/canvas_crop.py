@@ -4,6 +4,7 @@ Pure geometry: polygons are shifted, scaled and clipped to the crop (Sutherland-
 against the crop rectangle); mask regions are cut and resampled. Regions that miss the crop
 are dropped.
 """
+
 from __future__ import annotations
 
 import math

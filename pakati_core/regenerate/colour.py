@@ -5,6 +5,7 @@ crop's context, just outside the blend band, should still look like the original
 the per-channel Lab mean and spread measured in that ring give the drift, which is removed
 from the whole crop before it is blended back.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,4 +34,3 @@ def match_colour(regenerated: np.ndarray, reference: np.ndarray, ring_mask: np.n
     if regenerated.shape[-1] > 3:  # keep any alpha channel as it was
         out = np.concatenate([out, regenerated[..., 3:]], axis=-1)
     return out.astype(np.float32)
-

@@ -1,4 +1,5 @@
 """Crop a region (plus context) out of an image at its sampling resolution, keeping what the stitch needs."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -59,7 +60,8 @@ def match_mask_to_image(masks: np.ndarray, batch: int, width: int, height: int) 
     if (w, h) != (width, height):
         if not same_aspect(w, h, width, height):
             raise MaskSizeError(
-                f"the mask is {w}x{h} but the image is {width}x{height}; their aspect ratios differ, so the mask cannot be placed on the image",
+                f"the mask is {w}x{h} but the image is {width}x{height}; their aspect ratios differ, so the "
+                "mask cannot be placed on the image",
                 field="mask",
             )
         masks = np.stack([resize_mask(m, width, height) for m in masks])
@@ -108,7 +110,9 @@ def crop_region(
             bl = np.where(keep_out >= 1.0, 0.0, bl * (1.0 - keep_out)).astype(np.float32)
         where = f"mask[{b}]" if batch > 1 else "mask"
         if not (m > 0).any():
-            raise EmptyMaskError("the mask is empty (every pixel is 0, or every masked pixel is locked), so there is no region to regenerate", field=where)
+            raise EmptyMaskError(
+                "the mask is empty (every pixel is 0, or every masked pixel is locked), so there is no region to regenerate", field=where
+            )
         blends.append(bl)
         tight.append(pad_box(support_box(bl, where), context, width, height))
     span_w, span_h = max(t.width for t in tight), max(t.height for t in tight)

@@ -1,4 +1,5 @@
 """Typed errors of region-only regeneration (all :class:`PakatiError`, so nodes can name the input)."""
+
 from __future__ import annotations
 
 from ..errors import PakatiError

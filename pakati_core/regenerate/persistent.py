@@ -1,4 +1,5 @@
 """Persistent regions: locked regions keep their pixels; regenerated regions are composed over the previous image."""
+
 from __future__ import annotations
 
 import zlib
@@ -52,7 +53,9 @@ def selected_regions(canvas: Canvas, keys: Iterable[str | int] | None) -> list[i
     for k in keys:
         i = canvas.index_of(k)
         if canvas.regions[i].locked:
-            raise LockedRegionError(f"region '{canvas.regions[i].label}' is locked and keeps its pixels; unlock it to compose it", field="regions")
+            raise LockedRegionError(
+                f"region '{canvas.regions[i].label}' is locked and keeps its pixels; unlock it to compose it", field="regions"
+            )
         out.append(i)
     return out
 
@@ -64,8 +67,11 @@ def compose_regions(previous: np.ndarray, regenerated: np.ndarray, canvas: Canva
     locked regions, and pixels no selected region reaches, are copied from ``previous`` bit for bit.
     """
     if previous.shape != regenerated.shape:
-        raise StitchMismatchError(f"previous image {previous.shape[1]}x{previous.shape[0]}x{previous.shape[2]} and regenerated image "
-                                  f"{regenerated.shape[1]}x{regenerated.shape[0]}x{regenerated.shape[2]} differ", field="regenerated")
+        raise StitchMismatchError(
+            f"previous image {previous.shape[1]}x{previous.shape[0]}x{previous.shape[2]} and regenerated image "
+            f"{regenerated.shape[1]}x{regenerated.shape[0]}x{regenerated.shape[2]} differ",
+            field="regenerated",
+        )
     height, width = previous.shape[:2]
     chosen = selected_regions(canvas, keys)
     out = previous.astype(np.float32, copy=True)

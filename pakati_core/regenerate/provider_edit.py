@@ -6,6 +6,7 @@ mask + band is the input's, bit for bit. Reuses the region-regeneration geometry
 (``geometry``, ``regenerate.blend``) and the exact masked paste (``masks.paste_masked``). A region-
 editing feature, so it lives with region regeneration; the provider layer only supplies the backend.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -30,9 +31,18 @@ class RegionEditResult:
     info: dict = field(default_factory=dict)
 
 
-def edit_region(backend: ImageBackend, image: np.ndarray, mask: np.ndarray, prompt: str, grow: int = 8, feather: float = 16.0,
-                context: int = 32, quality: str | None = None, check_interrupt: Callable[[], None] | None = None,
-                keep: np.ndarray | None = None) -> RegionEditResult:
+def edit_region(
+    backend: ImageBackend,
+    image: np.ndarray,
+    mask: np.ndarray,
+    prompt: str,
+    grow: int = 8,
+    feather: float = 16.0,
+    context: int = 32,
+    quality: str | None = None,
+    check_interrupt: Callable[[], None] | None = None,
+    keep: np.ndarray | None = None,
+) -> RegionEditResult:
     """``image`` with the region ``mask > 0`` edited by ``backend`` and pasted back with a feathered mask.
 
     The crop sent is the region's box plus ``context`` pixels, grown to the aspect of the

@@ -1,4 +1,5 @@
 """Paste regenerated crops back: resize to the box, match colour to the ring, blend inside the band only."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -34,11 +35,15 @@ def stitch_region(
         base = base[None]
     w, h = stitch.size
     if base.shape[1:3] != (h, w):
-        raise StitchMismatchError(f"the original is {base.shape[2]}x{base.shape[1]} but the region was cropped from a {w}x{h} image", field="original")
+        raise StitchMismatchError(
+            f"the original is {base.shape[2]}x{base.shape[1]} but the region was cropped from a {w}x{h} image", field="original"
+        )
     n = max(stitch.batch, regenerated.shape[0])
     for name, count in (("image", regenerated.shape[0]), ("original", base.shape[0])):
         if count not in (1, n):
-            raise StitchMismatchError(f"{count} frames, but the stitch holds {stitch.batch} and the regenerated batch {regenerated.shape[0]}", field=name)
+            raise StitchMismatchError(
+                f"{count} frames, but the stitch holds {stitch.batch} and the regenerated batch {regenerated.shape[0]}", field=name
+            )
     if stitch.batch not in (1, n):
         raise StitchMismatchError(f"{regenerated.shape[0]} regenerated crops for a stitch of {stitch.batch} frames", field="image")
     out = []

@@ -12,6 +12,7 @@ every position, over a context that holds the region tokens after the base token
 and weight tables (``RegionalAttention.plan``), which is what the ComfyUI patch and the
 diffusers processor run. Pure torch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

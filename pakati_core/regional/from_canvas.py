@@ -1,4 +1,5 @@
 """Region prompts from a canvas: the one builder every host uses (the host brings its text encoder)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -17,5 +18,7 @@ def regions_from_canvas(canvas: Canvas, encode: Callable[[str], Any]) -> RegionS
         if not r.prompt.strip():
             raise RegionalConditioningError(f"region '{r.label}' has an empty prompt", field=f"regions[{i}].prompt")
         negative = encode(r.negative) if r.negative.strip() else None
-        regions.append(RegionPrompt(name=r.label, cond=encode(r.prompt), strength=r.strength, negative=negative, canvas=canvas, canvas_index=i))
+        regions.append(
+            RegionPrompt(name=r.label, cond=encode(r.prompt), strength=r.strength, negative=negative, canvas=canvas, canvas_index=i)
+        )
     return RegionSet(tuple(regions))

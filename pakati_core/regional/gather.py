@@ -11,6 +11,7 @@ is non-zero, and is left untouched (weight 1) outside every region.
 
 Pure torch, shared by the ComfyUI patch and the diffusers processor.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -133,8 +134,9 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch
     return out.transpose(1, 2).reshape(b, n, hd)
 
 
-def add_segments(target: torch.Tensor, q: torch.Tensor, k_extra: torch.Tensor, v_extra: torch.Tensor, heads: int,
-                 plan: GatherPlan, local: bool) -> torch.Tensor:
+def add_segments(
+    target: torch.Tensor, q: torch.Tensor, k_extra: torch.Tensor, v_extra: torch.Tensor, heads: int, plan: GatherPlan, local: bool
+) -> torch.Tensor:
     """``target += sum_j w_j * attention(q_j, segment j)`` at each segment's covered positions.
 
     ``target`` is ``[B, Q, hd]`` (``local=False``) or ``[B, C, hd]`` over the covered positions
@@ -158,7 +160,7 @@ def add_segments(target: torch.Tensor, q: torch.Tensor, k_extra: torch.Tensor, v
         where = grp.local if local else grp.index
         if deterministic and n > 1:
             for start, count in grp.exact:
-                target.index_add_(1, where[start:start + count], out[:, start:start + count])
+                target.index_add_(1, where[start : start + count], out[:, start : start + count])
         else:
             target.index_add_(1, where, out)
     return target
@@ -187,8 +189,9 @@ def base_where_needed(q: torch.Tensor, kb: torch.Tensor, vb: torch.Tensor, heads
     return out
 
 
-def regional_delta(q: torch.Tensor, kb: torch.Tensor, vb: torch.Tensor, k_extra: torch.Tensor, v_extra: torch.Tensor,
-                   heads: int, plan: GatherPlan) -> tuple[torch.Tensor | None, torch.Tensor]:
+def regional_delta(
+    q: torch.Tensor, kb: torch.Tensor, vb: torch.Tensor, k_extra: torch.Tensor, v_extra: torch.Tensor, heads: int, plan: GatherPlan
+) -> tuple[torch.Tensor | None, torch.Tensor]:
     """What regions add to plain base attention, only at covered positions: ``(positions, delta)``.
 
     For wrapping another attention (IP-Adapter and the like) that already produced the base

@@ -11,6 +11,7 @@ into the weights in place) are named by the host's token (ComfyUI's patch uuid);
 patches can change mid-run (hook keyframes) the host passes ``volatile=True``, and layers
 whose weights are patched per call are never cached.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -49,9 +50,16 @@ class ProjectionCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, layer: object, weights: list[torch.Tensor | None], device: torch.device, dtype: torch.dtype,
-            compute: Callable[[], tuple[torch.Tensor, torch.Tensor]], volatile: bool = False,
-            token: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def get(
+        self,
+        layer: object,
+        weights: list[torch.Tensor | None],
+        device: torch.device,
+        dtype: torch.dtype,
+        compute: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+        volatile: bool = False,
+        token: object = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The cached projections for ``layer``, or ``compute()`` (stored unless ``volatile``)."""
         if volatile:
             self.misses += 1

@@ -3,6 +3,7 @@
 ``RegionSet`` is what travels between nodes as ``PAKATI_REGIONS``. It is immutable: chaining
 returns a new set, so ComfyUI's cache never sees a node mutate another node's output.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,19 +50,23 @@ class RegionSet:
     """Region prompts in z-order (later regions win where they overlap)."""
 
     regions: tuple[RegionPrompt, ...] = ()
+    family: str = "sdxl"  # the model family the prompts were encoded for ("sdxl", "flux")
+    base_real_tokens: int | None = None  # joint-attention families: the base prompt's real (unpadded) token count
 
     def __post_init__(self) -> None:
         if len(self.regions) > MAX_REGIONS:
             raise RegionLimitError(f"{len(self.regions)} regions; at most {MAX_REGIONS} are supported", field="regions")
         dims = {r.cond.shape[-1] for r in self.regions}
         if len(dims) > 1:
-            raise RegionalConditioningError(f"region prompts come from different text encoders (embedding sizes {sorted(dims)})", field="conditioning")
+            raise RegionalConditioningError(
+                f"region prompts come from different text encoders (embedding sizes {sorted(dims)})", field="conditioning"
+            )
 
     def __len__(self) -> int:
         return len(self.regions)
 
     def add(self, region: RegionPrompt) -> "RegionSet":
-        return RegionSet(self.regions + (region,))
+        return RegionSet(self.regions + (region,), self.family, self.base_real_tokens)
 
     @property
     def embed_dim(self) -> int | None:

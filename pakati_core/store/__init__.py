@@ -6,6 +6,7 @@ use, and returns a ``Store`` bound to one user: one repository per concern (runs
 understandings, what worked, plans and checks, provider calls, the content-hash cache, templates)
 over one engine (``database.Database``: sessions, blobs, the owner).
 """
+
 from __future__ import annotations
 
 import os
@@ -51,9 +52,9 @@ class Store(Database):
         return Store(self.engine, self.owner, self.record_prompts, max(1, int(seconds * 1000)))
 
 
-
-def open_store(url: str | None = None, user_dir: str | os.PathLike | None = None, owner: str = DEFAULT_OWNER,
-               wait_s: float | None = None) -> Store:
+def open_store(
+    url: str | None = None, user_dir: str | os.PathLike | None = None, owner: str = DEFAULT_OWNER, wait_s: float | None = None
+) -> Store:
     """The store for ``owner`` on the resolved database, migrated to the current schema; with
     ``wait_s``, every transaction (the migration included) waits at most that long for a lock."""
     engine = get_engine(resolve_url(url, user_dir))

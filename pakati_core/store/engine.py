@@ -11,6 +11,7 @@ waits for a writer). A connection may carry a shorter busy timeout (execution op
 holding the request. Migrations run under a lock (SQLite's write lock, PostgreSQL's
 advisory lock), so two servers starting on one database never migrate it twice.
 """
+
 from __future__ import annotations
 
 import json
@@ -150,11 +151,17 @@ def get_engine(url: str) -> Engine:
                 engine = create_engine(parsed, pool_pre_ping=True, json_serializer=_strict_json)
                 _postgres_setup(engine)
             except NoSuchModuleError as e:
-                raise StoreError(f"unknown database kind {parsed.drivername!r} in {redacted(url)} "
-                                 "(use sqlite:///path or postgresql+psycopg://user@host/db)", "url") from e
+                raise StoreError(
+                    f"unknown database kind {parsed.drivername!r} in {redacted(url)} "
+                    "(use sqlite:///path or postgresql+psycopg://user@host/db)",
+                    "url",
+                ) from e
             except ModuleNotFoundError as e:
-                raise StoreError(f"the database driver for {parsed.drivername} is not installed ({e.name}); "
-                                 "for PostgreSQL: pip install 'psycopg[binary]'", "url") from e
+                raise StoreError(
+                    f"the database driver for {parsed.drivername} is not installed ({e.name}); "
+                    "for PostgreSQL: pip install 'psycopg[binary]'",
+                    "url",
+                ) from e
         _engines[url] = engine
         return engine
 

@@ -1,4 +1,5 @@
 """Errors of the store: typed, and worded so a user knows what to change."""
+
 from __future__ import annotations
 
 from ..errors import PakatiError

@@ -6,6 +6,7 @@ branches records the branch that made this image. Only constant inputs are read 
 value is followed one hop, to a sampler-select, scheduler, noise or guider node); nothing that
 looks like a key is kept. Plain data in, plain data out: no ComfyUI import.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -27,8 +28,13 @@ SAMPLER_FIELDS = {  # history name -> input names that carry it, on the sampler 
     "end_at_step": ("end_at_step",),
 }
 FOLLOWED = ("sampler", "sigmas", "noise", "guider")  # linked sampler inputs whose source node holds settings
-LOADERS = (("CheckpointLoaderSimple", "ckpt_name"), ("CheckpointLoader", "ckpt_name"), ("unCLIPCheckpointLoader", "ckpt_name"),
-           ("UNETLoader", "unet_name"), ("ImageOnlyCheckpointLoader", "ckpt_name"))
+LOADERS = (
+    ("CheckpointLoaderSimple", "ckpt_name"),
+    ("CheckpointLoader", "ckpt_name"),
+    ("unCLIPCheckpointLoader", "ckpt_name"),
+    ("UNETLoader", "unet_name"),
+    ("ImageOnlyCheckpointLoader", "ckpt_name"),
+)
 TEXT_ENCODERS = {"CLIPTextEncode": ("text",), "CLIPTextEncodeSDXL": ("text_g", "text_l"), "CLIPTextEncodeSDXLRefiner": ("text",)}
 RUN_PROPERTY = "pakati_run"  # set on a PakatiCanvas node by the history sidebar's "Load canvas"
 
@@ -164,7 +170,9 @@ def text_prompts(prompt: dict | None, among: dict[str, int] | None = None, canva
     nodes = _nodes(prompt)
     out: dict[str, Any] = {}
     for field, key in (("base_prompt", "base"), ("base_negative", "base_negative")):
-        values = [v for v in constant_inputs(prompt, ("PakatiRegionalConditioning",), field, among) if isinstance(v, str) and not looks_secret(v)]
+        values = [
+            v for v in constant_inputs(prompt, ("PakatiRegionalConditioning",), field, among) if isinstance(v, str) and not looks_secret(v)
+        ]
         if values:
             out[key] = values[0]
     samplers = _ordered(prompt, among, SAMPLERS)
@@ -174,8 +182,11 @@ def text_prompts(prompt: dict | None, among: dict[str, int] | None = None, canva
             text = _text_of(nodes, inputs.get(key))
             if text is not None:
                 out[key] = text
-    regions = [{"id": r.get("id"), "name": r.get("name"), "prompt": r.get("prompt", ""), "negative": r.get("negative", "")}
-               for r in (canvas or {}).get("regions", []) if isinstance(r, dict)]
+    regions = [
+        {"id": r.get("id"), "name": r.get("name"), "prompt": r.get("prompt", ""), "negative": r.get("negative", "")}
+        for r in (canvas or {}).get("regions", [])
+        if isinstance(r, dict)
+    ]
     if regions:
         out["regions"] = [r for r in regions if not looks_secret(r["prompt"]) and not looks_secret(r["negative"])]
     return out
@@ -203,5 +214,11 @@ def generation_fields(prompt: dict | None, node_id: str | None = None, workflow:
     among = upstream(prompt, node_id)
     canvas = canvas if canvas is not None else canvas_from_prompt(prompt, among)
     seeds, params = sampler_settings(prompt, among)
-    return {"canvas": canvas, "prompts": text_prompts(prompt, among, canvas), "seeds": seeds, "params": params,
-            "model_name": model_name(prompt, among), "parent_hint": parent_run_hint(workflow, among)}
+    return {
+        "canvas": canvas,
+        "prompts": text_prompts(prompt, among, canvas),
+        "seeds": seeds,
+        "params": params,
+        "model_name": model_name(prompt, among),
+        "parent_hint": parent_run_hint(workflow, among),
+    }

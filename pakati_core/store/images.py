@@ -1,4 +1,5 @@
 """Images as stored bytes: PNG encoding, thumbnails, and the content hash used as a key."""
+
 from __future__ import annotations
 
 import hashlib

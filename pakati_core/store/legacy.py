@@ -4,6 +4,7 @@ Each file is imported in one transaction and remembered by path and content dige
 second start (or a second server starting at the same moment) imports nothing twice; rows
 carry keys that make a repeated insert a no-op. The files are left where they are.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,12 @@ def _import_done(store: Database, s: Session, source: str, digest: str) -> bool:
 
 
 def _mark_imported(store: Database, s: Session, source: str, digest: str, rows: int) -> None:
-    store.insert_ignore(s, LegacyImport, {"owner": store.owner, "source": source, "digest": digest, "rows": rows,
-                                          "imported_at": utcnow()}, ["owner", "source", "digest"])
+    store.insert_ignore(
+        s,
+        LegacyImport,
+        {"owner": store.owner, "source": source, "digest": digest, "rows": rows, "imported_at": utcnow()},
+        ["owner", "source", "digest"],
+    )
 
 
 def _digest(data: bytes) -> str:
@@ -61,8 +66,14 @@ def import_understanding_dir(store: Database, directory: str | os.PathLike) -> i
             log.warning("Pakati store: %s is not JSON; not imported", path)
             continue
         if not isinstance(data, dict) or data.get("format") != UNDERSTANDING_FORMAT or data.get("version") != UNDERSTANDING_VERSION:
-            log.warning("Pakati store: %s is %s v%s, not %s v%s; not imported", path, data.get("format") if isinstance(data, dict) else "?",
-                        data.get("version") if isinstance(data, dict) else "?", UNDERSTANDING_FORMAT, UNDERSTANDING_VERSION)
+            log.warning(
+                "Pakati store: %s is %s v%s, not %s v%s; not imported",
+                path,
+                data.get("format") if isinstance(data, dict) else "?",
+                data.get("version") if isinstance(data, dict) else "?",
+                UNDERSTANDING_FORMAT,
+                UNDERSTANDING_VERSION,
+            )
             continue
         png = directory / f"{key}.png"
         image_png = png.read_bytes() if png.is_file() else None
@@ -77,10 +88,21 @@ def import_understanding_dir(store: Database, directory: str | os.PathLike) -> i
                 exists = s.query(UnderstandingRow.id).filter_by(owner=store.owner, image_hash=key, fingerprint=fp).first()
                 if exists:
                     continue
-                store.insert_ignore(s, UnderstandingRow, {"owner": store.owner, "image_hash": key, "fingerprint": fp,
-                                                           "format_version": UNDERSTANDING_VERSION, "record": record, "image": image_blob,
-                                                           "preview": preview_blob, "updated_at": utcnow()},
-                                     ["owner", "image_hash", "fingerprint"])
+                store.insert_ignore(
+                    s,
+                    UnderstandingRow,
+                    {
+                        "owner": store.owner,
+                        "image_hash": key,
+                        "fingerprint": fp,
+                        "format_version": UNDERSTANDING_VERSION,
+                        "record": record,
+                        "image": image_blob,
+                        "preview": preview_blob,
+                        "updated_at": utcnow(),
+                    },
+                    ["owner", "image_hash", "fingerprint"],
+                )
                 n += 1
             _mark_imported(store, s, source, digest, n)
         added += n
@@ -166,8 +188,8 @@ def import_context_dir(store: Database, directory: str | os.PathLike) -> int:
 def import_legacy(store: Database, pakati_dir: str | os.PathLike) -> dict[str, int]:
     """Import what earlier builds kept under ``<user dir>/pakati`` (understanding/, refine/, context/)."""
     base = Path(pakati_dir)
-    return {"understanding": import_understanding_dir(store, base / "understanding"),
-            "what_worked": import_what_worked_file(store, base / "refine" / WHAT_WORKED_FILE),
-            "context": import_context_dir(store, base / "context")}
-
-
+    return {
+        "understanding": import_understanding_dir(store, base / "understanding"),
+        "what_worked": import_what_worked_file(store, base / "refine" / WHAT_WORKED_FILE),
+        "context": import_context_dir(store, base / "context"),
+    }

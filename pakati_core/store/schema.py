@@ -5,6 +5,7 @@ Every row a person makes carries ``owner`` (ComfyUI's user id; "default" outside
 The Alembic revisions under ``migrations/versions`` create exactly these tables; a change
 here needs a new revision there (``tests/test_store.py`` compares the two).
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -52,7 +53,9 @@ class Run(Base):
     thumbnail: Mapped[str | None] = mapped_column(ForeignKey("blobs.sha256"), nullable=True)
     scores: Mapped[dict] = mapped_column(JSON, default=dict)
     timings: Mapped[dict] = mapped_column(JSON, default=dict)
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL", name="fk_runs_parent_id"), nullable=True)  # revision 0002
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL", name="fk_runs_parent_id"), nullable=True
+    )  # revision 0002
 
 
 class ReferenceImage(Base):
@@ -90,8 +93,10 @@ class WhatWorked(Base):
     """One tried refinement action and how much it moved the score."""
 
     __tablename__ = "what_worked"
-    __table_args__ = (UniqueConstraint("owner", "import_key", name="uq_what_worked_import"),
-                      Index("ix_what_worked_owner_action", "owner", "action"))
+    __table_args__ = (
+        UniqueConstraint("owner", "import_key", name="uq_what_worked_import"),
+        Index("ix_what_worked_owner_action", "owner", "action"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     owner: Mapped[str] = mapped_column(String(OWNER_LEN))
     run: Mapped[str] = mapped_column(String(64))

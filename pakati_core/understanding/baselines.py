@@ -4,6 +4,7 @@ Spatial masks: OpenCV Telea and scikit-image biharmonic inpainting. Frequency ba
 masking and Richardson-Lucy deconvolution with the known Gaussian blur. Below both: a flat
 fill with the visible mean colour, and seeded uniform noise.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -33,7 +34,7 @@ def unsharp(view: MaskedView) -> np.ndarray:
 def _gaussian_psf(sigma: float) -> np.ndarray:
     r = int(np.ceil(3 * sigma))
     x = np.arange(-r, r + 1)
-    g = np.exp(-(x ** 2) / (2 * sigma ** 2))
+    g = np.exp(-(x**2) / (2 * sigma**2))
     psf = np.outer(g, g)
     return psf / psf.sum()
 

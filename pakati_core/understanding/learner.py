@@ -4,6 +4,7 @@ For every strategy x level, the same view is given to the reconstructor under se
 and to the classical baselines. A level is *mastered* only when at least two seeds reach the
 threshold composite (0.85) *and* beat the better classical baseline on the same view.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,8 +49,9 @@ class LearnSettings:
 
     def fingerprint(self) -> str:
         """Identifies the settings a stored understanding was learned with."""
-        text = repr((self.description, tuple(self.strategies), self.levels, self.attempts, self.seed,
-                     self.threshold, sorted(self.params.items())))
+        text = repr(
+            (self.description, tuple(self.strategies), self.levels, self.attempts, self.seed, self.threshold, sorted(self.params.items()))
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -70,23 +72,31 @@ def level_result(view: MaskedView, attempts: list[dict], classical: dict[str, di
         reasons.append(f"only {len(comps)} attempt(s): mastery needs at least {MIN_SEEDS} seeds")
     n_thr = sum(c >= threshold for c in comps)
     if n_thr < MIN_SEEDS:
-        reasons.append(f"{n_thr} of {len(comps)} seeds reach {threshold}; the best composite {best:.3f} "
-                       f"is {max(threshold - best, 0.0):.3f} short")
+        reasons.append(
+            f"{n_thr} of {len(comps)} seeds reach {threshold}; the best composite {best:.3f} is {max(threshold - best, 0.0):.3f} short"
+        )
     n_bar = sum(c > bar for c in comps)
     if n_bar < MIN_SEEDS:
         gap = f"{bar - best:.3f} ahead of" if bar >= best else f"{best - bar:.3f} behind"
-        reasons.append(f"{n_bar} of {len(comps)} seeds beat the better classical baseline ({best_name}, "
-                       f"{bar:.3f}), which is {gap} the best reconstruction")
+        reasons.append(
+            f"{n_bar} of {len(comps)} seeds beat the better classical baseline ({best_name}, "
+            f"{bar:.3f}), which is {gap} the best reconstruction"
+        )
     if not mastered and not reasons:
         reasons.append(f"fewer than {MIN_SEEDS} seeds both reach {threshold} and beat {best_name}")
     return {
-        "level": view.level, "label": view.label, "hidden_fraction": round(view.hidden_fraction, 4),
+        "level": view.level,
+        "label": view.label,
+        "hidden_fraction": round(view.hidden_fraction, 4),
         "attempts": [{"seed": a["seed"], "scores": _round(a["scores"])} for a in attempts],
-        "mean": round(float(np.mean(comps)), 4), "spread": round(float(np.max(comps) - np.min(comps)), 4),
+        "mean": round(float(np.mean(comps)), 4),
+        "spread": round(float(np.max(comps) - np.min(comps)), 4),
         "baselines": {k: _round(v) for k, v in classical.items()},
-        "best_baseline": best_name, "best_baseline_composite": round(bar, 4),
+        "best_baseline": best_name,
+        "best_baseline_composite": round(bar, 4),
         "margin_over_baseline": round(best - bar, 4),
-        "mastered": mastered, "shortfall": reasons if not mastered else [],
+        "mastered": mastered,
+        "shortfall": reasons if not mastered else [],
     }
 
 
@@ -96,19 +106,31 @@ def reference_statistics(image: np.ndarray) -> dict:
 
     f = region_features(image_view(image)[0])
     return {
-        "color": {"mean_lab": np.round(f.mean_lab, 3).tolist(), "std_lab": np.round(f.std_lab, 3).tolist(),
-                  "mean_chroma": round(float(f.mean_chroma), 3)},
-        "texture": {"sharpness": round(float(f.sharpness), 4), "glcm": {k: round(float(v), 4) for k, v in f.glcm.items()},
-                    "lbp_hist": np.round(f.lbp_hist, 4).tolist()},
-        "composition": {"energy_centroid": [round(float(v), 4) for v in f.energy_centroid],
-                        "energy_grid": np.round(f.energy_grid, 4).tolist()},
+        "color": {
+            "mean_lab": np.round(f.mean_lab, 3).tolist(),
+            "std_lab": np.round(f.std_lab, 3).tolist(),
+            "mean_chroma": round(float(f.mean_chroma), 3),
+        },
+        "texture": {
+            "sharpness": round(float(f.sharpness), 4),
+            "glcm": {k: round(float(v), 4) for k, v in f.glcm.items()},
+            "lbp_hist": np.round(f.lbp_hist, 4).tolist(),
+        },
+        "composition": {
+            "energy_centroid": [round(float(v), 4) for v in f.energy_centroid],
+            "energy_grid": np.round(f.energy_grid, 4).tolist(),
+        },
     }
 
 
-def learn(reference: np.ndarray, reconstructor: Reconstructor, settings: LearnSettings,
-          progress: Callable[[int, int], None] | None = None,
-          check_interrupt: Callable[[], None] | None = None,
-          on_view: Callable[[MaskedView, np.ndarray], None] | None = None) -> dict:
+def learn(
+    reference: np.ndarray,
+    reconstructor: Reconstructor,
+    settings: LearnSettings,
+    progress: Callable[[int, int], None] | None = None,
+    check_interrupt: Callable[[], None] | None = None,
+    on_view: Callable[[MaskedView, np.ndarray], None] | None = None,
+) -> dict:
     """Run strategies x levels x attempts and return the understanding record (JSON-ready)."""
     img = check_image(reference)
     if settings.levels < 1 or settings.attempts < 1:
@@ -127,8 +149,7 @@ def learn(reference: np.ndarray, reconstructor: Reconstructor, settings: LearnSe
             check_interrupt()
         view = strategy.view(img, lv, settings.seed)
         # baselines are pasted exactly like the model's output, so both are judged on the same pixels
-        classical = {k: score(img, np.where(view.hidden[..., None], rec, img), view.hidden)
-                     for k, rec in baselines.classical(view).items()}
+        classical = {k: score(img, np.where(view.hidden[..., None], rec, img), view.hidden) for k, rec in baselines.classical(view).items()}
         attempts, best_rec = [], None
         for a in range(settings.attempts):
             if check_interrupt:
@@ -148,9 +169,14 @@ def learn(reference: np.ndarray, reconstructor: Reconstructor, settings: LearnSe
             if best_rec is None or s["composite"] > best_rec[0]:
                 best_rec = (s["composite"], rec, seed)
             if best_overall is None or s["composite"] > best_overall["composite"]:
-                best_overall = {"composite": round(s["composite"], 4), "strategy": strategy.name, "level": lv,
-                                "seed": seed, "prompt": settings.description,
-                                "denoise": view.denoise if view.kind == "img2img" else 1.0}
+                best_overall = {
+                    "composite": round(s["composite"], 4),
+                    "strategy": strategy.name,
+                    "level": lv,
+                    "seed": seed,
+                    "prompt": settings.description,
+                    "denoise": view.denoise if view.kind == "img2img" else 1.0,
+                }
             done += 1
             if progress:
                 progress(done, total)
@@ -160,23 +186,33 @@ def learn(reference: np.ndarray, reconstructor: Reconstructor, settings: LearnSe
         entry["levels"].append(level_result(view, attempts, classical, settings.threshold))
     for name, entry in per_strategy.items():
         levels = entry["levels"]
-        entry["mastered"] = all(l["mastered"] for l in levels)
-        entry["highest_mastered_level"] = max((l["level"] for l in levels if l["mastered"]), default=None)
-        entry["best_composite"] = max(a["scores"]["composite"] for l in levels for a in l["attempts"])
-        entry["best_baseline_composite"] = max(l["best_baseline_composite"] for l in levels)
+        entry["mastered"] = all(lvl["mastered"] for lvl in levels)
+        entry["highest_mastered_level"] = max((lvl["level"] for lvl in levels if lvl["mastered"]), default=None)
+        entry["best_composite"] = max(a["scores"]["composite"] for lvl in levels for a in lvl["attempts"])
+        entry["best_baseline_composite"] = max(lvl["best_baseline_composite"] for lvl in levels)
     mastered = all(e["mastered"] for e in per_strategy.values())
-    short = {n: [f"level {l['level']} ({l['label']}): " + "; ".join(l["shortfall"]) for l in e["levels"] if not l["mastered"]]
-             for n, e in per_strategy.items() if not e["mastered"]}
+    short = {
+        n: [f"level {lvl['level']} ({lvl['label']}): " + "; ".join(lvl["shortfall"]) for lvl in e["levels"] if not lvl["mastered"]]
+        for n, e in per_strategy.items()
+        if not e["mastered"]
+    }
     return {
-        "format": "pakati.understanding", "version": FORMAT_VERSION,
-        "image_hash": image_hash(img), "size": [img.shape[1], img.shape[0]],
-        "settings": {"description": settings.description, "strategies": list(settings.strategies),
-                     "levels": settings.levels, "attempts": settings.attempts, "seed": settings.seed,
-                     "threshold": settings.threshold, "params": dict(settings.params),
-                     "fingerprint": settings.fingerprint()},
+        "format": "pakati.understanding",
+        "version": FORMAT_VERSION,
+        "image_hash": image_hash(img),
+        "size": [img.shape[1], img.shape[0]],
+        "settings": {
+            "description": settings.description,
+            "strategies": list(settings.strategies),
+            "levels": settings.levels,
+            "attempts": settings.attempts,
+            "seed": settings.seed,
+            "threshold": settings.threshold,
+            "params": dict(settings.params),
+            "fingerprint": settings.fingerprint(),
+        },
         "mastered": mastered,
-        "summary": ("mastered every strategy" if mastered else
-                    f"not mastered: {len(short)} of {len(per_strategy)} strategies fall short"),
+        "summary": ("mastered every strategy" if mastered else f"not mastered: {len(short)} of {len(per_strategy)} strategies fall short"),
         "shortfalls": short,
         "strategies": per_strategy,
         "best": best_overall,

@@ -5,6 +5,7 @@ cells, so the hidden area matches the level to within one latent patch. The freq
 strategy hides no pixels: it degrades the whole image to a low-pass band, to be restored by
 img2img at a matching denoise. New strategies join through :func:`register_strategy`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -201,7 +202,7 @@ class SemanticRegions(_Spatial):
         labels = np.asarray(labels)
         if labels.shape != image.shape[:2]:
             raise MaskingError(f"segments must be {image.shape[:2]}, got {labels.shape}", "segments")
-        cell_label = labels[CELL // 2::CELL, CELL // 2::CELL][: grid[0], : grid[1]].ravel()
+        cell_label = labels[CELL // 2 :: CELL, CELL // 2 :: CELL][: grid[0], : grid[1]].ravel()
         _, dense = np.unique(cell_label, return_inverse=True)
         rank = np.random.default_rng(seed).permutation(dense.max() + 1)[dense]
         return np.lexsort((np.arange(cell_label.size), rank))

@@ -4,6 +4,7 @@ The store is a memory of past learning, not a requirement: when it cannot be ope
 written, the flow logs why and learns (or returns what it learned) without it, and says so in
 ``source``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,13 @@ class Recalled:
     location: str  # where the store keeps it, or "not stored"
 
 
-def recall_or_learn(reference: np.ndarray, settings: LearnSettings, open_store: Callable[[], UnderstandingStore],
-                    run: Callable[[Callable[[MaskedView, np.ndarray], None]], dict], force: bool = False) -> Recalled:
+def recall_or_learn(
+    reference: np.ndarray,
+    settings: LearnSettings,
+    open_store: Callable[[], UnderstandingStore],
+    run: Callable[[Callable[[MaskedView, np.ndarray], None]], dict],
+    force: bool = False,
+) -> Recalled:
     """The stored understanding of ``reference`` learned with ``settings`` (unless ``force``), else ``run(on_view)``:
     the host's learning, which calls ``on_view(view, reconstruction)`` for each view it reconstructs (they make
     the preview); what was learned is then stored with its preview."""

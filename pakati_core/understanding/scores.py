@@ -6,6 +6,7 @@ similarity after GMSD (Xue et al. 2014; GMSD itself is reported too), CIEDE2000 
 distance (uniform-LBP histograms and Laplacian energy). The composite is their mean under the
 fixed hand-set ``WEIGHTS`` below.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -84,8 +85,8 @@ def gradient_similarity(ref: np.ndarray, rec: np.ndarray, hidden: np.ndarray) ->
     xr, yr = convolve(x, _PREWITT), convolve(x, _PREWITT.T)
     xd, yd = convolve(y, _PREWITT), convolve(y, _PREWITT.T)
     mr, md = np.hypot(xr, yr), np.hypot(xd, yd)
-    gms = (2 * mr * md + c) / (mr ** 2 + md ** 2 + c)
-    vec = np.clip((2 * (xr * xd + yr * yd) + c) / (mr ** 2 + md ** 2 + c), 0.0, 1.0)
+    gms = (2 * mr * md + c) / (mr**2 + md**2 + c)
+    vec = np.clip((2 * (xr * xd + yr * yd) + c) / (mr**2 + md**2 + c), 0.0, 1.0)
     return float(vec[m].mean()), float(gms[m].std())
 
 

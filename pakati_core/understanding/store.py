@@ -6,6 +6,7 @@ back an init image. Each write is one transaction: a crash never leaves half a r
 of another format version read as absent (learn again with ``force``). Understandings written
 as JSON files by earlier builds are imported once (``pakati_core.store.import_legacy``).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@ The prompt terms follow stated rules, not a model: the description is weighted b
 the model reconstructed the reference under it, and the measured statistics are named in words
 (lightness, warmth, colourfulness, sharpness, where the detail sits).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -87,6 +88,12 @@ def transfer(u: Understanding, target_prompt: str, aspects: list[str]) -> tuple[
     if description.strip():
         parts.append(weighted(description, w))
     parts += terms
-    info = {"aspects": aspects, "description_weight": w, "terms": terms, "mastered": u.record.get("mastered", False),
-            "best": u.record.get("best"), "statistics": {k: u.record["statistics"][k] for k in STAT_ASPECTS}}
+    info = {
+        "aspects": aspects,
+        "description_weight": w,
+        "terms": terms,
+        "mastered": u.record.get("mastered", False),
+        "best": u.record.get("best"),
+        "statistics": {k: u.record["statistics"][k] for k in STAT_ASPECTS},
+    }
     return refs, ", ".join(parts), info

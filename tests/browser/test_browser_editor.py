@@ -3,6 +3,7 @@
 Regions are drawn with real mouse events; every check reads the `regions` widget (the Region
 JSON v1 the workflow and the API prompt carry) and, at the end, the real server's run.
 """
+
 from __future__ import annotations
 
 import json
@@ -104,6 +105,32 @@ def test_draw_polygon_and_rect_with_the_mouse_writes_region_json(fe):
     assert sky["shape"] == "rect" and sky["prompt"] == "a stormy sky" and sky["feather"] == 12
     assert_points(sky["points"], RECT)
     assert boat["id"] != sky["id"]
+    assert not fe.errors, fe.errors
+
+
+def test_cfg_and_denoise_per_region_are_shown_and_edited(fe):
+    fe.watch()
+    node = add_canvas(fe)
+    draw_layout(fe, node)
+    rows = fe.page.locator(".pakati-editor .pakati-region-row")
+    rows.nth(0).locator(".pakati-cfg").fill("3.5")
+    rows.nth(1).locator(".pakati-denoise").fill("0.25")
+    boat, sky = regions(fe, node)["regions"]
+    assert boat["cfg"] == 3.5 and boat.get("denoise") is None
+    assert sky["denoise"] == 0.25 and sky.get("cfg") is None
+    rows.nth(0).locator(".pakati-cfg").fill("")
+    rows.nth(1).locator(".pakati-denoise").fill("7")  # out of range: not written
+    boat, sky = regions(fe, node)["regions"]
+    assert boat["cfg"] is None and sky["denoise"] == 0.25
+    doc = regions(fe, node)
+    doc["regions"][1]["cfg"] = 9
+    fe.js(
+        "([id, text]) => { const w = app.graph.getNodeById(id).widgets.find(w => w.name === 'regions'); "
+        "w.value = text; w.callback?.(text); }",
+        [node, json.dumps(doc)],
+    )
+    fe.page.wait_for_function("() => document.querySelectorAll('.pakati-editor .pakati-cfg')[1]?.value === '9'")
+    assert rows.nth(1).locator(".pakati-denoise").input_value() == "0.25"
     assert not fe.errors, fe.errors
 
 
@@ -281,7 +308,11 @@ def test_save_reload_queue_and_screenshot(fe, comfy_server):
     fe.js("() => { app.extensionManager.command.execute('Comfy.SaveWorkflow'); }")
     fe.page.locator(".p-dialog input").fill("pakati_editor_test")
     fe.page.keyboard.press("Enter")
-    fe.page.wait_for_function("() => app.extensionManager.workflow.activeWorkflow?.path === 'workflows/pakati_editor_test.json' && !app.extensionManager.workflow.activeWorkflow.isModified")
+    fe.page.wait_for_function(
+        "() => app.extensionManager.workflow.activeWorkflow?.path === "
+        "'workflows/pakati_editor_test.json' && "
+        "!app.extensionManager.workflow.activeWorkflow.isModified"
+    )
     saved = json.loads(comfy_server.get_bytes("/api/userdata/workflows%2Fpakati_editor_test.json"))
     (saved_canvas,) = [n for n in saved["nodes"] if n["type"] == "PakatiCanvas"]
     assert json.loads(saved_canvas["widgets_values"][2]) == drawn
@@ -298,14 +329,23 @@ def test_save_reload_queue_and_screenshot(fe, comfy_server):
     entry = wait_for_success(comfy_server, known)
     assert entry["outputs"][str(ids["preview"])]["images"]
     assert entry["outputs"][str(node)]["pakati_background"]
-    fe.page.wait_for_function("(id) => app.graph.getNodeById(id).imgs?.length > 0 && app.graph.getNodeById(id).imgs[0].complete", arg=ids["preview"])
+    fe.page.wait_for_function(
+        "(id) => app.graph.getNodeById(id).imgs?.length > 0 && app.graph.getNodeById(id).imgs[0].complete", arg=ids["preview"]
+    )
     fe.page.wait_for_function("(id) => app.graph.getNodeById(id).pakatiEditor.background?.naturalWidth === 512", arg=node)
     fe.js("(id) => app.graph.getNodeById(id).pakatiEditor.select(0)", node)
     fe.page.wait_for_timeout(500)
     SCREENSHOT.parent.mkdir(exist_ok=True)
-    box = fe.js("(id) => { const n = app.graph.getNodeById(id); const [x, y] = app.canvas.ds.convertOffsetToCanvas([n.pos[0], n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT]); return [x, y, n.size[0], n.size[1] + LiteGraph.NODE_TITLE_HEIGHT]; }", node)
+    box = fe.js(
+        "(id) => { const n = app.graph.getNodeById(id); const [x, y] = "
+        "app.canvas.ds.convertOffsetToCanvas([n.pos[0], n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT]); "
+        "return [x, y, n.size[0], n.size[1] + LiteGraph.NODE_TITLE_HEIGHT]; }",
+        node,
+    )
     rect = fe.js("() => app.canvas.canvas.getBoundingClientRect().toJSON()")
-    fe.page.screenshot(path=str(SCREENSHOT), clip={"x": rect["x"] + box[0] - 8, "y": rect["y"] + box[1] - 8, "width": box[2] + 16, "height": box[3] + 16})
+    fe.page.screenshot(
+        path=str(SCREENSHOT), clip={"x": rect["x"] + box[0] - 8, "y": rect["y"] + box[1] - 8, "width": box[2] + 16, "height": box[3] + 16}
+    )
     shot = np.asarray(Image.open(SCREENSHOT).convert("RGB"), float)
     assert shot.shape[0] > 300 and shot.std() > 10
     assert not fe.errors, fe.errors
@@ -318,8 +358,12 @@ def test_a_region_outlined_from_a_mask_is_added_to_the_canvas_editor(fe):
     fe.watch()
     target = add_canvas(fe, 512, 384)
     source = add_canvas(fe, 512, 384, pos=(120, 700), clear=False)
-    rect = {"version": 1, "width": 512, "height": 384, "regions": [
-        {"id": "shirt", "shape": "rect", "points": [[100, 80], [300, 260]], "prompt": "a shirt"}]}
+    rect = {
+        "version": 1,
+        "width": 512,
+        "height": 384,
+        "regions": [{"id": "shirt", "shape": "rect", "points": [[100, 80], [300, 260]], "prompt": "a shirt"}],
+    }
     node = fe.js(
         """([target, source, doc]) => {
             const src = app.graph.getNodeById(source);

@@ -2,6 +2,7 @@
 refinement, and the regional template saved by Pakati Save Image) are listed with thumbnail, score and
 parameters; a run's canvas loads into a PakatiCanvas node, and an image generated from that canvas
 by the front end's own queue is kept with the run as its parent."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,11 @@ SCREENSHOT = doc_picture("history.png")  # the README's picture of the tab, made
 
 pytestmark = [pytest.mark.host, pytest.mark.browser]
 
-CANVAS_REGIONS = "() => { const n = app.graph._nodes.find((n) => n.type === 'PakatiCanvas'); return n ? [n.id, n.widgets.find((w) => w.name === 'regions').value, n.pakatiEditor.doc.regions.length] : null; }"
+CANVAS_REGIONS = (
+    "() => { const n = app.graph._nodes.find((n) => n.type === 'PakatiCanvas'); return n ? "
+    "[n.id, n.widgets.find((w) => w.name === 'regions').value, "
+    "n.pakatiEditor.doc.regions.length] : null; }"
+)
 
 
 def test_sidebar_lists_the_run_and_loads_its_canvas(comfy_server, fe):
@@ -45,9 +50,12 @@ def test_sidebar_lists_the_run_and_loads_its_canvas(comfy_server, fe):
     assert f"into PakatiCanvas #{node_id}" in page.locator(".pakati-history-status").inner_text()
 
     # a graph with a PakatiCanvas already: that node receives the canvas (no second node)
-    fe.js("""() => { const n = app.graph._nodes.find((n) => n.type === 'PakatiCanvas');
-                     n.widgets.find((w) => w.name === 'regions').value = JSON.stringify({version: 1, width: 1024, height: 1024, regions: []});
-                     n.pakatiEditor.load(); }""")
+    fe.js(
+        """() => { const n = app.graph._nodes.find((n) => n.type === 'PakatiCanvas');
+                     n.widgets.find((w) => w.name === 'regions').value = """
+        """JSON.stringify({version: 1, width: 1024, height: 1024, regions: []});
+                     n.pakatiEditor.load(); }"""
+    )
     item.locator(".pakati-history-load").click()
     assert fe.js("() => app.graph._nodes.filter((n) => n.type === 'PakatiCanvas').length") == 1
     assert json.loads(fe.js(CANVAS_REGIONS)[1]) == run["canvas"]

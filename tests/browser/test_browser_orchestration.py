@@ -1,5 +1,6 @@
 """PakatiPlan in the real front end: queued from the page, its plan JSON shows on the node, and the
 plan's layout opens in a new Pakati Canvas whose region editor starts from it."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,8 @@ GOAL = "a red apple on the left of a blue cup on a wooden table"
 def test_plan_text_on_the_node_and_layout_opens_in_the_region_editor(fe, comfy_server):
     fe.open()
     fe.watch()
-    plan_id = fe.js("""(goal) => {
+    plan_id = fe.js(
+        """(goal) => {
         app.graph.clear();
         const plan = LiteGraph.createNode('PakatiPlan');
         plan.pos = [60, 60];
@@ -26,7 +28,9 @@ def test_plan_text_on_the_node_and_layout_opens_in_the_region_editor(fe, comfy_s
         app.graph.add(prev);
         plan.connect(plan.outputs.findIndex(o => o.name === 'canvas'), prev, 0);
         return plan.id;
-    }""", GOAL)
+    }""",
+        GOAL,
+    )
     fe.js("async () => { await app.queuePrompt(0, 1); }")
     fe.page.wait_for_function("(id) => (app.graph.getNodeById(id).pakatiText?.value || '').length > 0", arg=plan_id, timeout=120_000)
     shown = json.loads(fe.js("(id) => app.graph.getNodeById(id).pakatiText.value", plan_id))
@@ -34,7 +38,8 @@ def test_plan_text_on_the_node_and_layout_opens_in_the_region_editor(fe, comfy_s
     want = [r["id"] for r in shown["canvas"]["regions"]]
     assert {"apple", "cup", "table"} <= set(want)
     # the context-menu entry makes a PakatiCanvas whose editor holds the planned regions
-    canvas_id = fe.js("""(id) => {
+    canvas_id = fe.js(
+        """(id) => {
         const node = app.graph.getNodeById(id);
         const options = [];
         node.getExtraMenuOptions(app.canvas, options);
@@ -42,10 +47,16 @@ def test_plan_text_on_the_node_and_layout_opens_in_the_region_editor(fe, comfy_s
         const before = new Set(app.graph._nodes.map(n => n.id));
         entry.callback();
         return app.graph._nodes.find(n => !before.has(n.id)).id;
-    }""", plan_id)
+    }""",
+        plan_id,
+    )
     got = fe.js("(id) => app.graph.getNodeById(id).pakatiEditor.doc.regions.map(r => r.id)", canvas_id)
     assert got == want
-    widgets = fe.js("(id) => Object.fromEntries(app.graph.getNodeById(id).widgets.filter(w => ['width', 'height'].includes(w.name)).map(w => [w.name, w.value]))", canvas_id)
+    widgets = fe.js(
+        "(id) => Object.fromEntries(app.graph.getNodeById(id).widgets.filter(w => ['width', "
+        "'height'].includes(w.name)).map(w => [w.name, w.value]))",
+        canvas_id,
+    )
     assert widgets == {"width": 512, "height": 384}
     # the text box is not serialised: the saved workflow carries the node's real widgets only
     saved = fe.js("(id) => JSON.stringify(app.graph.serialize().nodes.find(n => n.id === id).widgets_values)", plan_id)

@@ -5,6 +5,7 @@ web/js/pakati_templates.js (the front end itself would show the file name twice,
 server's directory order); the thumbnails are workflows/NAME.jpg, written by
 tests/browser/test_template_layout.py with PAKATI_UPDATE_DOCS=1.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,10 @@ def test_every_template_has_a_card_and_a_thumbnail():
     missing_card = [n for n in templates() if n not in names]
     missing_jpg = [n for n in templates() if not (REPO / "workflows" / f"{n}.jpg").is_file()]
     assert not missing_card, f"templates without a title and description in web/js/template_cards.json: {missing_card}"
-    assert not missing_jpg, (f"templates without a thumbnail: {missing_jpg} (PAKATI_UPDATE_DOCS=1 python -m pytest "
-                             "tests/browser/test_template_layout.py writes workflows/NAME.jpg)")
+    assert not missing_jpg, (
+        f"templates without a thumbnail: {missing_jpg} (PAKATI_UPDATE_DOCS=1 python -m pytest "
+        "tests/browser/test_template_layout.py writes workflows/NAME.jpg)"
+    )
     stale = [c["name"] for c in CARDS if c["name"] not in templates()]
     assert not stale, f"web/js/template_cards.json names templates that do not exist: {stale}"
 
@@ -48,6 +51,7 @@ def open_pakati_templates(fe, refused: list[str] | None = None) -> None:
     """A fresh page, its template browser opened on the pakati category; ``refused`` collects failed template requests."""
     fe.fresh()
     if refused is not None:
+
         def on_response(r) -> None:
             if "/workflow_templates" in r.url and r.status >= 400:
                 refused.append(f"{r.status} {r.url}")
@@ -66,13 +70,23 @@ def test_template_browser_shows_titled_cards_with_thumbnails_in_order(fe):
     open_pakati_templates(fe, refused)
     by_name = {c["name"]: c for c in CARDS}
     want = expected_order()
-    fe.page.wait_for_function("(n) => document.querySelectorAll('[data-testid^=\"template-workflow-\"]').length === n", arg=len(want))
+    # the front end renders 12 cards a page and loads more as the grid scrolls: scroll until all are there
+    fe.page.wait_for_function(
+        """(n) => {
+            const cards = document.querySelectorAll('[data-testid^="template-workflow-"]');
+            if (cards.length) cards[cards.length - 1].scrollIntoView();
+            return cards.length === n;
+        }""",
+        arg=len(want),
+        polling=250,
+    )
     thumbnails = {}
     for name in want:  # thumbnails load lazily while their card is in view (and are released after)
         card = fe.page.locator(f'[data-testid="template-workflow-{name}"]')
         card.scroll_into_view_if_needed()
-        fe.page.wait_for_function("(c) => [...c.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 0)",
-                                  arg=card.element_handle(), timeout=30_000)
+        fe.page.wait_for_function(
+            "(c) => [...c.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 0)", arg=card.element_handle(), timeout=30_000
+        )
         thumbnails[name] = card.evaluate("(c) => [...c.querySelectorAll('img')].map(i => [i.naturalWidth, i.naturalHeight])")
     fe.page.wait_for_timeout(300)
     cards = fe.js("""() => [...document.querySelectorAll('[data-testid^="template-workflow-"]')].map(c => ({

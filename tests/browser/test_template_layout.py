@@ -15,6 +15,7 @@ served at /api/workflow_templates/pakati/NAME.jpg): a screenshot of the canvas a
 opens, written into workflows/ with PAKATI_UPDATE_DOCS=1 (like the README's pictures), else into a
 temporary folder. tests/browser/test_template_cards.py checks that every template has one.
 """
+
 from __future__ import annotations
 
 import json
@@ -70,11 +71,18 @@ def test_template_opens_with_every_node_in_view_and_none_overlapping(fe, comfy_s
     got = fe.js(BOXES_JS)
     width, height = got["view"]
     top, bottom = TOP_INSET, height - BOTTOM_INSET
-    outside = [f"node {n['id']} {n['type']} at {[round(v) for v in n['box']]}" for n in got["nodes"]
-               if n["box"][0] < 0 or n["box"][1] < top or n["box"][0] + n["box"][2] > width or n["box"][1] + n["box"][3] > bottom]
+    outside = [
+        f"node {n['id']} {n['type']} at {[round(v) for v in n['box']]}"
+        for n in got["nodes"]
+        if n["box"][0] < 0 or n["box"][1] < top or n["box"][0] + n["box"][2] > width or n["box"][1] + n["box"][3] > bottom
+    ]
     nodes = got["nodes"]
-    overlapping = [f"node {a['id']} {a['type']} and node {b['id']} {b['type']}"
-                   for i, a in enumerate(nodes) for b in nodes[i + 1:] if overlap(a["box"], b["box"])]
+    overlapping = [
+        f"node {a['id']} {a['type']} and node {b['id']} {b['type']}"
+        for i, a in enumerate(nodes)
+        for b in nodes[i + 1 :]
+        if overlap(a["box"], b["box"])
+    ]
     fix = f" (python tests/save_templates.py --tidy {path.stem})"
     assert not outside, f"{path.name}: outside the canvas view (x 0-{width}, y {top}-{bottom}) at scale {got['scale']:.2f}: {outside}{fix}"
     assert not overlapping, f"{path.name}: overlapping: {overlapping}{fix}"

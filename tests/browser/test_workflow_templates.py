@@ -10,6 +10,7 @@ node swapped in for CheckpointLoaderSimple (the convention every template follow
 provider nodes (PakatiOpenAI*, PakatiAskVision) run on ``provider_comfy_server``, whose SDKs point
 at a local fake endpoint with a sentinel key (no network, no real key).
 """
+
 from __future__ import annotations
 
 import json
@@ -83,13 +84,16 @@ def test_ui_workflow_loads_in_the_front_end(fe, comfy_server, path):
     assert fe.missing_node_types() == [], f"{path.name}: node types the server does not know"
     # every widget holds a value of its own kind (a template whose values are shifted against the
     # node's widgets, e.g. by a seed's control_after_generate, loads without error but wrong)
-    misfits = fe.js(r"""() => app.graph._nodes.flatMap(n => (n.widgets || []).filter(w => {
+    misfits = fe.js(
+        r"""() => app.graph._nodes.flatMap(n => (n.widgets || []).filter(w => {
         if (w.type === 'number') return typeof w.value !== 'number';
         if (w.type === 'toggle') return typeof w.value !== 'boolean';
         // file combos (checkpoints, input images) list what this test server holds, not what a user has
-        if (w.type === 'combo' && Array.isArray(w.options?.values) && !/\.\w+$/.test(String(w.value))) return !w.options.values.includes(w.value);
+        if (w.type === 'combo' && Array.isArray(w.options?.values) && !/\.\w+$/.test(String(w.value))) """
+        r"""return !w.options.values.includes(w.value);
         return false;
-      }).map(w => `${n.type}.${w.name} = ${JSON.stringify(w.value)}`))""")
+      }).map(w => `${n.type}.${w.name} = ${JSON.stringify(w.value)}`))"""
+    )
     assert misfits == [], f"{path.name}: widget values that do not fit their widget: {misfits}"
     loaded = fe.js("() => app.graph._nodes.map(n => n.type)")
     assert sorted(loaded) == sorted(n["type"] for n in served["nodes"])
@@ -103,16 +107,26 @@ def test_ui_workflow_loads_in_the_front_end(fe, comfy_server, path):
     assert not fe.errors, f"{path.name}: page errors while loading:\n" + "\n".join(fe.errors)
 
 
+def provide_loras(prompt: dict, lora_dir: Path) -> None:
+    """A random LoRA in kohya's format, for the tiny model and its CLIP, under every file name a LoRA node asks for."""
+    from region_lora_helpers import write_tiny_loras
+
+    names = sorted({n["inputs"]["lora_name"] for n in prompt.values() if isinstance(n["inputs"].get("lora_name"), str)})
+    if names:
+        write_tiny_loras(lora_dir, names)
+
+
 @pytest.mark.parametrize("path", API_WORKFLOWS, ids=ids(API_WORKFLOWS))
 def test_api_workflow_runs_on_the_server(request, path):
     require_packs_for(path)
     prompt = json.loads(path.read_text())
     uses_provider = any(n["class_type"] in PROVIDER_NODES for n in prompt.values())
     comfy_server = request.getfixturevalue("provider_comfy_server" if uses_provider else "comfy_server")
-    assert any(n["class_type"] == "CheckpointLoaderSimple" for n in prompt.values()) or not any(
+    assert any(n["class_type"] in ("CheckpointLoaderSimple", "UNETLoader") for n in prompt.values()) or not any(
         n["class_type"] in ("KSampler", "KSamplerAdvanced", "SamplerCustom") for n in prompt.values()
-    ), f"{path.name}: a sampling workflow must load its model with CheckpointLoaderSimple"
+    ), f"{path.name}: a sampling workflow must load its model with CheckpointLoaderSimple (or Flux's UNETLoader)"
     provide_input_images(prompt, comfy_server.base / "input")
+    provide_loras(prompt, comfy_server.base / "models" / "loras")
     entry = comfy_server.run(for_the_test_host(prompt), timeout=600)
     assert entry["status"]["status_str"] == "success"
     outputs = entry["outputs"]

@@ -1,4 +1,5 @@
 """Attend-and-Excite core (pure torch): maps, loss, update, inference-mode gradients, subject words."""
+
 from __future__ import annotations
 
 import pytest
@@ -38,7 +39,7 @@ def test_maps_renormalise_over_the_words_and_sum_sub_tokens():
     maps = ExciteMaps([target])
     maps.add("a", (2, 3), q, [k], heads)
     grid, (m,) = maps.subject_maps(sharpen=100.0, smooth=0.0)
-    p = torch.softmax((q.view(1, 6, heads, d).transpose(1, 2) @ k.view(1, 10, heads, d).permute(0, 2, 3, 1)) / d ** 0.5, -1).mean(1)[0]
+    p = torch.softmax((q.view(1, 6, heads, d).transpose(1, 2) @ k.view(1, 10, heads, d).permute(0, 2, 3, 1)) / d**0.5, -1).mean(1)[0]
     want = torch.softmax(100 * p[:, [1, 2, 3, 4, 5]], -1)[:, [2, 3]].sum(-1).view(2, 3)
     assert grid == (2, 3) and torch.allclose(m[0], want, atol=1e-6)
     (1 - m.max()).backward()
@@ -89,8 +90,13 @@ def test_settings_and_subject_lines_validate():
         ExciteSettings(reduce="median")
     with pytest.raises(AttentionMapError, match="threshold"):
         ExciteSettings(threshold=1.5)
-    assert ExciteSettings(scale=20).step_size(0, 50) == pytest.approx(20) and ExciteSettings(scale=20).step_size(49, 50) == pytest.approx(20 * 0.5 ** 0.5)
-    assert parse_subject_lines("A: cat\n# a note\n\n2: red dog | a red dog in a field") == {"a": ("cat", None), "2": ("red dog", "a red dog in a field")}
+    assert ExciteSettings(scale=20).step_size(0, 50) == pytest.approx(20) and ExciteSettings(scale=20).step_size(49, 50) == pytest.approx(
+        20 * 0.5**0.5
+    )
+    assert parse_subject_lines("A: cat\n# a note\n\n2: red dog | a red dog in a field") == {
+        "a": ("cat", None),
+        "2": ("red dog", "a red dog in a field"),
+    }
     for bad in ("A cat", "A:", ": cat", "A: cat |", "A: cat\na: dog"):
         with pytest.raises(AttentionMapError, match="subjects"):
             parse_subject_lines(bad)
@@ -100,7 +106,8 @@ def test_settings_and_subject_lines_validate():
 
 def test_subject_is_the_last_noun():
     assert subject_word("a red apple") == "apple"
-    assert subject_word("a woman in a red shirt") == "shirt"
+    # the scene grammar (issue 23) makes worn and held things part of their owner: the subject is the wearer
+    assert subject_word("a woman in a red shirt") == "woman"
     assert subject_word("volcano at night") == "volcano"
     with pytest.raises(AttentionMapError, match="name the subject word"):
         subject_word("and the")

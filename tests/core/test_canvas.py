@@ -1,4 +1,5 @@
 """pakati_core.canvas: Region JSON v1, validation, rasterisation and queries (no ComfyUI)."""
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,16 @@ def test_rect_shape_two_corners():
         (doc([], width=1004), CanvasSizeError, "width: 1004 is not a multiple of 8"),
         (doc([], height=7), CanvasSizeError, "height: 7 is outside"),
         (doc([poly(f"r{i}", [[0, 0], [8, 0], [8, 8]]) for i in range(33)]), RegionLimitError, "33 regions; at most 32"),
-        (doc([poly("a", [[0, 0], [8, 0], [8, 8]]), poly("a", [[0, 0], [9, 0], [9, 9]])]), DuplicateRegionError, "regions[1].id: duplicate region id 'a'"),
-        (json.dumps({"version": 2, "width": 64, "height": 64, "regions": []}), UnsupportedVersionError, "version: unknown Region JSON version 2"),
+        (
+            doc([poly("a", [[0, 0], [8, 0], [8, 8]]), poly("a", [[0, 0], [9, 0], [9, 9]])]),
+            DuplicateRegionError,
+            "regions[1].id: duplicate region id 'a'",
+        ),
+        (
+            json.dumps({"version": 2, "width": 64, "height": 64, "regions": []}),
+            UnsupportedVersionError,
+            "version: unknown Region JSON version 2",
+        ),
         (json.dumps({"width": 64, "height": 64, "regions": []}), UnsupportedVersionError, "version: missing"),
         (doc([poly("a", [[0, 0], [8, 0], [8, 8]], strength="high")]), RegionError, "regions[0].strength: must be int or float, got str"),
         (doc([poly("a", [[0, 0], [8, 0], [8, 8]], locked="yes")]), RegionError, "regions[0].locked: must be bool"),
@@ -78,8 +87,28 @@ def test_rect_shape_two_corners():
         (doc([poly("a", [[0, 0], [8, 0], [8, 8]], prompt=3)]), RegionError, "regions[0].prompt: must be str"),
         (doc([poly("a", [[0, 0], [8, 0], [8, 8]], colour="red")]), RegionError, "regions[0]: unknown field(s) ['colour']"),
         (doc([{"id": "a", "shape": "circle", "points": [[0, 0], [1, 1]]}]), RegionError, "regions[0].shape: unknown shape 'circle'"),
-        (doc([{"id": "a", "shape": "rect", "points": [[0, 0], [5, 5], [9, 9]]}]), RegionGeometryError, "a rect needs exactly 2 corner points"),
+        (
+            doc([{"id": "a", "shape": "rect", "points": [[0, 0], [5, 5], [9, 9]]}]),
+            RegionGeometryError,
+            "a rect needs exactly 2 corner points",
+        ),
         (doc([poly("a", [[0, 0], [8, 0], [8, 8]], strength=-1)]), RegionError, "regions[0].strength: must be >= 0"),
+        (doc([poly("a", [[0, 0], [8, 0], [8, 8]], cfg="high")]), RegionError, "regions[0].cfg: must be int or float or null, got str"),
+        (
+            doc([poly("a", [[0, 0], [8, 0], [8, 8]], cfg=101)]),
+            RegionError,
+            "regions[0].cfg: must be null or a number from 0 to 100, got 101",
+        ),
+        (
+            doc([poly("a", [[0, 0], [8, 0], [8, 8]], denoise=1.5)]),
+            RegionError,
+            "regions[0].denoise: must be null or a number from 0 to 1, got 1.5",
+        ),
+        (
+            doc([poly("a", [[0, 0], [8, 0], [8, 8]], denoise=True)]),
+            RegionError,
+            "regions[0].denoise: must be int or float or null, got bool",
+        ),
         (json.dumps({"version": 1, "width": "1024", "height": 64}), CanvasSizeError, "width: must be an integer"),
         ("{not json", CanvasError, "not valid JSON"),
         (doc([poly("a", [[0, 0], [8, 0], [8, 8]])], extra=1), CanvasError, "unknown field(s) ['extra']"),
@@ -107,8 +136,10 @@ def test_points_outside_canvas_are_clipped_with_a_warning():
 def test_a_polygon_drawn_across_the_border_is_clipped_not_refused():
     """Moving each outside point onto the border folded most such polygons onto themselves
     (found by tests/core/test_input_properties.py); the exact cut keeps them simple and round-trips."""
-    star = [[-40 + 70 * np.cos(a) * (1.3 if i % 2 else 0.8), 30 + 70 * np.sin(a) * (1.3 if i % 2 else 0.8)]
-            for i, a in enumerate(np.linspace(0, 2 * np.pi, 24, endpoint=False))]
+    star = [
+        [-40 + 70 * np.cos(a) * (1.3 if i % 2 else 0.8), 30 + 70 * np.sin(a) * (1.3 if i % 2 else 0.8)]
+        for i, a in enumerate(np.linspace(0, 2 * np.pi, 24, endpoint=False))
+    ]
     with pytest.warns(RegionClippedWarning):
         c = Canvas.from_json(doc([poly("a", star)], width=64, height=64))
     assert Canvas.from_json(c.to_json()).to_dict() == c.to_dict()
@@ -220,8 +251,9 @@ def test_core_imports_without_comfyui():
     from pathlib import Path
 
     root = Path(__file__).parents[2]
-    files = sorted(".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
-                   for p in (root / "pakati_core").rglob("*.py"))
+    files = sorted(
+        ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__") for p in (root / "pakati_core").rglob("*.py")
+    )
     code = (
         "import importlib, json, pkgutil, sys, pakati_core\n"
         "walked = [m.name for m in pkgutil.walk_packages(pakati_core.__path__, 'pakati_core.')]\n"

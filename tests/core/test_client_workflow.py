@@ -1,4 +1,5 @@
 """The client's pure parts: workflow substitution, seed lists, errors, an unreachable server."""
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,17 @@ REGIONAL = REPO / "workflows" / "api" / "regional_sdxl.json"
 
 
 def small_canvas() -> Canvas:
-    return Canvas.from_dict({"version": 1, "width": 128, "height": 96, "regions": [
-        {"id": "a", "shape": "rect", "points": [[0, 0], [64, 96]], "prompt": "a red door"},
-        {"id": "b", "shape": "polygon", "points": [[64, 0], [128, 0], [128, 96]], "prompt": "a blue sky"}]})
+    return Canvas.from_dict(
+        {
+            "version": 1,
+            "width": 128,
+            "height": 96,
+            "regions": [
+                {"id": "a", "shape": "rect", "points": [[0, 0], [64, 96]], "prompt": "a red door"},
+                {"id": "b", "shape": "polygon", "points": [[64, 0], [128, 0], [128, 96]], "prompt": "a blue sky"},
+            ],
+        }
+    )
 
 
 def test_render_substitutes_only_pakati_inputs_and_seeds():
@@ -83,7 +92,9 @@ def test_bad_workflows_and_inputs_are_named():
         Workflow({"1": {"inputs": {}}})
     wf = Workflow.load(REGIONAL)
     with pytest.raises(Exception, match=r"regions\[0\]\.points"):
-        wf.render(canvas={"version": 1, "width": 64, "height": 64, "regions": [{"id": "a", "shape": "polygon", "points": [[0, 0], [1, 1]]}]})
+        wf.render(
+            canvas={"version": 1, "width": 64, "height": 64, "regions": [{"id": "a", "shape": "polygon", "points": [[0, 0], [1, 1]]}]}
+        )
     no_canvas = Workflow({"1": {"class_type": "KSampler", "inputs": {"seed": 0}}})
     with pytest.raises(WorkflowError, match="no PakatiCanvas node"):
         no_canvas.render(canvas=small_canvas())
@@ -105,8 +116,11 @@ def test_errors_survive_pickling_with_their_fields():
     errs = [
         ExecutionError("http://h:1", "pid", "6", "KSampler", "out of memory", "RuntimeError"),
         MissingNodeTypeError("http://h:1", {"PakatiCanvas": ["2"]}),
-        PromptRejectedError("http://h:1", {"message": "Prompt outputs failed validation"},
-                            {"2": {"class_type": "PakatiCanvas", "errors": [{"message": "bad", "details": "x", "extra_info": {"input_name": "regions"}}]}}),
+        PromptRejectedError(
+            "http://h:1",
+            {"message": "Prompt outputs failed validation"},
+            {"2": {"class_type": "PakatiCanvas", "errors": [{"message": "bad", "details": "x", "extra_info": {"input_name": "regions"}}]}},
+        ),
         ServerUnavailableError("gone", "http://h:1"),
     ]
     for e in errs:

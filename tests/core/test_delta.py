@@ -1,4 +1,5 @@
 """Delta analysis on real photographs: named signed deltas, scores, masks, the report."""
+
 from __future__ import annotations
 
 import json
@@ -22,13 +23,32 @@ def photo(name: str) -> np.ndarray:
     return np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a[..., :3]
 
 
-def brighter(a, k): return np.clip(a + k, 0, 1)
-def darker(a, k): return np.clip(a - k, 0, 1)
-def warmer(a, k): return np.clip(a * np.array([1 + k, 1.0, 1 - k], np.float32), 0, 1)
-def cooler(a, k): return np.clip(a * np.array([1 - k, 1.0, 1 + k], np.float32), 0, 1)
-def blurred(a, s): return gaussian_filter(a, (s, s, 0))
-def sharpened(a, k): return np.clip(a + k * (a - gaussian_filter(a, (1.0, 1.0, 0))), 0, 1)
-def lower_contrast(a, f): return (a.mean(axis=(0, 1)) + (a - a.mean(axis=(0, 1))) * f).astype(np.float32)
+def brighter(a, k):
+    return np.clip(a + k, 0, 1)
+
+
+def darker(a, k):
+    return np.clip(a - k, 0, 1)
+
+
+def warmer(a, k):
+    return np.clip(a * np.array([1 + k, 1.0, 1 - k], np.float32), 0, 1)
+
+
+def cooler(a, k):
+    return np.clip(a * np.array([1 - k, 1.0, 1 + k], np.float32), 0, 1)
+
+
+def blurred(a, s):
+    return gaussian_filter(a, (s, s, 0))
+
+
+def sharpened(a, k):
+    return np.clip(a + k * (a - gaussian_filter(a, (1.0, 1.0, 0))), 0, 1)
+
+
+def lower_contrast(a, f):
+    return (a.mean(axis=(0, 1)) + (a - a.mean(axis=(0, 1))) * f).astype(np.float32)
 
 
 def shifted(a, frac):
@@ -82,7 +102,7 @@ def test_a_perturbation_outside_the_mask_changes_no_in_mask_delta(name):
     a = photo(name)
     h, w = a.shape[:2]
     mask = np.zeros((h, w), np.float32)
-    mask[h // 4: 3 * h // 4, w // 5: 3 * w // 5] = 1.0
+    mask[h // 4 : 3 * h // 4, w // 5 : 3 * w // 5] = 1.0
     mask = cv2.GaussianBlur(mask, (0, 0), 4.0)  # soft edge, still exactly 0 far outside
     mask[mask < 1e-3] = 0.0
     ref = Reference(warmer(blurred(a, 1.0), 0.1), aspect="general")
@@ -106,9 +126,24 @@ def test_report_json_lists_every_named_delta_with_unit_direction_and_sentence():
     first = data["references"][0]
     assert first["aspect"] == "lighting" and first["weight"] == 2.0
     names = {d["name"] for d in first["deltas"]}
-    required = {"brightness", "contrast", "warmth", "tint", "saturation", "palette_distance", "sharpness",
-                "glcm_contrast", "glcm_homogeneity", "glcm_energy", "glcm_correlation", "lbp_chi2",
-                "shift_x", "shift_y", "energy_balance", "ssim_loss"}
+    required = {
+        "brightness",
+        "contrast",
+        "warmth",
+        "tint",
+        "saturation",
+        "palette_distance",
+        "sharpness",
+        "glcm_contrast",
+        "glcm_homogeneity",
+        "glcm_energy",
+        "glcm_correlation",
+        "lbp_chi2",
+        "shift_x",
+        "shift_y",
+        "energy_balance",
+        "ssim_loss",
+    }
     assert required <= names
     for d in first["deltas"]:
         assert set(d) == {"name", "value", "unit", "aspect", "magnitude", "direction", "similarity", "sentence"}
@@ -116,7 +151,7 @@ def test_report_json_lists_every_named_delta_with_unit_direction_and_sentence():
     assert data["summary"], "the worst deltas are summarised in words"
     # overall = weighted geometric mean of reference scores
     s1, s2 = (r["score"] for r in data["references"])
-    assert data["overall"] == pytest.approx((s1 ** 2 * s2) ** (1 / 3), abs=1e-5)
+    assert data["overall"] == pytest.approx((s1**2 * s2) ** (1 / 3), abs=1e-5)
 
 
 def test_reference_of_another_size_and_masked_reference():

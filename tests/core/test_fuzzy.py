@@ -1,4 +1,5 @@
 """The Mamdani engine and the shipped rule base: coverage, monotonicity, JSON round trip, overrides."""
+
 from __future__ import annotations
 
 import itertools
@@ -82,7 +83,9 @@ def test_signed_outputs_point_the_right_way(engine):
     vivid = engine.infer({"saturation": 18.0})
     assert vivid.outputs["cfg_delta"] < -1.0
     blurry = engine.infer({"sharpness": -0.7})
-    assert blurry.outputs["steps_factor"] > 1.5 and ("sharp focus, fine detail", pytest.approx(1.27, abs=0.05)) in blurry.prompt_terms(engine.rulebase)
+    assert blurry.outputs["steps_factor"] > 1.5 and ("sharp focus, fine detail", pytest.approx(1.27, abs=0.05)) in blurry.prompt_terms(
+        engine.rulebase
+    )
     assert engine.infer({"ssim_loss": 0.4}).outputs["denoise"] > 0.5
     calm = engine.infer({})
     assert calm.prompt_terms(engine.rulebase) == [] and calm.outputs["denoise"] < 0.3
@@ -99,8 +102,15 @@ def test_rules_round_trip_exactly():
 def test_user_override_replaces_adds_and_removes_rules(engine):
     override = {
         "version": 1,
-        "outputs": {"term_golden": {"kind": "prompt_term", "range": [0, 1.5], "text": "golden hour", "min_weight": 0.3,
-                                    "terms": {"none": ["tri", [-0.15, 0, 0.15]], "strong": ["trap", [0.9, 1.2, 1.5, 1.5]]}}},
+        "outputs": {
+            "term_golden": {
+                "kind": "prompt_term",
+                "range": [0, 1.5],
+                "text": "golden hour",
+                "min_weight": 0.3,
+                "terms": {"none": ["tri", [-0.15, 0, 0.15]], "strong": ["trap", [0.9, 1.2, 1.5, 1.5]]},
+            }
+        },
         "rules": [
             {"id": "golden-cool", "if": {"warmth": "NL"}, "op": "and", "then": {"term_golden": "strong"}},
             *({"id": f"golden-{t}", "if": {"warmth": t}, "then": {"term_golden": "none"}} for t in ("NS", "Z", "PS", "PL")),
@@ -117,13 +127,19 @@ def test_user_override_replaces_adds_and_removes_rules(engine):
     assert abs(e.infer({"saturation": -20}).outputs["cfg_delta"]) < 0.1  # the replaced rule
 
 
-@pytest.mark.parametrize("override, field", [
-    ({"version": 1, "rules": [{"id": "x", "if": {"nope": "Z"}, "then": {"denoise": "low"}}]}, "rules[78].if.nope"),
-    ({"version": 1, "rules": [{"id": "x", "if": {"warmth": "HUGE"}, "then": {"denoise": "low"}}]}, "rules[78].if.warmth"),
-    ({"version": 1, "outputs": {"denoise": {"kind": "knob", "range": [0, 1], "terms": {}}}}, "outputs.denoise.kind"),
-    ({"version": 1, "inputs": {"warmth": {"delta": "warmth", "scale": 20, "terms": {"Z": ["tri", [1, 0, -1]]}}}}, "inputs.warmth.terms.Z"),
-    ({"version": 1, "remove_rules": ["ghost"]}, "override.remove_rules"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ({"version": 1, "rules": [{"id": "x", "if": {"nope": "Z"}, "then": {"denoise": "low"}}]}, "rules[78].if.nope"),
+        ({"version": 1, "rules": [{"id": "x", "if": {"warmth": "HUGE"}, "then": {"denoise": "low"}}]}, "rules[78].if.warmth"),
+        ({"version": 1, "outputs": {"denoise": {"kind": "knob", "range": [0, 1], "terms": {}}}}, "outputs.denoise.kind"),
+        (
+            {"version": 1, "inputs": {"warmth": {"delta": "warmth", "scale": 20, "terms": {"Z": ["tri", [1, 0, -1]]}}}},
+            "inputs.warmth.terms.Z",
+        ),
+        ({"version": 1, "remove_rules": ["ghost"]}, "override.remove_rules"),
+    ],
+)
 def test_bad_rules_are_refused_naming_the_field(override, field):
     with pytest.raises(FuzzyRuleError) as info:
         load_rulebase(override)
@@ -132,7 +148,9 @@ def test_bad_rules_are_refused_naming_the_field(override, field):
 
 def test_sparse_rule_base_is_reported_not_silently_zero():
     data = json.loads(default_rules_path().read_text())
-    data = merge_overrides(data, {"remove_rules": [r["id"] for r in data["rules"] if r["id"].startswith("cfg-saturation-") and not r["id"].endswith("-Z")]})
+    data = merge_overrides(
+        data, {"remove_rules": [r["id"] for r in data["rules"] if r["id"].startswith("cfg-saturation-") and not r["id"].endswith("-Z")]}
+    )
     e = MamdaniEngine(RuleBase.from_dict(data))
     with pytest.raises(FuzzyRuleError, match="no rule fires for output 'cfg_delta'"):
         e.infer({"saturation": -20})

@@ -1,6 +1,8 @@
 """No silent wrong answers from dtype: every public core function that takes an image gives the
 same answer for an 8-bit image (0..255) as for its float twin (the same pixels / 255), or refuses
-what it cannot read (booleans, 16-bit values, other dtypes, NaN) with a typed error. Hypothesis draws the images; each function gets both."""
+what it cannot read (booleans, 16-bit values, other dtypes, NaN) with a typed error. Hypothesis draws the images;
+each function gets both."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -97,8 +99,9 @@ def test_regeneration_and_preview_read_uint8_and_float_alike(u8):
     same(ca.images, cb.images)
     crop8 = (np.clip(ca.images, 0, 1) * 255).round().astype(np.uint8)
     same(stitch_region(ca.stitch, crop8, u8, colour_match=False), stitch_region(cb.stitch, twin(crop8), f, colour_match=False))
-    canvas = Canvas.from_dict({"version": 1, "width": 64, "height": 64,
-                               "regions": [{"id": "r1", "shape": "rect", "points": [[0, 0], [32, 32]], "prompt": "x"}]})
+    canvas = Canvas.from_dict(
+        {"version": 1, "width": 64, "height": 64, "regions": [{"id": "r1", "shape": "rect", "points": [[0, 0], [32, 32]], "prompt": "x"}]}
+    )
     same(draw_overlay(u8, canvas), draw_overlay(f, canvas))
 
 

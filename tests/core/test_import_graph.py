@@ -9,6 +9,7 @@ Every import statement counts, also one inside a function: a lazy import dodges 
 but keeps the two packages tangled. The checks run on a small synthetic tree too, so they are
 known to fail where they should.
 """
+
 from __future__ import annotations
 
 import ast
@@ -171,18 +172,21 @@ def _write(root: Path, files: dict[str, str]) -> None:
 def test_the_checks_catch_what_they_look_for(tmp_path):
     """A tree with the faults pakati_core had (two packages importing each other, one of them lazily),
     a private helper taken sideways, the base importing a feature, and a ComfyUI import: each is reported."""
-    _write(tmp_path, {
-        "pakati_core/__init__.py": "from .canvas import Canvas\n",
-        "pakati_core/canvas.py": "class Canvas: ...\n",
-        "pakati_core/images.py": "from .regional.attention import grid_shape\n",
-        "pakati_core/regional/__init__.py": "",
-        "pakati_core/regional/attention.py": "from ..attention_maps.tokens import subject_word\ndef grid_shape(): ...\n",
-        "pakati_core/attention_maps/__init__.py": "from . import tokens\n",
-        "pakati_core/attention_maps/tokens.py": "def subject_word():\n    from ..regional.attention import grid_shape\n",
-        "pakati_core/delta/__init__.py": "from ..regenerate.blend import _disc\nimport comfy.model_management\n",
-        "pakati_core/regenerate/__init__.py": "",
-        "pakati_core/regenerate/blend.py": "def _disc(): ...\n",
-    })
+    _write(
+        tmp_path,
+        {
+            "pakati_core/__init__.py": "from .canvas import Canvas\n",
+            "pakati_core/canvas.py": "class Canvas: ...\n",
+            "pakati_core/images.py": "from .regional.attention import grid_shape\n",
+            "pakati_core/regional/__init__.py": "",
+            "pakati_core/regional/attention.py": "from ..attention_maps.tokens import subject_word\ndef grid_shape(): ...\n",
+            "pakati_core/attention_maps/__init__.py": "from . import tokens\n",
+            "pakati_core/attention_maps/tokens.py": "def subject_word():\n    from ..regional.attention import grid_shape\n",
+            "pakati_core/delta/__init__.py": "from ..regenerate.blend import _disc\nimport comfy.model_management\n",
+            "pakati_core/regenerate/__init__.py": "",
+            "pakati_core/regenerate/blend.py": "def _disc(): ...\n",
+        },
+    )
     g = read_graph(tmp_path)
     assert package_cycles(g) == [["pakati_core.attention_maps", "pakati_core.regional"]]
     assert private_imports(g) == ["pakati_core.delta imports pakati_core.regenerate.blend._disc"]

@@ -3,6 +3,7 @@ with a typed error that names the field, or returns finite numbers in their stat
 
 Kept fast (modest ``max_examples``, small raster sizes, ``deadline=None`` for the shared CI cores).
 """
+
 from __future__ import annotations
 
 import math
@@ -20,13 +21,20 @@ from pakati_core.geometry import find_self_intersection
 from pakati_core.references import Reference
 from pakati_core.understanding import score
 
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+FAST = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
+)
 
 # -------------------------------------------------------------------------------- Region JSON
 
 ODD_VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=8), st.lists(st.integers(-5, 5), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.lists(st.integers(-5, 5), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 COORD = st.one_of(st.floats(-2000, 6000, allow_nan=False), st.integers(-2000, 6000))
 
@@ -59,11 +67,22 @@ def region_json(draw, width: int, height: int, index: int) -> dict:
     else:  # arbitrary points: usually self-intersecting or degenerate
         points = draw(st.lists(st.lists(COORD, min_size=2, max_size=2), min_size=3, max_size=40))
     region = {
-        "id": f"r{index}", "name": draw(st.text(max_size=12)), "shape": "rect" if shape == "rect" else "polygon",
-        "points": points, "prompt": draw(st.text(max_size=20)), "negative": draw(st.text(max_size=8)),
-        "strength": draw(st.floats(0, 10)), "feather": draw(st.one_of(st.floats(0, 64), st.floats(0, 1e12))),
-        "seed": draw(st.one_of(st.none(), st.integers(0, 2**64))), "locked": draw(st.booleans()),
+        "id": f"r{index}",
+        "name": draw(st.text(max_size=12)),
+        "shape": "rect" if shape == "rect" else "polygon",
+        "points": points,
+        "prompt": draw(st.text(max_size=20)),
+        "negative": draw(st.text(max_size=8)),
+        "strength": draw(st.floats(0, 10)),
+        "feather": draw(st.one_of(st.floats(0, 64), st.floats(0, 1e12))),
+        "seed": draw(st.one_of(st.none(), st.integers(0, 2**64))),
+        "locked": draw(st.booleans()),
     }
+    for key, hi in (("cfg", 100.0), ("denoise", 1.0)):  # optional, null = the default; sometimes out of range
+        if draw(st.booleans()):
+            region[key] = draw(
+                st.one_of(st.none(), st.floats(0, hi), st.integers(0, int(hi)), st.floats(-1e3, 1e3), st.floats(allow_nan=True))
+            )
     while chance(draw, 0.25):  # corrupt some fields: wrong types, non-finite numbers, unknown keys
         key = draw(st.sampled_from([*region, "extra", "points"]))
         if key == "points" and draw(st.booleans()):
@@ -117,6 +136,10 @@ def test_region_json_is_refused_with_the_field_or_gives_sane_masks(data, out_w, 
         if canvas.regions:
             assert canvas.masks(w, h, exclusive=True).sum(0).max() <= 1 + 1e-5  # exclusive masks share each pixel
     assert Canvas.from_json(canvas.to_json()).to_dict() == canvas.to_dict()  # what parses round-trips
+    for r, raw in zip(canvas.regions, data["regions"]):
+        for key, hi in (("cfg", 100.0), ("denoise", 1.0)):
+            value = getattr(r, key)
+            assert (value is None) == (raw.get(key) is None) and (value is None or 0.0 <= value <= hi), (key, value)
 
 
 def _crosses_scalar(p1, p2, p3, p4) -> bool:
@@ -156,6 +179,7 @@ def test_self_intersection_matches_the_pairwise_oracle(points):
 
 # -------------------------------------------------------------------------------- images
 
+
 @st.composite
 def image(draw, min_side: int = 8, max_side: int = 96) -> np.ndarray:
     h, w = draw(st.integers(min_side, max_side)), draw(st.integers(min_side, max_side))
@@ -185,7 +209,7 @@ def mask_for(draw, h: int, w: int) -> np.ndarray | None:
     if kind == "pixel":  # a 1x1 region
         m[y, x] = draw(st.floats(0.01, 1.0))
     elif kind == "box":
-        m[y:y + draw(st.integers(1, h)), x:x + draw(st.integers(1, w))] = 1.0
+        m[y : y + draw(st.integers(1, h)), x : x + draw(st.integers(1, w))] = 1.0
     else:
         m = np.random.default_rng(y * w + x).random((h, w)).astype(np.float32) * draw(st.floats(0.01, 2.0))
         m[y, x] = 1.0

@@ -8,13 +8,13 @@ import json
 
 import numpy as np
 import pytest
-from test_models import isolate_provider_env
 
 from model_fakes import FakeLocalChatServer, fake_answers
 from pakati_core.cache import MemoryCache
 from pakati_core.models import ListRecorder, ModelConfigError, make_judge, make_planner
 from pakati_core.models.local_provider import extract_json
 from pakati_core.orchestration import PlannerError, check_alignment, plan
+from provider_wire import isolate_provider_env
 
 GOAL = "a black cat next to a brown dog"
 PLAN_ANSWER = {

@@ -1,4 +1,5 @@
 """Masks as polygon regions (pakati_core.mask_region): outlines that match the mask, errors that name the field."""
+
 from __future__ import annotations
 
 import cv2
@@ -12,7 +13,10 @@ from pakati_core.errors import RegionError
 from pakati_core.mask_region import add_mask_region, polygon_from_mask
 from pakati_core.masks import rasterize_polygon
 
-EMPTY = '{"version": 1, "width": 1024, "height": 768, "regions": [{"id": "sky", "shape": "rect", "points": [[0, 0], [1024, 300]], "prompt": "sky"}]}'
+EMPTY = (
+    '{"version": 1, "width": 1024, "height": 768, "regions": [{"id": "sky", "shape": "rect", '
+    '"points": [[0, 0], [1024, 300]], "prompt": "sky"}]}'
+)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -48,13 +52,16 @@ def test_region_is_added_on_top_with_a_unique_id():
     assert iou(drawn, want) >= 0.97
 
 
-@pytest.mark.parametrize("mask, kwargs, field", [
-    (np.zeros((96, 128), np.float32), {}, "threshold"),
-    (np.full((96, 128), np.nan, np.float32), {}, "mask"),
-    (np.ones((100, 100), np.float32), {}, "mask"),  # square mask, 4:3 canvas
-    (np.ones((96, 128), np.float32), {"max_points": 2}, "max_points"),
-    (np.ones((2, 96, 128), np.float32), {}, "mask"),
-])
+@pytest.mark.parametrize(
+    "mask, kwargs, field",
+    [
+        (np.zeros((96, 128), np.float32), {}, "threshold"),
+        (np.full((96, 128), np.nan, np.float32), {}, "mask"),
+        (np.ones((100, 100), np.float32), {}, "mask"),  # square mask, 4:3 canvas
+        (np.ones((96, 128), np.float32), {"max_points": 2}, "max_points"),
+        (np.ones((2, 96, 128), np.float32), {}, "mask"),
+    ],
+)
 def test_bad_masks_raise_errors_naming_the_field(mask, kwargs, field):
     with pytest.raises(RegionError) as info:
         polygon_from_mask(mask, 1024, 768, **kwargs)

@@ -4,6 +4,7 @@ Each test builds the SDK's own client (``openai.OpenAI`` / ``anthropic.Anthropic
 ``httpx2.Client`` whose ``MockTransport`` answers like the provider would: 401, 429 with
 Retry-After, 5xx/529, timeouts, refusals, malformed JSON, wrong-size images, retired models.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,21 +12,35 @@ import os
 import stat
 from pathlib import Path
 
+import httpx2  # noqa: E402  (the SDKs' HTTP library)
 import numpy as np
 import pytest
 
-import httpx2  # noqa: E402  (the SDKs' HTTP library)
-
-from provider_wire import SENTINEL, Wire, isolate_provider_env, opts, photo  # noqa: E402
-from model_fakes import anthropic_body, anthropic_error, chat_body, images_body, openai_error, multipart_files, decode_png  # noqa: E402
+from model_fakes import anthropic_body, anthropic_error, chat_body, decode_png, images_body, multipart_files, openai_error  # noqa: E402
 from pakati_core.models import (  # noqa: E402
-    Answer, KeyFileInsecureError, KeyMissingError, KeyRejectedError, ListRecorder, MalformedResponseError, ModelRetiredError,
-    ProviderRefusedError, ProviderRequestError, ProviderUnavailableError, RateLimitedError, Registry, ModelNeeds, make_image_backend, make_judge,
-    make_planner, resolve_key, select_model,
+    Answer,
+    KeyFileInsecureError,
+    KeyMissingError,
+    KeyRejectedError,
+    ListRecorder,
+    MalformedResponseError,
+    ModelNeeds,
+    ModelRetiredError,
+    ProviderRefusedError,
+    ProviderRequestError,
+    ProviderUnavailableError,
+    RateLimitedError,
+    Registry,
+    make_image_backend,
+    make_judge,
+    make_planner,
+    resolve_key,
+    select_model,
 )
 from pakati_core.models.protocols import CallRecord, ImageBackend, TextPlanner, VisionJudge  # noqa: E402
 from pakati_core.models.ratelimit import TokenBucket  # noqa: E402
 from pakati_core.models.registry import merge, shipped_config  # noqa: E402
+from provider_wire import SENTINEL, Wire, isolate_provider_env, opts, photo  # noqa: E402
 
 PLAN_SCHEMA = {"type": "object", "properties": {"regions": {"type": "array", "items": {"type": "string"}}}, "required": ["regions"]}
 
@@ -36,11 +51,16 @@ def env(monkeypatch, tmp_path):
     return tmp_path
 
 
-ANSWERS = {"answers": [{"question": "q1", "verdict": "yes", "score": 0.9, "reason": "a cat is on the left"},
-                       {"question": "q2", "verdict": "no", "score": 0.1, "reason": "no dog is visible"}]}
+ANSWERS = {
+    "answers": [
+        {"question": "q1", "verdict": "yes", "score": 0.9, "reason": "a cat is on the left"},
+        {"question": "q2", "verdict": "no", "score": 0.1, "reason": "no dog is visible"},
+    ]
+}
 
 
 # ---------------------------------------------------------------- keys
+
 
 def test_resolve_key_env_pakati_names_and_named_credentials(monkeypatch):
     assert resolve_key("openai") == SENTINEL
@@ -85,26 +105,43 @@ def test_core_imports_without_the_sdks():
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['openai'] = None; sys.modules['anthropic'] = None\n"
-            "from pakati_core.models import make_planner, make_image_backend, OptionalPackageMissingError\n"
-            "for make, p in ((make_planner, 'anthropic'), (make_image_backend, 'openai')):\n"
-            "    try:\n        make(p)\n    except OptionalPackageMissingError as e:\n        print(e.message)\n")
+    code = (
+        "import sys; sys.modules['openai'] = None; sys.modules['anthropic'] = None\n"
+        "from pakati_core.models import make_planner, make_image_backend, OptionalPackageMissingError\n"
+        "for make, p in ((make_planner, 'anthropic'), (make_image_backend, 'openai')):\n"
+        "    try:\n        make(p)\n    except OptionalPackageMissingError as e:\n        print(e.message)\n"
+    )
     repo = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
-                         env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(repo), "OPENAI_API_KEY": "x", "ANTHROPIC_API_KEY": "x"})
-    assert out.stdout.splitlines() == [f"the optional package '{p}' is not installed; install it with: pip install {p}"
-                                       for p in ("anthropic", "openai")], out.stderr
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(repo), "OPENAI_API_KEY": "x", "ANTHROPIC_API_KEY": "x"},
+    )
+    assert out.stdout.splitlines() == [
+        f"the optional package '{p}' is not installed; install it with: pip install {p}" for p in ("anthropic", "openai")
+    ], out.stderr
 
 
 # ---------------------------------------------------------------- registry and selector
+
 
 def test_registry_defaults_and_user_override(env, monkeypatch):
     reg = Registry.load()
     assert reg.default("openai", "image") == reg.resolve("openai", "image").spec.name
     override = env / "models.json"
-    override.write_text(json.dumps({"version": 1, "defaults": {"openai": {"image": "gpt-image-1-mini"}},
-                                    "models": [{"name": "my-gateway-image", "provider": "openai", "kinds": ["image"],
-                                                "sizes": ["512x512"], "inpainting": True}]}))
+    override.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "defaults": {"openai": {"image": "gpt-image-1-mini"}},
+                "models": [
+                    {"name": "my-gateway-image", "provider": "openai", "kinds": ["image"], "sizes": ["512x512"], "inpainting": True}
+                ],
+            }
+        )
+    )
     reg = Registry.load()
     assert reg.resolve("openai", "image").spec.name == "gpt-image-1-mini"
     assert reg.get("my-gateway-image").sizes == ((512, 512),)
@@ -130,9 +167,15 @@ def test_shipped_defaults_are_current_models_and_legacy_ones_stay_usable():
         reg.resolve("anthropic", "vision", "claude-sonnet-4-5-20250929", setting="PakatiAskVision input 'model'")
     with pytest.raises(ModelRetiredError, match="gpt-image-2"):
         reg.resolve("openai", "image", "gpt-image-1")
-    legacy_cheap = {"version": 1, "models": [{"name": "claude-haiku-4-5", "provider": "anthropic", "kinds": ["vision"], "legacy": True,
-                                              "cost_usd": {"call": 0.00001}}]}
-    pick = select_model(ModelNeeds("vision", provider="anthropic"), Registry(merge(shipped_config(), legacy_cheap)), key_available=lambda p: True)
+    legacy_cheap = {
+        "version": 1,
+        "models": [
+            {"name": "claude-haiku-4-5", "provider": "anthropic", "kinds": ["vision"], "legacy": True, "cost_usd": {"call": 0.00001}}
+        ],
+    }
+    pick = select_model(
+        ModelNeeds("vision", provider="anthropic"), Registry(merge(shipped_config(), legacy_cheap)), key_available=lambda p: True
+    )
     names = [n for n, _ in pick.ranked]
     assert not pick.spec.legacy and names.index("claude-haiku-4-5") > max(names.index(n) for n in names if not reg.get(n).legacy)
     assert "claude-haiku-4-5" not in pick.rejected  # legacy is ranked after the current models, never ruled out
@@ -165,6 +208,7 @@ def test_selector_explains_and_learns_from_records():
 
 # ---------------------------------------------------------------- token bucket and retries
 
+
 def test_token_bucket_keeps_under_the_rate():
     now = [0.0]
     slept = []
@@ -181,6 +225,7 @@ def test_token_bucket_keeps_under_the_rate():
 
 # ---------------------------------------------------------------- planner and judge over both SDKs
 
+
 def test_openai_planner_and_judge_structured_output():
     wire = Wire((200, chat_body(json.dumps({"regions": ["sky", "sea"]}))), (200, chat_body(json.dumps(ANSWERS))))
     rec = ListRecorder()
@@ -193,8 +238,10 @@ def test_openai_planner_and_judge_structured_output():
     judge = make_judge("openai", **opts(wire, recorder=rec))
     assert isinstance(judge, VisionJudge)
     answers = judge.ask(photo(), ["Is there a cat on the left?", "Is there a dog?"])
-    assert answers == [Answer("Is there a cat on the left?", "yes", 0.9, "a cat is on the left"),
-                       Answer("Is there a dog?", "no", 0.1, "no dog is visible")]
+    assert answers == [
+        Answer("Is there a cat on the left?", "yes", 0.9, "a cat is on the left"),
+        Answer("Is there a dog?", "no", 0.1, "no dog is visible"),
+    ]
     user = json.loads(wire.requests[1].content)["messages"][1]["content"]
     assert user[0]["image_url"]["url"].startswith("data:image/png;base64,")
     assert [c.operation for c in rec.calls] == ["complete_json", "ask"] and all(c.ok and c.prompt is None for c in rec.calls)
@@ -240,15 +287,22 @@ def test_anthropic_planner_and_judge_use_structured_outputs():
 
 def test_anthropic_failures_are_typed_and_name_provider_and_model():
     too_long = Wire((200, anthropic_body(stop_reason="max_tokens", text='{"answers": [{"question": "q1", "verd')))
-    with pytest.raises(MalformedResponseError, match=r"anthropic ran out of tokens .*model 'claude-sonnet-5-5', max_tokens 16000.*"
-                                                     r"providers\.anthropic\.max_tokens") as e:
+    with pytest.raises(
+        MalformedResponseError,
+        match=r"anthropic ran out of tokens .*model 'claude-sonnet-5-5', max_tokens 16000.*"
+        r"providers\.anthropic\.max_tokens",
+    ) as e:
         make_judge("anthropic", **opts(too_long)).ask(photo(), ["q?"])
     assert e.value.provider == "anthropic" and len(too_long.requests) == 1  # not retried: the same request would run out again
     prose = Wire((200, anthropic_body(text="Sure! Here it is.", thinking=True)))
-    with pytest.raises(MalformedResponseError, match=r"anthropic returned text that is not JSON for judge answers \(model 'claude-sonnet-5-5': "):
+    with pytest.raises(
+        MalformedResponseError, match=r"anthropic returned text that is not JSON for judge answers \(model 'claude-sonnet-5-5': "
+    ):
         make_judge("anthropic", **opts(prose)).ask(photo(), ["q?"])
     silent = Wire((200, anthropic_body(thinking=True)))  # a thinking block and no text block
-    with pytest.raises(MalformedResponseError, match=r"without the structured output for the plan \(model 'claude-sonnet-5-5', stop reason 'end_turn'\)"):
+    with pytest.raises(
+        MalformedResponseError, match=r"without the structured output for the plan \(model 'claude-sonnet-5-5', stop reason 'end_turn'\)"
+    ):
         make_planner("anthropic", **opts(silent)).complete_json("s", "u", PLAN_SCHEMA)
     refused = Wire((200, anthropic_body(stop_reason="refusal")))
     with pytest.raises(ProviderRefusedError, match=r"anthropic refused to answer \(model 'claude-haiku-5-5'\)"):
@@ -257,7 +311,9 @@ def test_anthropic_failures_are_typed_and_name_provider_and_model():
     with pytest.raises(MalformedResponseError, match=r"does not match the schema at answers/0/verdict.*\(model 'claude-sonnet-5-5'\)"):
         make_judge("anthropic", **opts(wrong)).ask(photo(), ["q?"])
     untyped = Wire((200, anthropic_body({})))
-    with pytest.raises(ProviderRequestError, match=r"schema for the plan cannot be sent to provider anthropic \(model 'claude-sonnet-5-5'\)") as e:
+    with pytest.raises(
+        ProviderRequestError, match=r"schema for the plan cannot be sent to provider anthropic \(model 'claude-sonnet-5-5'\)"
+    ) as e:
         make_planner("anthropic", **opts(untyped)).complete_json("s", "u", {"properties": {"a": {"type": "string"}}})
     assert e.value.field == "schema" and untyped.requests == []  # refused before any call
 
@@ -275,10 +331,14 @@ def test_base_url_env_is_honoured(monkeypatch):
 
 # ---------------------------------------------------------------- failures
 
+
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_401_is_key_rejected_naming_provider_and_credential_never_the_key(provider):
-    body = (openai_error(401, f"Incorrect API key provided: {SENTINEL[:8]}****{SENTINEL[-4:]} full {SENTINEL}", "invalid_api_key")
-            if provider == "openai" else anthropic_error("authentication_error", f"invalid x-api-key {SENTINEL}"))
+    body = (
+        openai_error(401, f"Incorrect API key provided: {SENTINEL[:8]}****{SENTINEL[-4:]} full {SENTINEL}", "invalid_api_key")
+        if provider == "openai"
+        else anthropic_error("authentication_error", f"invalid x-api-key {SENTINEL}")
+    )
     wire = Wire((401, body))
     rec = ListRecorder()
     planner = make_planner(provider, **opts(wire, recorder=rec))
@@ -294,7 +354,9 @@ def test_401_is_key_rejected_naming_provider_and_credential_never_the_key(provid
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_429_waits_for_retry_after_then_succeeds(provider):
     ok = (200, chat_body(json.dumps({"regions": ["a"]}))) if provider == "openai" else (200, anthropic_body({"regions": ["a"]}))
-    err = openai_error(429, "slow down", "rate_limit_exceeded") if provider == "openai" else anthropic_error("rate_limit_error", "slow down")
+    err = (
+        openai_error(429, "slow down", "rate_limit_exceeded") if provider == "openai" else anthropic_error("rate_limit_error", "slow down")
+    )
     wire = Wire((429, err, {"retry-after": "7"}), ok)
     sleeps: list[float] = []
     rec = ListRecorder()
@@ -313,7 +375,11 @@ def test_429_without_end_is_rate_limited_after_three_calls():
 
 @pytest.mark.parametrize("status,provider", [(500, "openai"), (503, "openai"), (529, "anthropic"), (502, "anthropic")])
 def test_5xx_and_529_are_retried_at_most_three_calls(status, provider):
-    body = openai_error(status, "server error", None, "server_error") if provider == "openai" else anthropic_error("overloaded_error", "Overloaded")
+    body = (
+        openai_error(status, "server error", None, "server_error")
+        if provider == "openai"
+        else anthropic_error("overloaded_error", "Overloaded")
+    )
     wire = Wire((status, body))
     rec = ListRecorder()
     with pytest.raises(ProviderUnavailableError) as e:
@@ -408,6 +474,7 @@ def test_retired_at_the_provider_names_the_setting():
 
 
 # ---------------------------------------------------------------- images
+
 
 def test_image_generate_and_edit_over_the_sdk():
     red = np.zeros((1024, 1536, 3), np.uint8)

@@ -4,6 +4,7 @@ Scenes are composed from photographs pasted into a plan's boxes over a real text
 the goal's colours. Faults: left/right swapped, an object missing, an object in the wrong
 colour. The checker must flag >= 95% of faults and raise <= 2% false alarms on unaltered scenes.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -15,6 +16,7 @@ import skimage.data
 
 from pakati_core.models.protocols import Answer
 from pakati_core.orchestration import CheckError, Plan, check_alignment, plan, questions, replan
+from plan_helpers import equal_boxes
 
 SIZE = 256
 COLOURS = {"red": (0.85, 0.12, 0.1), "blue": (0.12, 0.3, 0.9), "green": (0.15, 0.65, 0.2), "yellow": (0.95, 0.85, 0.15)}
@@ -54,18 +56,6 @@ def _cases():
     rels = ["on the left of", "on the right of"]
     colours = [("red", "blue"), ("green", "yellow"), ("yellow", "red")]
     return [(a, b, r, ca, cb) for (a, b), r, (ca, cb) in itertools.product(pairs, rels, colours)]
-
-
-def equal_boxes(p: Plan, y0: float = 200.0, side: float = 174.0, gap: float = 18.0) -> Plan:
-    """The plan with its object boxes made equal squares in a row, in the planned left-to-right order: these tests
-    paste photos at one size into the boxes, so they judge the checker, not the planner's sizes."""
-    fg = sorted((o for o in p.objects if not o.background), key=lambda o: sum(p.box(o.id)[::2]))
-    left = (p.width - side * len(fg) - gap * (len(fg) - 1)) / 2
-    data = p.to_dict()
-    for k, o in enumerate(fg):
-        x0 = left + k * (side + gap)
-        next(r for r in data["canvas"]["regions"] if r["id"] == o.region_id)["points"] = [[x0, y0], [x0 + side, y0 + side]]
-    return Plan.from_dict(data)
 
 
 def _setup(a, b, rel, ca, cb):
@@ -119,6 +109,7 @@ def test_swap_repair_moves_boxes_back_into_relation():
     assert any(t.params.get("action") == "move" for t in r.repair_tasks)
     q = replan(p, r)
     from pakati_core.orchestration.rules import layout_violations
+
     assert layout_violations(q) == []
     r.to_json()
 

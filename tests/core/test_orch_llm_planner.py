@@ -4,23 +4,26 @@ Good answers, rule-breaking answers (re-asked with the rules quoted), malformed 
 refusals and timeouts each end in a valid plan or a typed error within 3 calls; no key falls
 back to the offline planner with a note; answers are cached by a hash of the request.
 """
+
 from __future__ import annotations
 
 import json
 
+import httpx2  # noqa: E402
 import pytest
 
-import httpx2  # noqa: E402
-
 from model_fakes import anthropic_body, chat_body  # noqa: E402
-from provider_wire import GOAL, SENTINEL, Wire, answer, isolate_provider_env, opts  # noqa: E402  (the model layer's own transport helpers)
-
 from pakati_core.cache import MemoryCache  # noqa: E402
 from pakati_core.models import ProviderRefusedError, ProviderUnavailableError  # noqa: E402
-from pakati_core.orchestration import Plan, PlannerError, plan  # noqa: E402
-from pakati_core.orchestration import llm  # noqa: E402
+from pakati_core.orchestration import (  # noqa: E402
+    Plan,
+    PlannerError,
+    llm,  # noqa: E402
+    plan,
+)
 from pakati_core.orchestration.llm import LLM_SCHEMA  # noqa: E402
 from pakati_core.orchestration.rules import layout_violations  # noqa: E402
+from provider_wire import GOAL, SENTINEL, Wire, answer, isolate_provider_env, opts  # noqa: E402  (the model layer's own transport helpers)
 
 
 @pytest.fixture(autouse=True)
@@ -120,9 +123,13 @@ def test_checker_asks_a_real_sdk_judge_what_it_cannot_measure():
     for o, colour in ((p.objects[0], (0.05, 0.05, 0.05)), (p.objects[1], (0.97, 0.97, 0.97))):
         x0, y0, x1, y1 = (int(v) for v in p.box(o.id))
         img[y0:y1, x0:x1] = colour
-    answers = {"answers": [{"question": "q1", "verdict": "yes", "score": 0.95, "reason": "a cat is there"},
-                           {"question": "q2", "verdict": "yes", "score": 0.9, "reason": "a pillow is there"},
-                           {"question": "q3", "verdict": "no", "score": 0.1, "reason": "the cat is right of the pillow"}]}
+    answers = {
+        "answers": [
+            {"question": "q1", "verdict": "yes", "score": 0.95, "reason": "a cat is there"},
+            {"question": "q2", "verdict": "yes", "score": 0.9, "reason": "a pillow is there"},
+            {"question": "q3", "verdict": "no", "score": 0.1, "reason": "the cat is right of the pillow"},
+        ]
+    }
     wire = Wire((200, anthropic_body(answers)))
     r = check_alignment(img, p, judge=make_judge("anthropic", **opts(wire)))
     by = {v.question.kind: v for v in r.verdicts if v.source == "judge"}
@@ -131,7 +138,9 @@ def test_checker_asks_a_real_sdk_judge_what_it_cannot_measure():
     assert len(wire.requests) == 1
     # the plan's layout keeps the relation, so the repair redraws both regions harder instead of moving boxes
     assert sorted((t.params["action"], t.region_ids) for t in r.repair_tasks if t.kind != "check") == [
-        ("regenerate", ("cat",)), ("regenerate", ("pillow",))]
+        ("regenerate", ("cat",)),
+        ("regenerate", ("pillow",)),
+    ]
     asked = json.dumps(json.loads(wire.requests[0].content))
     assert "Is the cat on the left of the pillow?" in asked and "black" not in asked.split("Is there")[0][-200:]
     refused = Wire((200, anthropic_body(None, stop_reason="refusal")))

@@ -1,4 +1,5 @@
 """The offline planner: goals in plain sentences become plans whose layouts keep the issue-13 rules."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,11 +30,18 @@ def test_sentence_with_verb_attributes_and_relation():
     Canvas.from_dict(p.canvas)  # a valid Region JSON v1 canvas
 
 
-@pytest.mark.parametrize("goal, rel", [
-    ("a bird on the left of a cat", "left_of"), ("a horse on the right of a man", "right_of"),
-    ("a balloon on the top of a giraffe", "above"), ("a sheep on the bottom of a chair", "below"),
-    ("a rabbit next to a balloon", "near"), ("a dog in front of a desk", "in_front_of"), ("a horse hidden by a television", "behind"),
-])
+@pytest.mark.parametrize(
+    "goal, rel",
+    [
+        ("a bird on the left of a cat", "left_of"),
+        ("a horse on the right of a man", "right_of"),
+        ("a balloon on the top of a giraffe", "above"),
+        ("a sheep on the bottom of a chair", "below"),
+        ("a rabbit next to a balloon", "near"),
+        ("a dog in front of a desk", "in_front_of"),
+        ("a horse hidden by a television", "behind"),
+    ],
+)
 def test_each_relation_holds_geometrically(goal, rel):
     p = plan(goal)
     (r,) = p.relations

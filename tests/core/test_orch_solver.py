@@ -1,17 +1,18 @@
 """Solver: minimum-displacement layout, colour coherence by CIEDE2000, parameter tuning within a budget."""
+
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import skimage.data
-import cv2
 
 from pakati_core.orchestration import PlannerError, check_alignment, plan
 from pakati_core.orchestration.coherence import colour_coherence, harmonise
 from pakati_core.orchestration.rules import relation_holds
 from pakati_core.orchestration.solver import solve_layout
 from pakati_core.orchestration.tuning import apply_parameters, optimise_parameters
-from test_orch_checker import equal_boxes
+from plan_helpers import equal_boxes
 
 
 def test_layout_solver_moves_little_and_satisfies_relations():

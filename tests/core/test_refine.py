@@ -1,4 +1,5 @@
 """The refinement loop in the core: masked corrections, convergence, stop reasons, history, store."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,20 @@ import pytest
 import skimage.data
 from skimage.color import deltaE_ciede2000
 
-from pakati_core.lab import rgb_to_lab
 from pakati_core.fuzzy import MamdaniEngine, load_rulebase
+from pakati_core.lab import rgb_to_lab
 from pakati_core.references import Reference
-from pakati_core.store import open_store
-from pakati_core.refine import (RefineInterrupted, RefineSettings, WhatWorkedStore, correct_region,
-                                match_region_statistics, refine, tone_colour_deltas)
+from pakati_core.refine import (
+    RefineInterrupted,
+    RefineSettings,
+    WhatWorkedStore,
+    correct_region,
+    match_region_statistics,
+    refine,
+    tone_colour_deltas,
+)
 from pakati_core.refine.loop import RefineSettingsError
+from pakati_core.store import open_store
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field"]
 
@@ -67,7 +75,9 @@ def test_loop_drives_lightness_and_warmth_from_20_to_under_1_in_5_passes(name, d
     start = ref_img
     for _ in range(4):
         d = tone_colour_deltas(start, None, ref_img)
-        start = correct_region(start, None, {"brightness": d["brightness"] - dl, "warmth": d["warmth"] - db}, {"brightness": 1.0, "warmth": 1.0})
+        start = correct_region(
+            start, None, {"brightness": d["brightness"] - dl, "warmth": d["warmth"] - db}, {"brightness": 1.0, "warmth": 1.0}
+        )
     d0 = tone_colour_deltas(start, None, ref_img)
     assert abs(d0["brightness"] - dl) < 3.5 and abs(d0["warmth"] - db) < 3.5, d0  # gamut limits
     refs = [Reference(ref_img, "tone", "lighting"), Reference(ref_img, "colour", "color")]
@@ -82,12 +92,19 @@ def test_fuzzy_loop_beats_a_fixed_gain_proportional_baseline():
     ref_img = photo("chelsea")
     start = correct_region(ref_img, None, {"brightness": -20, "warmth": 20}, {"brightness": 1.0, "warmth": 1.0})
     refs = [Reference(ref_img, aspect="lighting"), Reference(ref_img, aspect="color")]
-    fixed = {"version": 1, "outputs": {o: {"kind": "correction", "range": [0, 1], "terms": {"half": ["tri", [0.45, 0.5, 0.55]]}}
-                                       for o in ("tone_strength", "contrast_strength", "warmth_strength", "tint_strength", "saturation_strength")},
-             "remove_rules": [r.id for r in load_rulebase().rules if r.id.split("-")[0].endswith("_strength")],
-             "rules": [{"id": f"fixed-{o}-{t}", "if": {"brightness": t}, "then": {o: "half"}} for o in
-                       ("tone_strength", "contrast_strength", "warmth_strength", "tint_strength", "saturation_strength")
-                       for t in ("NL", "NS", "Z", "PS", "PL")]}
+    fixed = {
+        "version": 1,
+        "outputs": {
+            o: {"kind": "correction", "range": [0, 1], "terms": {"half": ["tri", [0.45, 0.5, 0.55]]}}
+            for o in ("tone_strength", "contrast_strength", "warmth_strength", "tint_strength", "saturation_strength")
+        },
+        "remove_rules": [r.id for r in load_rulebase().rules if r.id.split("-")[0].endswith("_strength")],
+        "rules": [
+            {"id": f"fixed-{o}-{t}", "if": {"brightness": t}, "then": {o: "half"}}
+            for o in ("tone_strength", "contrast_strength", "warmth_strength", "tint_strength", "saturation_strength")
+            for t in ("NL", "NS", "Z", "PS", "PL")
+        ],
+    }
 
     def passes_to_target(engine):
         res = refine(start, refs, settings=RefineSettings(max_passes=8, target=0.999), engine=engine)
@@ -98,12 +115,14 @@ def test_fuzzy_loop_beats_a_fixed_gain_proportional_baseline():
 
 def telea_regenerator(calls: list):
     """A classical regenerator (OpenCV Telea inpainting of the masked region), seeded jitter first."""
+
     def regen(image, mask, params):
         calls.append(params)
         rng = np.random.default_rng(params.seed)
         u8 = np.clip((image + rng.normal(0, 0.01, image.shape)) * 255, 0, 255).astype(np.uint8)
         out = cv2.inpaint(u8, (mask > 0.5).astype(np.uint8), 3, cv2.INPAINT_TELEA)
         return out.astype(np.float32) / 255.0
+
     return regen
 
 
@@ -157,20 +176,32 @@ def test_stop_reasons():
 
     # no cheap correction (strengths 0) and a regenerator that swings warmth to either side of the
     # reference, never better than the input: no progress, and the tried deltas flip every pass
-    zero = {"version": 1, "outputs": {o: {"kind": "correction", "range": [-1, 1], "terms": {"off": ["tri", [-0.1, 0.0, 0.1]]}}
-                                      for o in ("tone_strength", "contrast_strength", "warmth_strength", "tint_strength", "saturation_strength")},
-            "remove_rules": [r.id for r in load_rulebase().rules if r.id.split("-")[0].endswith("_strength")],
-            "rules": [{"id": f"off-{o}-{t}", "if": {"warmth": t}, "then": {o: "off"}} for o in
-                      ("tone_strength", "contrast_strength", "warmth_strength", "tint_strength", "saturation_strength")
-                      for t in ("NL", "NS", "Z", "PS", "PL")]}
+    zero = {
+        "version": 1,
+        "outputs": {
+            o: {"kind": "correction", "range": [-1, 1], "terms": {"off": ["tri", [-0.1, 0.0, 0.1]]}}
+            for o in ("tone_strength", "contrast_strength", "warmth_strength", "tint_strength", "saturation_strength")
+        },
+        "remove_rules": [r.id for r in load_rulebase().rules if r.id.split("-")[0].endswith("_strength")],
+        "rules": [
+            {"id": f"off-{o}-{t}", "if": {"warmth": t}, "then": {o: "off"}}
+            for o in ("tone_strength", "contrast_strength", "warmth_strength", "tint_strength", "saturation_strength")
+            for t in ("NL", "NS", "Z", "PS", "PL")
+        ],
+    }
     start = correct_region(ref_img, None, {"warmth": -6}, {"warmth": 1.0})
 
     def swing(image, mask, params):
         sign = 1 if params.pass_index % 2 else -1
         return correct_region(ref_img, None, {"warmth": -sign * 14}, {"warmth": 1.0})
 
-    res = refine(start, refs, settings=RefineSettings(max_passes=8, target=0.9999, patience=3),
-                 engine=MamdaniEngine(load_rulebase(zero)), regenerate=swing)
+    res = refine(
+        start,
+        refs,
+        settings=RefineSettings(max_passes=8, target=0.9999, patience=3),
+        engine=MamdaniEngine(load_rulebase(zero)),
+        regenerate=swing,
+    )
     assert res.stop_reason == "oscillating"
 
     n = {"calls": 0}
@@ -195,8 +226,12 @@ def test_progress_reports_each_pass():
     ref_img = photo("chelsea")
     far = correct_region(ref_img, None, {"brightness": 15}, {"brightness": 1.0})
     seen = []
-    refine(far, [Reference(ref_img, aspect="lighting")], settings=RefineSettings(max_passes=3, target=0.9999),
-           progress=lambda done, total: seen.append((done, total)))
+    refine(
+        far,
+        [Reference(ref_img, aspect="lighting")],
+        settings=RefineSettings(max_passes=3, target=0.9999),
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert seen and seen[0] == (1, 3) and all(t == 3 for _, t in seen)
 
 

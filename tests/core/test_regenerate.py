@@ -1,4 +1,5 @@
 """Region-only regeneration core: crop boxes, stitch exactness, colour matching, canvas crop, locked regions."""
+
 from __future__ import annotations
 
 import cv2
@@ -188,11 +189,15 @@ def test_batch_of_two_with_different_masks():
 def test_clip_polygon_and_cropped_canvas_match_the_cropped_mask():
     square = np.array([[-10, -10], [50, -10], [50, 50], [-10, 50]], float)
     assert polygon_area(clip_polygon(square, 40, 40)) == pytest.approx(1600)
-    canvas = Canvas(1024, 1024, [
-        Region(id="a", shape="polygon", points=((100, 100), (700, 150), (600, 700), (150, 500)), feather=8),
-        Region(id="b", shape="rect", points=((650, 600), (1000, 1000))),
-        Region(id="far", shape="rect", points=((0, 900), (40, 1000))),
-    ])
+    canvas = Canvas(
+        1024,
+        1024,
+        [
+            Region(id="a", shape="polygon", points=((100, 100), (700, 150), (600, 700), (150, 500)), feather=8),
+            Region(id="b", shape="rect", points=((650, 600), (1000, 1000))),
+            Region(id="far", shape="rect", points=((0, 900), (40, 1000))),
+        ],
+    )
     img = photo("astronaut")  # 512x512: the canvas is laid over it at half scale
     mask, keep = regeneration_mask(canvas, "a", 512, 512)
     crop = crop_region(img, mask, context=32, mode="sdxl native")
@@ -207,11 +212,15 @@ def test_clip_polygon_and_cropped_canvas_match_the_cropped_mask():
 
 
 def test_locked_regions_keep_their_pixels():
-    canvas = Canvas(512, 512, [
-        Region(id="sky", shape="rect", points=((0, 0), (512, 200)), feather=10),
-        Region(id="boat", shape="rect", points=((150, 150), (350, 300)), locked=True),
-        Region(id="sea", shape="rect", points=((0, 200), (512, 512)), seed=77),
-    ])
+    canvas = Canvas(
+        512,
+        512,
+        [
+            Region(id="sky", shape="rect", points=((0, 0), (512, 200)), feather=10),
+            Region(id="boat", shape="rect", points=((150, 150), (350, 300)), locked=True),
+            Region(id="sea", shape="rect", points=((0, 200), (512, 512)), seed=77),
+        ],
+    )
     prev, new = photo("astronaut"), cv2.resize(photo("coffee"), (512, 512))
     out = compose_regions(prev, new, canvas)
     assert np.array_equal(out[150:300, 150:350], prev[150:300, 150:350])  # locked: bit-identical

@@ -1,4 +1,5 @@
 """pakati_core.regional without ComfyUI: masks per grid, weights, the blended attention core."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,10 +19,12 @@ def emb(seed: int, tokens: int = 7) -> torch.Tensor:
 def canvas_set(rects, width=512, height=512, negatives=False) -> RegionSet:
     regions = [Region(id=f"r{i}", shape="rect", points=tuple(map(tuple, r))) for i, r in enumerate(rects)]
     c = Canvas(width, height, regions)
-    return RegionSet(tuple(
-        RegionPrompt(name=f"r{i}", cond=emb(i), canvas=c, canvas_index=i, negative=emb(100 + i) if negatives else None)
-        for i in range(len(rects))
-    ))
+    return RegionSet(
+        tuple(
+            RegionPrompt(name=f"r{i}", cond=emb(i), canvas=c, canvas_index=i, negative=emb(100 + i) if negatives else None)
+            for i in range(len(rects))
+        )
+    )
 
 
 def sdpa(q, k, v, heads):

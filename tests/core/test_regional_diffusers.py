@@ -1,4 +1,5 @@
 """The same regional attention in diffusers' StableDiffusionXLPipeline (tiny components from configs)."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,8 @@ diffusers = need_module("diffusers", "diffusers is optional for users, a test de
 transformers = need_module("transformers", "a test dependency: pip install -e '.[test]'")
 
 from pakati_core import Canvas  # noqa: E402
-from pakati_core.regional import RegionalOptions, RegionPrompt, RegionSet  # noqa: E402
 from pakati_core.diffusers import RegionalSDXL  # noqa: E402
+from pakati_core.regional import RegionalOptions, RegionPrompt, RegionSet  # noqa: E402
 
 SIZE = 64  # image pixels; the tiny VAE downsamples by 2, so the latent is 32x32
 
@@ -29,40 +30,85 @@ def tiny_tokenizer(tmp_path):
         vocab[c + "</w>"] = len(vocab)
     (tmp_path / "vocab.json").write_text(json.dumps(vocab))
     (tmp_path / "merges.txt").write_text("#version: 0.2\n")
-    return transformers.CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), pad_token="<|endoftext|>", model_max_length=77)
+    return transformers.CLIPTokenizer(
+        str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), pad_token="<|endoftext|>", model_max_length=77
+    )
 
 
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory):
     torch.manual_seed(0)
     unet = diffusers.UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80,
-        cross_attention_dim=64, norm_num_groups=1,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80,
+        cross_attention_dim=64,
+        norm_num_groups=1,
     )
-    scheduler = diffusers.EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, steps_offset=1, beta_schedule="scaled_linear", timestep_spacing="leading")
-    vae = diffusers.AutoencoderKL(block_out_channels=[32, 64], in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
-                                  up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4, sample_size=32, norm_num_groups=1)
-    cfg = dict(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-05,
-               num_attention_heads=4, num_hidden_layers=3, vocab_size=60, hidden_act="gelu", projection_dim=32)
+    scheduler = diffusers.EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, steps_offset=1, beta_schedule="scaled_linear", timestep_spacing="leading"
+    )
+    vae = diffusers.AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4,
+        sample_size=32,
+        norm_num_groups=1,
+    )
+    cfg = dict(
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_size=32,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=4,
+        num_hidden_layers=3,
+        vocab_size=60,
+        hidden_act="gelu",
+        projection_dim=32,
+    )
     te1 = transformers.CLIPTextModel(transformers.CLIPTextConfig(**cfg))
     te2 = transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(**cfg))
     tok = tiny_tokenizer(tmp_path_factory.mktemp("tok"))
-    return diffusers.StableDiffusionXLPipeline(vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=tok, tokenizer_2=tok, unet=unet, scheduler=scheduler)
+    return diffusers.StableDiffusionXLPipeline(
+        vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=tok, tokenizer_2=tok, unet=unet, scheduler=scheduler
+    )
 
 
 def halves(**b):
-    return Canvas.from_json(json.dumps({"version": 1, "width": SIZE, "height": SIZE, "regions": [
-        {"id": "a", "shape": "rect", "points": [[0, 0], [32, 64]], "prompt": "a red apple"},
-        {"id": "b", "shape": "rect", "points": [[32, 0], [64, 64]], "prompt": "a blue sea", **b},
-    ]}))
+    return Canvas.from_json(
+        json.dumps(
+            {
+                "version": 1,
+                "width": SIZE,
+                "height": SIZE,
+                "regions": [
+                    {"id": "a", "shape": "rect", "points": [[0, 0], [32, 64]], "prompt": "a red apple"},
+                    {"id": "b", "shape": "rect", "points": [[32, 0], [64, 64]], "prompt": "a blue sea", **b},
+                ],
+            }
+        )
+    )
 
 
 def run(pipe, canvas, prompt="a photo", seed=0, **kw):
     return RegionalSDXL(pipe, RegionalOptions(base_weight=kw.pop("base_weight", 0.3)))(
-        canvas, prompt, num_inference_steps=2, generator=torch.Generator().manual_seed(seed), output_type="np", **kw).images
+        canvas, prompt, num_inference_steps=2, generator=torch.Generator().manual_seed(seed), output_type="np", **kw
+    ).images
 
 
 def test_renders_a_canvas_deterministically(pipe):
@@ -74,10 +120,20 @@ def test_renders_a_canvas_deterministically(pipe):
 
 
 def test_identity_full_canvas_region_with_the_base_prompt(pipe):
-    full = Canvas.from_json(json.dumps({"version": 1, "width": SIZE, "height": SIZE, "regions": [
-        {"id": "all", "shape": "rect", "points": [[0, 0], [SIZE, SIZE]], "prompt": "a photo"}]}))
+    full = Canvas.from_json(
+        json.dumps(
+            {
+                "version": 1,
+                "width": SIZE,
+                "height": SIZE,
+                "regions": [{"id": "all", "shape": "rect", "points": [[0, 0], [SIZE, SIZE]], "prompt": "a photo"}],
+            }
+        )
+    )
     ours = run(pipe, full)
-    plain = pipe("a photo", num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np", width=SIZE, height=SIZE).images
+    plain = pipe(
+        "a photo", num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np", width=SIZE, height=SIZE
+    ).images
     assert np.abs(ours - plain).max() <= 1e-3
 
 
@@ -106,8 +162,22 @@ def test_embeddings_api_and_errors(pipe):
     regions = RegionSet((RegionPrompt(name="left", cond=torch.randn(1, 77, 64, generator=g), mask=mask),))
     pos, neg = torch.randn(1, 77, 64, generator=g), torch.zeros(1, 77, 64)
     pooled = torch.randn(1, 32, generator=g)
-    out = RegionalSDXL(pipe).generate(regions, pos, pooled, neg, torch.zeros(1, 32), width=SIZE, height=SIZE,
-                                      num_inference_steps=2, output_type="np", generator=torch.Generator().manual_seed(0)).images
+    out = (
+        RegionalSDXL(pipe)
+        .generate(
+            regions,
+            pos,
+            pooled,
+            neg,
+            torch.zeros(1, 32),
+            width=SIZE,
+            height=SIZE,
+            num_inference_steps=2,
+            output_type="np",
+            generator=torch.Generator().manual_seed(0),
+        )
+        .images
+    )
     assert np.isfinite(out).all()
     with pytest.raises(ValueError, match="mask: region 'left' is defined on a 64x64 mask"):
         RegionalSDXL(pipe).generate(regions, pos, pooled, neg, torch.zeros(1, 32), width=SIZE, height=32, num_inference_steps=1)
@@ -130,20 +200,28 @@ def random_regions(seed, n=4, negatives=False):
             m = np.zeros_like(m)
             m[:2, :2] = 1  # nearly empty: nothing at the coarse layers
         neg = torch.randn(1, 77, 64, generator=g) if negatives and i % 2 else None
-        regions.append(RegionPrompt(name=f"r{i}", cond=torch.randn(1, 77, 64, generator=g), mask=m, negative=neg, strength=float(rng.uniform(0.5, 1.5))))
+        regions.append(
+            RegionPrompt(
+                name=f"r{i}", cond=torch.randn(1, 77, 64, generator=g), mask=m, negative=neg, strength=float(rng.uniform(0.5, 1.5))
+            )
+        )
     return RegionSet(tuple(regions))
 
 
-@pytest.mark.parametrize("inner_name,negatives", [("AttnProcessor2_0", False), ("SlicedAttnProcessor", False), ("SlicedAttnProcessor", True)])
+@pytest.mark.parametrize(
+    "inner_name,negatives", [("AttnProcessor2_0", False), ("SlicedAttnProcessor", False), ("SlicedAttnProcessor", True)]
+)
 def test_processor_equals_the_dense_path(pipe, inner_name, negatives):
     from diffusers.models import attention_processor as ap
 
-    from pakati_core.regional import RegionalAttention, grid_shape
     from pakati_core.diffusers.regional import PakatiAttnProcessor, _CallState
+    from pakati_core.regional import RegionalAttention, grid_shape
     from pakati_core.regional.projections import ProjectionCache
 
     inner = ap.SlicedAttnProcessor(3) if inner_name == "SlicedAttnProcessor" else ap.AttnProcessor2_0()
-    core = RegionalAttention(random_regions(1, negatives=negatives), RegionalOptions(base_weight=0.3, auto_negative=0.5 if negatives else 0.0))
+    core = RegionalAttention(
+        random_regions(1, negatives=negatives), RegionalOptions(base_weight=0.3, auto_negative=0.5 if negatives else 0.0)
+    )
     latent = (SIZE // 2, SIZE // 2)
     proc = PakatiAttnProcessor(core, _CallState(latent, cfg=True), inner, ProjectionCache())
     assert proc.own == (inner_name == "AttnProcessor2_0")
@@ -158,11 +236,21 @@ def test_processor_equals_the_dense_path(pipe, inner_name, negatives):
             k = torch.cat([attn.to_k(text), attn.to_k(extra).expand(2, -1, -1)], 1)
             v = torch.cat([attn.to_v(text), attn.to_v(extra).expand(2, -1, -1)], 1)
             grid = grid_shape(latent, tokens)
-            dense = torch.stack([core.attend(q[1:], k[1:], v[1:], attn.heads, "cond", 77, latent, grid)[0],
-                                 core.attend(q[:1], k[:1], v[:1], attn.heads, "uncond", 77, latent, grid)[0] if core.regionalises_uncond
-                                 else torch.nn.functional.scaled_dot_product_attention(
-                                     *(t[:1, :77 if i else None].view(1, -1, attn.heads, t.shape[-1] // attn.heads).transpose(1, 2) for i, t in enumerate((q, k, v)))
-                                 ).transpose(1, 2).reshape(-1, q.shape[-1])])[[1, 0]]
+            dense = torch.stack(
+                [
+                    core.attend(q[1:], k[1:], v[1:], attn.heads, "cond", 77, latent, grid)[0],
+                    core.attend(q[:1], k[:1], v[:1], attn.heads, "uncond", 77, latent, grid)[0]
+                    if core.regionalises_uncond
+                    else torch.nn.functional.scaled_dot_product_attention(
+                        *(
+                            t[:1, : 77 if i else None].view(1, -1, attn.heads, t.shape[-1] // attn.heads).transpose(1, 2)
+                            for i, t in enumerate((q, k, v))
+                        )
+                    )
+                    .transpose(1, 2)
+                    .reshape(-1, q.shape[-1]),
+                ]
+            )[[1, 0]]
             dense = attn.to_out[0](dense)
         assert torch.allclose(ours, dense, atol=2e-5, rtol=1e-4), (ours - dense).abs().max()
 
@@ -190,7 +278,12 @@ def ip_adapter_state_dict(unet, seed=0):
         ip[f"{key_id}.to_k_ip.weight"], ip[f"{key_id}.to_v_ip.weight"] = sd["to_k_ip.0.weight"], sd["to_v_ip.0.weight"]
         key_id += 2
     proj = ImageProjection(cross_attention_dim=cross, image_embed_dim=cross, num_image_text_embeds=4).state_dict()
-    image_proj = {"proj.weight": proj["image_embeds.weight"], "proj.bias": proj["image_embeds.bias"], "norm.weight": proj["norm.weight"], "norm.bias": proj["norm.bias"]}
+    image_proj = {
+        "proj.weight": proj["image_embeds.weight"],
+        "proj.bias": proj["image_embeds.bias"],
+        "norm.weight": proj["norm.weight"],
+        "norm.bias": proj["norm.bias"],
+    }
     return {"image_proj": image_proj, "ip_adapter": ip}
 
 
@@ -232,8 +325,11 @@ def test_wraps_diffusers_ip_adapter_processor_instead_of_dropping_it(pipe, ip_pi
 
 
 def attn2_layers(pipe):
-    return {n[: -len(".processor")]: m for n, m in ((name, pipe.unet.get_submodule(name[: -len(".processor")])) for name in pipe.unet.attn_processors)
-            if ".attn2" in n}
+    return {
+        n[: -len(".processor")]: m
+        for n, m in ((name, pipe.unet.get_submodule(name[: -len(".processor")])) for name in pipe.unet.attn_processors)
+        if ".attn2" in n
+    }
 
 
 class InputHooks:
@@ -250,7 +346,9 @@ class InputHooks:
                 text = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
                 if not h.requires_grad:  # the sampler's own calls, not Attend-and-Excite's gradient passes
                     self.calls[name].append((h.detach().clone(), text.detach().clone()))
+
             return pre
+
         self.handles = [m.register_forward_pre_hook(make(n), with_kwargs=True) for n, m in self.layers.items()]
         return self
 
@@ -271,7 +369,7 @@ class InputHooks:
             b, n, c = q.shape
             d = c // attn.heads
             qh, kh = q.view(b, n, attn.heads, d).transpose(1, 2), k.view(b, -1, attn.heads, d).transpose(1, 2)
-            out.append(torch.softmax(qh @ kh.transpose(-1, -2) / d ** 0.5, -1).mean(1))
+            out.append(torch.softmax(qh @ kh.transpose(-1, -2) / d**0.5, -1).mean(1))
         return out
 
 
@@ -284,8 +382,14 @@ def test_captured_map_equals_softmax_of_hooked_inputs_at_every_layer(pipe, width
     positions = [word_positions_in(pipe, prompt, w) for w in ("apple", "table")]
     rec = AttentionRecorder(["apple", "table"], positions)
     latent = (height // 2, width // 2)
-    kw = dict(num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np", width=width, height=height,
-              num_images_per_prompt=images)
+    kw = dict(
+        num_inference_steps=2,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+        width=width,
+        height=height,
+        num_images_per_prompt=images,
+    )
     with InputHooks(pipe) as hooks, capture_attention(pipe.unet, rec, latent):
         captured = pipe(prompt, **kw).images
     assert sorted(rec.layers) == sorted(name + ".processor" for name in hooks.layers)
@@ -342,13 +446,22 @@ def test_regional_excite_raises_each_region_subjects_attention_inside_its_mask(s
             regions = rsdxl.regions_from_canvas(canvas)
             targets = rsdxl.subjects(canvas)
             with InputHooks(pipe) as hooks:
-                out = rsdxl(canvas, "a photo", excite=excite, num_inference_steps=2, generator=torch.Generator().manual_seed(seed), output_type="np").images
+                out = rsdxl(
+                    canvas, "a photo", excite=excite, num_inference_steps=2, generator=torch.Generator().manual_seed(seed), output_type="np"
+                ).images
             assert np.isfinite(out).all()
             masks = RegionalAttention(regions).grid_masks(SIZE // 2, SIZE // 2, SIZE // 4, SIZE // 4)
             vals = []
             for t in targets:
-                per_layer = [sharpened_share(hooks.probabilities(layer, regions.regions[t.region].cond), list(t.text_positions), list(t.positions),
-                                             masks[t.region]) for layer in lowest]
+                per_layer = [
+                    sharpened_share(
+                        hooks.probabilities(layer, regions.regions[t.region].cond),
+                        list(t.text_positions),
+                        list(t.positions),
+                        masks[t.region],
+                    )
+                    for layer in lowest
+                ]
                 vals.append(float(torch.stack(per_layer).mean()))
             worst.setdefault(seed, {})[name] = min(vals)
         assert [t.name for t in targets] == ["a: apple", "b: sea"]
@@ -368,7 +481,10 @@ def test_plain_attend_and_excite_measured_by_the_capture_and_bit_identical_when_
     kw = dict(num_inference_steps=2, output_type="np", width=SIZE, height=SIZE)
     worst = {}
     for seed in (0, 1):
-        for name, settings in (("off", ExciteSettings(scale=200.0, steps=2, threshold=0.0)), ("on", ExciteSettings(scale=200.0, steps=2, threshold=0.99))):
+        for name, settings in (
+            ("off", ExciteSettings(scale=200.0, steps=2, threshold=0.0)),
+            ("on", ExciteSettings(scale=200.0, steps=2, threshold=0.99)),
+        ):
             with capture_attention(pipe.unet, rec, (SIZE // 2, SIZE // 2), blocks="lowest resolution"):
                 out = attend_and_excite(pipe, prompt, ["cat", "dog"], settings, generator=torch.Generator().manual_seed(seed), **kw).images
             assert np.isfinite(out).all()
@@ -386,8 +502,14 @@ def test_regional_excite_off_is_bit_identical_and_errors_name_the_field(pipe):
     from pakati_core.diffusers import attend_and_excite
 
     want = run(pipe, halves())
-    met = RegionalSDXL(pipe, RegionalOptions(base_weight=0.3))(halves(), "a photo", excite=ExciteSettings(steps=2, threshold=0.0), num_inference_steps=2,
-                                                               generator=torch.Generator().manual_seed(0), output_type="np").images
+    met = RegionalSDXL(pipe, RegionalOptions(base_weight=0.3))(
+        halves(),
+        "a photo",
+        excite=ExciteSettings(steps=2, threshold=0.0),
+        num_inference_steps=2,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+    ).images
     assert np.array_equal(met, want)
     with pytest.raises(ValueError, match="subjects: the word does not occur"):
         RegionalSDXL(pipe)(halves(), "a photo", excite=ExciteSettings(), subjects={"a": "pear"}, num_inference_steps=1)

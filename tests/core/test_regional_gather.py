@@ -1,12 +1,21 @@
 """The gathered regional attention equals the dense one: random soft masks, overlaps, empty layers."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from pakati_core.regional import (ProjectionCache, RegionalAttention, RegionalOptions, RegionPrompt, RegionSet,
-                                  base_where_needed, blend, regional_delta)
+from pakati_core.regional import (
+    ProjectionCache,
+    RegionalAttention,
+    RegionalOptions,
+    RegionPrompt,
+    RegionSet,
+    base_where_needed,
+    blend,
+    regional_delta,
+)
 from pakati_core.regional.gather import build_plan
 
 DIM, HEADS, HD = 24, 4, 32
@@ -32,7 +41,11 @@ def random_set(seed: int, n: int, negatives: bool = False, tokens=(7,)) -> Regio
         m = soft_blob(rng)
         t = tokens[i % len(tokens)]
         neg = torch.randn(1, t, DIM, generator=g) if negatives and i % 2 == 0 else None
-        regions.append(RegionPrompt(name=f"r{i}", cond=torch.randn(1, t, DIM, generator=g), strength=float(rng.uniform(0.5, 2.0)), negative=neg, mask=m))
+        regions.append(
+            RegionPrompt(
+                name=f"r{i}", cond=torch.randn(1, t, DIM, generator=g), strength=float(rng.uniform(0.5, 2.0)), negative=neg, mask=m
+            )
+        )
     return RegionSet(tuple(regions))
 
 
@@ -72,8 +85,12 @@ def test_base_weight_zero_skips_the_base_where_regions_cover_everything():
     left = np.zeros((96, 128), np.float32)
     left[:, :40] = 1
     g = torch.Generator().manual_seed(5)
-    rs = RegionSet((RegionPrompt(name="all", cond=torch.randn(1, 7, DIM, generator=g), mask=full),
-                    RegionPrompt(name="left", cond=torch.randn(1, 7, DIM, generator=g), mask=left)))
+    rs = RegionSet(
+        (
+            RegionPrompt(name="all", cond=torch.randn(1, 7, DIM, generator=g), mask=full),
+            RegionPrompt(name="left", cond=torch.randn(1, 7, DIM, generator=g), mask=left),
+        )
+    )
     core = RegionalAttention(rs, RegionalOptions(base_weight=0.0))
     plan = core.plan("cond", LATENT, GRIDS[0], CPU, torch.float32)
     assert plan.base_index is not None and plan.base_index.numel() == 0, "the base prompt applies nowhere"
@@ -87,9 +104,13 @@ def test_region_hidden_under_another_is_empty_at_every_layer_and_costs_nothing()
     small[30:50, 40:70] = 1
     cover = np.zeros((96, 128), np.float32)
     cover[20:60, 30:80] = 1
-    rs = RegionSet((RegionPrompt(name="hidden", cond=torch.randn(1, 7, DIM, generator=g), mask=small),
-                    RegionPrompt(name="blob", cond=torch.randn(1, 7, DIM, generator=g), mask=soft_blob(rng)),
-                    RegionPrompt(name="cover", cond=torch.randn(1, 7, DIM, generator=g), mask=cover)))
+    rs = RegionSet(
+        (
+            RegionPrompt(name="hidden", cond=torch.randn(1, 7, DIM, generator=g), mask=small),
+            RegionPrompt(name="blob", cond=torch.randn(1, 7, DIM, generator=g), mask=soft_blob(rng)),
+            RegionPrompt(name="cover", cond=torch.randn(1, 7, DIM, generator=g), mask=cover),
+        )
+    )
     core = RegionalAttention(rs)
     for grid in GRIDS:
         plan = core.plan("cond", LATENT, grid, CPU, torch.float32)
@@ -107,7 +128,7 @@ def test_equal_token_counts_share_one_fused_call_and_covered_area_sets_the_work(
     stripes = []
     for i in range(4):
         m = np.zeros((96, 128), np.float32)
-        m[:, i * 32:(i + 1) * 32] = 1
+        m[:, i * 32 : (i + 1) * 32] = 1
         stripes.append(m)
     g = torch.Generator().manual_seed(1)
     rs = RegionSet(tuple(RegionPrompt(name=str(i), cond=torch.randn(1, 7, DIM, generator=g), mask=m) for i, m in enumerate(stripes)))

@@ -1,4 +1,5 @@
 """The shared core concepts (one home each): box, Lab, SSIM, LBP, exclusive masks, tone deltas, aspect."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,8 +38,16 @@ def test_lab_is_close_to_skimage_and_round_trips():
 def test_ssim_map_is_skimages():
     a = photo()
     b = np.clip(a + np.random.default_rng(0).normal(0, 0.1, a.shape), 0, 1)
-    _, ref = structural_similarity(a.astype(np.float64), b.astype(np.float64), channel_axis=-1, data_range=1.0,
-                                   gaussian_weights=True, sigma=1.5, use_sample_covariance=False, full=True)
+    _, ref = structural_similarity(
+        a.astype(np.float64),
+        b.astype(np.float64),
+        channel_axis=-1,
+        data_range=1.0,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        full=True,
+    )
     assert np.allclose(ssim_map(a, b), ref.mean(axis=-1), atol=1e-6)
     hidden = np.zeros(a.shape[:2], bool)
     hidden[40:80, 50:90] = True
@@ -99,7 +108,9 @@ def test_rasterisation_block_counts_equal_opencvs_area_average():
         n = int(rng.integers(3, 14))
         if kind == "star":
             a = np.sort(rng.uniform(0, 2 * np.pi, n))
-            pts = np.stack([w / 2 + 0.4 * w * np.cos(a) * rng.uniform(0.2, 1.6, n), h / 2 + 0.4 * h * np.sin(a) * rng.uniform(0.2, 1.6, n)], 1)
+            pts = np.stack(
+                [w / 2 + 0.4 * w * np.cos(a) * rng.uniform(0.2, 1.6, n), h / 2 + 0.4 * h * np.sin(a) * rng.uniform(0.2, 1.6, n)], 1
+            )
         elif kind == "random":  # self-intersecting, partly outside the image
             pts = np.stack([rng.uniform(-50, w + 50, n), rng.uniform(-50, h + 50, n)], 1)
         else:

@@ -5,6 +5,7 @@ endpoint (``fake_openai``): an identical second request is answered from the dat
 request sent, anything different asks again, another user's cache is not this user's, a broken
 database costs only the cache, and no key ever reaches the database (the file is scanned for it).
 """
+
 from __future__ import annotations
 
 import json
@@ -12,18 +13,23 @@ import json
 import numpy as np
 import pytest
 
-
 from model_fakes import anthropic_body, chat_body  # noqa: E402
-from provider_wire import GOAL, SENTINEL, Wire, answer, isolate_provider_env, opts, photo  # noqa: E402
-
 from pakati_core.models import CachedJudge, make_judge  # noqa: E402
 from pakati_core.models.judging import JUDGE_CACHE_NAMESPACE  # noqa: E402
-from pakati_core.orchestration import check_alignment, plan  # noqa: E402
-from pakati_core.orchestration import llm  # noqa: E402
+from pakati_core.orchestration import (  # noqa: E402
+    check_alignment,
+    llm,  # noqa: E402
+    plan,
+)
 from pakati_core.store import Store, open_store  # noqa: E402
+from provider_wire import GOAL, SENTINEL, Wire, answer, isolate_provider_env, opts, photo  # noqa: E402
 
-ANSWERS = {"answers": [{"question": "q1", "verdict": "yes", "score": 0.9, "reason": "a cat is on the left"},
-                       {"question": "q2", "verdict": "no", "score": 0.1, "reason": "no dog is visible"}]}
+ANSWERS = {
+    "answers": [
+        {"question": "q1", "verdict": "yes", "score": 0.9, "reason": "a cat is on the left"},
+        {"question": "q2", "verdict": "no", "score": 0.1, "reason": "no dog is visible"},
+    ]
+}
 QUESTIONS = ["Is there a cat on the left?", "Is there a dog?"]
 
 

@@ -1,4 +1,5 @@
 """Claims the README makes about the core, held by tests (issue 10, item 4)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -45,8 +46,10 @@ def test_use_understanding_references_target_the_learned_statistics():
 def test_optional_packages_load_only_where_used():
     """openai, anthropic and diffusers are not imported by importing the core or its model layer;
     the SDKs load only when a provider is built, diffusers only with the diffusers backend."""
-    code = ("import sys, pakati_core, pakati_core.models, pakati_core.refine, pakati_core.understanding, pakati_core.regional; "
-            "print(sorted(m for m in ('openai', 'anthropic', 'diffusers') if m in sys.modules))")
+    code = (
+        "import sys, pakati_core, pakati_core.models, pakati_core.refine, pakati_core.understanding, pakati_core.regional; "
+        "print(sorted(m for m in ('openai', 'anthropic', 'diffusers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -1,4 +1,5 @@
 """pakati_core.understanding: masks, honest scores, baselines, the learning loop and its store (no ComfyUI)."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,15 @@ def astronaut() -> np.ndarray:
 
 
 def test_registry_holds_the_seven_strategies():
-    assert list(STRATEGIES) == ["random_patches", "progressive_reveal", "center_out", "edge_in",
-                                "quadrant_reveal", "frequency_bands", "semantic_regions"]
+    assert list(STRATEGIES) == [
+        "random_patches",
+        "progressive_reveal",
+        "center_out",
+        "edge_in",
+        "quadrant_reveal",
+        "frequency_bands",
+        "semantic_regions",
+    ]
     assert parse_strategies("all") == list(STRATEGIES)
     assert parse_strategies("edge_in, center_out") == ["edge_in", "center_out"]
     with pytest.raises(MaskingError) as e:
@@ -56,7 +64,7 @@ def test_hidden_area_matches_the_level_on_the_latent_grid(astronaut, name):
     previous = -1.0
     for lv in range(len(strategy.levels)):
         v = strategy.view(astronaut, lv, seed=3)
-        hidden_cells = v.hidden.sum() / CELL ** 2
+        hidden_cells = v.hidden.sum() / CELL**2
         assert abs(hidden_cells - v.expected_hidden * cells) <= 1, (name, lv)
         # aligned to the 8-px latent grid: every 8x8 cell is wholly hidden or wholly shown
         blocks = v.hidden.reshape(v.hidden.shape[0] // CELL, CELL, v.hidden.shape[1] // CELL, CELL)
@@ -107,7 +115,7 @@ def test_semantic_regions_use_given_segments(astronaut):
     from pakati_core.understanding.masking import SemanticRegions
 
     seg = np.zeros(astronaut.shape[:2], int)
-    seg[:, astronaut.shape[1] // 2:] = 1
+    seg[:, astronaut.shape[1] // 2 :] = 1
     v = SemanticRegions(segments=seg).view(astronaut, 1, 0)  # 50 %: exactly one of the two halves
     half = seg == seg[v.hidden][0]
     assert (v.hidden == half).all()
@@ -185,8 +193,12 @@ class TeleaCopy(Oracle):
 def test_mastery_declared_for_the_original_pasted_back(astronaut):
     oracle = Oracle(astronaut)
     done = []
-    rec = learn(astronaut, oracle, LearnSettings("an astronaut", list(STRATEGIES), levels=2, attempts=2, seed=4),
-                progress=lambda d, t: done.append((d, t)))
+    rec = learn(
+        astronaut,
+        oracle,
+        LearnSettings("an astronaut", list(STRATEGIES), levels=2, attempts=2, seed=4),
+        progress=lambda d, t: done.append((d, t)),
+    )
     assert rec["mastered"] and not rec["shortfalls"]
     assert set(rec["strategies"]) == set(STRATEGIES)
     assert done[-1] == (7 * 2 * 2, 28) and len(done) == 28
@@ -300,5 +312,7 @@ def test_transfer_gives_references_prompt_terms_and_checks_aspects(astronaut):
     assert info["terms"] and prompt.endswith(info["terms"][-1])
     weak = Understanding(dict(rec, best=dict(rec["best"], composite=0.1)), astronaut)
     assert description_weight(weak) < description_weight(u)
-    dark = Understanding(dict(rec, statistics={**rec["statistics"], "color": {"mean_lab": [20, 0, 0], "std_lab": [1, 1, 1], "mean_chroma": 5}}), astronaut)
+    dark = Understanding(
+        dict(rec, statistics={**rec["statistics"], "color": {"mean_lab": [20, 0, 0], "std_lab": [1, 1, 1], "mean_chroma": 5}}), astronaut
+    )
     assert "dark, low-key" in transfer(dark, "", ["color"])[1] and "muted colours" in transfer(dark, "", ["color"])[1]

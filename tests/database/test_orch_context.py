@@ -1,5 +1,6 @@
 """Context through the ContextStore protocol, on the database (``pakati_core.store.Store``, SQLite and
 PostgreSQL): a later plan starts from what worked; old JSON-lines context directories are imported once."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,13 @@ import numpy as np
 import pytest
 
 from pakati_core.orchestration import (
-    CheckResult, ContextStore, check_alignment, goal_key, plan, record_check, record_generation,
+    CheckResult,
+    ContextStore,
+    check_alignment,
+    goal_key,
+    plan,
+    record_check,
+    record_generation,
 )
 from pakati_core.store import StoreError, open_store
 
@@ -84,8 +91,18 @@ def test_an_old_jsonl_context_directory_is_imported_once_and_reused(tmp_path):
     url = f"sqlite:///{tmp_path / 'client.db'}"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("PAKATI_DATABASE_URL", None)
-    cmd = [sys.executable, "-m", "pakati_core.store", "import-legacy", "--url", url, "--user-dir", str(tmp_path / "nothing"),
-           "--context-dir", str(old)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pakati_core.store",
+        "import-legacy",
+        "--url",
+        url,
+        "--user-dir",
+        str(tmp_path / "nothing"),
+        "--context-dir",
+        str(old),
+    ]
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout) == {"url": url, "understanding": 0, "what_worked": 0, "context": 2}

@@ -1,6 +1,7 @@
 """pakati_core.store on SQLite and on a real PostgreSQL server: every table, user isolation,
 strict JSON, template names, legacy JSON import, migrations on a populated database, and
 concurrent writers (no ComfyUI needed)."""
+
 from __future__ import annotations
 
 import json
@@ -14,13 +15,30 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from pakati_core.models.protocols import CallRecord, CallRecorder
-from pakati_core.store import (Store, StoreError, StoreUnavailableError, TemplateNameError, TemplateNotFoundError, current_revision,
-                               get_engine, head_revision, image_hash, import_legacy, migrate, open_store, resolve_url)
+from pakati_core.store import (
+    Store,
+    StoreError,
+    StoreUnavailableError,
+    TemplateNameError,
+    TemplateNotFoundError,
+    current_revision,
+    get_engine,
+    head_revision,
+    image_hash,
+    import_legacy,
+    migrate,
+    open_store,
+    resolve_url,
+)
 from pakati_core.store.schema import Base
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CANVAS = {"version": 1, "width": 64, "height": 64,
-          "regions": [{"id": "r1", "name": "sky", "shape": "rect", "points": [[0, 0], [64, 24]], "prompt": "blue sky"}]}
+CANVAS = {
+    "version": 1,
+    "width": 64,
+    "height": 64,
+    "regions": [{"id": "r1", "name": "sky", "shape": "rect", "points": [[0, 0], [64, 24]], "prompt": "blue sky"}],
+}
 
 
 def img(seed: int, size: int = 48) -> np.ndarray:
@@ -39,14 +57,25 @@ def test_migrations_create_exactly_the_mapped_schema(db_url):
     store = open_store(db_url)
     assert current_revision(store.engine) == head_revision() == "0002"
     with store.engine.connect() as conn:
-        diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True, "version_table": "pakati_alembic_version"}), Base.metadata)
+        diffs = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True, "version_table": "pakati_alembic_version"}), Base.metadata
+        )
     assert diffs == [], diffs
 
 
 def test_history_records_lists_newest_first_with_thumbnails_and_parents(store):
-    a = store.runs.add("PakatiRefine", image=img(1), canvas=CANVAS, prompts={"base": "a field"}, seeds=[7],
-                         params={"steps": 4, "cfg": 5.0, "sampler": "euler"}, model_name="tiny.safetensors", scores={"overall": 0.8},
-                         timings={"total_s": 1.5}, prompt_id="p1")
+    a = store.runs.add(
+        "PakatiRefine",
+        image=img(1),
+        canvas=CANVAS,
+        prompts={"base": "a field"},
+        seeds=[7],
+        params={"steps": 4, "cfg": 5.0, "sampler": "euler"},
+        model_name="tiny.safetensors",
+        scores={"overall": 0.8},
+        timings={"total_s": 1.5},
+        prompt_id="p1",
+    )
     b = store.runs.add("PakatiRefine", image=img(2), parent_id=a, scores={"overall": 0.9})
     runs = store.runs.newest()
     assert [r["id"] for r in runs] == [b, a]
@@ -102,9 +131,13 @@ def test_understanding_round_trip_preview_and_format_version(store):
 
 
 def test_what_worked_gains_and_references(store):
-    store.what_worked.append([{"run": "a", "pass": 1, "action": "tone", "gain": 0.1, "kept": True},
-                              {"run": "a", "pass": 2, "action": "tone", "gain": 0.3},
-                              {"run": "a", "pass": 2, "action": "colour", "gain": -0.1}])
+    store.what_worked.append(
+        [
+            {"run": "a", "pass": 1, "action": "tone", "gain": 0.1, "kept": True},
+            {"run": "a", "pass": 2, "action": "tone", "gain": 0.3},
+            {"run": "a", "pass": 2, "action": "colour", "gain": -0.1},
+        ]
+    )
     gains = store.what_worked.gains()
     assert gains["tone"][0] == 2 and gains["tone"][1] == pytest.approx(0.2) and gains["colour"] == (1, pytest.approx(-0.1))
     assert [r["pass"] for r in store.what_worked.load()] == [1, 2, 2]
@@ -137,9 +170,19 @@ def test_context_store_protocol_kinds_and_order(store):
 
 def test_call_recorder_keeps_no_key_and_no_prompt_unless_allowed(store):
     assert isinstance(store.calls, CallRecorder)
-    store.calls.record(CallRecord("openai", "gpt-image-1", "generate", 2.5, True, size="1024x1024", estimated_cost_usd=0.04,
-                            prompt="a secret plan", extra={"api_key": "sk-abc", "Authorization": "Bearer x", "request_id": "r1",
-                                                           "note": "sk-live-123"}))
+    store.calls.record(
+        CallRecord(
+            "openai",
+            "gpt-image-1",
+            "generate",
+            2.5,
+            True,
+            size="1024x1024",
+            estimated_cost_usd=0.04,
+            prompt="a secret plan",
+            extra={"api_key": "sk-abc", "Authorization": "Bearer x", "request_id": "r1", "note": "sk-live-123"},
+        )
+    )
     (row,) = store.calls.recent()
     assert row["prompt"] is None and row["extra"] == {"request_id": "r1"} and row["estimated_cost_usd"] == 0.04
     assert "sk-" not in json.dumps(row)
@@ -156,8 +199,9 @@ def test_content_hash_cache(store):
     assert store.for_user("bob").cache.cache_get("delta", "k1") is None
 
 
-@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/b", "a\\b", "x\x00y", "..", ".hidden", "", "   ", "C:evil", "tab\tname",
-                                 "n" * 129])
+@pytest.mark.parametrize(
+    "bad", ["../x", "/etc/passwd", "a/b", "a\\b", "x\x00y", "..", ".hidden", "", "   ", "C:evil", "tab\tname", "n" * 129]
+)
 def test_template_names_that_could_leave_the_store_are_refused(tmp_path, bad):
     store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
     with pytest.raises(TemplateNameError):
@@ -199,13 +243,17 @@ def test_legacy_json_is_imported_once_and_left_in_place(store, tmp_path):
     im = img(8)
     key = image_hash(im)
     record = {"image_hash": key, "settings": {"fingerprint": "a" * 16}, "summary": "old"}
-    (base / "understanding" / f"{key}.json").write_text(json.dumps(
-        {"format": "pakati.understanding-store", "version": FORMAT_VERSION, "image_hash": key, "runs": {"a" * 16: record}}))
+    (base / "understanding" / f"{key}.json").write_text(
+        json.dumps({"format": "pakati.understanding-store", "version": FORMAT_VERSION, "image_hash": key, "runs": {"a" * 16: record}})
+    )
     from PIL import Image
+
     Image.fromarray((im * 255).round().astype(np.uint8)).save(base / "understanding" / f"{key}.png")
     (base / "understanding" / "notes.json").write_text("{}")  # not a content hash: ignored
-    lines = [json.dumps({"version": 1, "run": "r", "pass": 1, "action": "tone", "gain": 0.2})] * 2 + ["garbage",
-             json.dumps({"version": 9, "action": "x"})]
+    lines = [json.dumps({"version": 1, "run": "r", "pass": 1, "action": "tone", "gain": 0.2})] * 2 + [
+        "garbage",
+        json.dumps({"version": 9, "action": "x"}),
+    ]
     ww = base / "refine" / "what_worked.v1.jsonl"
     ww.write_text("\n".join(lines) + "\n")
     from pakati_core.orchestration import goal_key
@@ -234,17 +282,37 @@ def test_migration_from_the_first_revision_keeps_every_row(db_url):
     assert current_revision(engine) == "0001"
     now = "2026-01-01 00:00:00"
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO blobs (sha256, media_type, data, created_at) VALUES ('b1', 'image/png', :d, :t)"),
-                     {"d": b"\x89PNG", "t": now})
+        conn.execute(
+            text("INSERT INTO blobs (sha256, media_type, data, created_at) VALUES ('b1', 'image/png', :d, :t)"), {"d": b"\x89PNG", "t": now}
+        )
         for i in range(25):
-            conn.execute(text("INSERT INTO runs (owner, created_at, node, prompts, seeds, params, scores, timings, thumbnail, canvas) "
-                              "VALUES (:o, :t, 'PakatiRefine', '{}', :s, '{}', :sc, '{}', 'b1', :c)"),
-                         {"o": "alice" if i % 2 else "bob", "t": now, "s": json.dumps([i]), "sc": json.dumps({"overall": i / 25}),
-                          "c": json.dumps(CANVAS)})
-        conn.execute(text("INSERT INTO templates (owner, name, description, canvas, settings, created_at, updated_at) "
-                          "VALUES ('alice', 't', '', :c, '{}', :t, :t)"), {"c": json.dumps(CANVAS), "t": now})
-        conn.execute(text("INSERT INTO what_worked (owner, run, pass_index, action, gain, kept, record, created_at) "
-                          "VALUES ('alice', 'r', 1, 'tone', 0.5, :k, '{\"action\": \"tone\"}', :t)"), {"t": now, "k": True})
+            conn.execute(
+                text(
+                    "INSERT INTO runs (owner, created_at, node, prompts, seeds, params, scores, timings, thumbnail, canvas) "
+                    "VALUES (:o, :t, 'PakatiRefine', '{}', :s, '{}', :sc, '{}', 'b1', :c)"
+                ),
+                {
+                    "o": "alice" if i % 2 else "bob",
+                    "t": now,
+                    "s": json.dumps([i]),
+                    "sc": json.dumps({"overall": i / 25}),
+                    "c": json.dumps(CANVAS),
+                },
+            )
+        conn.execute(
+            text(
+                "INSERT INTO templates (owner, name, description, canvas, settings, created_at, updated_at) "
+                "VALUES ('alice', 't', '', :c, '{}', :t, :t)"
+            ),
+            {"c": json.dumps(CANVAS), "t": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO what_worked (owner, run, pass_index, action, gain, kept, record, created_at) "
+                "VALUES ('alice', 'r', 1, 'tone', 0.5, :k, '{\"action\": \"tone\"}', :t)"
+            ),
+            {"t": now, "k": True},
+        )
     before = {t: _count(engine, t) for t in ("runs", "blobs", "templates", "what_worked")}
     migrate(engine)
     assert current_revision(engine) == head_revision()
@@ -335,6 +403,7 @@ def test_read_only_and_full_sqlite_give_a_clear_error(tmp_path):
     @event.listens_for(full, "connect")
     def cap(dbapi_conn, _):
         dbapi_conn.execute("PRAGMA max_page_count=1")
+
     full.dispose()
     with pytest.raises(StoreUnavailableError, match="the disk is full"):
         Store(full).runs.add("X", params={"pad": "y" * 200_000})
@@ -359,8 +428,9 @@ def test_command_line_upgrades_and_reports(tmp_path):
     env.pop("PAKATI_DATABASE_URL", None)
 
     def run(*a):
-        return subprocess.run([sys.executable, "-m", "pakati_core.store", *a, "--user-dir", str(tmp_path)],
-                              capture_output=True, text=True, env=env, cwd=REPO)
+        return subprocess.run(
+            [sys.executable, "-m", "pakati_core.store", *a, "--user-dir", str(tmp_path)], capture_output=True, text=True, env=env, cwd=REPO
+        )
 
     assert json.loads(run("current").stdout)["revision"] is None
     assert json.loads(run("upgrade").stdout)["revision"] == head_revision()

@@ -1,4 +1,5 @@
 """Attention capture and masks inside real ComfyUI: exact maps, composition, planted tokens, errors."""
+
 from __future__ import annotations
 
 import json
@@ -6,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from comfy_client import api_template
 from regional_helpers import attn2_modules
 
@@ -19,8 +21,11 @@ def node(comfy, name):
 
 
 def capture(comfy, model, clip, text=PROMPT, words="shirt, zxqvwk", blocks="all", start=0.0, end=1.0):
-    return node(comfy, "PakatiCaptureAttention").execute(model=model, clip=clip, text=text, words=words, blocks=blocks,
-                                                         start_percent=start, end_percent=end).result
+    return (
+        node(comfy, "PakatiCaptureAttention")
+        .execute(model=model, clip=clip, text=text, words=words, blocks=blocks, start_percent=start, end_percent=end)
+        .result
+    )
 
 
 def encode(comfy, clip, text):
@@ -55,8 +60,11 @@ class QKHooks:
                     self.calls[key].append((state["chunks"], state["q"], out.detach().clone()))
                     state["q"] = None
 
-            self.handles += [tb.register_forward_pre_hook(pre, with_kwargs=True), tb.attn2.to_q.register_forward_hook(hq),
-                             tb.attn2.to_k.register_forward_hook(hk)]
+            self.handles += [
+                tb.register_forward_pre_hook(pre, with_kwargs=True),
+                tb.attn2.to_q.register_forward_hook(hq),
+                tb.attn2.to_k.register_forward_hook(hk),
+            ]
         return self
 
     def __exit__(self, *exc):
@@ -75,7 +83,7 @@ class QKHooks:
             d = c // heads
             qh = q.view(b, n, heads, d).permute(0, 2, 1, 3)
             kh = k.view(b, k.shape[1], heads, d).permute(0, 2, 1, 3)
-            p = torch.softmax(qh @ kh.transpose(-1, -2) / d ** 0.5, dim=-1)
+            p = torch.softmax(qh @ kh.transpose(-1, -2) / d**0.5, dim=-1)
             m = p[..., positions].sum(-1).mean(1)
             maps.append(m.view(len(rows) // per, per, n).mean(0))
         return torch.stack(maps).mean(0)
@@ -128,17 +136,28 @@ def test_blocks_and_step_range_limit_what_is_recorded(comfy, tiny):
         sample(comfy, patched, pos, neg, steps=3)
     hooks.calls = {k: v[:1] for k, v in hooks.calls.items()}  # euler calls the model once per step; the first of 3 steps is < 40 %
     for k in handle.recorder.layers:
-        assert torch.allclose(handle.recorder.layer_map(k)[0].reshape(1, -1).double(), hooks.expected(k, handle.recorder.positions[0]), atol=1e-5)
+        assert torch.allclose(
+            handle.recorder.layer_map(k)[0].reshape(1, -1).double(), hooks.expected(k, handle.recorder.positions[0]), atol=1e-5
+        )
 
 
 def regions_model(comfy, tiny, model):
     _, clip, _ = tiny
-    layout = json.dumps({"version": 1, "width": 104, "height": 88, "regions": [
-        {"id": "a", "name": "A", "shape": "rect", "points": [[0, 0], [52, 88]], "prompt": "a blue coat"}]})
+    layout = json.dumps(
+        {
+            "version": 1,
+            "width": 104,
+            "height": 88,
+            "regions": [{"id": "a", "name": "A", "shape": "rect", "points": [[0, 0], [52, 88]], "prompt": "a blue coat"}],
+        }
+    )
     canvas = node(comfy, "PakatiCanvas").execute(width=104, height=88, regions=layout).result[0]
     regions, _, _ = node(comfy, "PakatiRegionalConditioning").execute(clip=clip, canvas=canvas, base_prompt=PROMPT, base_negative="").result
-    return node(comfy, "PakatiApplyRegions").execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0,
-                                                     start_percent=0.0, end_percent=1.0).result[0]
+    return (
+        node(comfy, "PakatiApplyRegions")
+        .execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0)
+        .result[0]
+    )
 
 
 def test_composes_with_apply_regions_in_either_order(comfy, tiny):
@@ -156,7 +175,9 @@ def test_composes_with_apply_regions_in_either_order(comfy, tiny):
     # the map is the base prompt's: softmax over its 77 tokens (hooked k holds the base context)
     for key in hooks.blocks:
         hooks.calls[key] = [(c, q, k[:, :77]) for c, q, k in hooks.calls[key]]
-        assert torch.allclose(ha.recorder.layer_map(key)[0].reshape(1, -1).double(), hooks.expected(key, ha.recorder.positions[0]), atol=1e-5)
+        assert torch.allclose(
+            ha.recorder.layer_map(key)[0].reshape(1, -1).double(), hooks.expected(key, ha.recorder.positions[0]), atol=1e-5
+        )
 
 
 def test_wraps_another_packs_attn2_replace(comfy, tiny):
@@ -188,7 +209,16 @@ def test_capture_errors_name_node_and_input(comfy, tiny):
     assert "input 'words'" in node(comfy, "PakatiCaptureAttention").validate_inputs(words=" , ")
     _, handle = capture(comfy, model, clip)
     mask = node(comfy, "PakatiAttentionMask")
-    args = dict(capture=handle, latent={"samples": torch.zeros(1, 4, 11, 13)}, word="shirt", mode="threshold", value=0.5, blur=0.0, dilate=0, output="binary")
+    args = dict(
+        capture=handle,
+        latent={"samples": torch.zeros(1, 4, 11, 13)},
+        word="shirt",
+        mode="threshold",
+        value=0.5,
+        blur=0.0,
+        dilate=0,
+        output="binary",
+    )
     with pytest.raises(ValueError, match="PakatiAttentionMask: input 'capture'.*nothing was recorded"):
         mask.execute(**args)
     with pytest.raises(ValueError, match="PakatiAttentionMask: input 'word'.*'hat' was not captured"):
@@ -214,7 +244,7 @@ def planted_context(comfy, tiny, cond, positions, region, hw, latent, seed, deno
         wk = tb.attn2.to_k.weight.detach().double()
         qm = q[0].double()
         dq = ((qm * m[:, None]).sum(0) / m.sum() - (qm * (1 - m)[:, None]).sum(0) / (1 - m).sum()).view(heads, d)
-        key_target = (level * d ** 0.5 * dq / (dq * dq).sum(-1, keepdim=True)).reshape(heads * d)  # per head along the mean-query gap
+        key_target = (level * d**0.5 * dq / (dq * dq).sum(-1, keepdim=True)).reshape(heads * d)  # per head along the mean-query gap
         rows.append(wk)
         targets.append(key_target)
         rows.append(tb.attn2.to_v.weight.detach().double())  # a zero value: the planted word changes no features
@@ -239,8 +269,20 @@ def test_planted_token_mask_covers_its_region(comfy, tiny, seed):
     pos = planted_context(comfy, tiny, cond, handle.recorder.positions[0], region, hw, latent, seed, 0.3)
     neg = encode(comfy, clip, "")
     out = sample(comfy, patched, pos, neg, hw=hw, seed=seed, steps=3, cfg=4.0, latent=latent, denoise=0.3)
-    mask, preview = node(comfy, "PakatiAttentionMask").execute(capture=handle, latent={"samples": out}, word="cat", mode="top fraction",
-                                                               value=float(region.mean()), blur=0.0, dilate=0, output="binary").result
+    mask, preview = (
+        node(comfy, "PakatiAttentionMask")
+        .execute(
+            capture=handle,
+            latent={"samples": out},
+            word="cat",
+            mode="top fraction",
+            value=float(region.mean()),
+            blur=0.0,
+            dilate=0,
+            output="binary",
+        )
+        .result
+    )
     assert mask.shape == (1, 128, 128) and preview.shape == (1, 128, 128, 3)
     want = torch.nn.functional.interpolate(region[None, None], size=(128, 128), mode="nearest")[0, 0] > 0
     got = mask[0] > 0.5
@@ -273,6 +315,7 @@ def test_capture_sample_mask_crop_regenerate_through_the_server(comfy_server):
     assert attn_map.shape[:2] == (96, 128) and attn_map.max() == 255
     # every pixel farther from the thresholded map than the dilation plus the crop's grow and feather band is bit-identical
     import cv2
+
     from pakati_core.regenerate.blend import band_radius
 
     mask_in = next(v for v in prompt.values() if v["class_type"] == "PakatiAttentionMask")["inputs"]
@@ -297,24 +340,65 @@ def test_attention_mask_becomes_a_region_for_a_second_regional_pass_through_the_
     prompt[mask_id]["inputs"].update(mode="top fraction", value=0.3, dilate=4, blur=2.0, output="binary")
     base = "a woman in a shirt and a hat"
     empty = json.dumps({"version": 1, "width": 128, "height": 96, "regions": []})
-    prompt.update({
-        "30": {"class_type": "PakatiCanvas", "inputs": {"width": 128, "height": 96, "regions": empty}},
-        "31": {"class_type": "PakatiRegionFromMask", "inputs": {"canvas": ["30", 0], "mask": [mask_id, 0], "name": "shirt",
-                                                               "prompt": "a shirt printed with apples", "negative": "", "strength": 1.0,
-                                                               "feather": 0.0, "threshold": 0.5, "max_points": 64}},
-        "32": {"class_type": "PakatiRegionMask", "inputs": {"canvas": ["31", 0], "region": "shirt", "feather": 0.0, "exclusive": False}},
-        "33": {"class_type": "MaskToImage", "inputs": {"mask": ["32", 0]}},
-        "34": {"class_type": "SaveImage", "inputs": {"images": ["33", 0], "filename_prefix": "region"}},
-        "35": {"class_type": "MaskToImage", "inputs": {"mask": [mask_id, 0]}},
-        "36": {"class_type": "SaveImage", "inputs": {"images": ["35", 0], "filename_prefix": "attention"}},
-        "37": {"class_type": "PakatiRegionalConditioning", "inputs": {"clip": ["1", 1], "canvas": ["31", 0], "base_prompt": base, "base_negative": ""}},
-        "38": {"class_type": "PakatiApplyRegions", "inputs": {"model": ["1", 0], "regions": ["37", 0], "base_weight": 0.3, "auto_negative": 0.0,
-                                                             "start_percent": 0.0, "end_percent": 1.0}},
-        "39": {"class_type": "KSampler", "inputs": {"model": ["38", 0], "positive": ["37", 1], "negative": ["37", 2], "latent_image": ["5", 0],
-                                                   "seed": 7, "steps": 2, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
-        "40": {"class_type": "VAEDecode", "inputs": {"samples": ["39", 0], "vae": ["1", 2]}},
-        "41": {"class_type": "SaveImage", "inputs": {"images": ["40", 0], "filename_prefix": "second_pass"}},
-    })
+    prompt.update(
+        {
+            "30": {"class_type": "PakatiCanvas", "inputs": {"width": 128, "height": 96, "regions": empty}},
+            "31": {
+                "class_type": "PakatiRegionFromMask",
+                "inputs": {
+                    "canvas": ["30", 0],
+                    "mask": [mask_id, 0],
+                    "name": "shirt",
+                    "prompt": "a shirt printed with apples",
+                    "negative": "",
+                    "strength": 1.0,
+                    "feather": 0.0,
+                    "threshold": 0.5,
+                    "max_points": 64,
+                },
+            },
+            "32": {
+                "class_type": "PakatiRegionMask",
+                "inputs": {"canvas": ["31", 0], "region": "shirt", "feather": 0.0, "exclusive": False},
+            },
+            "33": {"class_type": "MaskToImage", "inputs": {"mask": ["32", 0]}},
+            "34": {"class_type": "SaveImage", "inputs": {"images": ["33", 0], "filename_prefix": "region"}},
+            "35": {"class_type": "MaskToImage", "inputs": {"mask": [mask_id, 0]}},
+            "36": {"class_type": "SaveImage", "inputs": {"images": ["35", 0], "filename_prefix": "attention"}},
+            "37": {
+                "class_type": "PakatiRegionalConditioning",
+                "inputs": {"clip": ["1", 1], "canvas": ["31", 0], "base_prompt": base, "base_negative": ""},
+            },
+            "38": {
+                "class_type": "PakatiApplyRegions",
+                "inputs": {
+                    "model": ["1", 0],
+                    "regions": ["37", 0],
+                    "base_weight": 0.3,
+                    "auto_negative": 0.0,
+                    "start_percent": 0.0,
+                    "end_percent": 1.0,
+                },
+            },
+            "39": {
+                "class_type": "KSampler",
+                "inputs": {
+                    "model": ["38", 0],
+                    "positive": ["37", 1],
+                    "negative": ["37", 2],
+                    "latent_image": ["5", 0],
+                    "seed": 7,
+                    "steps": 2,
+                    "cfg": 5.0,
+                    "sampler_name": "euler",
+                    "scheduler": "normal",
+                    "denoise": 1.0,
+                },
+            },
+            "40": {"class_type": "VAEDecode", "inputs": {"samples": ["39", 0], "vae": ["1", 2]}},
+            "41": {"class_type": "SaveImage", "inputs": {"images": ["40", 0], "filename_prefix": "second_pass"}},
+        }
+    )
     entry = comfy_server.run(prompt)
     assert entry["status"]["status_str"] == "success"
     (region,), (attention,), (second,) = (comfy_server.images(entry, k) for k in ("34", "36", "41"))

@@ -1,5 +1,6 @@
 """ComfyUI's cache tells the truth: nodes that read a Pakati store are re-run when the store changed,
 and served from the cache when nothing changed. Same prompt queued twice on the real server."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,8 +1,10 @@
 """The client against real ComfyUI servers (main.py --cpu on loopback ports, the tiny test model).
 
 Server A is the session's ``comfy_server``; B and C are started here, each limited to one CPU
-thread. C is killed by the thread-pool test, B by the Ray test (the module's last). The speed of scale-out is measured in bench/bench_client_scaleout.py, not here.
+thread. C is killed by the thread-pool test, B by the Ray test (the module's last). The speed of scale-out is measured in
+bench/bench_client_scaleout.py, not here.
 """
+
 from __future__ import annotations
 
 import io
@@ -55,8 +57,12 @@ def start_server(tmp_path_factory, name: str):
 
     if HOST is None:
         missing(NO_HOST_REASON)
-    server = ComfyServer(HOST, tmp_path_factory.mktemp(name), packs={"pakati": REPO, "pakati_test_nodes": HOST_NODES / "pakati_test_nodes"},
-                         env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    server = ComfyServer(
+        HOST,
+        tmp_path_factory.mktemp(name),
+        packs={"pakati": REPO, "pakati_test_nodes": HOST_NODES / "pakati_test_nodes"},
+        env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    )
     server.start()
     return server
 
@@ -106,8 +112,14 @@ def test_http_api_node_types_uploads_and_refusals(comfy_server):
     assert comfy_server.url in str(info.value) and "SomeoneElsesNode (node 99)" in str(info.value)
 
     bad = json.loads(json.dumps(prompt))
-    bad["2"]["inputs"]["regions"] = json.dumps({"version": 1, "width": 128, "height": 128, "regions": [
-        {"id": "a", "shape": "polygon", "points": [[0, 0], [100, 100], [100, 0], [0, 100]]}]})
+    bad["2"]["inputs"]["regions"] = json.dumps(
+        {
+            "version": 1,
+            "width": 128,
+            "height": 128,
+            "regions": [{"id": "a", "shape": "polygon", "points": [[0, 0], [100, 100], [100, 0], [0, 100]]}],
+        }
+    )
     with pytest.raises(PromptRejectedError) as info:
         c.queue_prompt(bad)
     assert "node 2 (PakatiCanvas)" in str(info.value) and "self-intersecting" in str(info.value)
@@ -134,7 +146,10 @@ def test_progress_events_and_node_errors(comfy_server):
     # A region name only known when the canvas arrives through a link fails at run time.
     prompt = {
         "1": {"class_type": "PakatiCanvas", "inputs": {"width": 64, "height": 64, "regions": small_canvas().scaled(64, 64).to_json()}},
-        "2": {"class_type": "PakatiRegionMask", "inputs": {"canvas": ["1", 0], "region": "no such region", "feather": 0.0, "exclusive": False}},
+        "2": {
+            "class_type": "PakatiRegionMask",
+            "inputs": {"canvas": ["1", 0], "region": "no such region", "feather": 0.0, "exclusive": False},
+        },
         "3": {"class_type": "MaskToImage", "inputs": {"mask": ["2", 0]}},
         "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
     }
@@ -166,7 +181,9 @@ def test_canvas_template_rendered_through_the_users_workflow(comfy_server, serve
     assert json.loads(ran["2"]["inputs"]["regions"]) == canvas.to_dict()
     assert ran["3"]["inputs"]["base_prompt"] == "a harbour at dusk" and ran["6"]["inputs"]["seed"] == 0
     assert ran["1"]["inputs"] == wf.prompt["1"]["inputs"]
-    assert {k: v for k, v in ran["6"]["inputs"].items() if k != "seed"} == {k: v for k, v in wf.prompt["6"]["inputs"].items() if k != "seed"}
+    assert {k: v for k, v in ran["6"]["inputs"].items() if k != "seed"} == {
+        k: v for k, v in wf.prompt["6"]["inputs"].items() if k != "seed"
+    }
 
 
 # -- several servers ----------------------------------------------------------------------------
@@ -174,8 +191,26 @@ def test_cli_eight_seeds_over_two_servers_each_image_once(comfy_server, server_b
     wf_path, canvas_path, out = tmp_path / "mine.json", tmp_path / "layout.json", tmp_path / "out"
     wf_path.write_text(json.dumps(users_workflow().prompt))
     canvas_path.write_text(small_canvas().to_json())
-    cmd = [sys.executable, "-m", "pakati_core.client", "generate", "--workflow", str(wf_path), "--canvas", str(canvas_path),
-           "--seeds", "0-7", "--server", comfy_server.url, "--server", server_b.url, "--out", str(out), "--http-timeout", "20"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pakati_core.client",
+        "generate",
+        "--workflow",
+        str(wf_path),
+        "--canvas",
+        str(canvas_path),
+        "--seeds",
+        "0-7",
+        "--server",
+        comfy_server.url,
+        "--server",
+        server_b.url,
+        "--out",
+        str(out),
+        "--http-timeout",
+        "20",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -202,8 +237,14 @@ def test_tasks_go_to_the_server_with_the_shortest_queue(comfy_server, server_b):
     theirs = [other.queue_prompt(busy) for _ in range(3)]
     try:
         assert other.queue_remaining() >= 2
-        summary = generate(users_workflow(), servers=[comfy_server.url, server_b.url], seeds=[10, 11], canvas=small_canvas(),
-                           max_inflight=2, client_options=FAST)
+        summary = generate(
+            users_workflow(),
+            servers=[comfy_server.url, server_b.url],
+            seeds=[10, 11],
+            canvas=small_canvas(),
+            max_inflight=2,
+            client_options=FAST,
+        )
         assert summary.ok and [r.server for r in summary.results] == [server_b.url, server_b.url]
     finally:
         other.delete_queued(theirs)
@@ -235,8 +276,14 @@ def test_server_killed_mid_run_loses_no_task(server_b, server_c):
             kill(server_c)
 
     seeds = list(range(4))
-    summary = generate(users_workflow(steps=2), servers=[server_c.url, server_b.url], seeds=seeds, canvas=small_canvas(),
-                       on_event=on_event, client_options=FAST)
+    summary = generate(
+        users_workflow(steps=2),
+        servers=[server_c.url, server_b.url],
+        seeds=seeds,
+        canvas=small_canvas(),
+        on_event=on_event,
+        client_options=FAST,
+    )
     assert killed.is_set()
     _check_no_loss_no_duplicates(summary, seeds, server_c.url, server_b.url)
 
@@ -245,12 +292,31 @@ def test_ctrl_c_interrupts_the_running_prompt(server_b, tmp_path):
     wf_path, out = tmp_path / "slow.json", tmp_path / "out"
     wf = users_workflow(steps=400)
     wf_path.write_text(json.dumps(wf.render(canvas=Canvas.from_dict(wf.canvas()).scaled(256, 256))))
-    cmd = [sys.executable, "-m", "pakati_core.client", "generate", "--workflow", str(wf_path), "--seeds", "0-1",
-           "--server", server_b.url, "--out", str(out), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pakati_core.client",
+        "generate",
+        "--workflow",
+        str(wf_path),
+        "--seeds",
+        "0-1",
+        "--server",
+        server_b.url,
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     # SIGINT back to its default in the child: a shell that ignores SIGINT (nohup, `cmd &` in a script) passes
     # SIG_IGN down, and Python then installs no KeyboardInterrupt handler, so the Ctrl-C under test would be lost.
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     client = ComfyClient(server_b.url)
     try:
         deadline = time.time() + 120
@@ -279,9 +345,35 @@ def test_cli_run_goal_plans_renders_checks_and_replans(comfy_server, server_b, t
     wf_path, out, db = tmp_path / "mine.json", tmp_path / "goal", tmp_path / "client.db"
     wf_path.write_text(json.dumps(users_workflow().prompt))
     goal = "a red ball next to a blue box on a green lawn"
-    cmd = [sys.executable, "-m", "pakati_core.client", "run-goal", "--goal", goal, "--workflow", str(wf_path), "--width", "128",
-           "--height", "128", "--rounds", "2", "--variants", "0-1", "--target", "1.01", "--server", comfy_server.url,
-           "--server", server_b.url, "--out", str(out), "--database", f"sqlite:///{db}", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pakati_core.client",
+        "run-goal",
+        "--goal",
+        goal,
+        "--workflow",
+        str(wf_path),
+        "--width",
+        "128",
+        "--height",
+        "128",
+        "--rounds",
+        "2",
+        "--variants",
+        "0-1",
+        "--target",
+        "1.01",
+        "--server",
+        comfy_server.url,
+        "--server",
+        server_b.url,
+        "--out",
+        str(out),
+        "--database",
+        f"sqlite:///{db}",
+        "--quiet",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -295,9 +387,12 @@ def test_cli_run_goal_plans_renders_checks_and_replans(comfy_server, server_b, t
     if summary["stop_reason"] == "max_rounds":
         second = summary["rounds"][1]
         assert first["repairs"] and any("replanned" in n for n in second["plan"]["notes"])
-        assert [t["id"] for t in second["plan"]["tasks"]][-len(first["repairs"]):] == first["repairs"]
-    ran = json.loads(ComfyClient(first["results"][0]["server"]).history(first["results"][0]["prompt_id"])
-                     [first["results"][0]["prompt_id"]]["prompt"][2]["2"]["inputs"]["regions"])
+        assert [t["id"] for t in second["plan"]["tasks"]][-len(first["repairs"]) :] == first["repairs"]
+    ran = json.loads(
+        ComfyClient(first["results"][0]["server"]).history(first["results"][0]["prompt_id"])[first["results"][0]["prompt_id"]]["prompt"][2][
+            "2"
+        ]["inputs"]["regions"]
+    )
     assert ran == first["plan"]["canvas"], "the plan's canvas is what the server rendered"
     assert png((out / "best.png").read_bytes()).shape == (128, 128, 3)
     assert (out / "plan_final.json").is_file() and json.loads(proc.stdout.splitlines()[-1])["database"] == f"sqlite:///{db}"
@@ -331,8 +426,15 @@ def test_ray_backend_server_killed_mid_run_loses_no_task(comfy_server, server_b)
     watcher.start()
     seeds = list(range(4))
     try:
-        summary = generate(users_workflow(steps=2), servers=[server_b.url, comfy_server.url], seeds=seeds, canvas=small_canvas(),
-                           backend="ray", client_options=FAST, ray_options={"init_options": {"num_cpus": 2}})
+        summary = generate(
+            users_workflow(steps=2),
+            servers=[server_b.url, comfy_server.url],
+            seeds=seeds,
+            canvas=small_canvas(),
+            backend="ray",
+            client_options=FAST,
+            ray_options={"init_options": {"num_cpus": 2}},
+        )
     finally:
         stop.set()
         watcher.join(10)

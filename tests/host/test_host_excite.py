@@ -1,10 +1,12 @@
 """Region-aware Attend-and-Excite inside real ComfyUI: subjects attended more, finite, bit-identical when off, on the server."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 import torch
+
 from comfy_client import api_template
 from regional_helpers import attn2_modules
 
@@ -46,23 +48,62 @@ def sharp(comfy):
 
 def regions_and_conds(comfy, clip, prompts=REGION_PROMPTS):
     half = SIZE // 2
-    layout = json.dumps({"version": 1, "width": SIZE, "height": SIZE, "regions": [
-        {"id": "a", "name": "A", "shape": "rect", "points": [[0, 0], [half, SIZE]], "prompt": prompts["A"]},
-        {"id": "b", "name": "B", "shape": "rect", "points": [[half, 0], [SIZE, SIZE]], "prompt": prompts["B"]}]})
+    layout = json.dumps(
+        {
+            "version": 1,
+            "width": SIZE,
+            "height": SIZE,
+            "regions": [
+                {"id": "a", "name": "A", "shape": "rect", "points": [[0, 0], [half, SIZE]], "prompt": prompts["A"]},
+                {"id": "b", "name": "B", "shape": "rect", "points": [[half, 0], [SIZE, SIZE]], "prompt": prompts["B"]},
+            ],
+        }
+    )
     canvas = node(comfy, "PakatiCanvas").execute(width=SIZE, height=SIZE, regions=layout).result[0]
     return node(comfy, "PakatiRegionalConditioning").execute(clip=clip, canvas=canvas, base_prompt=PROMPT, base_negative="").result
 
 
 def apply_regions(comfy, model, regions):
-    return node(comfy, "PakatiApplyRegions").execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0,
-                                                     start_percent=0.0, end_percent=1.0).result[0]
+    return (
+        node(comfy, "PakatiApplyRegions")
+        .execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0)
+        .result[0]
+    )
 
 
-def excite(comfy, model, clip, regions=None, words="", subjects="", steps=2, iterations=3, scale=20.0, threshold=0.99,
-           blocks="lowest resolution", reduce="max", text=PROMPT):
-    return node(comfy, "PakatiAttendExcite").execute(model=model, clip=clip, text=text, words=words, subjects=subjects, blocks=blocks,
-                                                     steps=steps, iterations=iterations, scale=scale, threshold=threshold, reduce=reduce,
-                                                     regions=regions).result[0]
+def excite(
+    comfy,
+    model,
+    clip,
+    regions=None,
+    words="",
+    subjects="",
+    steps=2,
+    iterations=3,
+    scale=20.0,
+    threshold=0.99,
+    blocks="lowest resolution",
+    reduce="max",
+    text=PROMPT,
+):
+    return (
+        node(comfy, "PakatiAttendExcite")
+        .execute(
+            model=model,
+            clip=clip,
+            text=text,
+            words=words,
+            subjects=subjects,
+            blocks=blocks,
+            steps=steps,
+            iterations=iterations,
+            scale=scale,
+            threshold=threshold,
+            reduce=reduce,
+            regions=regions,
+        )
+        .result[0]
+    )
 
 
 def excite_wrapper(model):
@@ -94,6 +135,7 @@ class SubjectMeter:
         for rec in self.recorders:
             rec.begin_run()
         for key, tb in self.blocks.items():
+
             def pre(module, args, kwargs):
                 chunks = kwargs["transformer_options"]["cond_or_uncond"]
                 per = args[0].shape[0] // len(chunks)
@@ -166,12 +208,17 @@ def test_plain_attend_and_excite_on_base_prompt_words_measured_by_the_capture(co
     for seed in (1, 2):
         worst = {}
         for name, model in (("off", sharp), ("on", excite(comfy, sharp, clip, words="cat, dog", scale=40.0, iterations=4))):
-            captured, handle = node(comfy, "PakatiCaptureAttention").execute(model=model, clip=clip, text=PROMPT, words=vocabulary, blocks="all",
-                                                                            start_percent=0.0, end_percent=1.0).result
+            captured, handle = (
+                node(comfy, "PakatiCaptureAttention")
+                .execute(model=model, clip=clip, text=PROMPT, words=vocabulary, blocks="all", start_percent=0.0, end_percent=1.0)
+                .result
+            )
             out = sample(comfy, captured, pos, neg, seed=seed, steps=2)
             assert torch.isfinite(out).all()
             rec = handle.recorder
-            assert all(rec._counts[layer] == 2 for layer in rec.layers), "the capture records the sampler's calls only, not the gradient passes"
+            assert all(rec._counts[layer] == 2 for layer in rec.layers), (
+                "the capture records the sampler's calls only, not the gradient passes"
+            )
             coarse = [k for k in rec.layers if rec._grids[k] == min(rec._grids.values(), key=lambda g: g[0] * g[1])]
             maps = torch.stack([rec.layer_map(k) for k in coarse]).mean(0)[:, 0]  # [words, h, w]
             share = torch.softmax(SHARPEN * maps, 0)
@@ -235,9 +282,14 @@ def test_excite_errors_name_node_and_input(comfy, tiny):
     with pytest.raises(ValueError, match="PakatiAttendExcite: input 'subjects':.*does not occur"):
         excite(comfy, model, clip, regions=regions, subjects="A: dog")
     assert "input 'subjects'" in node(comfy, "PakatiAttendExcite").validate_inputs(subjects="A cat")
-    masked = node(comfy, "PakatiRegionFromConditioning").execute(conditioning=comfy.CLIPTextEncode().encode(clip, "a red apple")[0],
-                                                                 mask=torch.ones(1, SIZE, SIZE), strength=1.0).result[0]
-    with pytest.raises(ValueError, match=r"PakatiAttendExcite: input 'subjects': region 'mask region 1' .*CONDITIONING.*'mask region 1: word \| "):
+    masked = (
+        node(comfy, "PakatiRegionFromConditioning")
+        .execute(conditioning=comfy.CLIPTextEncode().encode(clip, "a red apple")[0], mask=torch.ones(1, SIZE, SIZE), strength=1.0)
+        .result[0]
+    )
+    with pytest.raises(
+        ValueError, match=r"PakatiAttendExcite: input 'subjects': region 'mask region 1' .*CONDITIONING.*'mask region 1: word \| "
+    ):
         excite(comfy, model, clip, regions=masked)
     ok = excite(comfy, model, clip, regions=masked, subjects="mask region 1: apple | a red apple")
     assert [s.target.positions for s in excite_wrapper(ok).subjects] == [(3,)]

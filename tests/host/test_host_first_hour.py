@@ -5,6 +5,7 @@ laid out like a ComfyUI folder: ``custom_nodes/pakati`` is this checkout, ``mode
 is empty). The templates name ``sd_xl_base_1.0.safetensors``, which it does not have: exactly
 what a user meets before choosing a checkpoint.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,7 @@ CKPT = "sd_xl_base_1.0.safetensors"
 def readme_block_after(heading: str, starts_with: str) -> str:
     """The first fenced bash line under ``heading`` in README.md that starts with ``starts_with``."""
     text = (REPO / "README.md").read_text()
-    section = text[text.index(heading):]
+    section = text[text.index(heading) :]
     for block in re.findall(r"```bash\n(.*?)```", section, re.DOTALL):
         for line in block.splitlines():
             if line.startswith(starts_with):
@@ -49,8 +50,14 @@ def test_readmes_curl_works_from_comfyuis_folder(comfy_server):
     assert "custom_nodes/pakati/workflows/api/" in command and "http://127.0.0.1:8188/" in command
     assert (comfy_server.base / "custom_nodes" / "pakati" / "workflows" / "api" / "regional_sdxl.json").is_file()
     command = command.replace("http://127.0.0.1:8188/", f"{comfy_server.url}/")
-    proc = subprocess.run(["bash", "-c", command + " -sS -w '\\n%{http_code}'"], cwd=comfy_server.base, capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = subprocess.run(
+        ["bash", "-c", command + " -sS -w '\\n%{http_code}'"],
+        cwd=comfy_server.base,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     body, status = proc.stdout.rsplit("\n", 1)
     assert status == "400", proc.stdout
@@ -89,13 +96,27 @@ def test_the_fix_it_names_is_what_the_server_accepts(comfy_server):
 
 
 def run_cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pakati_core.client", *args], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "pakati_core.client", *args], cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def test_cli_generate_names_the_missing_checkpoint_and_its_fix_once(comfy_server, tmp_path):
-    proc = run_cli(["generate", "--workflow", str(TEMPLATE_API), "--seeds", "0-2", "--server", comfy_server.url,
-                    "--out", str(tmp_path / "out"), "--quiet"], tmp_path)
+    proc = run_cli(
+        [
+            "generate",
+            "--workflow",
+            str(TEMPLATE_API),
+            "--seeds",
+            "0-2",
+            "--server",
+            comfy_server.url,
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, proc.stderr  # three seeds refused alike: one line
@@ -106,9 +127,28 @@ def test_cli_generate_names_the_missing_checkpoint_and_its_fix_once(comfy_server
 
 
 def test_cli_run_goal_stops_failed_and_says_why(comfy_server, tmp_path):
-    proc = run_cli(["run-goal", "--goal", "a red ball on a green lawn", "--workflow", str(TEMPLATE_API), "--width", "128",
-                    "--height", "128", "--rounds", "1", "--server", comfy_server.url, "--out", str(tmp_path / "goal"),
-                    "--no-database", "--quiet"], tmp_path)
+    proc = run_cli(
+        [
+            "run-goal",
+            "--goal",
+            "a red ball on a green lawn",
+            "--workflow",
+            str(TEMPLATE_API),
+            "--width",
+            "128",
+            "--height",
+            "128",
+            "--rounds",
+            "1",
+            "--server",
+            comfy_server.url,
+            "--out",
+            str(tmp_path / "goal"),
+            "--no-database",
+            "--quiet",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert json.loads(proc.stdout.splitlines()[-1])["stop_reason"] == "failed"
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]

@@ -1,5 +1,6 @@
 """Hardening inside real ComfyUI (in-process, tiny model, real sampler): a soft mask is blended once
 by PakatiRefine, and IMAGE batches are processed image by image or refused, never cut to image 0."""
+
 from __future__ import annotations
 
 import json
@@ -41,9 +42,24 @@ def inputs(comfy, tiny):
     (refs,) = run(comfy, "PakatiReference", image=as_image(ref), aspect="general", description="astronaut", weight=1.0).result
     pos = clip.encode_from_tokens_scheduled(clip.tokenize("an astronaut portrait"))
     neg = clip.encode_from_tokens_scheduled(clip.tokenize(""))
-    return dict(model=model, clip=clip, vae=vae, image=as_image(start.round().astype(np.uint8)), positive=pos, negative=neg,
-                references=refs, max_passes=1, target=1.0, strategy="adaptive", seed=7, steps=1, cfg=4.0,
-                sampler_name="euler", scheduler="normal", learn=False)
+    return dict(
+        model=model,
+        clip=clip,
+        vae=vae,
+        image=as_image(start.round().astype(np.uint8)),
+        positive=pos,
+        negative=neg,
+        references=refs,
+        max_passes=1,
+        target=1.0,
+        strategy="adaptive",
+        seed=7,
+        steps=1,
+        cfg=4.0,
+        sampler_name="euler",
+        scheduler="normal",
+        learn=False,
+    )
 
 
 def test_refine_pastes_a_feathered_mask_once(comfy, inputs, monkeypatch):
@@ -132,5 +148,23 @@ def test_learn_reference_refuses_a_batch(comfy, tiny, tmp_path):
     model, clip, vae = tiny
     a = photo("astronaut", SIDE)
     with pytest.raises(ValueError, match="PakatiLearnReference: input 'image': got a batch of 2 images"):
-        run(comfy, "PakatiLearnReference", model=model, clip=clip, vae=vae, image=as_image(a, a), description="", strategies="center_out",
-            levels=1, attempts=2, seed=0, steps=1, cfg=4.0, sampler_name="euler", scheduler="normal", negative="", max_side=SIDE, force=False)
+        run(
+            comfy,
+            "PakatiLearnReference",
+            model=model,
+            clip=clip,
+            vae=vae,
+            image=as_image(a, a),
+            description="",
+            strategies="center_out",
+            levels=1,
+            attempts=2,
+            seed=0,
+            steps=1,
+            cfg=4.0,
+            sampler_name="euler",
+            scheduler="normal",
+            negative="",
+            max_side=SIDE,
+            force=False,
+        )

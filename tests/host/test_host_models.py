@@ -5,6 +5,7 @@ variable; the fake paints the *whole* picture, so the only reason pixels outside
 survive is Pakati's paste. The server run also scans everything the server wrote or served
 for the sentinel key.
 """
+
 from __future__ import annotations
 
 import io
@@ -89,9 +90,21 @@ def test_edit_region_node_changes_only_the_region(comfy, provider_env):
     image = torch.from_numpy(img.astype(np.float32) / 255.0)[None]
     mask = np.zeros((120, 160), np.float32)
     cv2.ellipse(mask, (70, 50), (22, 16), 0, 0, 360, 1.0, -1)
-    out, blend, info = node(comfy, "PakatiOpenAIEditRegion").execute(
-        image=image, prompt="a red helmet", model="", quality="low", grow=4, feather=6.0, context=16, credential="default",
-        mask=torch.from_numpy(mask)[None]).result
+    out, blend, info = (
+        node(comfy, "PakatiOpenAIEditRegion")
+        .execute(
+            image=image,
+            prompt="a red helmet",
+            model="",
+            quality="low",
+            grow=4,
+            feather=6.0,
+            context=16,
+            credential="default",
+            mask=torch.from_numpy(mask)[None],
+        )
+        .result
+    )
     got, src = out[0].numpy(), image[0].numpy()
     expected_blend = blend_mask(mask, 4, 6.0)
     assert np.array_equal(blend[0].numpy(), expected_blend)
@@ -114,39 +127,89 @@ def test_generate_and_ask_vision_nodes(comfy, provider_env, tmp_path):
         folder_paths.set_user_directory(old_user_dir)
     asks = [r for r in provider_env.requests if r["path"].endswith(("/messages", "/chat/completions"))][-2:]
     assert [(r["model"], r["format"], r["forced_tool"], r["sampling"]) for r in asks] == [  # the shipped defaults, structured output
-        ("claude-sonnet-5-5", "json_schema", False, []), ("gpt-6.2-sol", "json_schema", False, [])]
+        ("claude-sonnet-5-5", "json_schema", False, []),
+        ("gpt-6.2-sol", "json_schema", False, []),
+    ]
     calls = open_store(user_dir=tmp_path / "user").calls.recent()  # every provider call kept, newest first, no prompt, no key
     assert [(c["provider"], c["ok"]) for c in reversed(calls)] == [("openai", True), ("anthropic", True), ("openai", True)]
     assert all(c["prompt"] is None and SENTINEL_KEY not in json.dumps(c) for c in calls)
 
 
 def _generate_and_ask(comfy):
-    out, info = node(comfy, "PakatiOpenAIGenerate").execute(prompt="a red wall", width=640, height=480, model="", quality="auto",
-                                                             seed=1, credential="default").result
+    out, info = (
+        node(comfy, "PakatiOpenAIGenerate")
+        .execute(prompt="a red wall", width=640, height=480, model="", quality="auto", seed=1, credential="default")
+        .result
+    )
     assert out.shape == (1, 480, 640, 3) and torch.isfinite(out).all()
     notes = json.loads(info)["notes"]
     assert any("640x480 is not a size" in n for n in notes) and any("takes no seed" in n for n in notes)
-    answers, score = node(comfy, "PakatiAskVision").execute(image=out, questions="Is the wall red?\nIs it a wall?", goal="",
-                                                            provider="anthropic", model="", credential="default").result
+    answers, score = (
+        node(comfy, "PakatiAskVision")
+        .execute(image=out, questions="Is the wall red?\nIs it a wall?", goal="", provider="anthropic", model="", credential="default")
+        .result
+    )
     parsed = json.loads(answers)
     assert score == pytest.approx(0.75) and [a["question"] for a in parsed["frames"][0]["answers"]] == ["Is the wall red?", "Is it a wall?"]
-    answers, score = node(comfy, "PakatiAskVision").execute(image=out, questions="", goal="a red wall", provider="openai", model="",
-                                                            credential="default").result
+    answers, score = (
+        node(comfy, "PakatiAskVision")
+        .execute(image=out, questions="", goal="a red wall", provider="openai", model="", credential="default")
+        .result
+    )
     assert json.loads(answers)["frames"][0]["answers"][0]["question"] == "Does the image show this: a red wall?"
 
 
 def canvas_json(w=160, h=120) -> str:
-    return json.dumps({"version": 1, "width": w, "height": h, "regions": [
-        {"id": "hat", "name": "helmet", "shape": "polygon", "points": [[92, 50], [89, 58], [81, 64], [70, 66], [59, 64], [51, 58], [48, 50], [51, 42], [59, 36], [70, 34], [81, 36], [89, 42]], "prompt": "a red helmet"}]})
+    return json.dumps(
+        {
+            "version": 1,
+            "width": w,
+            "height": h,
+            "regions": [
+                {
+                    "id": "hat",
+                    "name": "helmet",
+                    "shape": "polygon",
+                    "points": [
+                        [92, 50],
+                        [89, 58],
+                        [81, 64],
+                        [70, 66],
+                        [59, 64],
+                        [51, 58],
+                        [48, 50],
+                        [51, 42],
+                        [59, 36],
+                        [70, 34],
+                        [81, 36],
+                        [89, 42],
+                    ],
+                    "prompt": "a red helmet",
+                }
+            ],
+        }
+    )
 
 
 def edit_prompt(image_name: str, prompt_text: str, regions: str) -> dict:
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
         "2": {"class_type": "PakatiCanvas", "inputs": {"width": 160, "height": 120, "regions": regions}},
-        "3": {"class_type": "PakatiOpenAIEditRegion", "inputs": {
-            "image": ["1", 0], "prompt": prompt_text, "model": "", "quality": "low", "grow": 4, "feather": 6.0, "context": 16,
-            "credential": "default", "canvas": ["2", 0], "region": "helmet"}},
+        "3": {
+            "class_type": "PakatiOpenAIEditRegion",
+            "inputs": {
+                "image": ["1", 0],
+                "prompt": prompt_text,
+                "model": "",
+                "quality": "low",
+                "grow": 4,
+                "feather": 6.0,
+                "context": 16,
+                "credential": "default",
+                "canvas": ["2", 0],
+                "region": "helmet",
+            },
+        },
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "pakati_openai_edit"}},
         "5": {"class_type": "PreviewAny", "inputs": {"source": ["3", 2]}},
     }
@@ -186,11 +249,19 @@ def test_server_edit_is_bit_identical_outside_the_band_and_the_key_appears_nowhe
     assert calls[0]["provider"] == "openai" and calls[0]["ok"] is False and calls[0]["error_kind"] and calls[1]["ok"] is True
 
     assert any(SENTINEL_KEY in h for h in fake_openai.auth_headers), "the sentinel key never reached the provider"
-    png = Image.open(io.BytesIO(server.get_bytes(
-        f"/view?filename={entry['outputs']['4']['images'][0]['filename']}&type=output&subfolder=")))
-    leaks = key_leaks(server, {
-        "API prompt": json.dumps(api), "saved workflow": json.dumps(ui_workflow), "PNG metadata": json.dumps(dict(png.text)),
-        "exception text": error_text + json.dumps(rejected.value.body), "report": json.dumps(info)})
+    png = Image.open(
+        io.BytesIO(server.get_bytes(f"/view?filename={entry['outputs']['4']['images'][0]['filename']}&type=output&subfolder="))
+    )
+    leaks = key_leaks(
+        server,
+        {
+            "API prompt": json.dumps(api),
+            "saved workflow": json.dumps(ui_workflow),
+            "PNG metadata": json.dumps(dict(png.text)),
+            "exception text": error_text + json.dumps(rejected.value.body),
+            "report": json.dumps(info),
+        },
+    )
     assert not leaks, f"the key (or a fragment of it) appears in: {leaks}"
     assert "workflow" in png.text and "prompt" in png.text
 

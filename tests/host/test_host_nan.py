@@ -1,6 +1,7 @@
 """NaN/Inf from the host are errors, never results: through the real server with a tiny VAE whose
 decoder overflows to NaN (as an SDXL VAE in fp16 does). Each node stops naming itself, the input
 to blame and the fix, and nothing is stored."""
+
 from __future__ import annotations
 
 import pytest

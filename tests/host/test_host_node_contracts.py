@@ -1,4 +1,5 @@
 """Claims the README makes about the nodes, held by tests inside real ComfyUI (in-process)."""
+
 from __future__ import annotations
 
 import pytest
@@ -41,9 +42,17 @@ def test_applying_regions_twice_replaces_the_first_set(comfy, tiny):
     W = H = 128
 
     def regions_of(prompt_a, prompt_b):
-        text = json.dumps({"version": 1, "width": W, "height": H, "regions": [
-            {"id": "a", "shape": "rect", "points": [[0, 0], [64, 128]], "prompt": prompt_a},
-            {"id": "b", "shape": "rect", "points": [[64, 0], [128, 128]], "prompt": prompt_b}]})
+        text = json.dumps(
+            {
+                "version": 1,
+                "width": W,
+                "height": H,
+                "regions": [
+                    {"id": "a", "shape": "rect", "points": [[0, 0], [64, 128]], "prompt": prompt_a},
+                    {"id": "b", "shape": "rect", "points": [[64, 0], [128, 128]], "prompt": prompt_b},
+                ],
+            }
+        )
         canvas = run(comfy, "PakatiCanvas", width=W, height=H, regions=text).result[0]
         return run(comfy, "PakatiRegionalConditioning", clip=clip, canvas=canvas, base_prompt="a landscape", base_negative="").result
 

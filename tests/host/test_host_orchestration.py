@@ -1,4 +1,5 @@
 """PakatiPlan and PakatiCheckAlignment inside real ComfyUI: plan -> regional conditioning -> sample -> check."""
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,14 @@ def test_plan_plugs_into_regional_conditioning_and_the_check_scores_the_image(co
     assert [r.id for r in canvas.regions] == ["apple", "cup"] and "red" in canvas.regions[0].prompt
     assert json.loads(plan_json)["goal"] == GOAL and plan.tasks[0].params["seed"] == 3
     assert out.ui["text"][0] == plan_json and out.ui["images"]  # plan JSON and layout preview on the node
-    regions, pos, neg = node(comfy, "PakatiRegionalConditioning").execute(clip=clip, canvas=canvas, base_prompt=base, base_negative=negative).result
-    patched = node(comfy, "PakatiApplyRegions").execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0,
-                                                       start_percent=0.0, end_percent=1.0).result[0]
+    regions, pos, neg = (
+        node(comfy, "PakatiRegionalConditioning").execute(clip=clip, canvas=canvas, base_prompt=base, base_negative=negative).result
+    )
+    patched = (
+        node(comfy, "PakatiApplyRegions")
+        .execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0)
+        .result[0]
+    )
     latent = comfy.common_ksampler(patched, 5, 2, 5.0, "euler", "normal", pos, neg, {"samples": torch.zeros(1, 4, 16, 16)})[0]
     image = vae.decode(latent["samples"])
     check = node(comfy, "PakatiCheckAlignment").execute(image=image, checker="offline", plan=plan, remember=False)
@@ -41,14 +47,34 @@ def test_check_from_a_goal_and_a_hand_drawn_canvas(comfy):
     img = torch.zeros(1, 128, 128, 3)
     img[:, :, :64] = torch.tensor([0.85, 0.1, 0.1])
     img[:, :, 64:] = torch.tensor([0.1, 0.3, 0.9])
-    canvas = node(comfy, "PakatiCanvas").execute(width=128, height=128, regions=json.dumps({"version": 1, "width": 128, "height": 128, "regions": [
-        {"id": "apple", "shape": "rect", "points": [[0, 16], [60, 112]], "prompt": "red apple"},
-        {"id": "cup", "shape": "rect", "points": [[68, 16], [128, 112]], "prompt": "blue cup"}]})).result[0]
-    score, report, *_ = node(comfy, "PakatiCheckAlignment").execute(image=img, checker="offline", goal=GOAL, canvas=canvas, remember=False).result
+    canvas = (
+        node(comfy, "PakatiCanvas")
+        .execute(
+            width=128,
+            height=128,
+            regions=json.dumps(
+                {
+                    "version": 1,
+                    "width": 128,
+                    "height": 128,
+                    "regions": [
+                        {"id": "apple", "shape": "rect", "points": [[0, 16], [60, 112]], "prompt": "red apple"},
+                        {"id": "cup", "shape": "rect", "points": [[68, 16], [128, 112]], "prompt": "blue cup"},
+                    ],
+                }
+            ),
+        )
+        .result[0]
+    )
+    score, report, *_ = (
+        node(comfy, "PakatiCheckAlignment").execute(image=img, checker="offline", goal=GOAL, canvas=canvas, remember=False).result
+    )
     by = {v["id"]: v for v in json.loads(report)["verdicts"]}
     assert by["attr:apple:red"]["verdict"] == "yes" and by["attr:cup:blue"]["verdict"] == "yes"
     img2 = img.flip(2)  # colours swapped: both colour questions fail
-    score2, report2, *_ = node(comfy, "PakatiCheckAlignment").execute(image=img2, checker="offline", goal=GOAL, canvas=canvas, remember=False).result
+    score2, report2, *_ = (
+        node(comfy, "PakatiCheckAlignment").execute(image=img2, checker="offline", goal=GOAL, canvas=canvas, remember=False).result
+    )
     assert score2 < score and json.loads(report2)["repair_tasks"]
 
 
@@ -82,10 +108,23 @@ def test_plan_and_check_through_the_server_show_text_and_remember(comfy_server):
     from comfy_client import provide_input_images
 
     prompt = {
-        "1": {"class_type": "PakatiPlan", "inputs": {"goal": "a red cat next to a white pillow on a sofa", "width": 256, "height": 256,
-                                                     "planner": "offline", "model": "", "seed": 0, "remember": True}},
+        "1": {
+            "class_type": "PakatiPlan",
+            "inputs": {
+                "goal": "a red cat next to a white pillow on a sofa",
+                "width": 256,
+                "height": 256,
+                "planner": "offline",
+                "model": "",
+                "seed": 0,
+                "remember": True,
+            },
+        },
         "2": {"class_type": "LoadImage", "inputs": {"image": "pakati_orch_photo.png"}},
-        "3": {"class_type": "PakatiCheckAlignment", "inputs": {"image": ["2", 0], "plan": ["1", 3], "checker": "offline", "remember": True}},
+        "3": {
+            "class_type": "PakatiCheckAlignment",
+            "inputs": {"image": ["2", 0], "plan": ["1", 3], "checker": "offline", "remember": True},
+        },
     }
     provide_input_images(prompt, comfy_server.base / "input")
     out = comfy_server.run(prompt, timeout=300)["outputs"]
@@ -106,11 +145,21 @@ def test_references_let_the_check_find_objects_and_judge_where_they_are(comfy):
 
     cat = skimage.data.chelsea()[40:260, 100:330].astype(np.float32) / 255.0
     cup = skimage.data.coffee()[20:380, 120:480].astype(np.float32) / 255.0
-    plan = node(comfy, "PakatiPlan").execute(goal="a cat on the left of a cup", width=256, height=256, planner="offline", model="",
-                                             seed=0, remember=False).result[3]
-    refs = node(comfy, "PakatiReference").execute(image=torch.from_numpy(cat)[None], aspect="general", description="a cat", weight=1.0).result[0]
-    refs = node(comfy, "PakatiReference").execute(image=torch.from_numpy(cup)[None], aspect="general", description="my cup", weight=1.0,
-                                                  references=refs).result[0]
+    plan = (
+        node(comfy, "PakatiPlan")
+        .execute(goal="a cat on the left of a cup", width=256, height=256, planner="offline", model="", seed=0, remember=False)
+        .result[3]
+    )
+    refs = (
+        node(comfy, "PakatiReference")
+        .execute(image=torch.from_numpy(cat)[None], aspect="general", description="a cat", weight=1.0)
+        .result[0]
+    )
+    refs = (
+        node(comfy, "PakatiReference")
+        .execute(image=torch.from_numpy(cup)[None], aspect="general", description="my cup", weight=1.0, references=refs)
+        .result[0]
+    )
 
     def scene(swap: bool) -> torch.Tensor:
         img = np.full((256, 256, 3), 0.5, np.float32)
@@ -121,7 +170,11 @@ def test_references_let_the_check_find_objects_and_judge_where_they_are(comfy):
         return torch.from_numpy(img)[None]
 
     def relation(image):
-        report = node(comfy, "PakatiCheckAlignment").execute(image=image, checker="offline", plan=plan, references=refs, remember=False).result[1]
+        report = (
+            node(comfy, "PakatiCheckAlignment")
+            .execute(image=image, checker="offline", plan=plan, references=refs, remember=False)
+            .result[1]
+        )
         return next(v for v in json.loads(report)["verdicts"] if v["kind"] == "relation")
 
     ok, bad = relation(scene(False)), relation(scene(True))
@@ -147,8 +200,10 @@ def test_check_with_a_vision_judge_through_the_server_keeps_the_key_out(provider
     def check(which: str) -> tuple[dict, dict]:
         prompt = {
             "1": {"class_type": "LoadImage", "inputs": {"image": "pakati_judge_check.png"}},
-            "2": {"class_type": "PakatiCheckAlignment", "inputs": {"image": ["1", 0], "goal": GOAL, "checker": which, "model": "",
-                                                                   "remember": True}},
+            "2": {
+                "class_type": "PakatiCheckAlignment",
+                "inputs": {"image": ["1", 0], "goal": GOAL, "checker": which, "model": "", "remember": True},
+            },
             "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}},
         }
         entry = server.run(prompt, timeout=300)

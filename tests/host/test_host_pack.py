@@ -1,4 +1,5 @@
 """The pack inside real ComfyUI, in-process: its own loader, node schemas, node execution."""
+
 from __future__ import annotations
 
 import json
@@ -9,15 +10,19 @@ import torch
 
 pytestmark = pytest.mark.host
 
-PAKATI_NODES = {"PakatiCanvas", "PakatiRegionMask", "PakatiCanvasPreview"}
+PAKATI_NODES = {"PakatiCanvas", "PakatiRegionMask", "PakatiCanvasPreview", "PakatiRegionLora", "PakatiRegionDenoise"}
 
-TWO_REGIONS = json.dumps({
-    "version": 1, "width": 512, "height": 256,
-    "regions": [
-        {"id": "r1", "name": "sky", "shape": "polygon", "points": [[0, 0], [512, 0], [512, 100], [0, 120]], "prompt": "sky"},
-        {"id": "r2", "name": "sun", "shape": "rect", "points": [[300, 20], [380, 100]], "prompt": "sun"},
-    ],
-})
+TWO_REGIONS = json.dumps(
+    {
+        "version": 1,
+        "width": 512,
+        "height": 256,
+        "regions": [
+            {"id": "r1", "name": "sky", "shape": "polygon", "points": [[0, 0], [512, 0], [512, 100], [0, 120]], "prompt": "sky"},
+            {"id": "r2", "name": "sun", "shape": "rect", "points": [[300, 20], [380, 100]], "prompt": "sun"},
+        ],
+    }
+)
 
 
 def test_pack_loads_through_comfyui_loader(comfy):

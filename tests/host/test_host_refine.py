@@ -1,5 +1,6 @@
 """Reference-guided refinement inside real ComfyUI: nodes in-process with the tiny model through
 the real sampler, and the shipped workflow through the real server."""
+
 from __future__ import annotations
 
 import json
@@ -45,9 +46,25 @@ def refine_inputs(comfy, tiny):
     (refs,) = run(comfy, "PakatiReference", image=as_image(ref), aspect="general", description="astronaut", weight=1.0).result
     pos = clip.encode_from_tokens_scheduled(clip.tokenize("an astronaut portrait"))
     neg = clip.encode_from_tokens_scheduled(clip.tokenize(""))
-    return dict(model=model, clip=clip, vae=vae, image=as_image(start), positive=pos, negative=neg, references=refs,
-                mask=torch.from_numpy(mask)[None], max_passes=3, target=0.999, strategy="adaptive", seed=5, steps=2,
-                cfg=4.0, sampler_name="euler", scheduler="normal", learn=False)
+    return dict(
+        model=model,
+        clip=clip,
+        vae=vae,
+        image=as_image(start),
+        positive=pos,
+        negative=neg,
+        references=refs,
+        mask=torch.from_numpy(mask)[None],
+        max_passes=3,
+        target=0.999,
+        strategy="adaptive",
+        seed=5,
+        steps=2,
+        cfg=4.0,
+        sampler_name="euler",
+        scheduler="normal",
+        learn=False,
+    )
 
 
 def test_nodes_are_registered_with_tooltips(comfy):
@@ -70,10 +87,18 @@ def test_references_chain_and_delta_analysis_shows_the_report(comfy):
     report, overall = out.result
     assert overall == 1.0 and json.loads(report)["overall"] == 1.0
     assert out.ui.as_dict() == {"text": (report,)}
-    regions = json.dumps({"version": 1, "width": 96, "height": 96, "regions": [
-        {"id": "r1", "name": "cup", "shape": "rect", "points": [[16, 16], [64, 80]], "prompt": "", "feather": 0}]})
+    regions = json.dumps(
+        {
+            "version": 1,
+            "width": 96,
+            "height": 96,
+            "regions": [{"id": "r1", "name": "cup", "shape": "rect", "points": [[16, 16], [64, 80]], "prompt": "", "feather": 0}],
+        }
+    )
     (canvas,) = run(comfy, "PakatiCanvas", width=96, height=96, regions=regions).result
-    (part,) = run(comfy, "PakatiReference", image=as_image(a), aspect="color", description="", weight=1.0, canvas=canvas, region="cup").result
+    (part,) = run(
+        comfy, "PakatiReference", image=as_image(a), aspect="color", description="", weight=1.0, canvas=canvas, region="cup"
+    ).result
     assert part[0].mask is not None and float(part[0].mask.sum()) == 48 * 64
     darker = run(comfy, "PakatiDeltaAnalysis", image=as_image(np.clip(a - 0.1, 0, 1)), references=two).result
     d = {x["name"]: x for x in json.loads(darker[0])["references"][0]["deltas"]}
@@ -203,15 +228,41 @@ def test_refine_with_a_regional_model(comfy, refine_inputs, monkeypatch):
     """Regions compose with refinement: a PakatiApplyRegions model regenerates the region with its prompts."""
     from conftest import loaded_pack
 
-    doc = json.dumps({"version": 1, "width": 64, "height": 64, "regions": [
-        {"id": "face", "shape": "rect", "points": [[20, 24], [36, 40]], "prompt": "a smiling face"}]})
+    doc = json.dumps(
+        {
+            "version": 1,
+            "width": 64,
+            "height": 64,
+            "regions": [{"id": "face", "shape": "rect", "points": [[20, 24], [36, 40]], "prompt": "a smiling face"}],
+        }
+    )
     (canvas,) = run(comfy, "PakatiCanvas", width=64, height=64, regions=doc).result
-    regions, pos, neg = run(comfy, "PakatiRegionalConditioning", clip=refine_inputs["clip"], canvas=canvas, base_prompt="an astronaut portrait", base_negative="").result
-    (patched,) = run(comfy, "PakatiApplyRegions", model=refine_inputs["model"], regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0).result
+    regions, pos, neg = run(
+        comfy,
+        "PakatiRegionalConditioning",
+        clip=refine_inputs["clip"],
+        canvas=canvas,
+        base_prompt="an astronaut portrait",
+        base_negative="",
+    ).result
+    (patched,) = run(
+        comfy,
+        "PakatiApplyRegions",
+        model=refine_inputs["model"],
+        regions=regions,
+        base_weight=0.3,
+        auto_negative=0.0,
+        start_percent=0.0,
+        end_percent=1.0,
+    ).result
     wrapper = loaded_pack().nodes.regional_patch.RegionalWrapper
     regional_calls = []
     original = wrapper.__call__
-    monkeypatch.setattr(wrapper, "__call__", lambda self, executor, x, *a, **k: regional_calls.append(tuple(x.shape)) or original(self, executor, x, *a, **k))
+    monkeypatch.setattr(
+        wrapper,
+        "__call__",
+        lambda self, executor, x, *a, **k: regional_calls.append(tuple(x.shape)) or original(self, executor, x, *a, **k),
+    )
     inputs = refine_inputs | {"model": patched, "positive": pos, "negative": neg, "canvas": canvas, "region": "face"}
     inputs.pop("mask")
     image, history, _ = run(comfy, "PakatiRefine", **inputs).result

@@ -1,4 +1,5 @@
 """Region-only regeneration through ComfyUI: the nodes with real samplers, and the workflow on the real server."""
+
 from __future__ import annotations
 
 import copy
@@ -93,16 +94,28 @@ def test_inpaint_conditioning_and_differential_diffusion_with_a_batch(comfy, tin
 
 def test_canvas_region_seed_is_reproducible_and_locked_region_is_refused(comfy, tiny):
     model, clip, vae = tiny
-    canvas = Canvas.from_json(json.dumps({"version": 1, "width": 256, "height": 256, "regions": [
-        {"id": "a", "name": "hat", "shape": "rect", "points": [[80, 20], [180, 110]], "seed": 42},
-        {"id": "b", "name": "face", "shape": "rect", "points": [[90, 100], [170, 170]], "locked": True}]}))
+    canvas = Canvas.from_json(
+        json.dumps(
+            {
+                "version": 1,
+                "width": 256,
+                "height": 256,
+                "regions": [
+                    {"id": "a", "name": "hat", "shape": "rect", "points": [[80, 20], [180, 110]], "seed": 42},
+                    {"id": "b", "name": "face", "shape": "rect", "points": [[90, 100], [170, 170]], "locked": True},
+                ],
+            }
+        )
+    )
     image = as_image(astronaut())
     outs = []
     for _ in range(2):
         crop_img, crop_mask, stitch, sub, seed = run(comfy, "PakatiCropRegion", image=image, canvas=canvas, region="hat", **CROP_DEFAULTS)
         assert seed == 42 and [r.id for r in sub.regions] == ["a", "b"]
         latent = comfy.SetLatentNoiseMask().set_mask(comfy.VAEEncode().encode(vae, crop_img)[0], crop_mask)[0]
-        decoded = comfy.VAEDecode().decode(vae, sample(comfy, model, encode_text(clip, "a hat"), encode_text(clip, ""), latent, seed=seed))[0]
+        decoded = comfy.VAEDecode().decode(vae, sample(comfy, model, encode_text(clip, "a hat"), encode_text(clip, ""), latent, seed=seed))[
+            0
+        ]
         outs.append(run(comfy, "PakatiStitchRegion", stitch=stitch, image=decoded, colour_match=True)[0])
     assert torch.equal(outs[0], outs[1])
     face = slice(100 // 2, 170 // 2), slice(90 // 2, 170 // 2)  # the locked region at image scale
@@ -143,8 +156,15 @@ def test_workflow_on_the_server_keeps_every_pixel_outside_the_band_after_png_rou
     canvas_node = next(v for v in prompt.values() if v["class_type"] == "PakatiCanvas")["inputs"]
     canvas = Canvas.from_json(canvas_node["regions"])
     mask, keep = regeneration_mask(canvas, crop_node["region"], 256, 256)
-    blend = crop_region(src.astype(np.float32) / 255.0, mask, context=crop_node["context"], mode="keep",
-                        grow=crop_node["grow"], feather=crop_node["feather"], keep_out=keep).stitch.blends[0]
+    blend = crop_region(
+        src.astype(np.float32) / 255.0,
+        mask,
+        context=crop_node["context"],
+        mode="keep",
+        grow=crop_node["grow"],
+        feather=crop_node["feather"],
+        keep_out=keep,
+    ).stitch.blends[0]
     outside, inside = blend == 0, mask >= 1
     assert outside.mean() > 0.4 and inside.mean() > 0.1
     assert np.array_equal(got[outside], src[outside])  # exact uint8 equality outside mask + band

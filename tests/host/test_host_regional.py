@@ -1,4 +1,5 @@
 """Regional prompting inside real ComfyUI: locality, identity, determinism, composability, errors."""
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,17 @@ W = H = 256  # canvas / image size; latent 32x32, first transformer grid 16x16 i
 
 
 def layout(prompt_a="a red apple", prompt_b="a blue sea", **extra_b):
-    return json.dumps({"version": 1, "width": W, "height": H, "regions": [
-        {"id": "a", "name": "A", "shape": "rect", "points": [[0, 0], [128, 256]], "prompt": prompt_a},
-        {"id": "b", "name": "B", "shape": "rect", "points": [[128, 0], [256, 256]], "prompt": prompt_b, **extra_b},
-    ]})
+    return json.dumps(
+        {
+            "version": 1,
+            "width": W,
+            "height": H,
+            "regions": [
+                {"id": "a", "name": "A", "shape": "rect", "points": [[0, 0], [128, 256]], "prompt": prompt_a},
+                {"id": "b", "name": "B", "shape": "rect", "points": [[128, 0], [256, 256]], "prompt": prompt_b, **extra_b},
+            ],
+        }
+    )
 
 
 def node(comfy, name):
@@ -25,7 +33,9 @@ def node(comfy, name):
 def regional(comfy, tiny, regions_json, base="a landscape photo", negative="", **apply):
     model, clip, _ = tiny
     canvas = node(comfy, "PakatiCanvas").execute(width=W, height=H, regions=regions_json).result[0]
-    regions, pos, neg = node(comfy, "PakatiRegionalConditioning").execute(clip=clip, canvas=canvas, base_prompt=base, base_negative=negative).result
+    regions, pos, neg = (
+        node(comfy, "PakatiRegionalConditioning").execute(clip=clip, canvas=canvas, base_prompt=base, base_negative=negative).result
+    )
     opts = dict(base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0) | apply
     patched = node(comfy, "PakatiApplyRegions").execute(model=model, regions=regions, **opts).result[0]
     return patched, pos, neg
@@ -48,7 +58,7 @@ class FirstBlockProbe:
         def hook(module, args, kwargs, output):
             chunks = kwargs["transformer_options"]["cond_or_uncond"]
             per = output.shape[0] // len(chunks)
-            self.calls.append({c: output[i * per:(i + 1) * per].detach().clone() for i, c in enumerate(chunks)})
+            self.calls.append({c: output[i * per : (i + 1) * per].detach().clone() for i, c in enumerate(chunks)})
 
         self.handle = self.block.register_forward_hook(hook, with_kwargs=True)
         return self
@@ -81,8 +91,9 @@ def test_locality_only_region_b_changes_when_its_prompt_changes(comfy, tiny):
 def test_identity_one_full_canvas_region_with_the_base_prompt(comfy, tiny):
     model, clip, _ = tiny
     base = "a lighthouse on a cliff at dawn"
-    full = json.dumps({"version": 1, "width": W, "height": H, "regions": [
-        {"id": "all", "shape": "rect", "points": [[0, 0], [W, H]], "prompt": base}]})
+    full = json.dumps(
+        {"version": 1, "width": W, "height": H, "regions": [{"id": "all", "shape": "rect", "points": [[0, 0], [W, H]], "prompt": base}]}
+    )
     patched, pos, neg = regional(comfy, tiny, full, base=base, base_weight=0.3)
     plain = sample(comfy, model, pos, neg, steps=3)
     ours = sample(comfy, patched, pos, neg, steps=3)
@@ -133,8 +144,20 @@ def test_standard_samplers_all_render_regions(comfy, tiny):
     patched, pos, neg = regional(comfy, tiny, layout())
     latent = {"samples": torch.zeros(1, 4, H // 8, W // 8)}
     adv = node(comfy, "KSamplerAdvanced")()
-    args = dict(add_noise="enable", noise_seed=3, steps=2, cfg=5.0, sampler_name="euler", scheduler="normal",
-                positive=pos, negative=neg, latent_image=latent, start_at_step=0, end_at_step=10000, return_with_leftover_noise="disable")
+    args = dict(
+        add_noise="enable",
+        noise_seed=3,
+        steps=2,
+        cfg=5.0,
+        sampler_name="euler",
+        scheduler="normal",
+        positive=pos,
+        negative=neg,
+        latent_image=latent,
+        start_at_step=0,
+        end_at_step=10000,
+        return_with_leftover_noise="disable",
+    )
     a_plain = adv.sample(model=model, **args)[0]["samples"]
     a_ours = adv.sample(model=patched, **args)[0]["samples"]
     assert not torch.equal(a_plain, a_ours) and torch.isfinite(a_ours).all()
@@ -143,8 +166,20 @@ def test_standard_samplers_all_render_regions(comfy, tiny):
 
     sampler = KSamplerSelect().get_sampler(sampler_name="euler")[0]
     sigmas = BasicScheduler().get_sigmas(model=model, scheduler="normal", steps=2, denoise=1.0)[0]
-    run = lambda m: SamplerCustom().sample(model=m, add_noise=True, noise_seed=3, cfg=5.0, positive=pos, negative=neg,  # noqa: E731
-                                   sampler=sampler, sigmas=sigmas, latent_image=latent)[0]["samples"]
+
+    def run(m):
+        return SamplerCustom().sample(
+            model=m,
+            add_noise=True,
+            noise_seed=3,
+            cfg=5.0,
+            positive=pos,
+            negative=neg,
+            sampler=sampler,
+            sigmas=sigmas,
+            latent_image=latent,
+        )[0]["samples"]
+
     assert not torch.equal(run(model), run(patched))
 
 
@@ -179,8 +214,17 @@ def with_offset_replace(model, patch):
 def test_stacks_with_another_attn2_replace_in_either_order(comfy, tiny):
     model, clip, _ = tiny
     canvas = node(comfy, "PakatiCanvas").execute(width=W, height=H, regions=layout()).result[0]
-    regions, pos, neg = node(comfy, "PakatiRegionalConditioning").execute(clip=clip, canvas=canvas, base_prompt="x", base_negative="").result
-    apply = lambda m: node(comfy, "PakatiApplyRegions").execute(model=m, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0).result[0]  # noqa: E731
+    regions, pos, neg = (
+        node(comfy, "PakatiRegionalConditioning").execute(clip=clip, canvas=canvas, base_prompt="x", base_negative="").result
+    )
+
+    def apply(m):
+        return (
+            node(comfy, "PakatiApplyRegions")
+            .execute(model=m, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0)
+            .result[0]
+        )
+
     other = OffsetAttn2Replace()
     before = apply(with_offset_replace(model, other))
     after = with_offset_replace(apply(model), other)
@@ -217,7 +261,9 @@ def test_works_with_a_controlnet_on_the_positive_conditioning(comfy, tiny):
 
     patched, pos, neg = regional(comfy, tiny, layout())
     hint = torch.rand(1, H, W, 3, generator=torch.Generator().manual_seed(4))
-    cn_pos, cn_neg = comfy.NODE_CLASS_MAPPINGS["ControlNetApplyAdvanced"]().apply_controlnet(pos, neg, tiny_controlnet(), hint, 1.0, 0.0, 1.0)
+    cn_pos, cn_neg = comfy.NODE_CLASS_MAPPINGS["ControlNetApplyAdvanced"]().apply_controlnet(
+        pos, neg, tiny_controlnet(), hint, 1.0, 0.0, 1.0
+    )
     with_cn = sample(comfy, patched, cn_pos, cn_neg)
     without = sample(comfy, patched, pos, neg)
     assert torch.isfinite(with_cn).all()
@@ -231,8 +277,15 @@ def test_mask_aspect_mismatch_is_a_clear_error(comfy, tiny):
     model, clip, _ = tiny
     pos = clip.encode_from_tokens_scheduled(clip.tokenize("x"))
     regions = node(comfy, "PakatiRegionFromConditioning").execute(conditioning=pos, mask=torch.ones(1, 128, 256), strength=1.0).result[0]
-    patched = node(comfy, "PakatiApplyRegions").execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0).result[0]
-    with pytest.raises(ValueError, match=r"PakatiApplyRegions: input 'regions': mask: region 'mask region 1' is defined on a 256x128 mask .* latent is 256x256"):
+    patched = (
+        node(comfy, "PakatiApplyRegions")
+        .execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0)
+        .result[0]
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"PakatiApplyRegions: input 'regions': mask: region 'mask region 1' is defined on a 256x128 mask .* latent is 256x256",
+    ):
         sample(comfy, patched, pos, pos)
 
 
@@ -243,7 +296,9 @@ def test_empty_mask_non_sdxl_conditioning_and_too_many_regions(comfy, tiny):
     with pytest.raises(ValueError, match=r"PakatiRegionFromConditioning: input 'mask': the mask is empty"):
         rfc.execute(conditioning=pos, mask=torch.zeros(1, 64, 64), strength=1.0)
     sd15 = [[torch.zeros(1, 77, 768), {"pooled_output": torch.zeros(1, 768)}]]
-    with pytest.raises(ValueError, match=r"PakatiRegionFromConditioning: input 'conditioning': conditioning is not from an SDXL text encoder"):
+    with pytest.raises(
+        ValueError, match=r"PakatiRegionFromConditioning: input 'conditioning': conditioning is not from an SDXL text encoder"
+    ):
         rfc.execute(conditioning=sd15, mask=torch.ones(1, 64, 64), strength=1.0)
     regions = None
     for i in range(32):
@@ -287,16 +342,34 @@ def test_regional_attention_inside_a_cropped_region(comfy, tiny):
 
     model, clip, vae = tiny
     photo = torch.from_numpy(data.astronaut()[::2, ::2].astype(np.float32) / 255.0)[None]  # 256x256
-    doc = json.dumps({"version": 1, "width": 256, "height": 256, "regions": [
-        {"id": "target", "shape": "rect", "points": [[64, 64], [192, 192]], "prompt": "a garden"},
-        {"id": "flower", "shape": "rect", "points": [[64, 64], [128, 192]], "prompt": "a red flower"},
-    ]})
+    doc = json.dumps(
+        {
+            "version": 1,
+            "width": 256,
+            "height": 256,
+            "regions": [
+                {"id": "target", "shape": "rect", "points": [[64, 64], [192, 192]], "prompt": "a garden"},
+                {"id": "flower", "shape": "rect", "points": [[64, 64], [128, 192]], "prompt": "a red flower"},
+            ],
+        }
+    )
     canvas = node(comfy, "PakatiCanvas").execute(width=256, height=256, regions=doc).result[0]
-    crop, mask, stitch, sub, seed = node(comfy, "PakatiCropRegion").execute(
-        image=photo, context=32, target="keep", width=1024, height=1024, grow=0, feather=8.0, canvas=canvas, region="target", seed=0).result
+    crop, mask, stitch, sub, seed = (
+        node(comfy, "PakatiCropRegion")
+        .execute(
+            image=photo, context=32, target="keep", width=1024, height=1024, grow=0, feather=8.0, canvas=canvas, region="target", seed=0
+        )
+        .result
+    )
     assert [r.id for r in sub.regions] == ["target", "flower"]
-    regions, pos, neg = node(comfy, "PakatiRegionalConditioning").execute(clip=clip, canvas=sub, base_prompt="a photo", base_negative="").result
-    patched = node(comfy, "PakatiApplyRegions").execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0).result[0]
+    regions, pos, neg = (
+        node(comfy, "PakatiRegionalConditioning").execute(clip=clip, canvas=sub, base_prompt="a photo", base_negative="").result
+    )
+    patched = (
+        node(comfy, "PakatiApplyRegions")
+        .execute(model=model, regions=regions, base_weight=0.3, auto_negative=0.0, start_percent=0.0, end_percent=1.0)
+        .result[0]
+    )
     latent = {"samples": vae.encode(crop[..., :3]), "noise_mask": mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1])}
     with FirstBlockProbe(patched) as probe:
         (out,) = comfy.common_ksampler(patched, seed, 2, 5.0, "euler", "normal", pos, neg, latent, denoise=1.0)
@@ -307,7 +380,7 @@ def test_regional_attention_inside_a_cropped_region(comfy, tiny):
 
     r = band_radius(0, 8.0)
     outside = torch.ones(256, 256, dtype=torch.bool)
-    outside[64 - r:192 + r, 64 - r:192 + r] = False  # mask plus its blend band
+    outside[64 - r : 192 + r, 64 - r : 192 + r] = False  # mask plus its blend band
     assert torch.equal(result[0][outside], photo[0][outside])
     assert not torch.equal(result[0][100:150, 100:150], photo[0][100:150, 100:150])
 
@@ -371,7 +444,9 @@ def test_weights_patched_between_runs_are_not_served_stale_projections(comfy, ti
             from pakati_test_nodes.tiny_sdxl import build_model
 
             base = build_model(0)
-            model = importlib.import_module("comfy.model_patcher").ModelPatcher(base.model, base.load_device, base.offload_device, weight_inplace_update=True)
+            model = importlib.import_module("comfy.model_patcher").ModelPatcher(
+                base.model, base.load_device, base.offload_device, weight_inplace_update=True
+            )
             assert next(model.model.parameters()).is_inference()
         else:
             model = tiny[0]

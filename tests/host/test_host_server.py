@@ -1,4 +1,5 @@
 """End to end through the real ComfyUI server: /object_info, /prompt, /history, /view."""
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,14 @@ from comfy_client import PromptRejected
 pytestmark = pytest.mark.host
 
 POINTS = [[40, 30], [200, 60], [230, 220], [60, 180]]
-REGIONS = json.dumps({
-    "version": 1, "width": 256, "height": 256,
-    "regions": [{"id": "r1", "name": "blob", "shape": "polygon", "points": POINTS, "prompt": "a blob"}],
-})
+REGIONS = json.dumps(
+    {
+        "version": 1,
+        "width": 256,
+        "height": 256,
+        "regions": [{"id": "r1", "name": "blob", "shape": "polygon", "points": POINTS, "prompt": "a blob"}],
+    }
+)
 
 
 def mask_prompt(regions: str = REGIONS) -> dict:
@@ -63,7 +68,14 @@ def test_region_mask_prompt_returns_the_polygon(comfy_server):
 
 
 def test_bad_regions_json_is_rejected_at_queue_time(comfy_server):
-    bad = json.dumps({"version": 1, "width": 256, "height": 256, "regions": [{"id": "a", "shape": "polygon", "points": [[0, 0], [100, 100], [100, 0], [0, 100]]}]})
+    bad = json.dumps(
+        {
+            "version": 1,
+            "width": 256,
+            "height": 256,
+            "regions": [{"id": "a", "shape": "polygon", "points": [[0, 0], [100, 100], [100, 0], [0, 100]]}],
+        }
+    )
     with pytest.raises(PromptRejected) as info:
         comfy_server.queue(mask_prompt(bad))
     text = json.dumps(info.value.body)
@@ -76,8 +88,21 @@ def test_tiny_model_graph_runs_on_the_server(comfy_server):
         "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a red boat"}},
         "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
         "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 256, "height": 256, "batch_size": 1}},
-        "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0],
-                                                   "seed": 3, "steps": 4, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+        "5": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["1", 0],
+                "positive": ["2", 0],
+                "negative": ["3", 0],
+                "latent_image": ["4", 0],
+                "seed": 3,
+                "steps": 4,
+                "cfg": 5.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+            },
+        },
         "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
         "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "pakati_tiny"}},
     }

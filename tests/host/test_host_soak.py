@@ -3,6 +3,7 @@ NaN VAE; then interrupts in the middle of PakatiRefine and PakatiLearnReference.
 
 Kept small so it runs in well under a minute of CPU: 64-px images, the tiny model, one sampler step.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pakati_core.store import open_store
 import hardening_prompts as hp
 from comfy_client import PromptRejected
+from pakati_core.store import open_store
 
 pytestmark = pytest.mark.host
 
@@ -98,7 +99,9 @@ def expected(server):
     for seed in SEEDS:
         want[("regional", seed)] = saved(server, server.run(hp.regional_prompt(seed, prefix="pakati_warm_r"), timeout=300), "8")
     for shifted in (False, True):
-        want[("mask", shifted)] = saved(server, server.run(hp.mask_prompt(hp.canvas_json(SHIFTED) if shifted else None, prefix="pakati_warm_m")), "4")
+        want[("mask", shifted)] = saved(
+            server, server.run(hp.mask_prompt(hp.canvas_json(SHIFTED) if shifted else None, prefix="pakati_warm_m")), "4"
+        )
     assert not np.array_equal(want[("regional", SEEDS[0])], want[("regional", SEEDS[1])])
     for prompt in (hp.refine_prompt(nan_vae=True, seed=299), hp.delta_of_decoded_prompt(nan_vae=True), missing_region_prompt()):
         pid = server.queue(prompt)
@@ -145,6 +148,7 @@ def test_fifty_prompts_at_once(server, expected):
 @pytest.fixture(scope="module")
 def step_seconds(server, expected) -> float:
     """What one more sampler step costs on this server now: (21 steps - 1 step) / 20, same graph."""
+
     def took(steps: int, seed: int) -> float:
         t = time.time()
         server.run(hp.regional_prompt(seed, steps=steps, prefix="pakati_soak_time"), timeout=300)
@@ -206,7 +210,8 @@ def test_interrupt_mid_run_is_honoured_and_the_next_prompt_succeeds(server, expe
     # the sampler checks the flag after every step: the node stops within one step (plus the HTTP
     # request and unwinding, well under 0.3 s), not at the end of its pass or of the run
     assert latency <= step_seconds + 0.3, (
-        f"{which} stopped {latency:.3f}s after the interrupt; one sampler step takes {step_seconds:.3f}s (it had run {ran:.1f}s)")
+        f"{which} stopped {latency:.3f}s after the interrupt; one sampler step takes {step_seconds:.3f}s (it had run {ran:.1f}s)"
+    )
     if which == "PakatiLearnReference":
         assert store.understandings.all() == before, "an interrupted learn stores nothing"
     after = server.run(hp.regional_prompt(SEEDS[0], prefix="pakati_soak_next"), timeout=120)

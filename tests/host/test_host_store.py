@@ -1,6 +1,7 @@
 """The store inside real ComfyUI: template nodes and Pakati Save Image in-process; through real servers
 the history route (a regional generation saved by Pakati Save Image), two servers writing one database
 at once, and --multi-user isolation (comfy-user header), ComfyUI's output cache included."""
+
 from __future__ import annotations
 
 import io
@@ -22,7 +23,6 @@ from store_helpers import CANVAS, REPO, call, node_of, put_inputs, queue_as, ref
 pytestmark = pytest.mark.host
 
 
-
 def node(comfy, name):
     return comfy.NODE_CLASS_MAPPINGS[name]
 
@@ -40,11 +40,19 @@ def user_dir(comfy, tmp_path):
 def test_template_nodes_save_export_load_and_refuse_bad_names(comfy, user_dir):
     (canvas,) = node(comfy, "PakatiCanvas").execute(width=128, height=128, regions=json.dumps(CANVAS)).result
     ref = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((64, 64)), np.float32) / 255
-    (refs,) = node(comfy, "PakatiReference").execute(image=torch.from_numpy(ref)[None], aspect="color", description="suit",
-                                                     weight=1.5).result
+    (refs,) = (
+        node(comfy, "PakatiReference").execute(image=torch.from_numpy(ref)[None], aspect="color", description="suit", weight=1.5).result
+    )
     save = node(comfy, "PakatiSaveTemplate")
-    out = save.execute(canvas=canvas, name="Astronaut", description="centre subject", settings='{"refine": {"target": 0.9}}',
-                       references=refs, image=torch.from_numpy(ref)[None], export_json=True)
+    out = save.execute(
+        canvas=canvas,
+        name="Astronaut",
+        description="centre subject",
+        settings='{"refine": {"target": 0.9}}',
+        references=refs,
+        image=torch.from_numpy(ref)[None],
+        export_json=True,
+    )
     doc = json.loads(out.result[0])
     assert doc["format"] == "pakati.template" and doc["canvas"] == canvas.to_dict() and doc["thumbnail_png_base64"]
     assert "Saved template 'Astronaut' (1 regions, 1 references)" in out.ui.as_dict()["text"][0]
@@ -78,8 +86,9 @@ def second_server(comfy_server, tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy_second")
     old = os.environ.get("PAKATI_DATABASE_URL")
     os.environ["PAKATI_DATABASE_URL"] = f"sqlite:///{db}"
-    server = ComfyServer(HOST, base, packs={"pakati": REPO, "pakati_test_nodes": HOST_NODES / "pakati_test_nodes"},
-                         extra_args=["--multi-user"])
+    server = ComfyServer(
+        HOST, base, packs={"pakati": REPO, "pakati_test_nodes": HOST_NODES / "pakati_test_nodes"}, extra_args=["--multi-user"]
+    )
     try:
         server.start()
     finally:
@@ -112,8 +121,10 @@ def test_two_servers_writing_one_database_at_once_lose_nothing(comfy_server, sec
             with lock:
                 ids.append((server, pid))
 
-    threads = [threading.Thread(target=queue_many, args=(comfy_server, "A", 100, None)),
-               threading.Thread(target=queue_many, args=(server_b, "B", None, writer))]
+    threads = [
+        threading.Thread(target=queue_many, args=(comfy_server, "A", 100, None)),
+        threading.Thread(target=queue_many, args=(server_b, "B", None, writer)),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -211,8 +222,9 @@ def test_a_regional_generation_saved_by_pakati_save_image_is_in_the_history(comf
     assert run["prompts"]["base"] == prompt["3"]["inputs"]["base_prompt"]
     assert run["seeds"] == [2024]
     ks = prompt[node_of(prompt, "KSampler")]["inputs"]
-    assert {k: run["params"][k] for k in ("steps", "cfg", "sampler_name", "scheduler", "denoise")} == \
-        {k: ks[k] for k in ("steps", "cfg", "sampler_name", "scheduler", "denoise")}
+    assert {k: run["params"][k] for k in ("steps", "cfg", "sampler_name", "scheduler", "denoise")} == {
+        k: ks[k] for k in ("steps", "cfg", "sampler_name", "scheduler", "denoise")
+    }
     assert run["params"]["saved"] == {"filename": mine["filename"], "subfolder": "", "type": "output"}
     assert run["image_hash"] == image_hash(pixels.astype(np.float32) / 255.0), "the hash is the saved file's pixels"
     assert run["thumbnail"].startswith("data:image/png;base64,") and run["timings"]["since_queued_s"] > 0
@@ -304,8 +316,16 @@ def test_nodes_that_read_a_users_rows_are_cached_per_user(comfy, tmp_path, monke
 
     persistence = sys.modules[loaded_pack().__name__ + ".nodes.persistence"]
     monkeypatch.setenv("PAKATI_DATABASE_URL", f"sqlite:///{tmp_path / 'f.db'}")
-    nodes = {"PakatiSaveImage": {}, "PakatiSaveTemplate": {}, "PakatiLoadTemplate": {"name": "x"}, "PakatiLearnReference": {},
-             "PakatiRefine": {"learn": True}, "PakatiPlan": {}, "PakatiCheckAlignment": {}, "PakatiAskVision": {}}
+    nodes = {
+        "PakatiSaveImage": {},
+        "PakatiSaveTemplate": {},
+        "PakatiLoadTemplate": {"name": "x"},
+        "PakatiLearnReference": {},
+        "PakatiRefine": {"learn": True},
+        "PakatiPlan": {},
+        "PakatiCheckAlignment": {},
+        "PakatiAskVision": {},
+    }
 
     def fingerprint(cls: str, user: str, inputs: dict) -> str:
         token = persistence.request_user.set(user)

@@ -1,4 +1,5 @@
 """PakatiLearnReference / PakatiUseUnderstanding through the real host: tiny model, real sampler, real server."""
+
 from __future__ import annotations
 
 import json
@@ -8,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from pakati_core.store import open_store
-from comfy_client import PromptRejected
 from skimage import data
 from skimage.transform import resize
+
+from comfy_client import PromptRejected
+from pakati_core.store import open_store
 
 pytestmark = pytest.mark.host
 
@@ -26,9 +27,24 @@ def reference(side: int = 64) -> torch.Tensor:
 
 def learn_inputs(tiny, image, **over):
     model, clip, vae = tiny
-    inputs = dict(model=model, clip=clip, vae=vae, image=image, description="an astronaut in a white suit",
-                  strategies="all", levels=1, attempts=2, seed=0, steps=2, cfg=4.0, sampler_name="euler",
-                  scheduler="normal", negative="", max_side=64, force=False)
+    inputs = dict(
+        model=model,
+        clip=clip,
+        vae=vae,
+        image=image,
+        description="an astronaut in a white suit",
+        strategies="all",
+        levels=1,
+        attempts=2,
+        seed=0,
+        steps=2,
+        cfg=4.0,
+        sampler_name="euler",
+        scheduler="normal",
+        negative="",
+        max_side=64,
+        force=False,
+    )
     inputs.update(over)
     return inputs
 
@@ -56,8 +72,11 @@ def test_tiny_model_reports_all_seven_strategies_without_mastery(comfy, tiny, us
         assert lv["best_baseline"] in (("unsharp", "richardson_lucy") if name == "frequency_bands" else ("telea", "biharmonic"))
         assert not lv["mastered"] and lv["shortfall"]
     # random weights cannot beat Telea/biharmonic on the spatial masks
-    assert all(report["strategies"][n]["best_composite"] < report["strategies"][n]["best_baseline_composite"]
-               for n in ALL if n != "frequency_bands")
+    assert all(
+        report["strategies"][n]["best_composite"] < report["strategies"][n]["best_baseline_composite"]
+        for n in ALL
+        if n != "frequency_bands"
+    )
     assert preview.shape[0] == 1 and preview.shape[-1] == 3 and preview.shape[1] >= 128
     assert "text" in out.ui and out.ui["images"]
     assert set(report["statistics"]) == {"color", "texture", "composition"}
@@ -72,7 +91,9 @@ def test_use_understanding_outputs(comfy, tiny, user_dir):
     again = learn_node.execute(**learn_inputs(tiny, reference(), strategies="center_out", force=True)).result[1]
     assert json.loads(again)["strategies"] == json.loads(text)["strategies"]
     use = comfy.NODE_CLASS_MAPPINGS["PakatiUseUnderstanding"]
-    refs, prompt, init, info = use.execute(understanding=understanding, target_prompt="a cosmonaut on the moon", aspects="color, texture").result
+    refs, prompt, init, info = use.execute(
+        understanding=understanding, target_prompt="a cosmonaut on the moon", aspects="color, texture"
+    ).result
     assert [r.aspect for r in refs] == ["color", "texture"] and refs[0].description == "an astronaut in a white suit"
     assert prompt.startswith("a cosmonaut on the moon, (an astronaut in a white suit:")
     assert init.shape == (1, 64, 64, 3)

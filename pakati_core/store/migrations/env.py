@@ -4,6 +4,7 @@ Pakati runs its migrations itself (``pakati_core.store.engine.migrate``) on a co
 hands over in ``config.attributes["connection"]``; nothing here reads alembic.ini or imports
 the pack (ComfyUI imports the pack under its file path, so absolute imports would fail).
 """
+
 from alembic import context
 
 VERSION_TABLE = "pakati_alembic_version"

@@ -4,19 +4,19 @@ Test-only: no pretrained weights can be downloaded here, so the real ComfyUI cod
 (BaseModel, ModelPatcher, SDXL text encoders and tokenizers, VAE, samplers) run on a model
 small enough to sample in seconds on a CPU.
 """
+
 from __future__ import annotations
 
 import functools
 
-import torch
-
+import comfy.model_management
 import comfy.model_patcher
 import comfy.sd
 import comfy.sdxl_clip
 import comfy.supported_models
 import comfy.supported_models_base
 import comfy.taesd.taesd
-import comfy.model_management
+import torch
 
 UNET_CONFIG = {
     "use_checkpoint": False,
@@ -62,8 +62,9 @@ def _init_(module: torch.nn.Module, seed: int, scale: float = 0.02) -> None:
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32).to(p.dtype) * scale)
 
 
-def build_model(seed: int = 0, model_channels: int = 32, weight_dtype: torch.dtype = torch.float32,
-                compute_dtype: torch.dtype | None = None) -> comfy.model_patcher.ModelPatcher:
+def build_model(
+    seed: int = 0, model_channels: int = 32, weight_dtype: torch.dtype = torch.float32, compute_dtype: torch.dtype | None = None
+) -> comfy.model_patcher.ModelPatcher:
     """A random-weight SDXL-class model; ``weight_dtype`` fp16 with ``compute_dtype`` fp32 gives
     ComfyUI's manual-cast layers (weights cast at every call), as for fp8/fp16 checkpoints."""
     config = dict(UNET_CONFIG, model_channels=model_channels)

@@ -6,8 +6,9 @@ is the step a migration test on a populated database must show keeps every row.
 Revision ID: 0002
 Revises: 0001
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0002"
 down_revision = "0001"
