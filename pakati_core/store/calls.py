@@ -21,11 +21,7 @@ class CallRepository:
         """Keep one provider call. Keys never: extra fields that look like secrets are dropped;
         the prompt only when PAKATI_RECORD_PROMPTS=1 (or ``record_prompts``)."""
         data = asdict(call) if hasattr(call, "__dataclass_fields__") else dict(call)
-        extra = {
-            k: v
-            for k, v in (data.get("extra") or {}).items()
-            if not is_secret_name(k) and not looks_secret(v)
-        }
+        extra = {k: v for k, v in (data.get("extra") or {}).items() if not is_secret_name(k) and not looks_secret(v)}
         finite(extra, "extra")
         row = ApiCall(
             owner=self.db.owner,

@@ -1,4 +1,5 @@
 """The store's image keys and blobs come from pakati_core.images and stay what they always were."""
+
 from __future__ import annotations
 
 import hashlib
@@ -43,8 +44,10 @@ def test_uint8_images_are_read_as_8_bit_not_clipped_to_white():
     assert store_images.image_hash(u8) != _stored_key(u8)
 
 
-@pytest.mark.parametrize("bad, match", [(np.full((4, 4, 3), np.nan, np.float32), "NaN"), (np.zeros((4, 4, 2), np.float32), "shape"),
-                                        (np.zeros((4, 4, 3), bool), "boolean")])
+@pytest.mark.parametrize(
+    "bad, match",
+    [(np.full((4, 4, 3), np.nan, np.float32), "NaN"), (np.zeros((4, 4, 2), np.float32), "shape"), (np.zeros((4, 4, 3), bool), "boolean")],
+)
 def test_unreadable_images_raise_the_store_error(bad, match):
     with pytest.raises(StoreError, match=match):
         store_images.image_hash(bad)

@@ -1,4 +1,5 @@
 """The store's secret checks are pakati_core.redaction's, and they catch everything the store's own patterns caught."""
+
 from __future__ import annotations
 
 import re
