@@ -27,7 +27,7 @@ from ..pakati_core.regional import RegionalOptions, RegionSet
 from ..pakati_core.regional.from_canvas import regions_from_canvas
 from ..pakati_core.regional.joint import JointGeometry, JointRegionalAttention, flux_grid, real_token_count
 from .common import PakatiNodeError, checked
-from .regional_patch import WRAPPER_KEY
+from .regional_patch import WRAPPER_KEY, finite_prediction
 from .unet import in_schedule_range
 
 log = logging.getLogger("pakati")
@@ -256,12 +256,4 @@ class FluxRegionalWrapper:
             dit[key] = JointBlock(state, n_double + i < masked, False, dit.get(key))
         replace["dit"] = dit
         options["patches_replace"] = replace
-        out = executor(x, t, c_concat, context, control, options, **kwargs)
-        if not bool(torch.isfinite(out).all()):
-            raise PakatiNodeError(
-                "PakatiApplyRegions",
-                "model",
-                f"the model's prediction with the regions applied has NaN/infinite values (sigma {float(t.flatten()[0]):.4g}): "
-                "the model or a patch on it overflows (fp16 overflow, a broken checkpoint or LoRA); try --force-fp32 or another checkpoint",
-            )
-        return out
+        return finite_prediction(executor(x, t, c_concat, context, control, options, **kwargs), t)

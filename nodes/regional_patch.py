@@ -167,15 +167,7 @@ class RegionalWrapper:
             attn2[key] = RegionalAttn2(self.core, state, layer, self.projections, inner)
         replace["attn2"] = attn2
         options["patches_replace"] = replace
-        out = executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
-        if not bool(torch.isfinite(out).all()):
-            raise PakatiNodeError(
-                "PakatiApplyRegions",
-                "model",
-                f"the model's prediction with the regions applied has NaN/infinite values (sigma {float(t.flatten()[0]):.4g}): "
-                "the model or a patch on it overflows (fp16 overflow, a broken checkpoint or LoRA); try --force-fp32 or another checkpoint",
-            )
-        return out
+        return finite_prediction(executor(x, t, c_concat, c_crossattn, control, options, **kwargs), t)
 
 
 class RunScope:
@@ -193,3 +185,15 @@ class RunScope:
             return executor(*args, **kwargs)
         finally:
             self.projections.release_accelerator_memory()
+
+
+def finite_prediction(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``out`` when every value is finite; else the error that names Apply Regions and the sigma (SDXL and Flux alike)."""
+    if not bool(torch.isfinite(out).all()):
+        raise PakatiNodeError(
+            "PakatiApplyRegions",
+            "model",
+            f"the model's prediction with the regions applied has NaN/infinite values (sigma {float(t.flatten()[0]):.4g}): "
+            "the model or a patch on it overflows (fp16 overflow, a broken checkpoint or LoRA); try --force-fp32 or another checkpoint",
+        )
+    return out
