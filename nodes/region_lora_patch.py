@@ -179,14 +179,14 @@ class RegionLoraAttn2:
         heads = extra_options["n_heads"]
         if self.inner is not None:
             out = self.inner(q, k, v, extra_options)
-        else:
+        else:  # ComfyUI's own attention over the base tokens: the delta reuses it as attn(q, K, V)
             out = comfy_attention.optimized_attention(
                 q, k, v, heads, attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options
             )
         if out.requires_grad:
             out = out.clone()
         grid = call_grid(extra_options, q.shape[1], self.call.latent_hw)
-        return kv_attention_delta(out, q, k, v, heads, self.items, self.call.context, grid)
+        return kv_attention_delta(out, q, k, v, heads, self.items, self.call.context, grid, plain=self.inner is None)
 
 
 class RegionLoraWrapper:
@@ -216,7 +216,7 @@ class RegionLoraWrapper:
                 per_module.setdefault(path, []).extend((d, lora.mask) for d in deltas)
             for path, (dk, dv) in lora.kv.items():
                 per_attn.setdefault(path, []).append((dk, dv, lora.mask))
-        modules = [(comfy.utils.get_attr(base_model, path), items) for path, items in per_module.items()]
+        modules = [(comfy.utils.get_attr(base_model, path), (items, {})) for path, items in per_module.items()]
         unet = base_model.diffusion_model
         paths = {id(m): n for n, m in base_model.named_modules() if n.endswith(".attn2")}
         attn = {}
@@ -250,8 +250,8 @@ class RegionLoraWrapper:
             options["patches_replace"] = replace
         handles = []
         try:
-            for module, items in modules:
-                handles.append(module.register_forward_hook(_Hook(items, latent_hw)))
+            for module, (items, cache) in modules:
+                handles.append(module.register_forward_hook(_Hook(items, latent_hw, cache)))
             return executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
         finally:
             for h in handles:
@@ -269,15 +269,16 @@ class _Bound:
 
 
 class _Hook:
-    """Forward hook of one layer for one model call: ``output += Σ m ⊙ Δ(input)``."""
+    """Forward hook of one layer for one model call: ``output += Σ m ⊙ Δ(input)`` (``cache``: the layer's
+    stacked low-rank factors, kept with the wrapper's layout across calls)."""
 
-    def __init__(self, items: list, latent_hw: tuple[int, int]):
-        self.items, self.latent_hw = items, latent_hw
+    def __init__(self, items: list, latent_hw: tuple[int, int], cache: dict):
+        self.items, self.latent_hw, self.cache = items, latent_hw, cache
 
     def __call__(self, module, args, output):
         if not args or not isinstance(output, torch.Tensor):
             return output
-        return add_masked(output, args[0], self.items, self.latent_hw)
+        return add_masked(output, args[0], self.items, self.latent_hw, self.cache)
 
 
 def check_aspect(lora: BoundLora, latent_hw: tuple[int, int]) -> None:

@@ -15,6 +15,7 @@ Pure torch: the ComfyUI adapter (key mapping, hooks, attention replace) is
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +64,24 @@ class LayerDelta:
             cached = self._cast[key] = t.to(device=device, dtype=dtype)
         return cached
 
+    @property
+    def linear_low_rank(self) -> bool:
+        return self.up is not None and self.conv is None
+
+    def factors(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """A low-rank linear change as ``(down [in, r], scale · up [r, out])``: ``Δ(x) = (x @ down) @ up``
+        (contiguous, cast once per device and dtype, the scale folded into the up matrix)."""
+        key = ("factors", str(device), dtype)
+        cached = self._cast.get(key)
+        if cached is None:
+            down, up = self.down.reshape(self.down.shape[0], -1), self.up.reshape(self.up.shape[0], -1)
+            up = up * self.scale if self.scale != 1.0 else up
+            cached = self._cast[key] = (
+                down.t().to(device=device, dtype=dtype).contiguous(),
+                up.t().to(device=device, dtype=dtype).contiguous(),
+            )
+        return cached
+
     def __call__(self, x: torch.Tensor, out_hw: tuple[int, int] | None = None) -> torch.Tensor:
         """``Δ(x)``: ``x`` is ``[..., in]`` for a linear layer, ``[B, in, H, W]`` for a convolution
         (``out_hw``: the base convolution's output size, needed when only its bias changes)."""
@@ -99,6 +118,17 @@ class Positions:
     count: int
     full_weight: torch.Tensor  # [1, 1, H, W] for feature maps
     hard: bool  # every covered weight is exactly 1
+    _rows: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def rows(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(index, weight)`` of the covered rows of a ``[batch · H·W, C]`` view of a ``[batch, H·W, C]``
+        activation (``index`` must not be None), built once per batch size."""
+        cached = self._rows.get(batch)
+        if cached is None:
+            n = self.full_weight.shape[-2] * self.full_weight.shape[-1]
+            index = torch.cat([self.index + i * n for i in range(batch)]) if batch > 1 else self.index
+            cached = self._rows[batch] = (index, self.weight.repeat(batch, 1) if batch > 1 else self.weight)
+        return cached
 
 
 class RegionMask:
@@ -113,6 +143,8 @@ class RegionMask:
         self.mask = np.clip(m, 0.0, 1.0)
         self.name = name
         self.empty = not bool((self.mask > 0).any())
+        # equal masks have equal positions at every grid: region LoRAs on one region share their gathers
+        self.key = (self.mask.shape, hashlib.blake2b(self.mask.tobytes(), digest_size=16).hexdigest())
         self._grid: dict[tuple, torch.Tensor] = {}
         self._pos: dict[tuple, Positions] = {}
 
@@ -155,17 +187,41 @@ def token_grid(latent_hw: tuple[int, int], tokens: int) -> tuple[int, int]:
 
 
 def add_masked(
-    output: torch.Tensor, x: torch.Tensor, items: list[tuple[LayerDelta, RegionMask]], latent_hw: tuple[int, int]
+    output: torch.Tensor,
+    x: torch.Tensor,
+    items: list[tuple[LayerDelta, RegionMask]],
+    latent_hw: tuple[int, int],
+    cache: dict | None = None,
 ) -> torch.Tensor:
     """``output + Σ m ⊙ Δ(x)`` for one layer; ``output`` is written in place unless autograd tracks it.
 
     ``x``/``output`` are ``[B, tokens, C]`` (token grid from ``latent_hw``) or ``[B, C, H, W]``.
     Inputs of any other shape (embeddings, which have no positions) are returned unchanged.
+    ``cache`` (one dict per layer, kept by the caller across calls) holds the stacked factors of
+    several low-rank changes bound to one mask.
+
+    Low-rank linear changes (plain LoRAs) take the fast path: the changes bound to equal masks are
+    stacked into one ``[in, Σr]`` down and one ``[Σr, out]`` up matrix (the scale folded in), the
+    covered rows of the batch-flattened activation are gathered once, the mask weights multiply
+    the rank-``Σr`` activations (not the ``out``-wide change), and the change is accumulated in
+    place (``addmm_`` where the mask covers every position, one ``index_add_`` of rows otherwise).
+    Positions outside the mask are never written.
     """
     track = output.requires_grad
     if x.ndim == 3 and output.ndim == 3:
         grid = token_grid(latent_hw, x.shape[1])
-        for delta, mask in items:
+        rest = items
+        if not track and x.dtype == output.dtype and output.is_contiguous():
+            groups: dict[tuple, tuple[RegionMask, list[LayerDelta]]] = {}
+            rest = []
+            for delta, mask in items:
+                if delta.linear_low_rank:
+                    groups.setdefault(mask.key, (mask, []))[1].append(delta)
+                else:
+                    rest.append((delta, mask))
+            for mask, deltas in groups.values():
+                _add_low_rank(output, x, mask.positions(*grid, x.device, output.dtype), deltas, cache)
+        for delta, mask in rest:
             p = mask.positions(*grid, x.device, output.dtype)
             if p.count == 0:
                 continue
@@ -190,6 +246,37 @@ def add_masked(
     return output
 
 
+def _add_low_rank(output: torch.Tensor, x: torch.Tensor, p: Positions, deltas: list[LayerDelta], cache: dict | None) -> None:
+    """``output += m ⊙ Σ (x @ downᵢ) @ upᵢ`` in place, for low-rank linear changes bound to one mask."""
+    if p.count == 0:
+        return
+    if len(deltas) == 1:
+        down, up = deltas[0].factors(x.device, x.dtype)
+    else:
+        key = (tuple(id(d) for d in deltas), str(x.device), x.dtype)
+        stacked = cache.get(key) if cache is not None else None
+        if stacked is None:
+            parts = [d.factors(x.device, x.dtype) for d in deltas]
+            stacked = (torch.cat([a for a, _ in parts], 1), torch.cat([b for _, b in parts], 0))
+            if cache is not None:
+                cache[key] = stacked
+        down, up = stacked
+    b, n, c = x.shape
+    rows = x.reshape(b * n, c)
+    out = output.view(b * n, output.shape[-1])
+    if p.index is None:
+        h = torch.mm(rows, down)
+        if not p.hard:
+            h.view(b, n, -1).mul_(p.weight)
+        out.addmm_(h, up)
+        return
+    index, weight = p.rows(b)
+    h = torch.mm(rows.index_select(0, index), down)
+    if not p.hard:
+        h.mul_(weight)
+    out.index_add_(0, index, torch.mm(h, up))
+
+
 def kv_attention_delta(
     out: torch.Tensor,
     q: torch.Tensor,
@@ -199,24 +286,36 @@ def kv_attention_delta(
     items: list[tuple[LayerDelta | None, LayerDelta | None, RegionMask]],
     context: torch.Tensor,
     grid: tuple[int, int],
+    plain: bool = False,
 ) -> torch.Tensor:
     """``out + Σ m ⊙ (attn(q, K + ΔK, V + ΔV) − attn(q, K, V))`` at each mask's covered positions.
 
     ``context`` is the text the layer's ``K = to_k(context)``, ``V = to_v(context)`` were projected
-    from (``[B or 1, T, C]``); ``out`` is the attention output ``[B, Q, heads·d]``.
+    from (``[B or 1, T, C]``); ``out`` is the attention output ``[B, Q, heads·d]``. ``plain``: ``out``
+    is ``attn(q, K, V)`` itself (no other attention replace computed it), so it is reused instead of
+    computing that attention again (read at each mask's positions before anything is added).
     """
     track = out.requires_grad
     ctx = context.to(device=k.device, dtype=k.dtype)
     if ctx.shape[0] != k.shape[0]:
         ctx = ctx.expand(k.shape[0], -1, -1)
+    work = []
     for dk, dv, mask in items:
         p = mask.positions(*grid, q.device, out.dtype)
         if p.count == 0:
             continue
+        qc = q if p.index is None else q.index_select(1, p.index)
+        if not plain:
+            base = sdpa(qc, k, v, heads)
+        elif p.index is not None:
+            base = out.index_select(1, p.index)
+        else:
+            base = out if len(items) == 1 else out.clone()
+        work.append((dk, dv, p, qc, base))
+    for dk, dv, p, qc, base in work:
         k2 = k + dk(ctx).to(k.dtype) if dk is not None else k
         v2 = v + dv(ctx).to(v.dtype) if dv is not None else v
-        qc = q if p.index is None else q.index_select(1, p.index)
-        d = (sdpa(qc, k2, v2, heads) - sdpa(qc, k, v, heads)).to(out.dtype)
+        d = sdpa(qc, k2, v2, heads).to(out.dtype) - base.to(out.dtype)
         d = d if p.hard else d * p.weight
         if p.index is None:
             out = out + d if track else out.add_(d)
