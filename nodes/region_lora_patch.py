@@ -28,7 +28,7 @@ import comfy.utils
 import comfy.weight_adapter
 import torch
 
-from ..pakati_core.regional.lora import LayerDelta, RegionMask, add_masked, apply_to_tokens, kv_attention_delta
+from ..pakati_core.regional.lora import LayerDelta, RegionMask, add_kv_differences, add_masked, apply_to_tokens, kv_differences
 from .unet import attn2_blocks, call_grid
 
 log = logging.getLogger("pakati")
@@ -175,18 +175,33 @@ class RegionLoraAttn2:
     def __init__(self, call: RegionLoraCall, items: list, inner=None):
         self.call, self.items, self.inner = call, items, inner
 
+    @property
+    def plain_based(self) -> bool:
+        """Whether this replace's output is ComfyUI's plain attention plus differences taken from it (no other
+        replace inside): Pakati's regional attention, which computes the plain attention itself, then calls
+        ``differences`` and ``add`` instead of this replace, so the plain attention is computed once."""
+        return self.inner is None
+
+    def differences(self, plain: torch.Tensor | None, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> list:
+        grid = call_grid(extra_options, q.shape[1], self.call.latent_hw)
+        return kv_differences(plain, q, k, v, extra_options["n_heads"], self.items, self.call.context, grid)
+
+    @staticmethod
+    def add(out: torch.Tensor, differences: list) -> torch.Tensor:
+        return add_kv_differences(out, differences)
+
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
-        heads = extra_options["n_heads"]
         if self.inner is not None:
             out = self.inner(q, k, v, extra_options)
-        else:  # ComfyUI's own attention over the base tokens: the delta reuses it as attn(q, K, V)
+            plain = None
+        else:  # ComfyUI's own attention over the base tokens: the differences reuse it as attn(q, K, V)
             out = comfy_attention.optimized_attention(
-                q, k, v, heads, attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options
+                q, k, v, extra_options["n_heads"], attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options
             )
+            plain = out
         if out.requires_grad:
             out = out.clone()
-        grid = call_grid(extra_options, q.shape[1], self.call.latent_hw)
-        return kv_attention_delta(out, q, k, v, heads, self.items, self.call.context, grid, plain=self.inner is None)
+        return add_kv_differences(out, self.differences(plain, q, k, v, extra_options))
 
 
 class RegionLoraWrapper:

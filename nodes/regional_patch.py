@@ -89,7 +89,8 @@ class RegionalAttn2:
         plans = {i: self.core.plan(kinds[i], self.state.latent_hw, grid, q.device, q.dtype) for i in regional}
         kx, vx = self.region_kv(q.device, q.dtype, extra_options)
         rows = lambda i: slice(i * per, (i + 1) * per)  # noqa: E731
-        if self.inner is not None:
+        plain_based = all(plans[i].base_index is None for i in regional) and getattr(self.inner, "plain_based", False)
+        if self.inner is not None and not plain_based:
             out = self.inner(q, k, v, extra_options)
             if out.requires_grad:  # a gradient pass (Attend-and-Excite): the in-place blend must not touch a saved output
                 out = out.clone()
@@ -100,8 +101,11 @@ class RegionalAttn2:
                 else:
                     out[rows(i)].index_add_(1, where, delta.to(out.dtype))
             return out
+        differences = None
         if all(plans[i].base_index is None for i in regional):
             out = self._plain(q, k, v, heads, extra_options)  # the base prompt applies everywhere: ComfyUI's own attention, once
+            if plain_based:  # a region LoRA's K/V differences, taken from this plain attention before the blend
+                differences = self.inner.differences(out, q, k, v, extra_options)
             if out.requires_grad:  # a gradient pass (Attend-and-Excite): the in-place blend must not touch a saved output
                 out = out.clone()
         else:
@@ -114,7 +118,7 @@ class RegionalAttn2:
                     out[r] = self._plain(q[r], k[r], v[r], heads, extra_options)
         for i in regional:
             blend(out[rows(i)], q[rows(i)], kx, vx, heads, plans[i])
-        return out
+        return out if differences is None else self.inner.add(out, differences)
 
     @staticmethod
     def _plain(q, k, v, heads, extra_options):

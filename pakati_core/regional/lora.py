@@ -293,30 +293,54 @@ def kv_attention_delta(
     ``context`` is the text the layer's ``K = to_k(context)``, ``V = to_v(context)`` were projected
     from (``[B or 1, T, C]``); ``out`` is the attention output ``[B, Q, heads·d]``. ``plain``: ``out``
     is ``attn(q, K, V)`` itself (no other attention replace computed it), so it is reused instead of
-    computing that attention again (read at each mask's positions before anything is added).
+    computing that attention again.
     """
-    track = out.requires_grad
+    return add_kv_differences(out, kv_differences(out if plain else None, q, k, v, heads, items, context, grid))
+
+
+def kv_differences(
+    plain: torch.Tensor | None,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    heads: int,
+    items: list[tuple[LayerDelta | None, LayerDelta | None, RegionMask]],
+    context: torch.Tensor,
+    grid: tuple[int, int],
+) -> list[tuple[Positions, torch.Tensor]]:
+    """Each mask's ``(positions, m ⊙ (attn(q, K + ΔK, V + ΔV) − attn(q, K, V)))`` at the positions it covers.
+
+    ``plain``: ``attn(q, K, V)`` already computed (``[B, Q, heads·d]``), read at the covered positions
+    instead of computing it again; None computes it there. Nothing is written, so an outer attention
+    can take the differences from the plain attention, blend its own terms, then add them
+    (``add_kv_differences``).
+    """
     ctx = context.to(device=k.device, dtype=k.dtype)
     if ctx.shape[0] != k.shape[0]:
         ctx = ctx.expand(k.shape[0], -1, -1)
-    work = []
+    dtype = plain.dtype if plain is not None else q.dtype
+    out = []
     for dk, dv, mask in items:
-        p = mask.positions(*grid, q.device, out.dtype)
+        p = mask.positions(*grid, q.device, dtype)
         if p.count == 0:
             continue
         qc = q if p.index is None else q.index_select(1, p.index)
-        if not plain:
+        if plain is None:
             base = sdpa(qc, k, v, heads)
-        elif p.index is not None:
-            base = out.index_select(1, p.index)
         else:
-            base = out if len(items) == 1 else out.clone()
-        work.append((dk, dv, p, qc, base))
-    for dk, dv, p, qc, base in work:
+            base = plain if p.index is None else plain.index_select(1, p.index)
         k2 = k + dk(ctx).to(k.dtype) if dk is not None else k
         v2 = v + dv(ctx).to(v.dtype) if dv is not None else v
-        d = sdpa(qc, k2, v2, heads).to(out.dtype) - base.to(out.dtype)
-        d = d if p.hard else d * p.weight
+        d = sdpa(qc, k2, v2, heads).to(dtype) - base.to(dtype)
+        out.append((p, d if p.hard else d * p.weight if d.requires_grad else d.mul_(p.weight)))
+    return out
+
+
+def add_kv_differences(out: torch.Tensor, differences: list[tuple[Positions, torch.Tensor]]) -> torch.Tensor:
+    """``out`` plus the differences of ``kv_differences`` (in place unless autograd tracks ``out``)."""
+    track = out.requires_grad
+    for p, d in differences:
+        d = d.to(out.dtype)
         if p.index is None:
             out = out + d if track else out.add_(d)
         else:
