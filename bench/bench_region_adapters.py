@@ -10,7 +10,10 @@ One process, the 16.7 M-parameter SDXL-class UNet of bench_regional.py, two side
   hook (ComfyUI evaluates each hook group in its own pass with its LoRA patched in).
 
 Rounds alternate as in bench_regional.py (every configuration once per round, order rotated, a
-warm-up round first); each ratio is the median of its per-round ratios.
+warm-up round first); each ratio is the median of its per-round ratios (their range is printed:
+on a loaded machine it is wide). Beside the timings, the floating-point work of one sampling step
+of each configuration is counted (``torch.utils.flop_counter``, with CPU SDPA counted too): a
+figure no machine load changes, and the floor of the LoRA ratio.
 
     python bench/bench_region_adapters.py --threads 1 --markdown
 
@@ -50,10 +53,23 @@ def parse() -> argparse.Namespace:
     return ap.parse_args()
 
 
+def count_cpu_sdpa(torch) -> None:
+    """torch's flop counter counts the CUDA SDPA kernels only: count the CPU one the same way."""
+    from torch.utils import flop_counter
+
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is not None and op not in flop_counter.flop_registry:
+
+        @flop_counter.register_flop_formula(op)
+        def _sdpa_cpu(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+            return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
 def main() -> None:
     args = parse()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     torch, nodes = load_host(args.threads)
+    count_cpu_sdpa(torch)
     import comfy.model_management
     import folder_paths
 
@@ -120,6 +136,17 @@ def main() -> None:
     ]
     baseline, ours, hooks = (c[0] for c in configs)
 
+    def step_flops(m, p) -> float:
+        """GFLOP of one sampling step (one euler step: every model evaluation it makes)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            nodes.common_ksampler(m, 42, 1, 5.0, "euler", "normal", p, negative, latent)
+        return counter.get_total_flops() / 1e9
+
+    gflop = {name: step_flops(m, p) for name, m, p in configs}
+
     def timed(m, p) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -155,24 +182,32 @@ def main() -> None:
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = [(name, statistics.median(seconds[name])) for name, *_ in configs]
     ratio_plain, ratio_hooks = statistics.median(vs_plain), statistics.median(vs_hooks)
+    spread_plain, spread_hooks = f"{min(vs_plain):.2f}–{max(vs_plain):.2f}", f"{min(vs_hooks):.2f}–{max(vs_hooks):.2f}"
+    work = gflop[ours] / gflop[baseline]
     if args.markdown:
         print(
             f"\n`{command}` — measured {when}: {what}; rounds alternate, median of {args.repeats}; "
             f"1-min load average {load:.1f} at the start, {load_end:.1f} at the end.\n"
         )
-        print("| configuration | seconds |")
-        print("| --- | ---: |")
-        for name, sec in rows:
-            print(f"| {name} | {sec:.2f} |")
-        print("\n| ratio | measured | target |")
+        print("| configuration | seconds | GFLOP per step (counted) |")
         print("| --- | ---: | ---: |")
-        print(f"| region LoRAs / the same run without them | {ratio_plain:.2f}× | ≤ 1.15× |")
-        print(f"| ComfyUI hooks route / Pakati region LoRAs | {ratio_hooks:.2f}× | ≥ 1.8× |")
+        for name, sec in rows:
+            print(f"| {name} | {sec:.2f} | {gflop[name]:.1f} |")
+        print("\n| ratio | measured (range over rounds) | counted work | target |")
+        print("| --- | ---: | ---: | ---: |")
+        print(f"| region LoRAs / the same run without them | {ratio_plain:.2f}× ({spread_plain}) | {work:.3f}× | ≤ 1.15× |")
+        print(
+            f"| ComfyUI hooks route / Pakati region LoRAs | {ratio_hooks:.2f}× ({spread_hooks}) | "
+            f"{gflop[hooks] / gflop[ours]:.2f}× | ≥ 1.8× |"
+        )
     else:
         print(f"\nRegion LoRA benchmark: {what}\nmedian of {args.repeats} alternating rounds; load {load:.1f} -> {load_end:.1f}")
         for name, sec in rows:
-            print(f"{name:100s} {sec:9.3f} s")
-        print(f"region LoRAs / without: {ratio_plain:.2f}x   hooks / region LoRAs: {ratio_hooks:.2f}x")
+            print(f"{name:100s} {sec:9.3f} s {gflop[name]:8.1f} GFLOP/step")
+        print(
+            f"region LoRAs / without: {ratio_plain:.2f}x ({spread_plain}; counted work {work:.3f}x)   "
+            f"hooks / region LoRAs: {ratio_hooks:.2f}x ({spread_hooks}; counted work {gflop[hooks] / gflop[ours]:.2f}x)"
+        )
 
 
 if __name__ == "__main__":
