@@ -43,3 +43,7 @@ class CheckError(OrchestrationError):
 
 class ContextError(OrchestrationError):
     """The context store cannot be read or written."""
+
+
+class RepairError(OrchestrationError):
+    """A region repair loop that cannot run (bad settings, a regenerated image of the wrong size or with NaN)."""
