@@ -249,20 +249,7 @@ class PakatiCheckAlignment(io.ComfyNode):
             raise PakatiNodeError(node, "image", "the image contains NaN or infinite values")
         the_plan = _resolve_plan(node, plan, goal or "", canvas, frame.shape[:2])
         notes: list[str] = []
-        judge = None
-        if checker != "offline":
-            from ..pakati_core.models import CachedJudge, KeyMissingError, make_judge
-
-            try:
-                from ..pakati_core.models.credentials import resolve_key
-
-                if checker != "local":  # a local endpoint needs no key
-                    resolve_key(checker)
-                judge = CachedJudge(make_judge(checker, model.strip() or None, recorder=BestEffortRecorder()), user_cache("judging"))
-            except KeyMissingError as e:
-                notes.append(f"checked offline: no API key is configured for {e.provider}")
-            except PakatiError as e:
-                raise PakatiNodeError(node, "checker", str(e)) from e
+        judge = checker_judge(node, checker, model, notes)
         pbar = comfy.utils.ProgressBar(2)
         comfy.model_management.throw_exception_if_processing_interrupted()
         t0 = time.perf_counter()
@@ -296,6 +283,25 @@ class PakatiCheckAlignment(io.ComfyNode):
             + ("\n" + "\n".join(notes) if notes else "")
         )
         return io.NodeOutput(score, report_text, suggestions, improved, improved.canvas_obj(), ui={"text": (summary,)})
+
+
+def checker_judge(node: str, checker: str, model: str, notes: list[str]):
+    """The vision judge ``checker`` names (None for offline), its answers cached per user; with no API key
+    configured for a cloud checker, None and a note in ``notes`` (the check runs offline)."""
+    if checker == "offline":
+        return None
+    from ..pakati_core.models import CachedJudge, KeyMissingError, make_judge
+    from ..pakati_core.models.credentials import resolve_key
+
+    try:
+        if checker != "local":  # a local endpoint needs no key
+            resolve_key(checker)
+        return CachedJudge(make_judge(checker, model.strip() or None, recorder=BestEffortRecorder()), user_cache("judging"))
+    except KeyMissingError as e:
+        notes.append(f"checked offline: no API key is configured for {e.provider}")
+    except PakatiError as e:
+        raise PakatiNodeError(node, "checker", str(e)) from e
+    return None
 
 
 def _resolve_plan(node: str, plan_in: Plan | None, goal: str, canvas: Canvas | None, shape: tuple[int, int]) -> Plan:

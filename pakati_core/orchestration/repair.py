@@ -261,6 +261,35 @@ def crop_regenerator(
     return regenerate
 
 
+def repair_round(
+    image: np.ndarray,
+    plan: Plan,
+    check_result: CheckResult,
+    regenerate: Regenerate,
+    settings: RepairSettings,
+    round_index: int,
+    check: Check | None = None,
+    best_score: float | None = None,
+) -> tuple[RepairRound, np.ndarray, Plan, CheckResult] | None:
+    """One repair round on ``image`` (checked as ``check_result`` against ``plan``): the failed regions redrawn by
+    ``regenerate``, every other pixel kept, the result checked against the replanned plan. None when no failed
+    question names a region that can be redrawn. ``improved`` compares with ``best_score`` (default: the input's)."""
+    check = check or (lambda img, p: check_alignment(img, p))
+    t0 = time.monotonic()
+    height, width = np.asarray(image).shape[:2]
+    repairs, new_plan = plan_repairs(plan, check_result, width, height, settings.seed, round_index)
+    if not repairs:
+        return None
+    regenerated = regenerate(image, repairs, new_plan, round_index)
+    out = keep_outside(image, regenerated, repair_blend(repairs, settings.grow, settings.feather))
+    result = check(out, new_plan)
+    best = float(check_result.score) if best_score is None else best_score
+    failed = [v.question.id for v in result.failed]
+    score = float(result.score)
+    rnd = RepairRound(round_index, score, failed, repairs, score > best, time.monotonic() - t0, result.to_dict())
+    return rnd, out, new_plan, result
+
+
 def repair_loop(
     image: np.ndarray,
     plan: Plan,
@@ -282,7 +311,6 @@ def repair_loop(
     src = np.asarray(image)
     if src.ndim != 3 or src.shape[2] < 3:
         raise RepairError(f"expected an H x W x 3 image, got shape {tuple(src.shape)}", field="image")
-    height, width = src.shape[:2]
     threshold = threshold_of(plan, settings.target)
     t0 = time.monotonic()
     first = initial if initial is not None else check(src, plan)
@@ -298,22 +326,16 @@ def repair_loop(
         if interrupted is not None and interrupted():
             stop = "interrupted"
             break
-        t0 = time.monotonic()
         current, current_check, current_plan, _ = best
-        repairs, new_plan = plan_repairs(current_plan, current_check, width, height, settings.seed, r)
-        if not repairs:
+        step = repair_round(current, current_plan, current_check, regenerate, settings, r, check, best_score=float(best[1].score))
+        if step is None:
             stop = "no_repairs"
             break
-        regenerated = regenerate(current, repairs, new_plan, r)
         if interrupted is not None and interrupted():
             stop = "interrupted"
             break
-        out = keep_outside(current, regenerated, repair_blend(repairs, settings.grow, settings.feather))
-        result = check(out, new_plan)
-        improved = float(result.score) > float(best[1].score)
-        rnd = RepairRound(
-            r, float(result.score), [v.question.id for v in result.failed], repairs, improved, time.monotonic() - t0, result.to_dict()
-        )
+        rnd, out, new_plan, result = step
+        improved = rnd.improved
         rounds.append(rnd)
         if on_round is not None:
             on_round(rnd)
@@ -344,5 +366,6 @@ __all__ = [
     "plan_repairs",
     "repair_blend",
     "repair_loop",
+    "repair_round",
     "threshold_of",
 ]
