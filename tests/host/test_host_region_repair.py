@@ -1,9 +1,10 @@
 """PakatiRepairRegions in real ComfyUI: the goal_repair template's repair node, queued on /prompt with the tiny
 SDXL-class model, redraws exactly the region whose check failed and leaves every other pixel as it was.
 
-The image is painted for the plan "a red ball on the left and a blue cube on the right" with a red cube,
-so the offline check fails on the cube's colour only. (The whole template, render included, runs in
-tests/browser/test_workflow_templates.py like every API twin.)
+The image is painted for the plan "a red ball on the left and a brown cube on the right" with a blue cube,
+so the offline check fails on the cube's colour only. (Brown, because the tiny random-weight model draws
+brownish noise whatever the prompt: its redraw passes the colour question, so the repair round is kept.)
+The whole template, render included, runs in tests/browser/test_workflow_templates.py like every API twin.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from pakati_core.orchestration.repair import plan_repairs, repair_blend
 
 pytestmark = pytest.mark.host
 
-GOAL = "a red ball on the left and a blue cube on the right"
+GOAL = "a red ball on the left and a brown cube on the right"
 SIZE = 256
-RED, GREY = (220, 30, 30), (128, 128, 128)
+RED, BLUE, GREY = (220, 30, 30), (30, 40, 220), (128, 128, 128)
 
 
 def painted():
@@ -31,7 +32,7 @@ def painted():
     img = np.full((SIZE, SIZE, 3), GREY, np.uint8)
     for o in p.objects:
         x0, y0, x1, y1 = (int(round(v)) for v in p.box(o.id))
-        img[y0:y1, x0:x1] = RED
+        img[y0:y1, x0:x1] = RED if o.noun == "ball" else BLUE
     return p, img
 
 
@@ -63,18 +64,15 @@ def test_repair_node_on_the_server_changes_only_the_failing_region(comfy_server)
     summary = entry["outputs"][repair_id]["text"][0]
     assert summary.startswith("score") and "cube" in summary
     first = check_alignment(src, p)
-    assert [v.question.id for v in first.failed] == ["attr:cube:blue"]
+    assert [v.question.id for v in first.failed] == ["attr:cube:brown"]
     inputs = prompt[repair_id]["inputs"]
     repairs, _ = plan_repairs(p, first, SIZE, SIZE)
     assert [r.region_id for r in repairs] == ["cube"]
     blend = repair_blend(repairs, inputs["grow"], inputs["feather"])
     changed = (got != src).any(-1)
     assert not changed[blend == 0].any(), "a pixel outside the cube's grown, feathered mask changed"
-    inside = repairs[0].mask >= 1
-    if changed.any():  # the run kept a repair round: the cube's inside was redrawn
-        assert changed[inside].mean() > 0.5
-    else:  # no round beat the input's score (random weights): the input comes back unchanged, as the report says
-        assert "round 0" in summary.split("\n")[0]
+    assert changed[repairs[0].mask >= 1].mean() > 0.9, "the cube was not redrawn"
+    assert "round 1" in summary.split("\n")[0] and "stop: target" in summary
 
 
 def test_repair_node_in_process_report_and_errors(comfy, tiny):
@@ -92,11 +90,13 @@ def test_repair_node_in_process_report_and_errors(comfy, tiny):
     out, report, score = cls.execute(image=image, **args).result
     rep = json.loads(report)
     assert torch.isfinite(out).all() and out.shape == image.shape
-    assert rep["rounds"][0]["failed"] == ["attr:cube:blue"] and rep["rounds"][1]["regions"] == ["cube"]
-    assert rep["rounds"][1]["repairs"][0]["prompt"] == "(blue:1.4) cube" and len(rep["rounds"]) == 2
-    assert rep["stop_reason"] in ("target", "max_rounds", "no_improvement") and score == pytest.approx(rep["score"])
+    assert rep["rounds"][0]["failed"] == ["attr:cube:brown"] and rep["rounds"][1]["regions"] == ["cube"]
+    assert rep["rounds"][1]["repairs"][0]["prompt"] == "(brown:1.4) cube" and len(rep["rounds"]) == 2
+    assert rep["stop_reason"] == "target" and rep["best_round"] == 1 and score == pytest.approx(rep["score"])
+    assert rep["score"] > rep["rounds"][0]["score"]
     changed = (out[0] != image[0]).any(-1).numpy()
-    assert not changed[repair_blend(plan_repairs(p, check_alignment(src, p), SIZE, SIZE)[0], 8, 16.0) == 0].any()
+    repairs = plan_repairs(p, check_alignment(src, p), SIZE, SIZE)[0]
+    assert not changed[repair_blend(repairs, 8, 16.0) == 0].any() and changed[repairs[0].mask >= 1].mean() > 0.9
     with pytest.raises(ValueError, match="PakatiRepairRegions: input 'image'"):
         cls.execute(image=image.repeat(2, 1, 1, 1), **args)
     with pytest.raises(ValueError, match="PakatiRepairRegions: input 'max_rounds'"):
