@@ -405,9 +405,10 @@ def test_cli_run_goal_plans_renders_checks_and_replans(comfy_server, server_b, t
 
 
 def test_run_goal_redraws_only_the_failed_region_with_a_local_checker(comfy_server, tmp_path, monkeypatch):
-    """run-goal (the CLI, in process) with --checker local over the local chat test server: round 0 renders the whole
-    image; its check fails on the ball's colour only, so round 1 redraws just the ball with a region-only prompt
-    built from the user's workflow, and every pixel outside the ball's blend band is the round-0 image's."""
+    """run-goal (the CLI, in process) with --checker local over the local chat test server: round 0 renders the
+    whole image; its check fails on the ball's colour only (the tiny model draws no blue), so round 1 redraws just
+    the ball with a region-only prompt built from the user's workflow, and every pixel outside the ball's blend
+    band is the round-0 image's."""
     from model_fakes import FakeLocalChatServer, fake_answers
     from pakati_core.client.cli import main
     from pakati_core.orchestration import Plan, check_alignment
@@ -417,7 +418,7 @@ def test_run_goal_redraws_only_the_failed_region_with_a_local_checker(comfy_serv
     isolate_provider_env(monkeypatch, tmp_path)
     wf_path, out = tmp_path / "mine.json", tmp_path / "goal"
     wf_path.write_text(json.dumps(users_workflow().prompt))
-    goal = "a red ball on the left and a cube on the right"
+    goal = "a blue ball on the left and a cube on the right"
     with FakeLocalChatServer("json_mode", lambda messages: fake_answers(json.dumps(messages))) as chat:
         monkeypatch.setenv("PAKATI_LOCAL_LLM_URL", chat.url)
         argv = ["run-goal", "--goal", goal, "--workflow", str(wf_path), "--width", "128", "--height", "128", "--rounds", "2",
@@ -444,7 +445,7 @@ def test_run_goal_redraws_only_the_failed_region_with_a_local_checker(comfy_serv
     s = RepairSettings()
     changed = (after != before).any(-1)
     assert changed.any() and not changed[repair_blend(repairs, s.grow, s.feather) == 0].any(), "only the ball's pixels changed"
-    assert second["checks"][0]["repairs"][0]["prompt"].startswith("(red:1.4)")
+    assert second["checks"][0]["repairs"][0]["prompt"].startswith("(blue:1.4)")
 
 
 def test_ray_backend_server_killed_mid_run_loses_no_task(comfy_server, server_b):
