@@ -73,6 +73,11 @@ def test_repair_node_on_the_server_changes_only_the_failing_region(comfy_server)
     assert not changed[blend == 0].any(), "a pixel outside the cube's grown, feathered mask changed"
     assert changed[repairs[0].mask >= 1].mean() > 0.9, "the cube was not redrawn"
     assert "round 1" in summary.split("\n")[0] and "stop: target" in summary
+    info = comfy_server.get_json("/object_info/PakatiRepairRegions")["PakatiRepairRegions"]
+    assert info["category"] == "Pakati/orchestration"
+    for group in ("required", "optional"):
+        for name, spec in info["input"].get(group, {}).items():
+            assert len(spec) > 1 and spec[1].get("tooltip"), f"input {name} has no tooltip"
 
 
 def test_repair_node_in_process_report_and_errors(comfy, tiny):
