@@ -250,7 +250,8 @@ class PakatiRepairRegions(io.ComfyNode):
         except PakatiError as e:
             from ..pakati_core.models.errors import ProviderError
 
-            where = "checker" if isinstance(e, ProviderError) else "image" if (e.field or "") in ("image", "regenerated") else "plan"
+            field = (e.field or "").split("[")[0]
+            where = "checker" if isinstance(e, ProviderError) else {"image": "image", "regenerated": "model"}.get(field, "plan")
             raise PakatiNodeError(NODE, where, str(e)) from e
         pbar.update_absolute(total, total)
         out = torch.from_numpy(np.ascontiguousarray(run.image, np.float32))[None]
