@@ -19,8 +19,8 @@ from comfy_api.v0_0_2 import io
 from ..pakati_core.errors import PakatiError
 from ..pakati_core.orchestration import Plan, RepairSettings, check_alignment, crop_regenerator, repair_loop
 from ..pakati_core.regenerate import TARGET_MODES
-from .common import PakatiNodeError, checked
-from .orchestration_nodes import CHECKERS, PlanType, checker_judge
+from .common import PakatiNodeError, checked, node_error
+from .orchestration_nodes import CHECKERS, PlanType, checker_input, checker_judge
 from .persistence import user_fingerprint
 from .regional_patch import WRAPPER_KEY
 from .sampling import PromptEncoder, append_tokens, sample_pixels
@@ -28,6 +28,11 @@ from .sampling import PromptEncoder, append_tokens, sample_pixels
 NODE = "PakatiRepairRegions"
 CROP_SIZES = [m for m in TARGET_MODES if m != "explicit"]
 SETTINGS_INPUTS = {"max_rounds", "grow", "feather", "context", "crop"}
+
+
+def _blame(e: PakatiError) -> str | None:
+    """A provider error blames the checker; NaN in a redrawn region the model."""
+    return checker_input(e) or ("model" if (e.field or "") == "regenerated" else None)
 
 
 def _interrupted() -> bool:
@@ -248,11 +253,7 @@ class PakatiRepairRegions(io.ComfyNode):
                 interrupted=_interrupted,
             )
         except PakatiError as e:
-            from ..pakati_core.models.errors import ProviderError
-
-            field = (e.field or "").split("[")[0]
-            where = "checker" if isinstance(e, ProviderError) else {"image": "image", "regenerated": "model"}.get(field, "plan")
-            raise PakatiNodeError(NODE, where, str(e)) from e
+            raise node_error(NODE, e, "plan", ("image",), input_of=_blame) from e
         pbar.update_absolute(total, total)
         out = torch.from_numpy(np.ascontiguousarray(run.image, np.float32))[None]
         if not torch.isfinite(out).all():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import GoalError as GoalError  # the phrase reader's, in the shared base; the planner raises it too
 from ..errors import PakatiError
 
 
@@ -27,10 +28,6 @@ class DanglingDependencyError(PlanError):
     def __init__(self, task_id: str, missing: str, index: int):
         self.task_id, self.missing = task_id, missing
         super().__init__(f"task '{task_id}' depends on '{missing}', which is not a task of this plan", field=f"tasks[{index}].depends_on")
-
-
-class GoalError(OrchestrationError):
-    """A goal the planner cannot read (empty, too long, nothing to draw)."""
 
 
 class PlannerError(OrchestrationError):
