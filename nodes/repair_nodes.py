@@ -60,8 +60,10 @@ class PakatiRepairRegions(io.ComfyNode):
                 io.Vae.Input("vae", tooltip="The VAE that encodes each region's crop and decodes the result."),
                 io.Image.Input("image", tooltip="The image to check and repair (one image)."),
                 PlanType.Input("plan", tooltip="The plan from Pakati Plan: its questions are checked and its regions repaired."),
-                io.Conditioning.Input("negative", tooltip="Negative conditioning for the redrawn regions (each region's own "
-                                      "negative prompt is appended to it)."),
+                io.Conditioning.Input(
+                    "negative",
+                    tooltip="Negative conditioning for the redrawn regions (each region's own negative prompt is appended to it).",
+                ),
                 io.Int.Input(
                     "seed",
                     default=0,
@@ -187,8 +189,10 @@ class PakatiRepairRegions(io.ComfyNode):
             raise PakatiNodeError(NODE, "plan", "connect a plan from Pakati Plan")
         if WRAPPER_KEY in model.wrappers.get("apply_model", {}):
             raise PakatiNodeError(
-                NODE, "model", "this model is patched by Pakati Apply Regions for the whole canvas; connect the checkpoint's model "
-                "(a repair samples each region's crop with that region's own prompt)"
+                NODE,
+                "model",
+                "this model is patched by Pakati Apply Regions for the whole canvas; connect the checkpoint's model "
+                "(a repair samples each region's crop with that region's own prompt)",
             )
         frame = image[0, ..., :3].detach().float().cpu().numpy().astype(np.float32)
         if not np.isfinite(frame).all():
@@ -196,9 +200,7 @@ class PakatiRepairRegions(io.ComfyNode):
         settings = checked(
             NODE,
             "max_rounds",
-            lambda: RepairSettings(
-                max_rounds=max_rounds, seed=seed, grow=grow, feather=feather, context=context, crop_mode=crop
-            ),
+            lambda: RepairSettings(max_rounds=max_rounds, seed=seed, grow=grow, feather=feather, context=context, crop_mode=crop),
             SETTINGS_INPUTS,
         )
         notes: list[str] = []
