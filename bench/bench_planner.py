@@ -39,7 +39,7 @@ DATA = REPO.parent / "shared" / "data" / "t2i-compbench"
 if not DATA.is_dir():
     DATA = Path("/work/shared/data/t2i-compbench")
 
-# -- the reference reader (independent of pakati_core.orchestration.parse) --------------------
+# -- the reference reader (independent of pakati_core.phrases, the planner's reader) --------------------
 REF_ATTRS = set(
     """red green blue yellow black white brown pink purple orange gray grey silver gold golden beige
 wooden metallic plastic rubber leather glass fabric marble ceramic fluffy furry smooth rough soft shiny sleek bumpy

@@ -27,6 +27,7 @@ NODE_MODULES: list[tuple[str, dict[str, str]]] = [
     (".attention_nodes", {}),
     (".model_nodes", {"openai": "openai", "anthropic": "anthropic"}),
     (".orchestration_nodes", {}),
+    (".repair_nodes", {}),
     (".template_nodes", {}),
     (".history_nodes", {}),
 ]

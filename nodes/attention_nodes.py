@@ -15,7 +15,7 @@ from ..pakati_core.errors import PakatiError
 from ..pakati_core.regional import RegionalAttention, RegionSet
 from . import excite_patch
 from .attention_patch import BLOCK_CHOICES, CaptureHandle, install
-from .common import PakatiNodeError, RegionsType, checked, node_error, node_name
+from .common import PakatiNodeError, RegionsType, checked, node_error, node_name, validation_result
 
 AttentionCaptureType = io.Custom("PAKATI_ATTENTION")
 
@@ -304,10 +304,9 @@ class PakatiAttendExcite(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, subjects: str | None = None, blocks: str | None = None) -> bool | str:
         if subjects is not None:
-            try:
-                checked("PakatiAttendExcite", "subjects", lambda: parse_subject_lines(subjects))
-            except PakatiNodeError as e:
-                return str(e)
+            valid = validation_result("PakatiAttendExcite", "subjects", lambda: parse_subject_lines(subjects))
+            if valid is not True:
+                return valid
         if blocks is not None and blocks not in excite_patch.EXCITE_BLOCKS:
             return f"PakatiAttendExcite: input 'blocks': unknown choice {blocks!r}"
         return True

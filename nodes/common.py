@@ -9,9 +9,11 @@ import numpy as np
 import torch
 from comfy_api.v0_0_2 import io
 
-from ..pakati_core.canvas import Canvas
+from ..pakati_core.canvas import Canvas, Region
 from ..pakati_core.errors import PakatiError
 from ..pakati_core.finite import NAN_HINT, count_non_finite
+from ..pakati_core.regional import RegionSet
+from ..pakati_core.regional.from_canvas import regions_from_canvas
 
 CanvasType = io.Custom("PAKATI_CANVAS")
 RegionsType = io.Custom("PAKATI_REGIONS")
@@ -62,6 +64,20 @@ def parse_canvas(node: str, regions_json: str, width: int, height: int) -> Canva
     if (canvas.width, canvas.height) != (width, height):
         canvas = checked(node, "width", lambda: canvas.scaled(width, height))
     return canvas
+
+
+def canvas_regions(
+    node: str,
+    canvas: Canvas,
+    encode: Callable[[str], object],
+    encoder_for: Callable[[Region], Callable[[str], object] | None] | None = None,
+) -> RegionSet:
+    """The canvas's regions encoded by the host's text encoder through the core's one builder
+    (``pakati_core.regional.from_canvas.regions_from_canvas``), its errors naming the node's 'canvas' input."""
+    try:
+        return regions_from_canvas(canvas, encode, encoder_for)
+    except PakatiError as e:
+        raise node_error(node, e, "canvas", describe=lambda err: err.message) from e
 
 
 def validation_result(node: str, input_name: str, fn: Callable[[], object]) -> bool | str:

@@ -24,7 +24,7 @@ from ..pakati_core.errors import PakatiError
 from ..pakati_core.orchestration import Plan, check_alignment, plan, record_check, replan
 from ..pakati_core.orchestration.checker import exemplars_from_references
 from ..pakati_core.preview import draw_overlay
-from .common import CanvasType, PakatiNodeError, checked
+from .common import CanvasType, PakatiNodeError, checked, node_error
 from .persistence import BestEffortContext, BestEffortRecorder, user_cache, user_fingerprint
 
 PlanType = io.Custom("PAKATI_PLAN")
@@ -249,20 +249,7 @@ class PakatiCheckAlignment(io.ComfyNode):
             raise PakatiNodeError(node, "image", "the image contains NaN or infinite values")
         the_plan = _resolve_plan(node, plan, goal or "", canvas, frame.shape[:2])
         notes: list[str] = []
-        judge = None
-        if checker != "offline":
-            from ..pakati_core.models import CachedJudge, KeyMissingError, make_judge
-
-            try:
-                from ..pakati_core.models.credentials import resolve_key
-
-                if checker != "local":  # a local endpoint needs no key
-                    resolve_key(checker)
-                judge = CachedJudge(make_judge(checker, model.strip() or None, recorder=BestEffortRecorder()), user_cache("judging"))
-            except KeyMissingError as e:
-                notes.append(f"checked offline: no API key is configured for {e.provider}")
-            except PakatiError as e:
-                raise PakatiNodeError(node, "checker", str(e)) from e
+        judge = checker_judge(node, checker, model, notes)
         pbar = comfy.utils.ProgressBar(2)
         comfy.model_management.throw_exception_if_processing_interrupted()
         t0 = time.perf_counter()
@@ -270,10 +257,7 @@ class PakatiCheckAlignment(io.ComfyNode):
             exemplars = exemplars_from_references(references or (), the_plan)
             result = check_alignment(frame, the_plan, judge=judge, exemplars=exemplars)
         except PakatiError as e:
-            from ..pakati_core.models.errors import ProviderError
-
-            where = "checker" if isinstance(e, ProviderError) else "image" if (e.field or "") == "image" else "plan"
-            raise PakatiNodeError(node, where, str(e)) from e
+            raise node_error(node, e, "plan", ("image",), input_of=checker_input) from e
         pbar.update(1)
         comfy.model_management.throw_exception_if_processing_interrupted()
         seconds = time.perf_counter() - t0
@@ -298,6 +282,25 @@ class PakatiCheckAlignment(io.ComfyNode):
         return io.NodeOutput(score, report_text, suggestions, improved, improved.canvas_obj(), ui={"text": (summary,)})
 
 
+def checker_judge(node: str, checker: str, model: str, notes: list[str]):
+    """The vision judge ``checker`` names (None for offline), its answers cached per user; with no API key
+    configured for a cloud checker, None and a note in ``notes`` (the check runs offline)."""
+    if checker == "offline":
+        return None
+    from ..pakati_core.models import CachedJudge, KeyMissingError, make_judge
+    from ..pakati_core.models.credentials import resolve_key
+
+    try:
+        if checker != "local":  # a local endpoint needs no key
+            resolve_key(checker)
+        return CachedJudge(make_judge(checker, model.strip() or None, recorder=BestEffortRecorder()), user_cache("judging"))
+    except KeyMissingError as e:
+        notes.append(f"checked offline: no API key is configured for {e.provider}")
+    except PakatiError as e:
+        raise node_error(node, e, "checker") from e
+    return None
+
+
 def _resolve_plan(node: str, plan_in: Plan | None, goal: str, canvas: Canvas | None, shape: tuple[int, int]) -> Plan:
     """The core's ``plan_to_check``, its errors named after this node's inputs."""
     from ..pakati_core.orchestration.errors import GoalError
@@ -307,10 +310,22 @@ def _resolve_plan(node: str, plan_in: Plan | None, goal: str, canvas: Canvas | N
         raise PakatiNodeError(node, "plan", "connect a plan from Pakati Plan, or give a goal")
     try:
         return plan_to_check(plan_in, goal, canvas, shape)
-    except GoalError as e:
-        raise PakatiNodeError(node, "goal", e.message) from e
     except PakatiError as e:
-        raise PakatiNodeError(node, "canvas" if canvas is not None else "goal", str(e)) from e
+        goal_error = isinstance(e, GoalError)  # the goal itself: named once, not as 'goal: goal: ...'
+        raise node_error(
+            node,
+            e,
+            "canvas" if canvas is not None else "goal",
+            input_of=lambda err: "goal" if goal_error else None,
+            describe=lambda err: err.message if goal_error else str(err),
+        ) from e
+
+
+def checker_input(e: PakatiError) -> str | None:
+    """A check's provider error blames the checker input, whatever its field."""
+    from ..pakati_core.models.errors import ProviderError
+
+    return "checker" if isinstance(e, ProviderError) else None
 
 
 NODES = [PakatiPlan, PakatiCheckAlignment]

@@ -33,7 +33,7 @@ from ..pakati_core.store.from_prompt import canvas_from_prompt, model_name
 from .common import CanvasType, PakatiNodeError, checked, mask_to_numpy, node_name, require_finite_tensor, validation_result
 from .persistence import pakati_store, record_history, user_fingerprint
 from .regional_patch import WRAPPER_KEY
-from .sampling import PromptEncoder, sample_pixels
+from .sampling import PromptEncoder, append_tokens, sample_pixels
 
 ReferencesType = io.Custom("PAKATI_REFERENCES")
 PROGRESS_UNITS = 100  # progress-bar units per pass
@@ -259,8 +259,7 @@ class HostRegenerator:
         """The positive prompt with the fuzzy rules' prompt terms appended (as ConditioningConcat does)."""
         if not terms:
             return self.positive
-        extra = self.encode(weighted_terms(terms))[0][0]
-        return [[torch.cat((c, extra.to(c.device, c.dtype)), 1), dict(d)] for c, d in self.positive]
+        return append_tokens(self.positive, self.encode(weighted_terms(terms)))
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, params: RegenParams) -> np.ndarray:
         box = self.box(mask)

@@ -29,7 +29,7 @@ import comfy.weight_adapter
 import torch
 
 from ..pakati_core.regional.lora import LayerDelta, RegionMask, add_kv_differences, add_masked, apply_to_tokens, kv_differences
-from .unet import attn2_blocks, call_grid
+from .unet import attn2_blocks, call_grid, with_attn2_replaced
 
 log = logging.getLogger("pakati")
 
@@ -256,13 +256,7 @@ class RegionLoraWrapper:
         options = dict(transformer_options)
         options[OPTIONS_KEY] = _Bound(call, paths)
         if attn and c_crossattn is not None:
-            replace = dict(options.get("patches_replace", {}))
-            attn2 = dict(replace.get("attn2", {}))
-            for key, items in attn.items():
-                inner = attn2.get(key, attn2.get(key[:2]))
-                attn2[key] = RegionLoraAttn2(call, items, inner)
-            replace["attn2"] = attn2
-            options["patches_replace"] = replace
+            options = with_attn2_replaced(options, attn, lambda key, inner: RegionLoraAttn2(call, attn[key], inner))
         handles = []
         try:
             for module, (items, cache) in modules:

@@ -24,11 +24,10 @@ import torch
 
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.regional import RegionalOptions, RegionSet
-from ..pakati_core.regional.from_canvas import regions_from_canvas
 from ..pakati_core.regional.joint import JointGeometry, JointRegionalAttention, flux_grid, real_token_count
-from .common import PakatiNodeError, checked
-from .regional_patch import WRAPPER_KEY, finite_prediction
-from .unet import in_schedule_range
+from .common import PakatiNodeError, canvas_regions, checked
+from .regional_patch import WRAPPER_KEY, checked_call, finite_prediction
+from .unet import in_schedule_range, with_replaced
 
 log = logging.getLogger("pakati")
 
@@ -103,7 +102,7 @@ def encode_flux(node: str, clip, canvas: Canvas, base_prompt: str, base_negative
     base_tokens = clip.tokenize(base_prompt)
     positive = clip.encode_from_tokens_scheduled(base_tokens)
     negative = clip.encode_from_tokens_scheduled(clip.tokenize(base_negative))
-    encoded = checked(node, "canvas", lambda: regions_from_canvas(canvas, lambda text: encode_trimmed(clip, text)))
+    encoded = canvas_regions(node, canvas, lambda text: encode_trimmed(clip, text))
     regions = RegionSet(encoded.regions, family="flux", base_real_tokens=t5_real_tokens(clip, base_tokens))
     return regions, positive, negative
 
@@ -225,15 +224,7 @@ class FluxRegionalWrapper:
         model = executor.class_obj
         if c_crossattn is None or not in_schedule_range(model, t, self.start_percent, self.end_percent):
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
-        if c_crossattn.shape[-1] != self.core.extra.shape[-1]:
-            raise PakatiNodeError(
-                "PakatiApplyRegions",
-                "regions",
-                f"region prompts have embedding size {self.core.extra.shape[-1]} but the sampler's conditioning has "
-                f"{c_crossattn.shape[-1]}: encode regions and the base prompt with the same (Flux) CLIP",
-            )
-        latent_hw = (int(x.shape[-2]), int(x.shape[-1]))
-        checked("PakatiApplyRegions", "regions", lambda: self.core.core.reference_masks(*latent_hw))  # validates aspect once per size
+        latent_hw = checked_call(int(self.core.extra.shape[-1]), c_crossattn, x, "Flux", self.core.core.reference_masks)
         chunks = transformer_options.get("cond_or_uncond") or [0]
         per = x.shape[0] // len(chunks)
         uncond = "uncond" if self.core.regionalises_uncond else None
@@ -242,18 +233,15 @@ class FluxRegionalWrapper:
         context = torch.cat([c_crossattn, extra], dim=1)
         options = dict(transformer_options)
         options["optimized_attention_override"] = attention_override(transformer_options.get("optimized_attention_override"))
-        replace = dict(options.get("patches_replace", {}))
-        dit = dict(replace.get("dit", {}))
         net = model.diffusion_model
         n_double, n_single = len(net.double_blocks), len(net.single_blocks)
         masked = self.core.masked_blocks(n_double + n_single)
-        state = CallState(self.core, kinds, int(c_crossattn.shape[1]), latent_hw, options)
-        for i in range(n_double):
-            key = ("double_block", i)
-            dit[key] = JointBlock(state, i < masked, True, dit.get(key))
-        for i in range(n_single):
-            key = ("single_block", i)
-            dit[key] = JointBlock(state, n_double + i < masked, False, dit.get(key))
-        replace["dit"] = dit
-        options["patches_replace"] = replace
+        state = CallState(self.core, kinds, int(c_crossattn.shape[1]), latent_hw, options)  # sees the patches set below
+        keys = [("double_block", i) for i in range(n_double)] + [("single_block", i) for i in range(n_single)]
+        position = {key: n for n, key in enumerate(keys)}
+        options.update(
+            with_replaced(
+                options, "dit", keys, lambda key, inner: JointBlock(state, position[key] < masked, key[0] == "double_block", inner)
+            )
+        )
         return finite_prediction(executor(x, t, c_concat, context, control, options, **kwargs), t)

@@ -10,7 +10,7 @@ from comfy_api.v0_0_2 import io
 
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.regional import RegionalAttention, RegionalOptions, RegionPrompt, RegionSet
-from .common import CanvasType, PakatiNodeError, RegionsType, checked, mask_to_numpy, node_name
+from .common import CanvasType, PakatiNodeError, RegionsType, canvas_regions, checked, mask_to_numpy, node_name
 from .region_guidance import install_region_cfg
 from .region_lora_patch import clip_for_region
 from .regional_flux import apply_flux, clip_family, encode_flux, model_family, unsupported
@@ -25,6 +25,13 @@ def encode(clip, text: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Encode like CLIPTextEncode: long prompts chunked by 77 tokens, (word:1.2) weights honoured."""
     cond, pooled = clip.encode_from_tokens(clip.tokenize(text), return_pooled=True)
     return cond, pooled
+
+
+def region_encoder(clip, region_id: str):
+    """text -> embeddings with the CLIP a PakatiRegionLora bound to the region (its CLIP part applies to that region's
+    prompt only), or None where none is bound (the region is encoded with ``clip``)."""
+    rclip = clip_for_region(clip, region_id)
+    return None if rclip is clip else lambda text: encode(rclip, text)[0]
 
 
 def require_sdxl(node: str, input_name: str, cond: torch.Tensor, pooled: torch.Tensor | None) -> None:
@@ -81,14 +88,7 @@ class PakatiRegionalConditioning(io.ComfyNode):
         positive = clip.encode_from_tokens_scheduled(clip.tokenize(base_prompt))
         negative = clip.encode_from_tokens_scheduled(clip.tokenize(base_negative))
         require_sdxl(node, "clip", positive[0][0], positive[0][1].get("pooled_output"))
-        regions = RegionSet()
-        for i, r in enumerate(canvas.regions):
-            if not r.prompt.strip():
-                raise PakatiNodeError(node, "canvas", f"region '{r.label}' (regions[{i}]) has an empty prompt")
-            rclip = clip_for_region(clip, r.id)  # a PakatiRegionLora's CLIP part applies to its region's prompt only
-            cond, _ = encode(rclip, r.prompt)
-            neg = encode(rclip, r.negative)[0] if r.negative.strip() else None
-            regions = regions.add(RegionPrompt(name=r.label, cond=cond, strength=r.strength, negative=neg, canvas=canvas, canvas_index=i))
+        regions = canvas_regions(node, canvas, lambda text: encode(clip, text)[0], lambda r: region_encoder(clip, r.id))
         return io.NodeOutput(regions, positive, negative)
 
 

@@ -22,7 +22,7 @@ import torch
 
 from ..pakati_core.regional import ProjectionCache, RegionalAttention, base_where_needed, blend, regional_delta
 from .common import PakatiNodeError, checked
-from .unet import attn2_blocks, call_grid, in_schedule_range
+from .unet import attn2_blocks, call_grid, in_schedule_range, with_attn2_replaced
 
 WRAPPER_KEY = "pakati_regional"
 
@@ -138,7 +138,7 @@ class RegionalWrapper:
         self.core = core
         self.start_percent, self.end_percent = start_percent, end_percent
         self.projections = ProjectionCache()
-        self._blocks: dict[int, list] = {}
+        self._blocks: dict[int, dict] = {}
 
     def __deepcopy__(self, memo):
         return self
@@ -147,30 +147,17 @@ class RegionalWrapper:
         model = executor.class_obj
         if c_crossattn is None or self.core.extra is None or not in_schedule_range(model, t, self.start_percent, self.end_percent):
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
-        if c_crossattn.shape[-1] != self.core.extra.shape[-1]:
-            raise PakatiNodeError(
-                "PakatiApplyRegions",
-                "regions",
-                f"region prompts have embedding size {self.core.extra.shape[-1]} but the sampler's conditioning has "
-                f"{c_crossattn.shape[-1]}: encode regions and the base prompt with the same (SDXL) CLIP",
-            )
-        latent_hw = (int(x.shape[-2]), int(x.shape[-1]))
-        checked("PakatiApplyRegions", "regions", lambda: self.core.reference_masks(*latent_hw))  # validates aspect once per latent size
+        latent_hw = checked_call(int(self.core.extra.shape[-1]), c_crossattn, x, "SDXL", self.core.reference_masks)
         patcher = getattr(model, "current_patcher", None)
         volatile = bool(patcher is not None and (getattr(patcher, "hook_patches", None) or getattr(patcher, "current_hooks", None)))
         state = CallState(latent_hw, volatile, getattr(model, "current_weight_patches_uuid", None))
-        options = dict(transformer_options)
-        replace = dict(options.get("patches_replace", {}))
-        attn2 = dict(replace.get("attn2", {}))
         unet = model.diffusion_model
-        blocks = self._blocks.get(id(unet))
-        if blocks is None:
-            blocks = self._blocks[id(unet)] = attn2_blocks(unet)
-        for key, layer in blocks:
-            inner = attn2.get(key, attn2.get(key[:2]))
-            attn2[key] = RegionalAttn2(self.core, state, layer, self.projections, inner)
-        replace["attn2"] = attn2
-        options["patches_replace"] = replace
+        layers = self._blocks.get(id(unet))
+        if layers is None:
+            layers = self._blocks[id(unet)] = dict(attn2_blocks(unet))
+        options = with_attn2_replaced(
+            transformer_options, layers, lambda key, inner: RegionalAttn2(self.core, state, layers[key], self.projections, inner)
+        )
         return finite_prediction(executor(x, t, c_concat, c_crossattn, control, options, **kwargs), t)
 
 
@@ -189,6 +176,22 @@ class RunScope:
             return executor(*args, **kwargs)
         finally:
             self.projections.release_accelerator_memory()
+
+
+def checked_call(extra_dim: int, c_crossattn: torch.Tensor, x: torch.Tensor, family: str, reference_masks) -> tuple[int, int]:
+    """The latent (h, w) of an Apply Regions model call (SDXL or Flux), once the sampler's conditioning is known to have
+    the region prompts' embedding size and the region masks to fit the latent's aspect (``reference_masks(h, w)``, which
+    the core validates once per latent size)."""
+    if c_crossattn.shape[-1] != extra_dim:
+        raise PakatiNodeError(
+            "PakatiApplyRegions",
+            "regions",
+            f"region prompts have embedding size {extra_dim} but the sampler's conditioning has "
+            f"{c_crossattn.shape[-1]}: encode regions and the base prompt with the same ({family}) CLIP",
+        )
+    latent_hw = (int(x.shape[-2]), int(x.shape[-1]))
+    checked("PakatiApplyRegions", "regions", lambda: reference_masks(*latent_hw))
+    return latent_hw
 
 
 def finite_prediction(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,13 @@ class PromptEncoder:
         return self._cache[text]
 
 
+def append_tokens(conditioning: list, extra: list) -> list:
+    """``conditioning`` with the first entry of ``extra``'s tokens appended to each of its entries, as
+    ConditioningConcat does (the pooled output and other options stay the original's)."""
+    tokens = extra[0][0]
+    return [[torch.cat((c, tokens.to(c.device, c.dtype)), 1), dict(d)] for c, d in conditioning]
+
+
 @torch.no_grad()
 def sample_pixels(
     node: str,

@@ -13,7 +13,7 @@ from comfy_api.v0_0_2 import io, ui
 from ..pakati_core.canvas import Canvas
 from ..pakati_core.references import Reference
 from ..pakati_core.store import StoreError, TemplateNotFoundError, validate_template_name
-from .common import CanvasType, PakatiNodeError, checked
+from .common import CanvasType, PakatiNodeError, checked, node_error, validation_result
 from .persistence import SCHEMA_WAIT_S, UNKNOWN_USER, current_user, pakati_store, user_fingerprint
 
 ReferencesType = io.Custom("PAKATI_REFERENCES")
@@ -91,15 +91,11 @@ class PakatiSaveTemplate(io.ComfyNode):
         if current_user() is None:
             return f"PakatiSaveTemplate: input 'name': {UNKNOWN_USER}"
         if name is not None:
-            try:
-                checked("PakatiSaveTemplate", "name", lambda: validate_template_name(name))
-            except PakatiNodeError as e:
-                return str(e)
+            valid = validation_result("PakatiSaveTemplate", "name", lambda: validate_template_name(name))
+            if valid is not True:
+                return valid
         if settings is not None:
-            try:
-                parse_settings("PakatiSaveTemplate", settings)
-            except PakatiNodeError as e:
-                return str(e)
+            return validation_result("PakatiSaveTemplate", "settings", lambda: parse_settings("PakatiSaveTemplate", settings))
         return True
 
     @classmethod
@@ -146,7 +142,7 @@ class PakatiSaveTemplate(io.ComfyNode):
             if export_json:
                 where = str(store.templates.export_file(saved["name"], export_directory(user)))
         except StoreError as e:
-            raise PakatiNodeError(node, "name" if e.field in ("name", "user") else "canvas", str(e)) from e
+            raise node_error(node, e, "canvas", input_of=lambda err: "name" if err.field in ("name", "user") else None) from e
         text = (
             f"Saved template '{saved['name']}' ({len(canvas.regions)} regions"
             + (f", {len(references)} references" if references else "")
@@ -193,11 +189,7 @@ class PakatiLoadTemplate(io.ComfyNode):
             return "PakatiLoadTemplate: input 'name': no template is saved yet (save one with Pakati Save Template)"
         if current_user() is None:
             return f"PakatiLoadTemplate: input 'name': {UNKNOWN_USER}"
-        try:
-            checked("PakatiLoadTemplate", "name", lambda: pakati_store().templates.load(name))
-        except PakatiNodeError as e:
-            return str(e)
-        return True
+        return validation_result("PakatiLoadTemplate", "name", lambda: pakati_store().templates.load(name))
 
     @classmethod
     def fingerprint_inputs(cls, name: str) -> str:
@@ -214,9 +206,9 @@ class PakatiLoadTemplate(io.ComfyNode):
             store = pakati_store()
             t = store.templates.load(name)
         except TemplateNotFoundError as e:
-            raise PakatiNodeError(node, "name", f"{e} (for user '{store.owner}')") from e
+            raise node_error(node, e, "name", describe=lambda err: f"{err} (for user '{store.owner}')") from e
         except StoreError as e:
-            raise PakatiNodeError(node, "name", str(e)) from e
+            raise node_error(node, e, "name") from e
         canvas = checked(node, "name", lambda: Canvas.from_dict(t["canvas"]))
         refs = []
         for r in t["settings"].get("references", []):

@@ -70,15 +70,21 @@ def in_schedule_range(model, sigma: torch.Tensor, start_percent: float, end_perc
     return lo <= float(sigma.flatten()[0]) <= hi
 
 
-def with_attn2_replaced(transformer_options: dict, keys, make: Callable[[AttnKey, object], object]) -> dict:
-    """A copy of ``transformer_options`` whose ``attn2`` replace at each key is ``make(key, inner)``, where
-    ``inner`` is the replace already there for that key (or its ``(block, id)``), None where there is none.
-    The caller's options and the model's own patch dicts are left untouched (per-call patching)."""
+def with_replaced(transformer_options: dict, patch: str, keys, make: Callable[[tuple, object], object]) -> dict:
+    """A copy of ``transformer_options`` whose ``patches_replace[patch]`` entry at each key is ``make(key, inner)``,
+    where ``inner`` is the replace already there for that key (or its first two parts, ComfyUI's ``(block, id)``
+    form of an ``attn2`` key), None where there is none. The caller's options and the model's own patch dicts are
+    left untouched (per-call patching). The UNet's ``attn2`` and Flux's ``dit`` blocks are both patched here."""
     options = dict(transformer_options)
     replace = dict(options.get("patches_replace", {}))
-    attn2 = dict(replace.get("attn2", {}))
+    table = dict(replace.get(patch, {}))
     for key in keys:
-        attn2[key] = make(key, attn2.get(key, attn2.get(key[:2])))
-    replace["attn2"] = attn2
+        table[key] = make(key, table.get(key, table.get(key[:2])))
+    replace[patch] = table
     options["patches_replace"] = replace
     return options
+
+
+def with_attn2_replaced(transformer_options: dict, keys, make: Callable[[AttnKey, object], object]) -> dict:
+    """:func:`with_replaced` for the UNet's cross-attention (``attn2``) layers."""
+    return with_replaced(transformer_options, "attn2", keys, make)

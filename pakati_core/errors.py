@@ -60,6 +60,11 @@ class AttentionMapError(PakatiError):
     """A word, capture or attention-map request that cannot be served (word not in the prompt, nothing recorded)."""
 
 
+class GoalError(PakatiError):
+    """Text the phrase reader (``pakati_core.phrases``) cannot read: a goal or prompt that is empty, too long,
+    or names nothing to draw. The planner raises it for goals; ``pakati_core.orchestration`` re-exports it."""
+
+
 class NonFiniteError(PakatiError):
     """NaN or infinite values where numbers must be finite: an image, a latent, a score or a record.
 

@@ -180,7 +180,8 @@ MAX_STEPS = 3  # sampler steps of a template run by the tests
 
 def for_the_test_host(prompt: dict) -> dict:
     """The API prompt with the tiny model in place of the checkpoint (tiny ControlNets, CLIP vision and IP-Adapter
-    checkpoints in place of loaded ones) and at most MAX_STEPS steps."""
+    checkpoints in place of loaded ones), at most MAX_STEPS steps, and one repair round on crops at their own size of a
+    512² render."""
     out = copy.deepcopy(prompt)
     swap_flux_loaders(out)
     for node in out.values():
@@ -195,6 +196,11 @@ def for_the_test_host(prompt: dict) -> dict:
             node["inputs"] = {"seed": 31}
         elif node["class_type"] == "IPAdapterModelLoader":  # the pack's own loader, on the tiny checkpoint in its format
             node["inputs"] = {"ipadapter_file": "pakati_tiny_ipadapter.safetensors"}
+        elif node["class_type"] == "PakatiRepairRegions":  # CPU speed: one round, crops at their own size (not ~1024²)
+            node["inputs"].update(max_rounds=1, crop="keep")
+            for other in out.values():  # and a 512² plan and render (the repair's crops and VAE passes cost the most)
+                if other["class_type"] in ("PakatiPlan", "EmptyLatentImage") and other["inputs"].get("width") == 1024:
+                    other["inputs"].update(width=512, height=512)
         steps = node["inputs"].get("steps")
         if isinstance(steps, int) and steps > MAX_STEPS:
             node["inputs"]["steps"] = MAX_STEPS

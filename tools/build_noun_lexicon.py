@@ -1,4 +1,4 @@
-"""Build pakati_core/orchestration/data/nouns.tsv: kind, category, typical size and aspect for common concrete nouns.
+"""Build pakati_core/phrases/data/nouns.tsv: kind, category, typical size and aspect for common concrete nouns.
 
 Source: Princeton WordNet 3.0 (the Debian package ``wordnet-base``: /usr/share/wordnet/{index,data}.noun)
 for what a noun is, ranked by the ``wordfreq`` package (PyPI; its data ships in the wheel) for how
@@ -6,7 +6,7 @@ common it is. Neither is needed at run time: the planner reads only the TSV this
 
     apt-get install wordnet-base   # or: apt-get download wordnet-base && dpkg-deb -x wordnet-base_*.deb DIR
     pip install wordfreq
-    python tools/build_noun_lexicon.py [--wordnet /usr/share/wordnet] [--out pakati_core/orchestration/data/nouns.tsv]
+    python tools/build_noun_lexicon.py [--wordnet /usr/share/wordnet] [--out pakati_core/phrases/data/nouns.tsv]
 
 For each single-word noun, its most frequent concrete sense (WordNet lists senses by frequency;
 the first of the first four whose lexicographer file is drawable: animal, artifact, body, food,
@@ -28,7 +28,7 @@ from pathlib import Path
 CONCRETE_FILES = {"05", "06", "08", "13", "15", "17", "18", "19", "20", "27", "28"}
 DRAWABLE_FILES = ("05", "06", "08", "13", "17", "18", "20")  # with places ("15"), preferred over phenomena, substances, times
 REPO = Path(__file__).resolve().parent.parent
-OUT = REPO / "pakati_core" / "orchestration" / "data" / "nouns.tsv"
+OUT = REPO / "pakati_core" / "phrases" / "data" / "nouns.tsv"
 
 # (lemma, sense) -> (kind, category, size relative to a person's height, aspect w/h). Nearest anchor wins.
 ANCHORS: list[tuple[str, int, str, str, float, float]] = [

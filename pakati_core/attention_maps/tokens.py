@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from ..errors import AttentionMapError
+from ..errors import AttentionMapError, GoalError
+from ..phrases import last_noun
 
 
 def _find(seq: Sequence[int], sub: Sequence[int]) -> list[int]:
@@ -44,20 +45,14 @@ def word_positions(prompt: Mapping[str, Sequence[Sequence[int]]], word: Mapping[
 
 
 def subject_word(prompt: str, field: str = "subjects") -> str:
-    """The prompt's last noun (the orchestration parser's last object, else its setting): a region's default subject."""
-    from ..orchestration.errors import GoalError
-    from ..orchestration.parse import parse_goal, tokenize
-
+    """The prompt's last noun (the phrase reader's last object, else its setting): a region's default subject."""
     try:
-        goal = parse_goal(prompt)
+        word = last_noun(prompt)
     except GoalError as e:
         raise AttentionMapError(f"no noun found in {prompt!r} ({e.message}); name the subject word", field) from e
-    words = tokenize(prompt)
-    nouns = [o.noun for o in goal.objects] or ([goal.background.noun] if goal.background is not None else [])
-    nouns = [n for n in nouns if n in words]
-    if not nouns:
+    if word is None:
         raise AttentionMapError(f"no noun found in {prompt!r}; name the subject word", field)
-    return max(nouns, key=lambda n: len(words) - 1 - words[::-1].index(n))
+    return word
 
 
 def parse_subject_lines(text: str, field: str = "subjects") -> dict[str, tuple[str, str | None]]:

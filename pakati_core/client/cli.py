@@ -88,6 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="offline (default), openai or anthropic (key from the environment), or local (an OpenAI-compatible "
         "server on this machine: PAKATI_LOCAL_LLM_URL and PAKATI_LOCAL_LLM_MODEL; no key)",
     )
+    r.add_argument(
+        "--checker",
+        default="offline",
+        choices=("offline", "anthropic", "openai", "local"),
+        help="who answers what colours cannot: offline (default), anthropic or openai (a vision model; key from the environment), "
+        "or local (a vision model on an OpenAI-compatible server on this machine: PAKATI_LOCAL_LLM_URL; no key)",
+    )
+    r.add_argument("--checker-model", help="the checker's model name (default: the configured one; local: PAKATI_LOCAL_LLM_MODEL)")
+    r.add_argument(
+        "--repair",
+        default="regions",
+        choices=("regions", "whole"),
+        help="after a check that failed on some regions only: redraw just those regions of the best image, every other pixel "
+        "kept (regions, default), or render the whole image again with the replanned canvas (whole)",
+    )
+    r.add_argument(
+        "--repair-crop",
+        default="sdxl native",
+        choices=("sdxl native", "keep"),
+        help="sampling size of a redrawn region: about 1024x1024 keeping its aspect (sdxl native, default) or its own size (keep)",
+    )
     r.add_argument("--rounds", type=int, default=3, help="at most this many plan → generate → check rounds (default 3)")
     r.add_argument("--variants", default="0", help="seed offsets rendered in parallel per round, e.g. 0-3 (default 0)")
     r.add_argument("--seed", type=int, default=0, help="the plan's seed")
@@ -127,8 +148,9 @@ def cmd_run_goal(args: argparse.Namespace) -> int:
 
     def on_round(rnd) -> None:
         best = rnd.best or {}
+        what = f"redrew {', '.join(rnd.regions)}" if rnd.kind == "regions" else "whole image"
         progress.bar.write(
-            f"round {rnd.round}: best score {best.get('score')} (seed {best.get('seed')} on {best.get('server')}), "
+            f"round {rnd.round} ({what}): best score {best.get('score')} (seed {best.get('seed')} on {best.get('server')}), "
             f"{len(rnd.repairs)} repair task(s)"
         )
 
@@ -156,6 +178,10 @@ def cmd_run_goal(args: argparse.Namespace) -> int:
             client_options={"timeout": args.http_timeout, "retries": args.retries},
             ray_options={"address": args.ray_address} if args.ray_address else None,
             planner_options=planner_options,
+            checker=args.checker,
+            checker_model=args.checker_model,
+            repair=args.repair,
+            repair_options={"crop_mode": args.repair_crop},
         )
     finally:
         progress.close()

@@ -5,8 +5,12 @@ planner); its task DAG is walked level by level. ``generate`` tasks become promp
 user's workflow (the plan's canvas, base prompts and seed, one prompt per seed variant, spread
 over the servers); ``check`` tasks score each candidate with ``check_alignment`` here. The
 repair tasks a check emits (``inpaint``/``refine`` of a region, moved boxes) are applied to the
-canvas by ``replan``, and the next round regenerates the image with that canvas: the client runs
-whole-image prompts of the user's workflow, not separate region-only workflows.
+canvas by ``replan``. When the check failed on some of the plan's regions only, the next round
+(``repair="regions"``, the default) redraws just those regions of the best image so far, each with a
+region-only prompt built from the user's workflow (:mod:`.region_round`: their loader, LoRAs and
+sampler settings; crop → sample → stitch on the server) and the core's repair round
+(:func:`pakati_core.orchestration.repair.repair_round`: every other pixel stays bit-identical);
+otherwise (or with ``repair="whole"``) it renders the whole image again with the replanned canvas.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ from .api import ComfyClient, Event, OutputImage
 from .dispatch import Dispatcher, TaskResult
 from .errors import WorkflowError
 from .generate import as_workflow, make_dispatcher, make_tasks, save_result
+from .region_round import LOAD, SAVE, region_workflow
 from .workflow import Workflow
 
 GOAL_SUMMARY_VERSION = 1
+REPAIR_MODES = ("regions", "whole")
+CHECKERS = ("offline", "anthropic", "openai", "local")
 
 
 @dataclass
@@ -39,10 +46,14 @@ class GoalRound:
     repairs: list[str] = field(default_factory=list)
     folded: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    kind: str = "whole"  # whole: the whole image rendered; regions: only the failed regions redrawn
+    regions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
             "round": self.round,
+            "kind": self.kind,
+            "regions": self.regions,
             "plan": self.plan,
             "results": self.results,
             "checks": self.checks,
@@ -63,12 +74,14 @@ class GoalRun:
     best: dict | None
     best_image: np.ndarray | None = field(default=None, repr=False)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
             "version": GOAL_SUMMARY_VERSION,
             "goal": self.goal,
             "stop_reason": self.stop_reason,
+            "notes": self.notes,
             "best": self.best,
             "seconds": round(self.seconds, 3),
             "rounds": [r.to_dict() for r in self.rounds],
@@ -105,19 +118,34 @@ def run_goal(
     client_options: dict | None = None,
     ray_options: dict | None = None,
     planner_options: Mapping[str, Any] | None = None,
+    checker: str = "offline",
+    checker_model: str | None = None,
+    judge: Any = None,
+    repair: str = "regions",
+    repair_options: Mapping[str, Any] | None = None,
 ) -> GoalRun:
     """Run the goal loop; ``variants`` are seed offsets rendered in parallel per generate task.
 
     ``target`` overrides the check task's threshold. ``context`` (a ``ContextStore``) makes
     the planner start from the best earlier plan for the goal and records plans, generations
-    and checks.
+    and checks. ``checker`` (offline, anthropic, openai, local) picks the vision judge that answers what
+    colours cannot (``checker_model`` its model; ``judge`` a ready ``VisionJudge`` instead). ``repair``:
+    ``regions`` redraws only the failed regions when some regions passed, ``whole`` always renders the whole
+    image again; ``repair_options`` are :class:`~pakati_core.orchestration.repair.RepairSettings` fields
+    (``grow``, ``feather``, ``context``, ``crop_mode``) for the region-only rounds.
     """
+    from ..orchestration import RepairSettings
     from ..orchestration import plan as make_plan
 
     if rounds < 1:
         raise WorkflowError(f"rounds must be >= 1, got {rounds}", "rounds")
     if not variants:
         raise WorkflowError("at least one seed variant is needed", "variants")
+    if repair not in REPAIR_MODES:
+        raise WorkflowError(f"repair must be one of {', '.join(REPAIR_MODES)}, got {repair!r}", "repair")
+    if checker not in CHECKERS:
+        raise WorkflowError(f"checker must be one of {', '.join(CHECKERS)}, got {checker!r}", "checker")
+    settings = RepairSettings(**dict(repair_options or {}))
     wf = as_workflow(workflow)
     if not wf.canvas_nodes:
         raise WorkflowError(
@@ -130,6 +158,9 @@ def run_goal(
         opts["context"] = context
     t_start = time.monotonic()
     first_plan = make_plan(goal, width, height, planner=planner, seed=seed, **opts)
+    notes: list[str] = []
+    if judge is None:
+        judge = make_checker(checker, checker_model, notes)
     dispatcher = make_dispatcher(
         servers,
         backend=backend,
@@ -141,15 +172,36 @@ def run_goal(
         ray_options=ray_options,
     )
     out = Path(out_dir) if out_dir is not None else None
-    loop = _GoalLoop(wf, dispatcher, first_plan, list(variants), target, output_node, out, context)
+    loop = _GoalLoop(wf, dispatcher, first_plan, list(variants), target, output_node, out, context, judge, repair, settings)
     try:
         loop.run(rounds, on_round)
     finally:
         dispatcher.close()
-    run = GoalRun(goal, loop.history, loop.stop, loop.best, loop.best_image, time.monotonic() - t_start)
+    run = GoalRun(goal, loop.history, loop.stop, loop.best, loop.best_image, time.monotonic() - t_start, notes + loop.notes)
     if out is not None:
         _save_outputs(out, loop.best_image, loop.plan)
     return run
+
+
+def make_checker(checker: str, model: str | None, notes: list[str]) -> Any:
+    """The vision judge for ``checker`` (None for offline). A cloud checker with no API key configured checks
+    offline and says so in ``notes`` (as the planner does); a local one needs ``PAKATI_LOCAL_LLM_URL``."""
+    if checker == "offline":
+        return None
+    from ..models import KeyMissingError, make_judge
+
+    try:
+        return make_judge(checker, model or None)
+    except KeyMissingError as e:
+        notes.append(f"checked offline: no API key is configured for {e.provider}")
+        return None
+
+
+class _RegionRoundStopped(Exception):
+    """A region-only round that ended without an image: ``reason`` is interrupted or failed."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
 
 
 @dataclass
@@ -178,22 +230,34 @@ class _GoalLoop:
     output_node: str | None
     out: Path | None
     context: Any
+    judge: Any = None
+    repair: str = "regions"
+    settings: Any = None  # orchestration.RepairSettings for region-only rounds
     history: list[GoalRound] = field(default_factory=list)
     stop: str = "max_rounds"
     best: dict | None = None
     best_image: np.ndarray | None = None
+    best_checked: _Checked | None = None
+    best_plan: Any = None
+    notes: list[str] = field(default_factory=list)
 
     def run(self, rounds: int, on_round: Callable[[GoalRound], None] | None) -> None:
-        """Rounds of plan -> generate -> check until the target, a check with no repairs, no check, an interrupt or ``rounds``."""
+        """Rounds of plan -> generate -> check until the target, a check with no repairs, no check, an interrupt or ``rounds``.
+
+        After a check that failed on some regions only, the next round redraws just those regions of the best image."""
         from ..orchestration import replan
 
+        region_round = False
         for r in range(rounds):
             t0 = time.monotonic()
-            rnd = GoalRound(r, self.plan.to_dict(), [], [], None)
-            candidates, best_check = self.walk_plan(r, rnd)
+            if region_round:
+                rnd, candidates, best_check = self.repair_regions(r)
+            else:
+                rnd = GoalRound(r, self.plan.to_dict(), [], [], None)
+                candidates, best_check = self.walk_plan(r, rnd)
             rnd.seconds = time.monotonic() - t0
             self.history.append(rnd)
-            if self.stop == "interrupted":
+            if self.stop in ("interrupted", "no_repairs"):
                 return
             if best_check is None:
                 self.stop = "failed" if not candidates else "no_check"
@@ -210,7 +274,99 @@ class _GoalLoop:
                 self.stop = "no_repairs"
                 return
             if r + 1 < rounds:
-                self.plan = replan(self.plan, best_check.check)
+                region_round = self.region_only()
+                if not region_round:
+                    self.plan = replan(self.plan, best_check.check)
+
+    def region_only(self) -> bool:
+        """Whether the next round redraws only the best image's failed regions: some regions failed, not all, and the
+        user's workflow can be turned into a region-only prompt."""
+        from ..orchestration.repair import failed_regions
+
+        if self.repair != "regions" or self.best_checked is None:
+            return False
+        failed = failed_regions(self.best_plan, self.best_checked.check)
+        everything = {r["id"] for r in self.best_plan.canvas["regions"]}
+        if not failed or set(failed) >= everything:
+            return False
+        try:
+            region_workflow(self.wf, canvas=self.best_plan.canvas, region=next(iter(failed)), prompt=None, negative=None,
+                            seed=0, denoise=1.0, grow=0, feather=0.0, context=0, crop_mode="keep")  # fmt: skip
+        except WorkflowError as e:
+            if not any(n.startswith("whole-image rounds") for n in self.notes):
+                self.notes.append(f"whole-image rounds: {e}")
+            return False
+        return True
+
+    def repair_regions(self, r: int) -> tuple[GoalRound, list, _Checked | None]:
+        """One region-only round on the best image so far: its failed regions redrawn on the servers, one region-only
+        prompt per region (each on the image the previous one made), every other pixel kept, then checked."""
+        from ..orchestration import check_alignment, record_check
+        from ..orchestration.repair import repair_round
+        from .dispatch import PromptTask
+
+        base, base_plan = self.best_checked, self.best_plan
+        rnd = GoalRound(r, {}, [], [], None, kind="regions")
+        made: list[TaskResult] = []
+        s = self.settings
+
+        def regenerate(image: np.ndarray, repairs: list, new_plan: Any, round_index: int) -> np.ndarray:
+            current = np.asarray(image)[..., :3]
+            for rep in repairs:
+                prompt = region_workflow(
+                    self.wf, canvas=new_plan.canvas, region=rep.region_id, prompt=new_plan.base_prompt, negative=new_plan.base_negative,
+                    seed=rep.seed, denoise=rep.denoise, grow=s.grow, feather=s.feather, context=s.context, crop_mode=s.crop_mode,
+                    colour_match=s.colour_match,
+                )  # fmt: skip
+                task = PromptTask(
+                    f"r{r}-repair-{rep.region_id}", prompt, {LOAD: current}, {"round": r, "region": rep.region_id, "seed": rep.seed}, [SAVE]
+                )
+                summary = self.dispatcher.run([task])
+                res = summary.results[0]
+                if self.out is not None and res.status == "done":
+                    save_result(res, self.out / f"round{r}")
+                rnd.results.append(res.to_dict())
+                if summary.interrupted:
+                    raise _RegionRoundStopped("interrupted")
+                im = _checked_image(res, SAVE) if res.status == "done" else None
+                if im is None:
+                    raise _RegionRoundStopped("failed")
+                made.append(res)
+                current = im.array()[..., :3]
+            return current
+
+        threshold = base.threshold
+        c0 = time.monotonic()
+        try:
+            step = repair_round(
+                base.pixels[..., :3], base_plan, base.check, regenerate, s, r,
+                check=lambda img, p: check_alignment(img, p, judge=self.judge), best_score=float(base.check.score),
+            )  # fmt: skip
+        except _RegionRoundStopped as e:
+            if e.reason == "interrupted":
+                self.stop = "interrupted"
+            return rnd, [], None
+        if step is None:  # every failed region is locked: nothing can be redrawn
+            self.stop = "no_repairs"
+            return rnd, [], None
+        repaired, pixels, new_plan, result = step
+        self.plan = new_plan
+        rnd.plan, rnd.regions = new_plan.to_dict(), repaired.regions
+        if self.context is not None:
+            record_check(self.context, new_plan, result, time.monotonic() - c0)
+        last = made[-1]
+        entry = {
+            "task": last.task_id,
+            "seed": last.meta.get("seed"),
+            "server": last.server,
+            "score": round(float(result.score), 4),
+            "threshold": threshold,
+            "check": result.to_dict(),
+            "files": [f for res in made for f in res.files],
+            "repairs": [rep.to_dict() for rep in repaired.repairs],
+        }
+        rnd.checks.append(entry)
+        return rnd, [], _Checked(result, entry, pixels, threshold)
 
     def walk_plan(self, r: int, rnd: GoalRound) -> tuple[list[_Candidate], _Checked | None]:
         """The plan's task DAG, wave by wave: generate tasks render candidates, check tasks score them."""
@@ -268,7 +424,7 @@ class _GoalLoop:
 
         res = candidate.result
         c0 = time.monotonic()
-        chk = check_alignment(candidate.pixels[..., :3], self.plan)
+        chk = check_alignment(candidate.pixels[..., :3], self.plan, judge=self.judge)
         if self.context is not None:
             record_check(self.context, self.plan, chk, time.monotonic() - c0)
         entry = {
@@ -288,6 +444,7 @@ class _GoalLoop:
         rnd.best = {k: best.entry[k] for k in ("task", "seed", "server", "score", "files")}
         if self.best is None or (self.best["score"] is not None and best.entry["score"] > self.best["score"]):
             self.best, self.best_image = dict(rnd.best, round=r), best.pixels
+            self.best_checked, self.best_plan = best, self.plan
         rnd.repairs = [t.id for t in best.check.repair_tasks]
 
     def keep_unchecked(self, r: int, candidate: _Candidate) -> None:

@@ -13,6 +13,7 @@ from .errors import (
     PlanCycleError,
     PlanError,
     PlannerError,
+    RepairError,
 )
 from .plan_model import Attribute, Plan, PlannedObject, Relation, Task, plan_schema
 
@@ -41,9 +42,14 @@ __all__ = [
     "PlanCycleError",
     "PlanError",
     "PlannerError",
+    "RepairError",
 ]
 
 
 from .planning import PLANNERS, plan  # noqa: E402 - after the names plan() builds on
 
 __all__ += ["PLANNERS", "plan"]
+
+from .repair import RegionRepair, RepairRound, RepairRun, RepairSettings, crop_regenerator, plan_repairs, repair_loop  # noqa: E402
+
+__all__ += ["RegionRepair", "RepairRound", "RepairRun", "RepairSettings", "crop_regenerator", "plan_repairs", "repair_loop"]

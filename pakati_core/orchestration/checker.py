@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import PakatiError
 from ..images import as_rgb
 from ..lab import rgb_to_lab
+from ..prompts import weighted
 from .colours import accepted_names, colour_score, colour_shares
 from .errors import CheckError
 from .plan_model import Plan, Task
@@ -378,7 +379,7 @@ def _repairs(plan: Plan, result: CheckResult) -> tuple[list[Task], dict[str, tup
                     f"repair_regen_{oid}",
                     "inpaint",
                     (o.region_id,),
-                    {"action": "regenerate", "prompt": f"({o.phrase}:1.2)", "denoise": 0.85, "strength": 1.3},
+                    {"action": "regenerate", "prompt": weighted(o.phrase, 1.2), "denoise": 0.85, "strength": 1.3},
                     after,
                 )
             )
@@ -395,13 +396,14 @@ def _repairs(plan: Plan, result: CheckResult) -> tuple[list[Task], dict[str, tup
                     f"repair_regen_{oid}",
                     "inpaint",
                     (o.region_id,),
-                    {"action": "regenerate", "prompt": f"({o.phrase}:1.3)", "denoise": 0.9, "strength": 1.3},
+                    {"action": "regenerate", "prompt": weighted(o.phrase, 1.3), "denoise": 0.9, "strength": 1.3},
                     after,
                 )
             )
             done.add(oid)
         elif q.kind == "attribute" and oid not in done:
-            prompt = o.phrase.replace(q.value, f"({q.value}:1.4)") if q.value in o.phrase else f"({q.value}:1.4) {o.phrase}"
+            colour = weighted(q.value, 1.4)
+            prompt = o.phrase.replace(q.value, colour) if q.value in o.phrase else f"{colour} {o.phrase}"
             tasks.append(
                 Task(
                     f"repair_colour_{oid}_{q.value}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import GoalError as GoalError  # the phrase reader's, in the shared base; the planner raises it too
 from ..errors import PakatiError
 
 
@@ -29,10 +30,6 @@ class DanglingDependencyError(PlanError):
         super().__init__(f"task '{task_id}' depends on '{missing}', which is not a task of this plan", field=f"tasks[{index}].depends_on")
 
 
-class GoalError(OrchestrationError):
-    """A goal the planner cannot read (empty, too long, nothing to draw)."""
-
-
 class PlannerError(OrchestrationError):
     """A planner that is unknown, or that could not produce a valid plan."""
 
@@ -43,3 +40,7 @@ class CheckError(OrchestrationError):
 
 class ContextError(OrchestrationError):
     """The context store cannot be read or written."""
+
+
+class RepairError(OrchestrationError):
+    """A region repair loop that cannot run (bad settings, a regenerated image of the wrong size or with NaN)."""

@@ -1,7 +1,7 @@
 """Placing one box per object so that the goal's relations hold, at sizes and depths a scene has.
 
 The layout is a sequence of named steps, each driven by the numbers in :data:`LAYOUT` and the
-noun lexicon (``data/nouns.tsv``: kind, typical size relative to a person, aspect):
+noun lexicon (``pakati_core/phrases/data/nouns.tsv``: kind, typical size relative to a person, aspect):
 
 1. :func:`band_boxes` — stuff is a band, not an object: ground (sea, beach, meadow, street, floor)
    across the lower part (nearer ground drawn over farther: water behind land), sky across the

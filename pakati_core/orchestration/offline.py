@@ -7,10 +7,10 @@ from typing import Any
 
 from ..canvas import validate_canvas_size
 from ..errors import CanvasSizeError
-from . import lexicon as lx
+from ..phrases import lexicon as lx
+from ..phrases.reader import ParsedGoal, ParsedObject, noun_info, parse_goal, singular
 from .errors import PlanError
 from .layout import Item, place
-from .parse import ParsedGoal, ParsedObject, noun_info, parse_goal, singular
 from .plan_model import Attribute, Plan, PlannedObject, Relation, Task
 from .rules import layout_violations
 from .solver import solve_layout

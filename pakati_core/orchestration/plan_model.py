@@ -20,6 +20,7 @@ import jsonschema
 
 from ..canvas import Canvas
 from ..errors import PakatiError
+from ..jsonutil import parse_json
 from .errors import DanglingDependencyError, PlanCycleError, PlanError
 
 PLAN_VERSION = 1
@@ -250,11 +251,7 @@ class Plan:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Plan":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise PlanError(f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})", field="plan") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text, PlanError, "plan"))
 
 
 def validate_plan_dict(data: dict) -> None:

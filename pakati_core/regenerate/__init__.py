@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..geometry import Box, clip_polygon
 from ..lab import mean_ciede2000
-from .blend import band_radius, blend_mask, ring
+from .blend import band_radius, blend_mask, region_blend, ring
 from .box import SDXL_NATIVE_AREA, TARGET_MODES, target_size
 from .canvas_crop import crop_canvas
 from .colour import match_colour
@@ -34,6 +34,7 @@ __all__ = [
     "match_colour",
     "mean_ciede2000",
     "regeneration_mask",
+    "region_blend",
     "region_seed",
     "ring",
     "stitch_region",

@@ -21,6 +21,15 @@ def blend_mask(mask: np.ndarray, grow: int, feather: float) -> np.ndarray:
     return np.clip(np.maximum(mask.astype(np.float32), soft), 0.0, 1.0).astype(np.float32)
 
 
+def region_blend(mask: np.ndarray, grow: int, feather: float, keep_out: np.ndarray | None = None) -> np.ndarray:
+    """The blend mask of a region whose ``keep_out`` pixels (``[H, W]``, 1 = keep, e.g. locked regions) must never
+    change: the region minus those pixels, grown and feathered, and exactly 0 wherever ``keep_out`` is 1."""
+    if keep_out is None:
+        return blend_mask(mask, grow, feather)
+    bl = blend_mask(mask * (1.0 - keep_out), grow, feather)
+    return np.where(keep_out >= 1.0, 0.0, bl * (1.0 - keep_out)).astype(np.float32)
+
+
 def band_radius(grow: int, feather: float) -> int:
     """How far (px) the blend mask can reach beyond the mask: the grow plus the blur's kernel reach.
 

@@ -11,7 +11,7 @@ from ..canvas import same_aspect
 from ..geometry import Box, fit_box, pad_box
 from ..images import resize_image, unit_float
 from ..masks import resize_mask
-from .blend import blend_mask
+from .blend import region_blend
 from .box import support_box, target_size
 from .errors import EmptyMaskError, MaskSizeError, RegenerateError
 
@@ -102,12 +102,8 @@ def crop_region(
     for b in range(batch):
         if check_interrupt:
             check_interrupt()
-        m = masks[b]
-        if keep_out is not None:
-            m = m * (1.0 - keep_out)
-        bl = blend_mask(m, grow, feather)
-        if keep_out is not None:
-            bl = np.where(keep_out >= 1.0, 0.0, bl * (1.0 - keep_out)).astype(np.float32)
+        m = masks[b] if keep_out is None else masks[b] * (1.0 - keep_out)
+        bl = region_blend(masks[b], grow, feather, keep_out)
         where = f"mask[{b}]" if batch > 1 else "mask"
         if not (m > 0).any():
             raise EmptyMaskError(

@@ -8,7 +8,6 @@ raises ``StoreUnavailableError`` saying why (read-only file system, full disk, s
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..errors import NonFiniteError
 from .engine import BUSY_OPTION, READ_OPTION, explain
 from .errors import StoreError, StoreUnavailableError
 from .images import content_key
@@ -28,11 +28,6 @@ from .schema import Blob, utcnow
 
 DEFAULT_OWNER = "default"
 RECORD_PROMPTS_ENV = "PAKATI_RECORD_PROMPTS"
-
-
-def strict_json(value: Any) -> str:
-    """JSON as the store writes it: NaN and infinities refused (they are not JSON)."""
-    return json.dumps(value, allow_nan=False, sort_keys=True)
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -95,6 +90,8 @@ class Database:
             raise
         except OperationalError as e:
             raise StoreUnavailableError(explain(e, self.url, write), "database") from e
+        except NonFiniteError as e:  # the engine's JSON writer, called outside SQLAlchemy's wrapping by psycopg
+            raise StoreError(f"a value cannot be stored as JSON: {e}", "record") from e
         except StatementError as e:
             if isinstance(e.orig, (ValueError, TypeError)):  # a JSON value that is not strict JSON
                 raise StoreError(f"a value cannot be stored as JSON: {e.orig}", "record") from e

@@ -29,6 +29,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
+from ..jsonutil import strict_json
 from .errors import StoreError, StoreUnavailableError
 
 log = logging.getLogger("pakati.store")
@@ -48,9 +49,9 @@ _migrated: set[str] = set()
 _lock = threading.Lock()
 
 
-def _strict_json(value) -> str:
-    """Everything written as JSON is strict: NaN and infinities are refused, never written."""
-    return json.dumps(value, allow_nan=False)
+def _stored_json(value) -> str:
+    """The engine's JSON writer: the core's one strict JSON (a NaN/Inf is refused, naming where it is)."""
+    return strict_json(value, "the stored JSON value")
 
 
 def default_user_dir() -> Path:
@@ -144,11 +145,11 @@ def get_engine(url: str) -> Engine:
                     Path(db).parent.mkdir(parents=True, exist_ok=True)
                 except OSError as e:
                     raise StoreUnavailableError(f"cannot create the directory of {db}: {e.strerror or e}", "url") from e
-            engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, json_serializer=_strict_json)
+            engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, json_serializer=_stored_json)
             _sqlite_setup(engine)
         else:
             try:
-                engine = create_engine(parsed, pool_pre_ping=True, json_serializer=_strict_json)
+                engine = create_engine(parsed, pool_pre_ping=True, json_serializer=_stored_json)
                 _postgres_setup(engine)
             except NoSuchModuleError as e:
                 raise StoreError(

@@ -138,3 +138,31 @@ def test_unreachable_server_is_reported_after_retries():
     with pytest.raises(ServerUnavailableError, match=r"failed after 3 tries \(ConnectionError\)"):
         client.system_stats()
     assert not client.alive()
+
+
+def test_region_workflow_is_the_users_workflow_redrawing_one_region():
+    """run-goal's region-only prompt: the user's loader, conditioning, sampler settings and VAE, sampling a crop."""
+    from pakati_core.client.region_round import CROP, ENCODE, LOAD, NOISE_MASK, SAVE, STITCH, region_workflow
+
+    wf = Workflow.load(REPO / "workflows" / "api" / "regional_sdxl.json")
+    canvas = wf.canvas()
+    region = canvas["regions"][1]["id"]
+    out = region_workflow(
+        wf, canvas=canvas, region=region, prompt="base", negative="neg", seed=7, denoise=0.55, grow=8, feather=16.0, context=32,
+        crop_mode="keep",
+    )  # fmt: skip
+    ks = out["6"]["inputs"]
+    assert out["1"] == wf.prompt["1"], "the user's loader is kept"
+    assert (ks["seed"], ks["denoise"], ks["steps"], ks["sampler_name"]) == (7, 0.55, 30, "dpmpp_2m")
+    assert ks["latent_image"] == [NOISE_MASK, 0] and ks["model"] == ["4", 0] and ks["positive"] == ["3", 1]
+    assert out["3"]["inputs"]["canvas"] == [CROP, 3] and out["3"]["inputs"]["base_prompt"] == "base"
+    assert out[CROP]["inputs"]["region"] == region and out[CROP]["inputs"]["image"] == [LOAD, 0]
+    assert out[CROP]["inputs"]["canvas"] == ["2", 0] and out[ENCODE]["inputs"]["vae"] == ["1", 2]
+    assert out[STITCH]["inputs"]["image"] == ["7", 0] and out[SAVE]["inputs"]["images"] == [STITCH, 0]
+    assert "8" not in out and "9" not in out, "the whole render's save and preview are left out"
+    two = Workflow({**wf.prompt, "99": {"class_type": "KSampler", "inputs": dict(wf.prompt["6"]["inputs"])}}, name="two.json")
+    with pytest.raises(WorkflowError, match="exactly one KSampler"):
+        region_workflow(
+            two, canvas=canvas, region=region, prompt=None, negative=None, seed=0, denoise=1.0, grow=0, feather=0.0, context=0,
+            crop_mode="keep",
+        )  # fmt: skip

@@ -2,7 +2,7 @@
 
 - no import cycle between pakati_core's packages (each subpackage and each top-level module is one node);
 - no package imports another package's private (underscore) names or modules;
-- the shared base (errors, finite, jsonutil, images, masks, geometry, redaction, prompts, retry) imports nothing but the base;
+- the shared base (errors, finite, jsonutil, images, masks, geometry, redaction, prompts, retry, phrases) imports nothing but the base;
 - pakati_core never imports ComfyUI (``comfy``, ``comfy_api``, ``comfy_extras``, ``folder_paths``, ``server``, ``nodes``).
 
 Every import statement counts, also one inside a function: a lazy import dodges a cycle at run time
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE = {"errors", "finite", "jsonutil", "images", "masks", "geometry", "redaction", "prompts", "retry"}
+BASE = {"errors", "finite", "jsonutil", "images", "masks", "geometry", "redaction", "prompts", "retry", "phrases"}
 COMFY = {"comfy", "comfy_api", "comfy_extras", "folder_paths", "server", "nodes", "execution"}
 
 
@@ -154,6 +154,21 @@ def test_no_package_imports_another_packages_private_helpers():
 
 def test_the_shared_base_imports_only_the_base():
     assert base_violations(read_graph(ROOT)) == []
+
+
+def test_attention_maps_reads_subject_words_with_the_base_reader_not_the_planner():
+    """The phrase reader is shared base (pakati_core.phrases): Attend-and-Excite's subject word comes from it,
+    so attention_maps imports nothing of the planner (orchestration), lazily or not."""
+    g = read_graph(ROOT)
+    planner = [
+        f"{m} imports {t}"
+        for m, targets in g.edges.items()
+        if g.unit(m) == "pakati_core.attention_maps"
+        for t in targets
+        if g.unit(t) == "pakati_core.orchestration"
+    ]
+    assert planner == []
+    assert any(g.unit(t) == "pakati_core.phrases" for t in g.edges["pakati_core.attention_maps.tokens"])
 
 
 def test_pakati_core_never_imports_comfyui():

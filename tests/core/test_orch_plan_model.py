@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pakati_core.orchestration import (
     DanglingDependencyError,
@@ -105,6 +107,25 @@ def test_bad_plans_name_the_field(mutate, field):
     with pytest.raises(PlanError) as e:
         Plan.from_dict(d)
     assert e.value.field == field
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.text(max_size=40), st.binary(max_size=40).map(lambda b: b"{" + b)))
+def test_bad_json_reads_through_the_one_parser_with_the_plan_error(text):
+    """Plan.from_json parses with jsonutil.parse_json: text that is not JSON gives a PlanError on field
+    'plan' whose message says where it broke, word for word as json.loads reports it."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as d:
+        with pytest.raises(PlanError) as e:
+            Plan.from_json(text)
+        assert (e.value.field, e.value.message) == ("plan", f"not valid JSON ({d.msg} at line {d.lineno} column {d.colno})")
+        assert e.value.__cause__ is None and e.value.__suppress_context__
+    except (UnicodeDecodeError, RecursionError):
+        pass  # not a JSON syntax error: the parser lets it through, as json.loads does
+    else:
+        with pytest.raises(PlanError):  # JSON, but not a plan
+            Plan.from_json(text)
 
 
 def test_bad_json_and_version():

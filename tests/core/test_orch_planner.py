@@ -8,8 +8,8 @@ import pytest
 
 from pakati_core.canvas import Canvas
 from pakati_core.orchestration import GoalError, Plan, PlanError, plan
-from pakati_core.orchestration.parse import parse_goal
 from pakati_core.orchestration.rules import centre, layout_violations, relation_holds
+from pakati_core.phrases import parse_goal
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "t2i-compbench"
 if not DATA.is_dir():

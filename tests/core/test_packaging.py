@@ -23,7 +23,7 @@ DATA_FILES = (
     "pakati_core/models/models.json",
     "pakati_core/fuzzy/rules/default.json",
     "pakati_core/orchestration/plan.schema.json",
-    "pakati_core/orchestration/data/nouns.tsv",
+    "pakati_core/phrases/data/nouns.tsv",
     "pakati_core/store/migrations/script.py.mako",
     "pakati_core/store/migrations/env.py",
 )

@@ -181,7 +181,7 @@ def test_embeddings_api_and_errors(pipe):
     assert np.isfinite(out).all()
     with pytest.raises(ValueError, match="mask: region 'left' is defined on a 64x64 mask"):
         RegionalSDXL(pipe).generate(regions, pos, pooled, neg, torch.zeros(1, 32), width=SIZE, height=32, num_inference_steps=1)
-    with pytest.raises(ValueError, match="region 'b' has an empty prompt"):
+    with pytest.raises(ValueError, match=r"region 'b' \(regions\[1\]\) has an empty prompt"):
         run(pipe, halves(prompt=" "))
 
 

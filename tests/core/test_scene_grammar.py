@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pakati_core.orchestration import GoalError, Plan, PlanError, plan
-from pakati_core.orchestration import lexicon as lx
 from pakati_core.orchestration.rules import has_word, layout_violations
+from pakati_core.phrases import lexicon as lx
 
 W = H = 1024
 

@@ -116,6 +116,22 @@ def test_nan_is_refused_not_written(store):
     assert store.runs.count() == 0 and store.what_worked.load() == []
 
 
+def test_the_engine_writes_json_through_the_one_strict_writer(store):
+    """A JSON column written past the repositories' checks still refuses NaN/Inf: the engine's JSON
+    writer is the core's strict_json, which names where the number is; finite values round-trip."""
+    from pakati_core.store.schema import Run
+
+    db = store.runs.db
+    for bad in (float("nan"), float("-inf")):
+        with pytest.raises(StoreError, match=r"cannot be stored as JSON: .*NaN/infinite number at overall\[1\]\.x"):
+            with db.session() as s:
+                s.add(Run(owner=db.owner, node="X", scores={"overall": [0.5, {"x": bad}]}))
+    assert store.runs.count() == 0
+    with db.session() as s:
+        s.add(Run(owner=db.owner, node="X", scores={"overall": [0.5, {"x": 1e308}]}))
+    assert store.runs.count() == 1 and store.runs.newest()[0]["scores"] == {"overall": [0.5, {"x": 1e308}]}
+
+
 def test_understanding_round_trip_preview_and_format_version(store):
     im = img(4)
     rec = {"image_hash": image_hash(im), "settings": {"fingerprint": "f" * 16}, "summary": "s", "score": 0.5}

@@ -364,6 +364,8 @@ def test_cli_run_goal_plans_renders_checks_and_replans(comfy_server, server_b, t
         "0-1",
         "--target",
         "1.01",
+        "--repair-crop",
+        "keep",  # a region-only round samples its crop at its own size, not ~1024² (CPU speed)
         "--server",
         comfy_server.url,
         "--server",
@@ -402,6 +404,50 @@ def test_cli_run_goal_plans_renders_checks_and_replans(comfy_server, server_b, t
     records = open_store(f"sqlite:///{db}").context.load_records(goal_key(goal, 128, 128))
     assert {r["kind"] for r in records} == {"plan", "check", "generation"}, "plans, checks and generations are in the database"
     assert sum(r["kind"] == "check" for r in records) == sum(len(r["checks"]) for r in summary["rounds"])
+
+
+def test_run_goal_redraws_only_the_failed_region_with_a_local_checker(comfy_server, tmp_path, monkeypatch):
+    """run-goal (the CLI, in process) with --checker local over the local chat test server: round 0 renders the
+    whole image; its check fails on the ball's colour only (the tiny model draws no blue), so round 1 redraws just
+    the ball with a region-only prompt built from the user's workflow, and every pixel outside the ball's blend
+    band is the round-0 image's."""
+    from model_fakes import FakeLocalChatServer, fake_answers
+    from pakati_core.client.cli import main
+    from pakati_core.orchestration import Plan, check_alignment
+    from pakati_core.orchestration.repair import RepairSettings, plan_repairs, repair_blend
+    from provider_wire import isolate_provider_env
+
+    isolate_provider_env(monkeypatch, tmp_path)
+    wf_path, out = tmp_path / "mine.json", tmp_path / "goal"
+    wf_path.write_text(json.dumps(users_workflow().prompt))
+    goal = "a blue ball on the left and a cube on the right"
+    with FakeLocalChatServer("json_mode", lambda messages: fake_answers(json.dumps(messages))) as chat:
+        monkeypatch.setenv("PAKATI_LOCAL_LLM_URL", chat.url)
+        argv = ["run-goal", "--goal", goal, "--workflow", str(wf_path), "--width", "128", "--height", "128", "--rounds", "2",
+                "--target", "1.01", "--checker", "local", "--checker-model", "llava", "--repair-crop", "keep",
+                "--server", comfy_server.url, "--out", str(out), "--no-database", "--quiet"]  # fmt: skip
+        assert main(argv) == 0
+        assert chat.requests and {r["model"] for r in chat.requests} == {"llava"}, "the local judge answered the checks"
+    summary = json.loads((out / "summary.json").read_text())
+    first, second = summary["rounds"]
+    assert first["kind"] == "whole" and second["kind"] == "regions" and second["regions"] == ["ball"]
+    assert any(v["source"] == "judge" for v in first["checks"][0]["check"]["verdicts"])
+    assert [r["meta"]["region"] for r in second["results"]] == ["ball"] and second["results"][0]["status"] == "done"
+    ran = ComfyClient(comfy_server.url).history(second["results"][0]["prompt_id"])
+    prompt = next(iter(ran.values()))["prompt"][2]
+    assert prompt["1"]["class_type"] == "PakatiTestTinySDXL", "the user's own loader drew the region"
+    assert {n["class_type"] for n in prompt.values()} >= {"PakatiCropRegion", "SetLatentNoiseMask", "PakatiStitchRegion"}
+    before = png(Path(next(f for f in first["best"]["files"] if "_node8_" in f)).read_bytes())[..., :3]  # the user's save node
+    (after_file,) = second["results"][0]["files"]
+    after = png(Path(after_file).read_bytes())[..., :3]
+    assert before.shape == after.shape == (128, 128, 3) and np.isfinite(after).all()
+    p0 = Plan.from_dict(first["plan"])
+    repairs, _ = plan_repairs(p0, check_alignment(before, p0), 128, 128)
+    assert [r.region_id for r in repairs] == ["ball"]
+    s = RepairSettings()
+    changed = (after != before).any(-1)
+    assert changed.any() and not changed[repair_blend(repairs, s.grow, s.feather) == 0].any(), "only the ball's pixels changed"
+    assert second["checks"][0]["repairs"][0]["prompt"].startswith("(blue:1.4)")
 
 
 def test_ray_backend_server_killed_mid_run_loses_no_task(comfy_server, server_b):

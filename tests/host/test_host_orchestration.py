@@ -93,6 +93,23 @@ def test_errors_name_the_node_and_the_input(comfy):
         check_node.execute(image=torch.full((1, 64, 64, 3), float("nan")), checker="offline", goal="a cat", remember=False)
 
 
+def test_check_errors_word_for_word(comfy):
+    """PakatiCheckAlignment's errors go through nodes.common.node_error: a goal error names 'goal' once (no
+    'goal: goal:'), an image error names 'image', a plan error 'plan' (the messages the node wrote itself before)."""
+    check = node(comfy, "PakatiCheckAlignment")
+
+    def message(**kw) -> str:
+        with pytest.raises(ValueError) as e:
+            check.execute(checker="offline", remember=False, **{"image": torch.zeros(1, 64, 64, 3), **kw})
+        return str(e.value)
+
+    assert message(goal="x" * 2001) == "PakatiCheckAlignment: input 'goal': the goal is 2001 characters; at most 2000 are read"
+    assert message() == "PakatiCheckAlignment: input 'plan': connect a plan from Pakati Plan, or give a goal"
+    assert message(goal="a cat", image=torch.zeros(1, 4, 4, 3)) == (
+        "PakatiCheckAlignment: input 'image': image: expected an HxWx3 image of at least 8x8 pixels, got shape (4, 4, 3)"
+    )
+
+
 def test_llm_planner_without_a_key_plans_offline_with_a_note(comfy, monkeypatch):
     for var in ("ANTHROPIC_API_KEY", "PAKATI_API_KEY_ANTHROPIC", "PAKATI_KEY_FILE"):
         monkeypatch.delenv(var, raising=False)

@@ -72,6 +72,10 @@ def test_template_nodes_save_export_load_and_refuse_bad_names(comfy, user_dir):
         assert isinstance(msg, str) and msg.startswith("PakatiSaveTemplate: input 'name':"), msg
     assert "not strict JSON" in save.validate_inputs(name="ok", settings='{"a": NaN}')
     assert load.validate_inputs(name="missing").startswith("PakatiLoadTemplate: input 'name': name: no template named 'missing'")
+    with pytest.raises(ValueError) as missing:
+        load.execute(name="missing")
+    assert str(missing.value).startswith("PakatiLoadTemplate: input 'name': name: no template named 'missing'")
+    assert str(missing.value).endswith(" (for user 'default')")
     assert not (user_dir.parent / "x").exists() and list((user_dir / "default" / "pakati" / "templates").iterdir()) == [exported]
 
 

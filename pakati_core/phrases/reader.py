@@ -1,4 +1,4 @@
-"""Reading a compositional goal: noun phrases with counts and attributes, spatial relations, a setting.
+"""Reading a compositional goal (or a region prompt): noun phrases with counts and attributes, spatial relations, a setting.
 
 A small hand-written chunker over a lexicon (``lexicon.py``). Noun phrases are found by
 structure — an optional determiner or number, modifiers, and a head that ends where a verb,
@@ -16,8 +16,8 @@ from functools import lru_cache
 
 import inflect
 
+from ..errors import GoalError
 from . import lexicon as lx
-from .errors import GoalError
 
 MAX_GOAL_CHARS = 2000
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*|[,.;:!?]")
@@ -367,6 +367,18 @@ def parse_goal(goal: str) -> ParsedGoal:
                 items.append(("np", np_))
                 i = np_.end
     return _bind(goal, items)
+
+
+def last_noun(text: str) -> str | None:
+    """The noun of the last drawable object ``text`` names, as :func:`parse_goal` reads it (else its setting's),
+    among the words of the text; None when it names none. Text it cannot read raises :class:`GoalError`."""
+    goal = parse_goal(text)
+    words = tokenize(text)
+    nouns = [o.noun for o in goal.objects] or ([goal.background.noun] if goal.background is not None else [])
+    nouns = [n for n in nouns if n in words]
+    if not nouns:
+        return None
+    return max(nouns, key=lambda n: len(words) - 1 - words[::-1].index(n))
 
 
 def noun_info(noun: str) -> lx.NounInfo:
