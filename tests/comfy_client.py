@@ -180,8 +180,8 @@ MAX_STEPS = 3  # sampler steps of a template run by the tests
 
 def for_the_test_host(prompt: dict) -> dict:
     """The API prompt with the tiny model in place of the checkpoint (tiny ControlNets, CLIP vision and IP-Adapter
-    checkpoints in place of loaded ones), at most MAX_STEPS steps, and one repair round on crops at their own size of a
-    512² render."""
+    checkpoints in place of loaded ones), at most MAX_STEPS steps, one learning attempt at 256 px, and one repair round on
+    crops at their own size of a 512² render."""
     out = copy.deepcopy(prompt)
     swap_flux_loaders(out)
     for node in out.values():
@@ -196,6 +196,8 @@ def for_the_test_host(prompt: dict) -> dict:
             node["inputs"] = {"seed": 31}
         elif node["class_type"] == "IPAdapterModelLoader":  # the pack's own loader, on the tiny checkpoint in its format
             node["inputs"] = {"ipadapter_file": "pakati_tiny_ipadapter.safetensors"}
+        elif node["class_type"] == "PakatiLearnReference":  # CPU speed: seven strategies, one attempt each, at 256 px
+            node["inputs"].update(attempts=1, max_side=min(node["inputs"].get("max_side", 256), 256))
         elif node["class_type"] == "PakatiRepairRegions":  # CPU speed: one round, crops at their own size (not ~1024²)
             node["inputs"].update(max_rounds=1, crop="keep")
             for other in out.values():  # and a 512² plan and render (the repair's crops and VAE passes cost the most)
