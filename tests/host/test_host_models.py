@@ -266,6 +266,12 @@ def test_server_edit_is_bit_identical_outside_the_band_and_the_key_appears_nowhe
     assert "workflow" in png.text and "prompt" in png.text
 
 
+def _queued(server) -> set[str]:
+    """Prompt ids in the server's queue, running or pending."""
+    queue = server.get_json("/queue")
+    return {item[1] for item in queue.get("queue_running", []) + queue.get("queue_pending", [])}
+
+
 @pytest.mark.browser
 def test_front_end_queue_and_save_carry_no_key(provider_comfy_server, fake_openai):
     """The template queued by the real front end (its own graphToPrompt and queue path): output made, key nowhere."""
@@ -275,7 +281,7 @@ def test_front_end_queue_and_save_carry_no_key(provider_comfy_server, fake_opena
     server = provider_comfy_server
     (server.base / "input").mkdir(parents=True, exist_ok=True)
     Image.fromarray(cv2.resize(data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)).save(server.base / "input" / "example.png")
-    before = set(server.get_json("/history"))
+    before = set(server.get_json("/history")) | _queued(server)
     template = json.loads((REPO / "workflows" / "openai_region_edit.json").read_text())
     front = FrontEnd(server.url)
     try:
@@ -284,13 +290,13 @@ def test_front_end_queue_and_save_carry_no_key(provider_comfy_server, fake_opena
         front.load_workflow(template)
         front.js("async () => { await app.queuePrompt(0, 1); }")
         prompt_id = None
-        for _ in range(240):
-            new = set(server.get_json("/history")) - before
+        for _ in range(240):  # queued (running or pending) or already finished: the front end's queue reached the server
+            new = (_queued(server) | set(server.get_json("/history"))) - before
             if new:
                 prompt_id = new.pop()
                 break
             front.page.wait_for_timeout(250)
-        assert prompt_id, "the front end's queue produced no history entry"
+        assert prompt_id, f"the front end's queue reached neither the server's queue nor its history; front-end errors: {front.errors}"
         entry = server.wait(prompt_id)
         saved_workflow = front.js("() => JSON.stringify(app.graph.serialize())")
         api_prompt = front.js("async () => JSON.stringify(await app.graphToPrompt())")
