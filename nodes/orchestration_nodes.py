@@ -220,9 +220,7 @@ class PakatiCheckAlignment(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, checker: str | None = None) -> bool | str:
-        if checker is not None and checker not in CHECKERS:
-            return f"PakatiCheckAlignment: input 'checker': unknown checker {checker!r}; expected one of {CHECKERS}"
-        return True
+        return unknown_checker("PakatiCheckAlignment", checker) or True
 
     @classmethod
     def fingerprint_inputs(cls, **_) -> str:
@@ -242,11 +240,7 @@ class PakatiCheckAlignment(io.ComfyNode):
         references: tuple | None = None,
     ) -> io.NodeOutput:
         node = cls.__name__
-        if image.ndim != 4 or image.shape[-1] < 3:
-            raise PakatiNodeError(node, "image", f"expected an IMAGE batch [B, H, W, 3], got shape {tuple(image.shape)}")
-        frame = image[0, ..., :3].detach().float().cpu().numpy().astype(np.float32)
-        if not np.isfinite(frame).all():
-            raise PakatiNodeError(node, "image", "the image contains NaN or infinite values")
+        frame = first_frame(node, image)
         the_plan = _resolve_plan(node, plan, goal or "", canvas, frame.shape[:2])
         notes: list[str] = []
         judge = checker_judge(node, checker, model, notes)
@@ -280,6 +274,23 @@ class PakatiCheckAlignment(io.ComfyNode):
             + ("\n" + "\n".join(notes) if notes else "")
         )
         return io.NodeOutput(score, report_text, suggestions, improved, improved.canvas_obj(), ui={"text": (summary,)})
+
+
+def unknown_checker(node: str, checker: str | None) -> str | None:
+    """``validate_inputs``' message for a checker name that is not one of CHECKERS; None when it is (or not given)."""
+    if checker is not None and checker not in CHECKERS:
+        return f"{node}: input 'checker': unknown checker {checker!r}; expected one of {CHECKERS}"
+    return None
+
+
+def first_frame(node: str, image: torch.Tensor) -> np.ndarray:
+    """The first image of an IMAGE batch as float32 ``[H, W, 3]`` for a check; a wrong shape or NaN names ``image``."""
+    if image.ndim != 4 or image.shape[-1] < 3:
+        raise PakatiNodeError(node, "image", f"expected an IMAGE batch [B, H, W, 3], got shape {tuple(image.shape)}")
+    frame = image[0, ..., :3].detach().float().cpu().numpy().astype(np.float32)
+    if not np.isfinite(frame).all():
+        raise PakatiNodeError(node, "image", "the image contains NaN or infinite values")
+    return frame
 
 
 def checker_judge(node: str, checker: str, model: str, notes: list[str]):

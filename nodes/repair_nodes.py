@@ -20,7 +20,7 @@ from ..pakati_core.errors import PakatiError
 from ..pakati_core.orchestration import Plan, RepairSettings, check_alignment, crop_regenerator, repair_loop
 from ..pakati_core.regenerate import TARGET_MODES
 from .common import PakatiNodeError, checked, node_error
-from .orchestration_nodes import CHECKERS, PlanType, checker_input, checker_judge
+from .orchestration_nodes import CHECKERS, PlanType, checker_input, checker_judge, first_frame, unknown_checker
 from .persistence import user_fingerprint
 from .regional_patch import WRAPPER_KEY
 from .sampling import PromptEncoder, append_tokens, sample_pixels
@@ -146,8 +146,8 @@ class PakatiRepairRegions(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, checker: str | None = None, crop: str | None = None) -> bool | str:
-        if checker is not None and checker not in CHECKERS:
-            return f"{NODE}: input 'checker': unknown checker {checker!r}; expected one of {CHECKERS}"
+        if message := unknown_checker(NODE, checker):
+            return message
         if crop is not None and crop not in CROP_SIZES:
             return f"{NODE}: input 'crop': unknown crop size {crop!r}; expected one of {CROP_SIZES}"
         return True
@@ -181,8 +181,7 @@ class PakatiRepairRegions(io.ComfyNode):
         checker_model: str = "",
         positive=None,
     ) -> io.NodeOutput:
-        if image.ndim != 4 or image.shape[-1] < 3:
-            raise PakatiNodeError(NODE, "image", f"expected an IMAGE [1, H, W, 3], got shape {tuple(image.shape)}")
+        frame = first_frame(NODE, image)
         if image.shape[0] != 1:
             raise PakatiNodeError(NODE, "image", f"one image at a time, got a batch of {image.shape[0]}")
         if plan is None or not hasattr(plan, "objects"):
@@ -194,9 +193,6 @@ class PakatiRepairRegions(io.ComfyNode):
                 "this model is patched by Pakati Apply Regions for the whole canvas; connect the checkpoint's model "
                 "(a repair samples each region's crop with that region's own prompt)",
             )
-        frame = image[0, ..., :3].detach().float().cpu().numpy().astype(np.float32)
-        if not np.isfinite(frame).all():
-            raise PakatiNodeError(NODE, "image", "the image contains NaN or infinite values")
         settings = checked(
             NODE,
             "max_rounds",
