@@ -277,27 +277,6 @@ def _add_low_rank(output: torch.Tensor, x: torch.Tensor, p: Positions, deltas: l
     out.index_add_(0, index, torch.mm(h, up))
 
 
-def kv_attention_delta(
-    out: torch.Tensor,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    heads: int,
-    items: list[tuple[LayerDelta | None, LayerDelta | None, RegionMask]],
-    context: torch.Tensor,
-    grid: tuple[int, int],
-    plain: bool = False,
-) -> torch.Tensor:
-    """``out + Σ m ⊙ (attn(q, K + ΔK, V + ΔV) − attn(q, K, V))`` at each mask's covered positions.
-
-    ``context`` is the text the layer's ``K = to_k(context)``, ``V = to_v(context)`` were projected
-    from (``[B or 1, T, C]``); ``out`` is the attention output ``[B, Q, heads·d]``. ``plain``: ``out``
-    is ``attn(q, K, V)`` itself (no other attention replace computed it), so it is reused instead of
-    computing that attention again.
-    """
-    return add_kv_differences(out, kv_differences(out if plain else None, q, k, v, heads, items, context, grid))
-
-
 def kv_differences(
     plain: torch.Tensor | None,
     q: torch.Tensor,
@@ -310,7 +289,8 @@ def kv_differences(
 ) -> list[tuple[Positions, torch.Tensor]]:
     """Each mask's ``(positions, m ⊙ (attn(q, K + ΔK, V + ΔV) − attn(q, K, V)))`` at the positions it covers.
 
-    ``plain``: ``attn(q, K, V)`` already computed (``[B, Q, heads·d]``), read at the covered positions
+    ``context`` is the text the layer's ``K = to_k(context)``, ``V = to_v(context)`` were projected
+    from (``[B or 1, T, C]``). ``plain``: ``attn(q, K, V)`` already computed (``[B, Q, heads·d]``), read at the covered positions
     instead of computing it again; None computes it there. Nothing is written, so an outer attention
     can take the differences from the plain attention, blend its own terms, then add them
     (``add_kv_differences``).
